@@ -1,0 +1,64 @@
+"""Shared fixtures: seeding, test tiers by directory, and the gpt2 marker.
+
+Tiers: tests in tests/unit, tests/integration and tests/acceptance are marked
+``unit``, ``integration`` and ``acceptance``; select one with ``pytest -m unit``.
+Tests marked ``gpt2`` need GPT-2 small's weights (a local Hugging Face cache or
+``INTERP_GPT2_PATH``) and are skipped, with that reason, when the weights are absent.
+Shapes annotated with jaxtyping are checked at run time (see pyproject's addopts).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+TIERS = ("unit", "integration", "acceptance")
+
+
+def pytest_collection_modifyitems(config, items):
+    gpt2_ok = None
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+        if "gpt2" in item.keywords:
+            if gpt2_ok is None:
+                from interp.models import gpt2_available
+
+                gpt2_ok = gpt2_available()
+            if not gpt2_ok:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason="GPT-2 small weights are not on this machine: put them in the Hugging Face "
+                        "cache (HF_HOME) or point INTERP_GPT2_PATH at a local checkpoint directory"
+                    )
+                )
+
+
+@pytest.fixture(autouse=True)
+def seed_everything():
+    """Seed Python, NumPy and torch before every test."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def reference_model():
+    """The bundled reference model (processed weights, CPU)."""
+    from interp.models import load_model
+
+    return load_model("reference", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def gpt2_model():
+    from interp.models import load_model
+
+    return load_model("gpt2", device="cpu")
