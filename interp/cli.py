@@ -31,8 +31,9 @@ class Command:
 COMMANDS: dict[tuple[str, ...], Command] = {}
 GROUP_HELP: dict[str, str] = {
     "reference": "train and evaluate the offline reference model",
+    "codebook": "codebook bottlenecks: train, search and report discrete codes",
 }
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("interp.codebooks.commands",)
 """Modules that register more subcommands with :func:`command` when imported
 (one per capability, e.g. ``interp.cache.commands``); imported when the parser is built."""
 
