@@ -1,0 +1,55 @@
+"""Codebook bottlenecks (Tamkin, Taufeeque & Goodman 2023): train, search and steer discrete codes.
+
+Submodules load lazily::
+
+    from interp import codebooks
+    books = codebooks.Codebooks.create(model, ["mlp_out"], layers=[1], n_codes=96, k=1)
+    with codebooks.inserted(model, books) as run:
+        model(tokens)
+
+See docs/codebooks.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Bottleneck": "interp.codebooks.bottleneck",
+    "BottleneckConfig": "interp.codebooks.bottleneck",
+    "Codebooks": "interp.codebooks.insert",
+    "CodebookRun": "interp.codebooks.insert",
+    "inserted": "interp.codebooks.insert",
+    "CODEBOOK_SITES": "interp.codebooks.insert",
+    "CodebookTrainConfig": "interp.codebooks.train",
+    "TrainResult": "interp.codebooks.train",
+    "train": "interp.codebooks.train",
+    "train_codebooks": "interp.codebooks.train",
+    "lm_loss": "interp.codebooks.train",
+    "load_trained": "interp.codebooks.train",
+    "CodeRecord": "interp.codebooks.search",
+    "collect_codes": "interp.codebooks.search",
+    "labelled_contexts": "interp.codebooks.search",
+    "precision_recall": "interp.codebooks.search",
+    "match_property": "interp.codebooks.search",
+    "property_mask": "interp.codebooks.search",
+    "best_neuron_at_recall": "interp.codebooks.search",
+    "code_top_tokens": "interp.codebooks.search",
+    "generate_with_codes": "interp.codebooks.steer",
+    "next_token_shift": "interp.codebooks.steer",
+    "js_divergence": "interp.codebooks.steer",
+    "CodebookReport": "interp.codebooks.report",
+    "build_report": "interp.codebooks.report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'interp.codebooks' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = list(_LAZY)

@@ -1,0 +1,290 @@
+"""Code search: where each code fires, how often, what it writes, and which property it tracks.
+
+A :class:`CodeRecord` holds the tokens of a set of contexts and, per bottleneck, the flat
+ids of the codes active at every position (:func:`collect_codes`). From it:
+
+- :meth:`CodeRecord.frequency`: the fraction of positions where each code is active;
+- :meth:`CodeRecord.top_contexts`: the positions where a code fired with the highest
+  cosine similarity, with the text that led there;
+- :func:`code_top_tokens`: the tokens a code promotes through the unembedding (via
+  ``W_O`` of its head at ``attn_z``);
+- :func:`property_mask` builds a boolean per position from a regex over the context, a
+  token class, or a label per position, and :func:`match_property` ranks the codes by how
+  well they predict it (precision = P(property | code active), recall = P(code active |
+  property), F1);
+- :func:`best_neuron_at_recall` finds the single neuron that, thresholded to reach the
+  same recall as a code, has the highest precision: the baseline a code should beat.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from interp.codebooks.insert import Codebooks, inserted
+
+
+@dataclass
+class LabelledTokens:
+    """Contexts of token ids with the corpus label of every token (None where unlabelled)."""
+
+    tokens: Int[Tensor, "n ctx"]
+    labels: list[list[str | None]]
+
+
+def labelled_contexts(
+    tokenizer, n_contexts: int, ctx_len: int, seed: int = 0, mixture: dict[str, float] | None = None
+) -> LabelledTokens:
+    """Reference-corpus documents packed into BOS-led contexts, keeping each token's label."""
+    from interp.reference.corpus import CorpusGenerator
+
+    vocab = tokenizer.get_vocab()
+    bos = tokenizer.bos_token_id
+    rows, labels = [], []
+    ids: list[int] = []
+    labs: list[str | None] = []
+    for doc in CorpusGenerator(seed=seed, mixture=mixture):
+        ids += [bos] + [vocab[t] for t in doc.tokens]
+        labs += [None] + list(doc.labels)
+        while len(ids) >= ctx_len - 1:
+            rows.append([bos] + ids[: ctx_len - 1])
+            labels.append([None] + labs[: ctx_len - 1])
+            del ids[: ctx_len - 1], labs[: ctx_len - 1]
+            if len(rows) == n_contexts:
+                return LabelledTokens(torch.tensor(rows, dtype=torch.long), labels)
+    raise AssertionError("unreachable: the corpus generator is endless")
+
+
+@dataclass
+class CodeRecord:
+    """Active codes at every position of a set of contexts."""
+
+    tokens: Int[Tensor, "n ctx"]
+    codes: dict[str, Tensor]
+    """hook -> flat code ids ``[n, ctx, slots]`` (slots = groups x k)."""
+    scores: dict[str, Tensor]
+    """hook -> cosine similarity of each active code ``[n, ctx, slots]``."""
+    n_flat: dict[str, int]
+    """hook -> number of flat code ids."""
+
+    def flat_codes(self, hook: str) -> Int[Tensor, "positions slots"]:
+        return self.codes[hook].flatten(0, 1)
+
+    def frequency(self, hook: str) -> Float[Tensor, " codes"]:
+        """Fraction of positions at which each code is active."""
+        codes = self.flat_codes(hook)
+        counts = torch.bincount(codes.flatten(), minlength=self.n_flat[hook])
+        return counts.float() / codes.shape[0]
+
+    def fires(self, hook: str, code: int) -> Bool[Tensor, "n ctx"]:
+        return (self.codes[hook] == code).any(-1)
+
+    def top_contexts(self, hook: str, code: int, tokenizer, n: int = 10, window: int = 8) -> list[dict]:
+        """The ``n`` positions where ``code`` fired most strongly: text before it and the token."""
+        hit = self.codes[hook] == code
+        score = torch.where(hit, self.scores[hook], torch.full_like(self.scores[hook], -2.0)).amax(-1)
+        flat = score.flatten()
+        n_hits = int((flat > -2).sum())
+        out = []
+        ctx = self.tokens.shape[1]
+        for index in flat.topk(min(n, n_hits)).indices.tolist():
+            row, pos = divmod(index, ctx)
+            before = self.tokens[row, max(0, pos - window) : pos].tolist()
+            out.append(
+                {
+                    "row": row,
+                    "pos": pos,
+                    "score": float(flat[index]),
+                    "context": tokenizer.decode(before),
+                    "token": tokenizer.decode([int(self.tokens[row, pos])]),
+                }
+            )
+        return out
+
+
+@torch.no_grad()
+def collect_codes(model, codebooks: Codebooks, tokens: Int[Tensor, "n ctx"], batch_size: int = 32) -> CodeRecord:
+    """Run ``tokens`` through ``model`` with its bottlenecks and record the active codes."""
+    codes: dict[str, list[Tensor]] = {h: [] for h in codebooks.hooks}
+    scores: dict[str, list[Tensor]] = {h: [] for h in codebooks.hooks}
+    with inserted(model, codebooks) as run:
+        for start in range(0, tokens.shape[0], batch_size):
+            model(tokens[start : start + batch_size].to(model.cfg.device), return_type=None)
+            for hook in codebooks.hooks:
+                codes[hook].append(run.codes[hook].flatten(2).cpu())
+                scores[hook].append(run.scores[hook].flatten(2).cpu())
+    return CodeRecord(
+        tokens=tokens.cpu(),
+        codes={h: torch.cat(v) for h, v in codes.items()},
+        scores={h: torch.cat(v) for h, v in scores.items()},
+        n_flat={h: b.n_flat for h, b in codebooks.items()},
+    )
+
+
+@torch.no_grad()
+def collect_activations(model, tokens: Int[Tensor, "n ctx"], hook: str, batch_size: int = 32) -> Float[Tensor, "n ctx d"]:
+    """A hook point's activations (e.g. ``blocks.L.mlp.hook_post`` neurons) for every position."""
+    from interp.hooks import validate
+
+    validate(model, [hook])
+    parts = []
+    for start in range(0, tokens.shape[0], batch_size):
+        _, cache = model.run_with_cache(tokens[start : start + batch_size].to(model.cfg.device), names_filter=[hook])
+        parts.append(cache[hook].flatten(2).cpu())
+    return torch.cat(parts)
+
+
+def property_mask(
+    tokens: Int[Tensor, "n ctx"],
+    tokenizer=None,
+    regex: str | None = None,
+    token_class: Collection[str] | Collection[int] | None = None,
+    labels: Sequence[Sequence[str | None]] | Tensor | None = None,
+    label: str | None = None,
+    window: int = 8,
+) -> Bool[Tensor, "n ctx"]:
+    """Where a property holds: give exactly one of ``regex``, ``token_class`` or ``labels``.
+
+    - ``regex``: ``re.search`` over the decoded text of up to ``window`` tokens ending at
+      (and including) the position; anchor with ``$`` to test the current token.
+    - ``token_class``: the position's token is one of these (strings or ids).
+    - ``labels``: a boolean tensor per position, or per-position label strings with
+      ``label`` naming the one that counts.
+    """
+    given = [x is not None for x in (regex, token_class, labels)]
+    if sum(given) != 1:
+        raise ValueError("describe the property with exactly one of regex=, token_class= or labels=")
+    if regex is not None:
+        if tokenizer is None:
+            raise ValueError("a regex property needs the tokenizer to decode contexts")
+        pattern = re.compile(regex)
+        rows = tokens.tolist()
+        mask = torch.zeros(tokens.shape, dtype=torch.bool)
+        for i, row in enumerate(rows):
+            for j in range(len(row)):
+                text = tokenizer.decode(row[max(0, j - window + 1) : j + 1])
+                mask[i, j] = pattern.search(text) is not None
+        return mask
+    if token_class is not None:
+        items = list(token_class)
+        if items and isinstance(items[0], str):
+            if tokenizer is None:
+                raise ValueError("a token class given as strings needs the tokenizer")
+            vocab = tokenizer.get_vocab()
+            missing = [t for t in items if t not in vocab]
+            if missing:
+                raise ValueError(f"tokens not in the vocabulary: {missing[:5]}")
+            items = [vocab[t] for t in items]
+        return torch.isin(tokens, torch.tensor(items, dtype=tokens.dtype))
+    if isinstance(labels, Tensor):
+        if labels.shape != tokens.shape:
+            raise ValueError(f"labels shape {tuple(labels.shape)} differs from tokens {tuple(tokens.shape)}")
+        return labels.bool()
+    if label is None:
+        raise ValueError("with string labels, pass label= to say which label marks the property")
+    mask = torch.tensor([[lab == label for lab in row] for row in labels], dtype=torch.bool)
+    if mask.shape != tokens.shape:
+        raise ValueError(f"labels shape {tuple(mask.shape)} differs from tokens {tuple(tokens.shape)}")
+    return mask
+
+
+@dataclass
+class CodeMatch:
+    """How well one code predicts a property."""
+
+    hook: str
+    code: int
+    precision: float
+    recall: float
+    f1: float
+    fired: int
+    """Positions where the code is active."""
+
+
+def precision_recall(
+    codes: Int[Tensor, "positions slots"], mask: Bool[Tensor, " positions"], n_codes: int
+) -> tuple[Float[Tensor, " codes"], Float[Tensor, " codes"], Int[Tensor, " codes"]]:
+    """Per code: precision P(property | active), recall P(active | property), times active.
+
+    A code never active has precision 0.
+    """
+    fired = torch.bincount(codes.flatten(), minlength=n_codes)
+    hits = torch.bincount(codes[mask].flatten(), minlength=n_codes)
+    precision = hits.float() / fired.clamp(min=1)
+    recall = hits.float() / max(int(mask.sum()), 1)
+    return precision, recall, fired
+
+
+def match_property(record: CodeRecord, hook: str, mask: Bool[Tensor, "n ctx"], top: int = 5) -> list[CodeMatch]:
+    """The ``top`` codes at ``hook`` ranked by F1 for the property ``mask``."""
+    if mask.shape != record.tokens.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} differs from the record's {tuple(record.tokens.shape)}")
+    precision, recall, fired = precision_recall(record.flat_codes(hook), mask.flatten(), record.n_flat[hook])
+    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    order = torch.argsort(f1, descending=True)[:top]
+    return [
+        CodeMatch(hook, int(c), float(precision[c]), float(recall[c]), float(f1[c]), int(fired[c])) for c in order
+    ]
+
+
+@dataclass
+class NeuronMatch:
+    """The best single neuron for a property at a fixed recall."""
+
+    neuron: int
+    precision: float
+    recall: float
+    threshold: float
+
+
+def best_neuron_at_recall(
+    acts: Float[Tensor, "positions neurons"], mask: Bool[Tensor, " positions"], recall: float
+) -> NeuronMatch:
+    """Threshold every neuron so that it is on at ``recall`` of the property's positions.
+
+    A neuron is "on" where its activation is >= its threshold, the ``1 - recall``
+    quantile of its activations on the positive positions; the best neuron is the one
+    whose "on" positions have the highest precision.
+    """
+    if not 0 < recall <= 1:
+        raise ValueError(f"recall must be in (0, 1], got {recall}")
+    if not mask.any():
+        raise ValueError("the property holds nowhere; no neuron can reach a recall")
+    acts = acts.float()
+    positives = acts[mask]
+    n_pos = positives.shape[0]
+    rank = max(1, int(round(recall * n_pos)))
+    thresholds = positives.topk(rank, dim=0).values[-1]
+    on = acts >= thresholds
+    hits = on[mask].sum(0).float()
+    precision = hits / on.sum(0).clamp(min=1).float()
+    best = int(precision.argmax())
+    return NeuronMatch(best, float(precision[best]), float(hits[best] / n_pos), float(thresholds[best]))
+
+
+@torch.no_grad()
+def code_top_tokens(model, codebooks: Codebooks, hook: str, code: int, n: int = 10) -> list[tuple[str, float]]:
+    """Tokens whose logits the code raises most, read directly through the unembedding."""
+    book = codebooks[hook]
+    group, index = book.split(code)[0]
+    vector = book.codebook[group, index]
+    if hook.endswith("attn.hook_z"):
+        from interp.hooks import layer_of
+
+        vector = vector @ model.W_O[layer_of(hook), group]
+    logits = vector.to(model.W_U.dtype) @ model.W_U
+    top = logits.topk(n)
+    return [(model.tokenizer.decode([int(i)]), float(v)) for v, i in zip(top.values, top.indices)]
+
+
+def ranked_codes(record: CodeRecord, hook: str, limit: int | None = None) -> list[int]:
+    """Codes at ``hook`` that fired at least once, most frequent first."""
+    freq = record.frequency(hook)
+    order = [int(c) for c in torch.argsort(freq, descending=True) if freq[c] > 0]
+    return order[:limit] if limit is not None else order
+

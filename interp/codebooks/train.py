@@ -1,0 +1,360 @@
+"""Training codebook bottlenecks on the language-model loss.
+
+Two modes, as in the paper: fine-tune the whole model with its bottlenecks inserted, or
+keep the model frozen and train only the codebooks. The loss is the LM loss with the
+bottlenecks in place plus ``codebook_loss_coef`` times the codebook (reconstruction) loss.
+Codebooks may start from spherical k-means of the site's activations; codes unused for
+``replace_dead_every`` steps are re-seeded from recent inputs.
+
+:func:`train_codebooks` is the loop (an iterator of token batches in, a step counter
+out); :func:`train` is what ``interp codebook train`` runs: it builds the model and data,
+checkpoints atomically every ``checkpoint_every`` steps, resumes, and reports the
+bottleneck's LM-loss and perplexity cost against the original model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from interp.codebooks.insert import CODEBOOK_SITES, Codebooks, inserted
+from interp.errors import StoreError, TrainingDivergedError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+MODEL_FILE = "model.safetensors"
+RESULT_FILE = "train_result.json"
+
+
+@dataclass
+class CodebookTrainConfig:
+    """Train codebook bottlenecks inserted into a transformer-lens model."""
+
+    out: str = "runs/codebooks"
+    """Directory for checkpoints, the trained codebooks and the result JSON."""
+    model: str = "reference"
+    """'reference', 'gpt2', or a local checkpoint directory."""
+    sites: list[str] = field(default_factory=lambda: ["mlp_out"])
+    """Where to insert bottlenecks: mlp_out, attn_out, attn_z (per head, before W_O), resid_post."""
+    layers: list[int] | None = None
+    """Layers to insert them in (all layers when unset)."""
+    n_codes: int = 96
+    """Codes per codebook (per head at attn_z)."""
+    k: int = 1
+    """Codes active per vector; the output is their mean."""
+    data: str = "reference"
+    """Token source: 'reference', a .txt/.jsonl path, or a Hugging Face dataset name."""
+    ctx_len: int | None = None
+    """Context length (the model's n_ctx when unset)."""
+    batch_size: int = 16
+    """Contexts per step."""
+    steps: int = 1000
+    """Optimiser steps."""
+    lr: float = 1e-3
+    """Learning rate of the codebooks."""
+    model_lr: float = 1e-4
+    """Learning rate of the model's weights when fine-tuning."""
+    freeze_model: bool = False
+    """Train only the codebooks and keep the model's weights fixed."""
+    codebook_loss_coef: float = 1.0
+    """Weight of the codebook (reconstruction) loss added to the LM loss."""
+    commitment: float = 0.0
+    """Weight of the VQ-VAE commitment term (pulls activations toward their codes)."""
+    kmeans_init: bool = True
+    """Initialise each codebook with spherical k-means of the site's activations."""
+    kmeans_tokens: int = 16384
+    """Activation vectors used for the k-means initialisation."""
+    replace_dead_every: int | None = 100
+    """Re-seed codes unused for this many steps (never when unset)."""
+    eval_batches: int = 8
+    """Held-out batches for the LM-loss comparison."""
+    checkpoint_every: int = 200
+    """Steps between checkpoints."""
+    resume: bool = False
+    """Continue from OUT/checkpoint.pt if it exists."""
+    seed: int = 0
+    """Seed of initialisation and data order."""
+    device: str | None = None
+    """'cpu' or 'cuda' (CUDA when available if unset)."""
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.sites if s not in CODEBOOK_SITES]
+        if bad or not self.sites:
+            raise ValueError(f"sites must be some of {', '.join(CODEBOOK_SITES)}; got {self.sites}")
+        for name in ("n_codes", "k", "batch_size", "steps", "eval_batches", "checkpoint_every", "kmeans_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.k > self.n_codes:
+            raise ValueError(f"k={self.k} exceeds n_codes={self.n_codes}")
+        if self.replace_dead_every is not None and self.replace_dead_every < 1:
+            raise ValueError("replace_dead_every must be >= 1, or unset to never replace codes")
+        if self.lr <= 0 or self.model_lr <= 0:
+            raise ValueError("learning rates must be positive")
+
+
+@dataclass
+class TrainResult:
+    """What a codebook training run produced and what the bottlenecks cost."""
+
+    out: str
+    steps: int
+    seconds: float
+    loss_original: float
+    """LM loss of the original model (no bottlenecks, original weights) on held-out batches."""
+    loss_codebooks: float
+    """LM loss with the bottlenecks inserted (and the fine-tuned weights, if fine-tuned)."""
+    active_codes: dict[str, int]
+    """hook -> codes used at least once on the held-out batches."""
+    final_train_loss: float
+
+    @property
+    def relative_cost(self) -> float:
+        """(loss_codebooks - loss_original) / loss_original."""
+        return (self.loss_codebooks - self.loss_original) / self.loss_original
+
+    @property
+    def perplexity_original(self) -> float:
+        return math.exp(self.loss_original)
+
+    @property
+    def perplexity_codebooks(self) -> float:
+        return math.exp(self.loss_codebooks)
+
+    def to_dict(self) -> dict:
+        return {
+            **asdict(self),
+            "relative_cost": self.relative_cost,
+            "perplexity_original": self.perplexity_original,
+            "perplexity_codebooks": self.perplexity_codebooks,
+        }
+
+    def summary(self) -> str:
+        return (
+            f"LM loss {self.loss_original:.4f} -> {self.loss_codebooks:.4f} with codebooks "
+            f"({100 * self.relative_cost:+.1f}%), perplexity {self.perplexity_original:.2f} -> "
+            f"{self.perplexity_codebooks:.2f}; active codes {self.active_codes}"
+        )
+
+
+@torch.no_grad()
+def lm_loss(model, batches: Iterable[Tensor], codebooks: Codebooks | None = None) -> tuple[float, dict[str, int]]:
+    """Mean next-token loss over ``batches`` (with the bottlenecks when given) and active codes."""
+    total, n, used = 0.0, 0, {}
+    ctx = inserted(model, codebooks) if codebooks is not None else _null_run()
+    with ctx as run:
+        for tokens in batches:
+            tokens = tokens.to(model.cfg.device)
+            total += model(tokens, return_type="loss").item() * tokens.numel()
+            n += tokens.numel()
+            for hook, codes in (run.codes.items() if run is not None else []):
+                used.setdefault(hook, set()).update(codes.unique().tolist())
+    if n == 0:
+        raise ValueError("no evaluation batches: the data source is empty or shorter than one batch")
+    return total / n, {h: len(s) for h, s in used.items()}
+
+
+class _null_run:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+@torch.no_grad()
+def kmeans_init(model, codebooks: Codebooks, batches: Iterable[Tensor], n_vectors: int, seed: int = 0) -> None:
+    """Initialise every codebook with spherical k-means of the original model's activations."""
+    hooks = codebooks.hooks
+    cached: dict[str, list[Tensor]] = {h: [] for h in hooks}
+    have = 0
+    for tokens in batches:
+        _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=hooks)
+        for hook in hooks:
+            act = cache[hook]
+            act = act if hook.endswith("attn.hook_z") else act.unsqueeze(-2)
+            cached[hook].append(act.flatten(0, 1))
+        have += tokens.numel()
+        if have >= n_vectors:
+            break
+    for i, (hook, book) in enumerate(codebooks.items()):
+        book.init_kmeans(torch.cat(cached[hook])[:n_vectors], seed=seed + i)
+
+
+def train_codebooks(
+    model,
+    codebooks: Codebooks,
+    batches: Iterator[Tensor],
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    start_step: int = 0,
+    codebook_loss_coef: float = 1.0,
+    commitment: float = 0.0,
+    replace_dead_every: int | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> float:
+    """Run optimiser steps ``start_step .. steps-1``; return the last step's total loss.
+
+    ``on_step(step, loss)`` is called after each step (checkpoints, progress bars).
+    """
+    from tqdm.auto import tqdm
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    codebooks.train()
+    last = float("nan")
+    bar = tqdm(range(start_step, steps), desc="codebook train", initial=start_step, total=steps, leave=False)
+    with inserted(model, codebooks, loss=True, commitment=commitment, keep_inputs=bool(replace_dead_every)) as run:
+        for step in bar:
+            tokens = next(batches).to(model.cfg.device)
+            lm = model(tokens, return_type="loss")
+            loss = lm + codebook_loss_coef * run.codebook_loss()
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"codebook training diverged at step {step} (loss {loss.item()}); lower lr/model_lr; "
+                    "the last checkpoint is kept"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            last = loss.item()
+            if replace_dead_every and (step + 1) % replace_dead_every == 0:
+                for hook, book in codebooks.items():
+                    book.replace_dead(run.inputs[hook].flatten(0, -3))
+            bar.set_postfix(lm=f"{lm.item():.3f}", total=f"{last:.3f}")
+            if on_step is not None:
+                on_step(step, last)
+    codebooks.eval()
+    return last
+
+
+def _batches(cfg: CodebookTrainConfig, model, seed: int) -> Iterator[Tensor]:
+    from interp.data import token_batches
+
+    ctx = cfg.ctx_len or model.cfg.n_ctx
+    return token_batches(cfg.data, model.tokenizer, ctx, cfg.batch_size, seed=seed)
+
+
+def _optimizer(cfg: CodebookTrainConfig, model, codebooks: Codebooks) -> torch.optim.Optimizer:
+    groups = [{"params": list(codebooks.parameters()), "lr": cfg.lr}]
+    if not cfg.freeze_model:
+        groups.append({"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.model_lr})
+    return torch.optim.Adam(groups)
+
+
+def _save_checkpoint(path: Path, step: int, cfg, model, codebooks, optimizer) -> None:
+    from interp.io import atomic_write
+
+    state = {
+        "step": step,
+        "config": asdict(cfg),
+        "codebooks": codebooks.state_dict(),
+        "model": None if cfg.freeze_model else model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+    }
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
+
+
+_SHAPE_KEYS = ("model", "sites", "layers", "n_codes", "k", "freeze_model")
+
+
+def train(cfg: CodebookTrainConfig) -> TrainResult:
+    """Train codebooks as ``cfg`` says; write them (and fine-tuned weights) to ``cfg.out``."""
+    from interp.models import load_model
+
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    model = load_model(cfg.model, device=cfg.device)
+    for p in model.parameters():
+        p.requires_grad_(not cfg.freeze_model)
+    eval_set = list(islice(_batches(cfg, model, seed=cfg.seed + 10_000), cfg.eval_batches))
+    loss_original, _ = lm_loss(model, eval_set)
+    codebooks = Codebooks.create(model, cfg.sites, cfg.layers, cfg.n_codes, cfg.k)
+    optimizer = _optimizer(cfg, model, codebooks)
+    start = 0
+    ckpt_path = out / CHECKPOINT_FILE
+    if cfg.resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=model.cfg.device, weights_only=False)
+        saved = state["config"]
+        mismatch = {k: (saved.get(k), getattr(cfg, k)) for k in _SHAPE_KEYS if saved.get(k) != getattr(cfg, k)}
+        if mismatch:
+            raise StoreError(
+                f"{ckpt_path} was written with a different setup {mismatch} (saved, now); "
+                "resume with the same model/sites/layers/n_codes/k/freeze_model, or use a new --out"
+            )
+        codebooks.load_state_dict(state["codebooks"])
+        if state["model"] is not None:
+            model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"] + 1
+        logger.info("resuming from step %d", start)
+    elif cfg.kmeans_init:
+        kmeans_init(model, codebooks, _batches(cfg, model, seed=cfg.seed + 20_000), cfg.kmeans_tokens, cfg.seed)
+    batches = _batches(cfg, model, seed=cfg.seed)
+    for _ in range(start):  # the same stream as an uninterrupted run
+        next(batches)
+    t0 = time.monotonic()
+
+    def on_step(step: int, loss: float) -> None:
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            _save_checkpoint(ckpt_path, step, cfg, model, codebooks, optimizer)
+
+    last = float("nan")
+    if start < cfg.steps:
+        last = train_codebooks(
+            model, codebooks, batches, optimizer, cfg.steps, start,
+            cfg.codebook_loss_coef, cfg.commitment, cfg.replace_dead_every, on_step,
+        )
+    model.eval()
+    loss_cb, active = lm_loss(model, eval_set, codebooks)
+    result = TrainResult(
+        out=str(out), steps=cfg.steps, seconds=time.monotonic() - t0, loss_original=loss_original,
+        loss_codebooks=loss_cb, active_codes=active, final_train_loss=last,
+    )
+    _write_outputs(out, cfg, model, codebooks, result)
+    return result
+
+
+def _write_outputs(out: Path, cfg: CodebookTrainConfig, model, codebooks: Codebooks, result: TrainResult) -> None:
+    from safetensors.torch import save_file
+
+    from interp.io import atomic_write, atomic_write_text
+
+    codebooks.save(out, extra={"model": cfg.model, "fine_tuned": not cfg.freeze_model, "config": asdict(cfg)})
+    if not cfg.freeze_model:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        with atomic_write(out / MODEL_FILE) as tmp:
+            save_file(state, str(tmp))
+    atomic_write_text(out / RESULT_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
+
+
+def load_trained(directory: str | Path, device: str | None = None):
+    """The model (fine-tuned weights if the run fine-tuned) and codebooks written by :func:`train`."""
+    from safetensors.torch import load_file
+
+    from interp.codebooks.insert import CODEBOOKS_CONFIG
+    from interp.models import load_model
+
+    directory = Path(directory)
+    meta_path = directory / CODEBOOKS_CONFIG
+    if not meta_path.is_file():
+        raise StoreError(f"{directory} holds no trained codebooks; run `interp codebook train --out {directory}`")
+    meta = json.loads(meta_path.read_text())
+    model = load_model(meta.get("model", "reference"), device=device)
+    if meta.get("fine_tuned"):
+        weights = directory / MODEL_FILE
+        if not weights.is_file():
+            raise StoreError(f"{directory} says the model was fine-tuned but {MODEL_FILE} is missing; retrain")
+        model.load_state_dict(load_file(str(weights)))
+    codebooks = Codebooks.load(directory, device=model.cfg.device)
+    return model, codebooks
