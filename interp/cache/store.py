@@ -1,0 +1,325 @@
+"""The on-disk activation store: safetensors shards plus a JSON manifest.
+
+Layout of a store directory::
+
+    manifest.json              model, hooks, widths, dtype, ctx_len, shards with checksums
+    shard-00000.safetensors    one tensor per hook [rows, d] (storage dtype) + "tokens" [n_ctx, ctx] int32
+    shard-00001.safetensors    ...
+
+Shards are ordinary safetensors files (any safetensors reader opens them). A shard is
+written to a temporary file and renamed into place; the manifest is rewritten (also
+atomically) only after its shard is complete, so the manifest always describes whole,
+checksummed shards. Files that the manifest does not list (a shard renamed just before a
+kill) are ignored and overwritten on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from interp.cache.source import (
+    TOKEN_KEY,
+    ActivationBatch,
+    block_meta,
+    generator_for,
+    mix,
+    rows_for_memory,
+    to_batch,
+)
+from interp.errors import StoreError, UnknownHookError
+from interp.io import atomic_write, atomic_write_text
+
+FORMAT = "interp-activation-store"
+VERSION = 1
+MANIFEST = "manifest.json"
+StorageDtype = Literal["float32", "bfloat16", "float16"]
+STORAGE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_SAFETENSORS_CODES = {
+    torch.float32: "F32",
+    torch.bfloat16: "BF16",
+    torch.float16: "F16",
+    torch.int32: "I32",
+    torch.int64: "I64",
+}
+_READ_CHUNK = 16 * 2**20
+
+
+def shard_file(index: int) -> str:
+    return f"shard-{index:05d}.safetensors"
+
+
+def write_shard(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> tuple[int, str]:
+    """Write CPU tensors as a safetensors file, atomically; return (bytes, crc32 hex).
+
+    The format is written directly (8-byte header length, JSON header, raw data) so the
+    checksum is computed while writing and large writes release the GIL.
+    """
+    header: dict = {"__metadata__": metadata}
+    offset = 0
+    for name, tensor in tensors.items():
+        size = tensor.numel() * tensor.element_size()
+        header[name] = {
+            "dtype": _SAFETENSORS_CODES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    prefix = struct.pack("<Q", len(encoded)) + encoded
+    crc = zlib.crc32(prefix)
+    with atomic_write(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(prefix)
+        for tensor in tensors.values():
+            data = memoryview(tensor.contiguous().view(torch.uint8).numpy()).cast("B")
+            crc = zlib.crc32(data, crc)
+            handle.write(data)
+    return len(prefix) + offset, f"{crc:08x}"
+
+
+def file_crc32(path: Path) -> str:
+    crc = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_READ_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return f"{crc:08x}"
+
+
+def read_manifest(path: Path) -> dict:
+    file = path / MANIFEST
+    if not file.is_file():
+        what = "does not exist" if not path.exists() else "has no manifest.json"
+        raise StoreError(f"{path} {what}: it is not an activation store (write one with `interp cache run`)")
+    try:
+        manifest = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise StoreError(f"{file} is not valid JSON ({err}); the store's manifest is damaged") from err
+    if manifest.get("format") != FORMAT:
+        raise StoreError(f"{file} is not an interp activation store manifest (format {manifest.get('format')!r})")
+    if manifest.get("version") != VERSION:
+        raise StoreError(f"{file} has store version {manifest.get('version')}; this interp reads version {VERSION}")
+    return manifest
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    atomic_write_text(path / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard as the manifest lists it."""
+
+    index: int
+    file: str
+    start_context: int
+    n_contexts: int
+    bytes: int
+    crc32: str
+
+
+class ActivationStore:
+    """A sharded on-disk store of activations; an :class:`~interp.cache.source.ActivationSource`.
+
+    Open one with :meth:`open`. ``batches`` reads shards in an order drawn from
+    ``(seed, epoch)`` (the next shard is read in a background thread) and shuffles rows
+    across shards with a mixing buffer of ``buffer_mb`` megabytes; every row is yielded
+    exactly once per epoch.
+    """
+
+    def __init__(self, path: Path, manifest: dict, hook_names: list[str], buffer_mb: float) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.hook_names = hook_names
+        self.buffer_mb = buffer_mb
+        self.shards = [Shard(index=i, **entry) for i, entry in enumerate(manifest["shards"])]
+        self.dtype: torch.dtype = STORAGE_DTYPES[manifest["dtype"]]
+        self.ctx_len: int = manifest["ctx_len"]
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike,
+        *,
+        hooks: Sequence[str] | None = None,
+        verify: Literal["full", "sizes"] = "full",
+        allow_incomplete: bool = False,
+        buffer_mb: float = 512.0,
+    ) -> ActivationStore:
+        """Open a store written by :func:`~interp.cache.writer.cache_activations`.
+
+        Args:
+            path: the store directory.
+            hooks: read only these hooks (default: all in the store).
+            verify: ``"full"`` checks every shard's size and CRC32 against the manifest;
+                ``"sizes"`` checks only that each shard exists with the right size (fast
+                for very large stores; run :meth:`verify` later).
+            allow_incomplete: open a store whose run has not finished (its complete
+                shards only); by default that is an error that says to resume the run.
+            buffer_mb: size of the mixing buffer that ``batches`` shuffles rows in.
+
+        Raises:
+            StoreError: no store there, a missing or damaged shard, a checksum mismatch,
+                or an incomplete run.
+            UnknownHookError: a name in ``hooks`` the store does not hold.
+        """
+        path = Path(path)
+        manifest = read_manifest(path)
+        if not manifest["complete"] and not allow_incomplete:
+            raise StoreError(
+                f"{path} is incomplete: its run stopped after {len(manifest['shards'])} shards "
+                f"({manifest['n_tokens']:,} tokens). Finish it with `interp cache run ... --resume` "
+                "(or cache_activations(..., CacheConfig(resume=True))), or pass allow_incomplete=True "
+                "to read the complete shards."
+            )
+        names = list(manifest["hook_names"])
+        if hooks is not None:
+            for name in hooks:
+                if name not in names:
+                    raise UnknownHookError(name, names, what="cached hook")
+            names = list(dict.fromkeys(hooks))
+        store = cls(path, manifest, names, buffer_mb)
+        if verify not in ("full", "sizes"):
+            raise ValueError(f"verify must be 'full' or 'sizes', got {verify!r}")
+        store.verify(checksums=verify == "full")
+        return store
+
+    # --- what is in it ------------------------------------------------------------------
+
+    def widths(self) -> dict[str, int]:
+        return {name: self.manifest["widths"][name] for name in self.hook_names}
+
+    def __len__(self) -> int:
+        return sum(s.n_contexts for s in self.shards) * self.ctx_len
+
+    @property
+    def n_contexts(self) -> int:
+        return sum(s.n_contexts for s in self.shards)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest["complete"])
+
+    def __repr__(self) -> str:
+        return (
+            f"ActivationStore({str(self.path)!r}: {len(self):,} rows in {len(self.shards)} shards, "
+            f"{self.manifest['dtype']}, model {self.manifest['model']['name']}, hooks {self.hook_names})"
+        )
+
+    def describe(self) -> str:
+        """A human-readable summary (``interp cache info``)."""
+        m = self.manifest
+        size = sum(s.bytes for s in self.shards)
+        lines = [
+            f"{self.path}: {'complete' if self.complete else 'INCOMPLETE (resume it)'}",
+            f"model {m['model']['name']} ({m['model']['n_layers']} layers, d_model {m['model']['d_model']})",
+            f"{self.n_contexts:,} contexts x {self.ctx_len} tokens = {len(self):,} rows in {len(self.shards)} shards "
+            f"({size / 2**20:,.1f} MiB, {m['dtype']})",
+            f"data: {m.get('data') or 'unspecified'}",
+            "hooks:",
+        ]
+        lines += [f"  {name}  d={m['widths'][name]}" for name in m["hook_names"]]
+        return "\n".join(lines)
+
+    # --- integrity ----------------------------------------------------------------------
+
+    def verify(self, checksums: bool = True) -> None:
+        """Check every shard against the manifest (size, and CRC32 when ``checksums``).
+
+        Raises:
+            StoreError: naming the first shard that is missing, truncated or corrupt.
+        """
+        for shard in self.shards:
+            file = self.path / shard.file
+            if not file.is_file():
+                raise StoreError(f"{self.path}: shard {shard.file} listed in the manifest is missing")
+            size = file.stat().st_size
+            if size != shard.bytes:
+                raise StoreError(
+                    f"{self.path}: shard {shard.file} has {size:,} bytes but the manifest says {shard.bytes:,}; "
+                    "the store does not match its manifest (a file was replaced or truncated)"
+                )
+            if checksums:
+                crc = file_crc32(file)
+                if crc != shard.crc32:
+                    raise StoreError(
+                        f"{self.path}: shard {shard.file} fails its checksum (CRC32 {crc}, manifest {shard.crc32}); "
+                        "the file is corrupt or does not belong to this manifest. Re-create the store, or delete "
+                        "this shard and the shards after it from the manifest and resume."
+                    )
+
+    # --- reading --------------------------------------------------------------------------
+
+    def read_shard(self, index: int, hooks: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """Shard ``index``'s rows in stream order: hooks (storage dtype) plus row provenance."""
+        from safetensors import safe_open
+
+        shard = self.shards[index]
+        names = list(hooks) if hooks is not None else self.hook_names
+        file = self.path / shard.file
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                rows = {name: handle.get_tensor(name) for name in names}
+                tokens = handle.get_tensor(TOKEN_KEY)
+        except (OSError, ValueError, RuntimeError) as err:  # safetensors raises SafetensorError(ValueError-like)
+            raise StoreError(f"{self.path}: could not read shard {shard.file}: {err}") from err
+        if tokens.shape != (shard.n_contexts, self.ctx_len):
+            raise StoreError(f"{self.path}: shard {shard.file} holds tokens {tuple(tokens.shape)}, manifest says "
+                             f"({shard.n_contexts}, {self.ctx_len})")
+        rows.update(block_meta(tokens, shard.start_context))
+        return rows
+
+    def tokens(self) -> Int[Tensor, "n_ctx ctx"]:
+        """Every context's token ids, in stream order."""
+        from safetensors import safe_open
+
+        parts = []
+        for shard in self.shards:
+            with safe_open(str(self.path / shard.file), framework="pt") as handle:
+                parts.append(handle.get_tensor(TOKEN_KEY).long())
+        return torch.cat(parts) if parts else torch.zeros(0, self.ctx_len, dtype=torch.long)
+
+    def read_all(self, device: str | torch.device | None = None) -> ActivationBatch:
+        """Every row in stream order (row ``i`` is context ``i // ctx_len``); for small stores."""
+        rows = [self.read_shard(i) for i in range(len(self.shards))]
+        merged = {key: torch.cat([r[key] for r in rows]) for key in rows[0]}
+        return to_batch(merged, self.hook_names, device)
+
+    def _prefetched(self, order: list[int]) -> Iterator[dict[str, Tensor]]:
+        """Shards in ``order``, each read in a background thread while the last is consumed."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not order:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="interp-cache-read") as pool:
+            future = pool.submit(self.read_shard, order[0])
+            for following in [*order[1:], None]:
+                rows = future.result()
+                if following is not None:
+                    future = pool.submit(self.read_shard, following)
+                yield rows
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        epoch: int = 0,
+        device: str | torch.device | None = None,
+    ) -> Iterator[ActivationBatch]:
+        generator = generator_for(seed, epoch)
+        order = torch.randperm(len(self.shards), generator=generator).tolist()
+        row_bytes = self.dtype.itemsize * sum(self.widths().values()) + 24
+        capacity = rows_for_memory(self.buffer_mb, row_bytes, minimum=2 * batch_size)
+        for rows in mix(self._prefetched(order), batch_size, capacity, generator):
+            yield to_batch(rows, self.hook_names, device)
