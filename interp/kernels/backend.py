@@ -52,7 +52,7 @@ class KernelBackend(ABC):
         """``batch x d_out``: the sum of the selected decoder rows weighted by ``values``."""
 
 
-def check_topk_args(pre: Tensor, k: int) -> None:
+def check_topk_args(pre: Tensor, k: object) -> None:
     """Raise :class:`KernelInputError` unless ``pre`` is a 2-D float tensor and 1 <= k <= d_sae."""
     if not isinstance(pre, Tensor):
         raise KernelInputError(f"pre must be a torch.Tensor, got {type(pre).__name__}")

@@ -1,0 +1,226 @@
+"""The top-k kernels against a dense reference, for every backend.
+
+The Triton backend runs on CUDA tensors when a GPU is present; otherwise on CPU tensors
+under Triton's interpreter. ``TRITON_INTERPRET=1`` is read when a kernel is decorated, so it
+is set here, before this file imports ``interp.kernels.triton_backend`` (it only affects
+Triton, and nothing else in the suite uses Triton). The Triton cases are skipped, with the
+reason, when triton is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from interp.kernels import (  # noqa: E402
+    KernelBackend,
+    KernelInputError,
+    backend_names,
+    get_backend,
+    sparse_decode,
+    topk_activation,
+    triton_importable,
+)
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _backend(name: str) -> str:
+    if name == "triton" and not triton_importable():
+        pytest.skip("triton is not installed: pip install 'interp-toolkit[triton]' (or triton --no-deps)")
+    try:
+        get_backend(name, DEVICE)
+    except KernelInputError as e:
+        pytest.skip(str(e))
+    return name
+
+
+@pytest.fixture(params=backend_names())
+def backend(request) -> str:
+    return _backend(request.param)
+
+
+# (batch, d_sae, d_out, k): small, batch 1, k = d_sae, non-power-of-two sizes, k over one tile
+SHAPES = [(8, 64, 16, 4), (1, 32, 8, 5), (5, 12, 7, 12), (3, 100, 130, 40), (16, 256, 64, 16)]
+
+
+def _dense_reference(pre: torch.Tensor, k: int, W_dec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoded output and the dense latent code, built without any kernel."""
+    values, indices = torch.topk(pre, k, dim=1)
+    code = torch.zeros_like(pre).scatter(1, indices, values.relu())
+    return code @ W_dec, code
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_forward_and_gradients_equal_dense_reference(backend, shape, dtype):
+    B, N, D, k = shape
+    gen = torch.Generator().manual_seed(B * 1000 + N)
+    pre0 = torch.randn(B, N, generator=gen, dtype=dtype).to(DEVICE)
+    W0 = torch.randn(N, D, generator=gen, dtype=dtype).to(DEVICE)
+    grad_out = torch.randn(B, D, generator=gen, dtype=dtype).to(DEVICE)
+
+    pre, W = pre0.clone().requires_grad_(), W0.clone().requires_grad_()
+    values, indices = topk_activation(pre, k, backend=backend)
+    values.retain_grad()
+    out = sparse_decode(values, indices, W, backend=backend)
+    out.backward(grad_out)
+
+    ref_pre, ref_W = pre0.clone().requires_grad_(), W0.clone().requires_grad_()
+    ref_out, ref_code = _dense_reference(ref_pre, k, ref_W)
+    ref_code.retain_grad()
+    ref_out.backward(grad_out)
+
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    ref_values, ref_indices = torch.topk(pre0, k, dim=1)
+    assert torch.equal(indices.cpu(), ref_indices.cpu())
+    torch.testing.assert_close(values, ref_values.relu(), **tol)
+    torch.testing.assert_close(out, ref_out, **tol)
+    torch.testing.assert_close(W.grad, ref_W.grad, **tol)
+    torch.testing.assert_close(values.grad, ref_code.grad.gather(1, indices), **tol)
+    torch.testing.assert_close(pre.grad, ref_pre.grad, **tol)
+    # only the k selected, positive entries of pre get gradient
+    assert int((pre.grad != 0).sum(1).max()) <= k
+    assert torch.all(pre.grad.gather(1, indices)[values <= 0] == 0)
+
+
+def test_values_indices_equal_topk_relu(backend):
+    pre = torch.randn(32, 200, device=DEVICE)
+    pre[:, :150] -= 3.0  # some rows have negative entries among their top k
+    values, indices = topk_activation(pre, 64, backend=backend)
+    ref_values, ref_indices = pre.topk(64, dim=1)
+    assert torch.equal(indices, ref_indices)
+    assert torch.equal(values, ref_values.relu())
+    assert indices.dtype == torch.int64 and values.shape == (32, 64)
+    assert (values == 0).any(), "the test should exercise the ReLU"
+
+
+def test_decode_accepts_int32_indices_and_duplicates(backend):
+    """Arbitrary codes, not only top-k output: int32 indices and a latent repeated within a row."""
+    W = torch.randn(10, 6, device=DEVICE, requires_grad=True)
+    values = torch.randn(3, 4, device=DEVICE, requires_grad=True)
+    indices = torch.tensor([[1, 1, 2, 9], [0, 3, 3, 3], [9, 8, 7, 6]], device=DEVICE, dtype=torch.int32)
+    out = sparse_decode(values, indices, W, backend=backend)
+    out.square().sum().backward()
+    rows = torch.arange(3, device=DEVICE)[:, None].expand(3, 4)
+    code = torch.zeros(3, 10, device=DEVICE).index_put((rows, indices.long()), values.detach(), accumulate=True)
+    W_ref = W.detach().clone().requires_grad_()
+    (code @ W_ref).square().sum().backward()
+    torch.testing.assert_close(out, code @ W.detach())
+    torch.testing.assert_close(W.grad, W_ref.grad)
+
+
+def test_backends_agree_with_each_other():
+    if not triton_importable():
+        pytest.skip("triton is not installed: pip install 'interp-toolkit[triton]' (or triton --no-deps)")
+    _backend("triton")
+    pre = torch.randn(64, 512, device=DEVICE)
+    W = torch.randn(512, 96, device=DEVICE)
+    outs = [sparse_decode(*topk_activation(pre, 32, backend=b), W, backend=b) for b in ("torch", "triton")]
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_every_backend_meets_the_contract(backend):
+    impl = get_backend(backend, DEVICE)
+    assert isinstance(impl, KernelBackend) and impl.name == backend
+    assert set(backend_names()) == {"torch", "triton"}
+
+
+def test_auto_picks_torch_on_cpu():
+    assert get_backend("auto", "cpu").name == "torch"
+
+
+def test_triton_on_cpu_without_interpreter_is_refused_clearly(monkeypatch):
+    if not triton_importable():
+        pytest.skip("triton is not installed")
+    from interp.kernels import triton_backend
+
+    monkeypatch.setattr(triton_backend, "_decode_fwd_kernel", object())
+    with pytest.raises(KernelInputError, match="TRITON_INTERPRET=1"):
+        get_backend("triton", "cpu")
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def test_topk_k_out_of_range(backend):
+    with pytest.raises(KernelInputError, match=r"1 <= k <= d_sae = 8, got k = 9"):
+        topk_activation(torch.randn(4, 8, device=DEVICE), 9, backend=backend)
+    with pytest.raises(KernelInputError, match=r"1 <= k <= d_sae = 8, got k = 0"):
+        topk_activation(torch.randn(4, 8, device=DEVICE), 0, backend=backend)
+
+
+@pytest.mark.parametrize(
+    ("pre", "k", "match"),
+    [
+        (torch.randn(2, 4, 8), 2, r"must be 2-D .*reshape"),
+        (torch.randint(0, 5, (4, 8)), 2, r"floating-point"),
+        (torch.randn(4, 8), 2.0, r"k must be a Python int"),
+        (torch.randn(4, 8), True, r"k must be a Python int"),
+    ],
+)
+def test_topk_bad_input(pre, k, match):
+    # The checks are called directly: under the suite's jaxtyping hook the annotated public
+    # function rejects a wrong rank or dtype first, with a less specific message.
+    from interp.kernels.backend import check_topk_args
+
+    with pytest.raises(KernelInputError, match=match):
+        check_topk_args(pre, k)
+
+
+def test_unknown_backend():
+    with pytest.raises(KernelInputError, match=r"unknown kernel backend 'cuda'; choose one of auto, torch, triton"):
+        get_backend("cuda", "cpu")
+
+
+def _decode_args(**over):
+    args = dict(values=torch.randn(4, 3), indices=torch.randint(0, 10, (4, 3)), W_dec=torch.randn(10, 5))
+    args.update(over)
+    return args
+
+
+@pytest.mark.parametrize(
+    ("over", "match"),
+    [
+        (dict(indices=torch.rand(4, 3)), r"indices must be an integer tensor"),
+        (dict(indices=torch.randint(0, 10, (4, 2))), r"same shape \(batch, k\)"),
+        (dict(W_dec=torch.randn(2, 5)), r"k = 3 selected latents per row, but W_dec has only d_sae = 2 rows"),
+        (dict(indices=torch.full((4, 3), 10)), r"indices must lie in \[0, d_sae = 10\)"),
+        (dict(W_dec=torch.randn(5, 10), indices=torch.full((4, 3), 7)), r"did you pass its transpose"),
+        (dict(W_dec=torch.randn(10, 5, dtype=torch.float64)), r"same dtype"),
+        (dict(W_dec=torch.randn(10)), r"W_dec must be 2-D \(d_sae, d_out\)"),
+        (dict(values=torch.randn(4, 3, 1)), r"values must be 2-D"),
+    ],
+)
+def test_decode_bad_input(over, match):
+    from interp.kernels.backend import check_decode_args
+
+    with pytest.raises(KernelInputError, match=match):
+        check_decode_args(**_decode_args(**over))
+
+
+def test_public_decode_rejects_float_indices():
+    with pytest.raises(Exception, match=r"indices|Int|dtype"):
+        sparse_decode(torch.randn(4, 3), torch.rand(4, 3), torch.randn(10, 5))
+
+
+def test_deterministic_mode_gives_the_same_gradients(backend):
+    """Under torch.use_deterministic_algorithms the Triton W_dec gradient avoids atomics; same result."""
+    pre = torch.randn(16, 64, device=DEVICE)
+    W = torch.randn(64, 24, device=DEVICE)
+    grads = []
+    for deterministic in (False, True):
+        W_ = W.clone().requires_grad_()
+        torch.use_deterministic_algorithms(deterministic)
+        try:
+            sparse_decode(*topk_activation(pre, 8, backend=backend), W_, backend=backend).sum().backward()
+        finally:
+            torch.use_deterministic_algorithms(False)
+        grads.append(W_.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    assert grads[0].abs().sum() > 0
