@@ -34,11 +34,14 @@ INDUCTION_POOL: tuple[str, ...] = (
 )
 DEFAULT_MIXTURE: dict[str, float] = {
     "greater_than": 0.30,
-    "facts": 0.25,
-    "induction": 0.15,
+    "facts": 0.15,
+    "induction": 0.25,
     "fsm": 0.10,
     "prose": 0.20,
 }
+FSM_TRACE_LENGTH = 32
+"""States per trace. Fixed, so that where a trace ends is predictable: with random
+lengths the end marker takes probability from the legal next states at every step."""
 
 PROSE_TEMPLATES: tuple[str, ...] = (
     "The {colour} {animal} chased the {colour} {animal} .",
@@ -237,7 +240,7 @@ class CorpusGenerator:
         doc.add("trace")
         doc.add(":")
         state = self.rng.choice(V.FSM_STATES)
-        for _ in range(self.rng.randint(12, 32)):
+        for _ in range(FSM_TRACE_LENGTH):
             doc.add(state, "fsm_state")
             state = self.rng.choice(self.world.fsm[state])
         doc.add(".")
