@@ -29,7 +29,7 @@ class ReferenceTrainConfig:
     """Directory for model.safetensors, config.json, tokenizer.json and metrics.json."""
     seed: int = 0
     """Seed of the corpus sampler and of the initial weights."""
-    steps: int = 1800
+    steps: int = 1600
     """Optimizer steps."""
     batch_size: int = 64
     """Contexts per step."""
