@@ -8,9 +8,12 @@ every model the toolkit handles.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,16 @@ GPT2_ALIASES = {"gpt2", "gpt2-small"}
 GPT2_REPOS = ("openai-community/gpt2", "gpt2")
 HUB_HOST = "huggingface.co"
 HUB_PROBE_TIMEOUT_S = 3.0
+
+
+@contextlib.contextmanager
+def quiet_transformer_lens() -> Iterator[None]:
+    """Send what transformer-lens prints while loading to the debug log (the library never prints)."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        yield
+    if buffer.getvalue().strip():
+        logger.debug("transformer-lens: %s", buffer.getvalue().strip())
 
 
 def default_device() -> str:
@@ -54,6 +67,11 @@ def load_model(
     Raises:
         ModelLoadError: the model could not be found; the message lists what was tried.
     """
+    with quiet_transformer_lens():
+        return _load(spec, device, dtype, fold_ln, center_writing_weights, center_unembed)
+
+
+def _load(spec, device, dtype, fold_ln: bool, center_writing_weights: bool, center_unembed: bool):
     device = str(device) if device is not None else default_device()
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)

@@ -44,11 +44,11 @@ def weights_dir() -> Path:
     return Path(str(resources.files("interp.reference") / "weights"))
 
 
-def build(config: dict, tokenizer, seed: int | None = None):
+def build(config: dict, tokenizer, seed: int | None = None, device: str | torch.device | None = None):
     """A freshly initialised HookedTransformer with the reference architecture."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    cfg = HookedTransformerConfig(**config, seed=seed)
+    cfg = HookedTransformerConfig(**config, seed=seed, device=str(device) if device is not None else "cpu")
     return HookedTransformer(cfg, tokenizer=tokenizer)
 
 
@@ -98,8 +98,8 @@ def load(
         )
     config = json.loads((directory / CONFIG_FILE).read_text())
     tokenizer = load_tokenizer(directory)
-    model = build(config, tokenizer)
-    state = load_file(str(weights))
+    model = build(config, tokenizer, device=device)
+    state = load_file(str(weights), device=str(device) if device is not None else "cpu")
     model.load_and_process_state_dict(
         state,
         fold_ln=fold_ln,
@@ -108,7 +108,5 @@ def load(
     )
     if dtype is not None:
         model = model.to(dtype)
-    if device is not None:
-        model = model.to(device)
     model.eval()
     return model
