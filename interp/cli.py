@@ -32,8 +32,9 @@ COMMANDS: dict[tuple[str, ...], Command] = {}
 GROUP_HELP: dict[str, str] = {
     "reference": "train and evaluate the offline reference model",
     "codebook": "codebook bottlenecks: train, search and report discrete codes",
+    "cache": "cache activations of hook points to disk and inspect stores",
 }
-COMMAND_MODULES: tuple[str, ...] = ("interp.codebooks.commands",)
+COMMAND_MODULES: tuple[str, ...] = ("interp.codebooks.commands", "interp.cache.commands")
 """Modules that register more subcommands with :func:`command` when imported
 (one per capability, e.g. ``interp.cache.commands``); imported when the parser is built."""
 

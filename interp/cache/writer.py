@@ -66,7 +66,7 @@ class CacheConfig:
     """Shard buffers in host memory: while the writer thread writes one, the forward fills another."""
     progress: bool = True
     """Show a progress bar with tokens/s and the ETA."""
-    data: str | None = None
+    description: str | None = None
     """Free-text description of the token stream, recorded in the manifest."""
 
     def __post_init__(self) -> None:
@@ -316,7 +316,7 @@ def cache_activations(
         "contexts_per_shard": batches_per_shard * cfg.batch_size,
         "stop_at_layer": stop,
         "target_contexts": target,
-        "data": cfg.data,
+        "data": cfg.description,
         "config": asdict(cfg),
         "complete": False,
         "n_contexts": 0,
