@@ -61,8 +61,10 @@ def load_model(
             weights, tokenizer files) or a directory written by interp.
         device: defaults to CUDA when available, else CPU.
         dtype: e.g. ``torch.float32`` or ``"bfloat16"``; defaults to float32.
-        fold_ln, center_writing_weights, center_unembed: transformer-lens weight
-            processing, on by default as in ``from_pretrained``.
+        fold_ln: fold each LayerNorm's weight and bias into the next weights
+            (transformer-lens processing, on by default as in ``from_pretrained``).
+        center_writing_weights: centre the weights that write to the residual stream.
+        center_unembed: centre the unembedding (logits shift by a constant per position).
 
     Raises:
         ModelLoadError: the model could not be found; the message lists what was tried.
