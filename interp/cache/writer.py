@@ -237,7 +237,7 @@ def _prepare(out: Path, cfg: CacheConfig, fresh: dict) -> dict:
         raise StoreError(f"cannot resume {out}: the run's settings differ from the store's ({detail})")
     for stale in out.glob(".*.tmp"):
         stale.unlink()
-    store = ActivationStore(out, manifest, manifest["hook_names"], buffer_mb=0)
+    store = ActivationStore(out, manifest, manifest["hook_names"], buffer_mb=0.0)
     store.verify(checksums=False)
     if store.shards:
         last = store.shards[-1]
@@ -425,7 +425,7 @@ def _take_contexts(batches: Iterator[Tensor], n: int) -> Iterator[Tensor]:
 
 def _skip_done(out: Path, manifest: dict, batches: Iterator[Tensor], done: int) -> None:
     """Advance the token stream past the stored contexts, checking they are the same tokens."""
-    stored = ActivationStore(out, manifest, manifest["hook_names"], buffer_mb=0).tokens()
+    stored = ActivationStore(out, manifest, manifest["hook_names"], buffer_mb=0.0).tokens()
     seen = 0
     while seen < done:
         tokens = next(batches, None)
