@@ -36,3 +36,7 @@ class StoreError(InterpError):
 
 class TrainingDivergedError(InterpError, FloatingPointError):
     """Training produced NaN or inf; the last good checkpoint is kept."""
+
+
+class RedundancyError(InterpError):
+    """The model's architecture does not allow measuring or dropping modules as asked."""

@@ -1,0 +1,141 @@
+"""Render a :class:`~interp.redundancy.report.RedundancyReport` as one self-contained HTML page.
+
+Plotly's JavaScript is inlined once (no CDN), so the page opens offline.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+from interp.redundancy.importance import KINDS, METRICS, Module
+
+_COLOURS = {"attn": "#1f77b4", "mlp": "#ff7f0e", "block": "#2ca02c", "joint": "#d62728"}
+_DASH = {"one-shot": "solid", "iterative": "dash"}
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.4f}"
+    return html.escape(str(x))
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def figures(report) -> dict[str, object]:
+    """The report's plotly figures by name (importance, single_drop, loss, tasks, speedup)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    layers = list(range(report.n_layers))
+    imp = report.importance
+    out: dict[str, object] = {}
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["1 − cos(input, input + output)", "1 − cos(normalised input, output)"])
+    for col, metric in enumerate(METRICS, start=1):
+        for kind in KINDS:
+            fig.add_trace(
+                go.Bar(x=layers, y=[imp.score(Module(kind, layer), metric) for layer in layers], name=kind,
+                       marker_color=_COLOURS[kind], showlegend=col == 1, legendgroup=kind),
+                row=1, col=col,
+            )
+    fig.update_xaxes(title_text="layer")
+    fig.update_yaxes(title_text="importance", row=1, col=1)
+    fig.update_layout(title="Importance by layer and kind (low = redundant)", barmode="group", height=420)
+    out["importance"] = fig
+
+    fig = go.Figure()
+    for kind in KINDS:
+        modules = [Module(kind, layer) for layer in layers]
+        fig.add_trace(go.Scatter(
+            x=[imp.score(m, report.metric) for m in modules], y=[report.loss_increase(m) for m in modules],
+            mode="markers+text", text=[str(m) for m in modules], textposition="top center", name=kind,
+            marker={"color": _COLOURS[kind], "size": 10},
+        ))
+    fig.update_layout(title=f"Does importance ({report.metric}) predict the loss increase of dropping one module?",
+                      xaxis_title="importance", yaxis_title="held-out loss increase", height=450)
+    out["single_drop"] = fig
+
+    strategies = list(dict.fromkeys(c.strategy for c in report.curves))
+    fig = make_subplots(rows=1, cols=max(1, len(strategies)), subplot_titles=strategies, shared_yaxes=True)
+    for col, strategy in enumerate(strategies, start=1):
+        for curve in (c for c in report.curves if c.strategy == strategy):
+            fig.add_trace(go.Scatter(
+                x=[p.n_dropped for p in curve.points], y=[p.loss for p in curve.points], mode="lines+markers",
+                name=f"{strategy} {curve.schedule}", line={"color": _COLOURS[strategy], "dash": _DASH[curve.schedule]},
+                hovertext=[", ".join(p.dropped) for p in curve.points],
+            ), row=1, col=col)
+    fig.update_xaxes(title_text="modules dropped")
+    fig.update_yaxes(title_text="held-out loss", row=1, col=1)
+    fig.update_layout(title="Held-out loss vs modules dropped (solid: one-shot, dashed: iterative)", height=420)
+    out["loss"] = fig
+
+    task_names = sorted({k for c in report.curves for p in c.points if p.tasks for k in p.tasks})
+    if task_names:
+        cols = 3
+        rows = math.ceil(len(task_names) / cols)
+        fig = make_subplots(rows=rows, cols=cols, subplot_titles=task_names)
+        for i, task in enumerate(task_names):
+            for curve in report.curves:
+                fig.add_trace(go.Scatter(
+                    x=[p.n_dropped for p in curve.points], y=[p.tasks[task] for p in curve.points], mode="lines+markers",
+                    name=f"{curve.strategy} {curve.schedule}", legendgroup=f"{curve.strategy} {curve.schedule}",
+                    showlegend=i == 0, line={"color": _COLOURS[curve.strategy], "dash": _DASH[curve.schedule]},
+                ), row=i // cols + 1, col=i % cols + 1)
+        fig.update_xaxes(title_text="modules dropped")
+        fig.update_layout(title="Task metrics vs modules dropped", height=330 * rows)
+        out["tasks"] = fig
+
+    if any(p.speedup is not None for c in report.curves for p in c.points):
+        fig = go.Figure()
+        for curve in report.curves:
+            fig.add_trace(go.Scatter(
+                x=[p.n_dropped for p in curve.points], y=[p.speedup for p in curve.points], mode="lines+markers",
+                name=f"{curve.strategy} {curve.schedule}", line={"color": _COLOURS[curve.strategy], "dash": _DASH[curve.schedule]},
+            ))
+        fig.update_layout(title="Forward-pass speed-up with the dropped modules really skipped (median time intact / skipped)",
+                          xaxis_title="modules dropped", yaxis_title="speed-up (×)", height=420)
+        out["speedup"] = fig
+    return out
+
+
+def render(report) -> str:
+    """The whole report as an HTML document."""
+    import plotly.io as pio
+
+    parts = []
+    for i, fig in enumerate(figures(report).values()):
+        parts.append(pio.to_html(fig, include_plotlyjs=i == 0, full_html=False))
+    imp = report.importance
+    imp_rows = [[layer] + [imp.score(Module(k, layer), m) for m in METRICS for k in KINDS] for layer in range(report.n_layers)]
+    imp_header = ["layer"] + [f"{k} ({m})" for m in METRICS for k in KINDS]
+    single_rows = [[f"{k}.{layer}", imp.score(Module(k, layer), report.metric), report.loss_increase(Module(k, layer))]
+                   for k in KINDS for layer in range(report.n_layers)]
+    corr_rows = [[group] + [values[m] for m in METRICS] for group, values in report.rank_correlation.items()]
+    curve_rows = []
+    for c in report.curves:
+        last = c.points[-1]
+        curve_rows.append([c.strategy, c.schedule, ", ".join(c.order), c.points[0].loss, last.loss,
+                           max((p.skip_max_abs_diff or 0.0) for p in c.points) if last.skip_max_abs_diff is not None else None])
+    body = f"""
+<h1>Redundancy of {html.escape(report.model)}</h1>
+<p>Importance = 1 − cosine similarity per token, averaged over {report.n_calibration_tokens} calibration tokens
+(BOS {'counted' if imp.include_bos else 'not counted'}); held-out loss over {report.n_heldout_tokens} predicted tokens.
+Baseline loss {report.baseline_loss:.4f}. Modules ranked by the <b>{report.metric}</b> metric. Dropping = zero-ablating
+the module's output (identical to removing it and its LayerNorm).</p>
+<h2>Importance</h2>{_table(imp_header, imp_rows)}
+<h2>Dropping one module</h2>{_table(["module", "importance", "loss increase"], single_rows)}
+<h3>Spearman rank correlation of importance with the loss increase</h3>{_table(["group"] + list(METRICS), corr_rows)}
+<h2>Drop orders</h2>{_table(["strategy", "schedule", "order", "loss (none)", "loss (all)", "max |skip − ablate| logits"], curve_rows)}
+<h2>Plots</h2>{''.join(parts)}
+"""
+    style = "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;margin:8px 0}" \
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Redundancy: {html.escape(report.model)}</title>" \
+           f"<style>{style}</style></head><body>{body}</body></html>"
