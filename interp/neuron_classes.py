@@ -1,0 +1,160 @@
+"""What decoded neurons are about: semantic classes, and stability across models.
+
+- :func:`classify`: the neurons whose top decoded tokens all fall in one semantic class
+  (colours, animals, years, ...), with a strength per neuron, so a person can see how many
+  "colour neurons" a model has and pick the strongest to clamp.
+- :func:`compare`: for two models of the same shape, the fraction of neurons per layer
+  whose top decoded token is unchanged (the 2025 neuron-decoding paper finds 75% of
+  Llama 3.1 8B's neurons keep their top token after instruction tuning).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from interp.io import atomic_write_text
+from interp.neurons import NeuronTable, _normalise
+
+
+@dataclass
+class ClassNeuron:
+    """One neuron whose top tokens all belong to one class."""
+
+    layer: int
+    neuron: int
+    cls: str
+    tokens: list[str]
+    strength: float
+    """Mean score of the top tokens (logit per unit activation, see interp.neurons)."""
+
+
+@dataclass
+class ClassReport:
+    """Neurons per semantic class, strongest first."""
+
+    top: int
+    """How many top tokens had to be in the class."""
+    side: str
+    counts: dict[str, int]
+    neurons: dict[str, list[ClassNeuron]]
+    n_neurons: int
+    """Neurons decoded."""
+
+    def strongest(self, cls: str) -> ClassNeuron:
+        if not self.neurons.get(cls):
+            raise KeyError(f"no neuron's top {self.top} tokens are all in class {cls!r}")
+        return self.neurons[cls][0]
+
+    def to_dict(self) -> dict:
+        return {"top": self.top, "side": self.side, "counts": self.counts, "n_neurons": self.n_neurons,
+                "neurons": {c: [asdict(n) for n in ns] for c, ns in self.neurons.items()}}
+
+    def save(self, path: str | Path) -> Path:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ClassReport:
+        data = json.loads(Path(path).read_text())
+        neurons = {c: [ClassNeuron(**n) for n in ns] for c, ns in data.pop("neurons").items()}
+        return cls(neurons=neurons, **data)
+
+    def table(self) -> str:
+        lines = [f"{'class':12s} {'neurons':>7s}  strongest"]
+        for cls, count in self.counts.items():
+            best = self.neurons[cls][0] if self.neurons[cls] else None
+            shown = f"L{best.layer}N{best.neuron} {best.tokens} ({best.strength:.3f})" if best else "-"
+            lines.append(f"{cls:12s} {count:7d}  {shown}")
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        from interp.neuron_reports import class_report_html
+
+        return class_report_html(self)
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{self.table()}</pre>"
+
+
+def classify(table: NeuronTable, classes: Mapping[str, Sequence[str]], top: int = 3, where: str = "top") -> ClassReport:
+    """Neurons whose first ``top`` decoded tokens all belong to one class.
+
+    ``classes`` maps a class name to its words or token strings (matched as in
+    :meth:`NeuronTable.search`). A token in two classes counts for both, so a neuron is
+    listed under every class that holds all its top tokens.
+    """
+    if not 1 <= top <= table.k:
+        raise ValueError(f"top must be in [1, {table.k}] (the table keeps {table.k} tokens), got {top}")
+    ids = (table.top_ids if where == "top" else table.bottom_ids)[:, :top]
+    values = (table.top_values if where == "top" else table.bottom_values)[:, :top]
+    normalised = [_normalise(t) for t in table.vocab]
+    counts: dict[str, int] = {}
+    found: dict[str, list[ClassNeuron]] = {}
+    for cls, words in classes.items():
+        wanted = {_normalise(w) for w in words}
+        member = torch.tensor([t in wanted for t in normalised])
+        rows = member[ids].all(dim=1).nonzero().flatten().tolist()
+        entries = [
+            ClassNeuron(int(table.layer[r]), int(table.neuron[r]), cls,
+                        [table.vocab[i] for i in ids[r].tolist()], float(values[r].mean().abs()))
+            for r in rows
+        ]
+        entries.sort(key=lambda e: -e.strength)
+        counts[cls] = len(entries)
+        found[cls] = entries
+    return ClassReport(top=top, side=table.side, counts=counts, neurons=found, n_neurons=len(table))
+
+
+@dataclass
+class ModelComparison:
+    """Per layer, the fraction of neurons whose top decoded token is the same in two models."""
+
+    model_a: str
+    model_b: str
+    side: str
+    layers: list[int]
+    unchanged: list[float]
+    """Fraction of neurons of each layer with the same top-1 token."""
+    overlap: list[float]
+    """Mean overlap of the two top-k sets (|A & B| / k) per layer."""
+
+    def table(self) -> str:
+        lines = [f"{self.model_a} vs {self.model_b} ({self.side} side)", "layer  top-1 unchanged  top-k overlap"]
+        lines += [f"{layer:5d}  {u:15.3f}  {o:13.3f}" for layer, u, o in zip(self.layers, self.unchanged, self.overlap)]
+        return "\n".join(lines)
+
+    def save(self, path: str | Path) -> Path:
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelComparison:
+        return cls(**json.loads(Path(path).read_text()))
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{self.table()}</pre>"
+
+
+def compare(a: NeuronTable, b: NeuronTable) -> ModelComparison:
+    """Compare two decodings of same-shape models (same layers, neurons, side and vocabulary)."""
+    if a.side != b.side or not torch.equal(a.layer, b.layer) or not torch.equal(a.neuron, b.neuron):
+        raise ValueError("the tables must decode the same side of the same layers and neurons; decode both models alike")
+    if a.vocab != b.vocab:
+        raise ValueError("the two models have different vocabularies; top tokens cannot be compared by id")
+    k = min(a.k, b.k)
+    same = a.top_ids[:, 0] == b.top_ids[:, 0]
+    overlap = (a.top_ids[:, :k, None] == b.top_ids[:, None, :k]).any(dim=2).float().mean(dim=1)
+    layers = sorted(set(a.layer.tolist()))
+    return ModelComparison(
+        model_a=a.model_name,
+        model_b=b.model_name,
+        side=a.side,
+        layers=layers,
+        unchanged=[float(same[a.layer == layer].float().mean()) for layer in layers],
+        overlap=[float(overlap[a.layer == layer].mean()) for layer in layers],
+    )

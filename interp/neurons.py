@@ -1,0 +1,436 @@
+"""Decoding MLP neurons through the unembedding: what each neuron reads and writes.
+
+A neuron's *write vector* (its row of ``W_out``) is added to the residual stream, scaled
+by its activation; projected through the final LayerNorm and the unembedding it says
+which next tokens the neuron promotes (top) and suppresses (bottom) (Geva et al. 2022,
+"Transformer Feed-Forward Layers Build Predictions by Promoting Concepts in the
+Vocabulary Space"; "Decoding specialised feature neurons in LLMs with the final
+projection layer", 2025). Its *read vector* (its column of ``W_in``) is the residual
+direction that drives it; projecting it the same way names the tokens it responds to
+when they are what the residual stream predicts.
+
+The final LayerNorm is handled explicitly. ``LN(x) = (x - mean(x)) / std(x) * w + b``:
+
+- the centring is linear, so it is applied to the neuron's vector (a no-op when
+  transformer-lens' ``center_writing_weights`` already made ``W_out`` mean-zero);
+- the weight ``w`` is linear, so it is folded into ``W_U`` (transformer-lens'
+  ``fold_ln`` has already done this for processed models, whose final norm is ``LNPre``);
+- the division by ``std(x)`` depends on the whole residual stream, not on the neuron. It
+  is one positive number per position, so it rescales every token's logit alike and
+  cannot change a ranking: it is skipped;
+- the bias ``b`` (folded into ``b_U`` by transformer-lens) and ``b_U`` itself add the same
+  per-token offset whatever the neuron, so they rank tokens by their prior, not by the
+  neuron, and are left out.
+
+transformer-lens' ``center_unembed`` subtracts each row's mean over the vocabulary from
+``W_U``; that shifts every token's score for one neuron by the same constant, so rankings
+are unchanged. Scores are therefore "direct logit contributions per unit activation, up
+to one positive scale and one constant".
+
+The work is chunked over neurons and over the vocabulary so memory stays bounded
+(``neuron_chunk * vocab_chunk`` scores at a time). ``method="certified"`` (the default)
+finds candidates with a bfloat16 matmul, rescores them in float32 and proves, with a
+rounding-error bound, that no other token can enter the top or bottom ``k``; rows it
+cannot prove are recomputed in float32, so the answer equals ``method="exact"``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp.io import atomic_write
+
+logger = logging.getLogger(__name__)
+
+Side = Literal["out", "in"]
+Method = Literal["certified", "exact"]
+
+_BLOCK = 64
+"""Vocabulary block width of the two-level top-k (block extremes first, then elements)."""
+_U_BF16 = 2.0**-8
+"""Unit roundoff of bfloat16 (8 significand bits, round to nearest)."""
+
+
+# --- the vectors and the unembedding ---------------------------------------------------
+
+
+def unembedding(model) -> tuple[Float[Tensor, "d_model d_vocab"], bool]:
+    """The unembedding with the final norm's weight folded in, and whether to centre.
+
+    Returns ``(W, centre)``: ``W = diag(w_ln_final) @ W_U`` (``W_U`` itself when the
+    final norm has no weight, as after ``fold_ln``) and ``centre`` true when the final
+    norm subtracts the mean (LayerNorm), false for RMSNorm or no norm.
+    """
+    norm = model.cfg.normalization_type
+    W = model.W_U.detach()
+    if norm in ("LN", "RMS"):
+        W = model.ln_final.w.detach()[:, None] * W
+    if norm not in (None, "LN", "LNPre", "RMS", "RMSPre"):
+        raise ValueError(f"unsupported final normalization {norm!r}; expected LN, LNPre, RMS, RMSPre or None")
+    return W, norm in ("LN", "LNPre")
+
+
+def neuron_vectors(model, layer: int, side: Side = "out") -> Float[Tensor, "d_mlp d_model"]:
+    """Neuron vectors of ``layer`` in residual-stream space, one row per neuron.
+
+    ``side="out"``: rows of ``W_out`` (what each neuron writes). ``side="in"``: columns
+    of ``W_in`` times the weight of the MLP's own LayerNorm when it is not folded (the
+    residual direction each neuron reads).
+    """
+    if side == "out":
+        return model.blocks[layer].mlp.W_out.detach()
+    if side == "in":
+        W_in = model.blocks[layer].mlp.W_in.detach()
+        if model.cfg.normalization_type in ("LN", "RMS"):
+            W_in = model.blocks[layer].ln2.w.detach()[:, None] * W_in
+        return W_in.T
+    raise ValueError(f"side must be 'out' (W_out rows) or 'in' (W_in columns), got {side!r}")
+
+
+# --- chunked top/bottom k ------------------------------------------------------------
+
+
+def _extremes(scores: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Top ``k`` and bottom ``k`` of each row, reading block extremes first.
+
+    Every element of a row's top ``k`` lies in one of the ``k`` blocks with the largest
+    maxima (and likewise for the bottom), so ``topk`` runs only over those blocks'
+    elements. Returns ``(top_values, top_ids, bottom_values, bottom_ids)``.
+    """
+    n, width = scores.shape
+    k = min(k, width)
+    n_blocks = width // _BLOCK
+    if n_blocks <= 2 * k or width < 8 * _BLOCK:
+        top = scores.topk(k, dim=1)
+        bottom = scores.topk(k, dim=1, largest=False)
+        return top.values, top.indices, bottom.values, bottom.indices
+    scores = scores.contiguous()
+    blocks = scores.as_strided((n, n_blocks, _BLOCK), (width, _BLOCK, 1))
+    low, high = torch.aminmax(blocks, dim=2)
+    main = n_blocks * _BLOCK
+    lane = torch.arange(_BLOCK, device=scores.device)
+    tail = torch.arange(main, width, device=scores.device).expand(n, -1)
+    out = []
+    for extreme, largest in ((high, True), (low, False)):
+        chosen = extreme.topk(k, dim=1, largest=largest).indices
+        offsets = torch.cat([(chosen[:, :, None] * _BLOCK + lane).reshape(n, -1), tail], dim=1)
+        best = scores.gather(1, offsets).topk(k, dim=1, largest=largest)
+        out += [best.values, offsets.gather(1, best.indices)]
+    return out[0], out[1], out[2], out[3]
+
+
+def _merge(old: tuple[Tensor, Tensor] | None, new: tuple[Tensor, Tensor], k: int, largest: bool) -> tuple[Tensor, Tensor]:
+    if old is None:
+        return new
+    values = torch.cat([old[0], new[0].to(old[0].dtype)], dim=1)
+    indices = torch.cat([old[1], new[1]], dim=1)
+    best = values.topk(k, dim=1, largest=largest)
+    return best.values, indices.gather(1, best.indices)
+
+
+def _chunked_extremes(rows: Tensor, W: Tensor, k: int, vocab_chunk: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Top and bottom ``k`` of ``rows @ W`` (in ``rows``' dtype), chunked over the vocabulary."""
+    top = bottom = None
+    for start in range(0, W.shape[1], vocab_chunk):
+        t_v, t_i, b_v, b_i = _extremes(rows @ W[:, start : start + vocab_chunk], k)
+        top = _merge(top, (t_v, t_i + start), k, True)
+        bottom = _merge(bottom, (b_v, b_i + start), k, False)
+    return top[0], top[1], bottom[0], bottom[1]
+
+
+def _rescore(rows: Tensor, W_T: Tensor, ids: Tensor) -> Tensor:
+    """Float32 scores of the given token ids for each row: ``rows[i] @ W_T[ids[i]].T``."""
+    n, width = ids.shape
+    gathered = W_T.index_select(0, ids.reshape(-1)).view(n, width, -1)
+    return torch.bmm(gathered, rows[:, :, None]).squeeze(2)
+
+
+def _certified_rows(
+    rows: Tensor, W: Tensor, W16: Tensor, W_T: Tensor, W_err: float, W_norm: float,
+    k: int, margin: int, vocab_chunk: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+    """Top and bottom ``k`` via bfloat16 candidates, float32 rescoring and a proof.
+
+    With ``v16``/``W16`` the rounded inputs, a bfloat16 score differs from the float32
+    one by at most ``||v - v16|| max_t ||W_t|| + ||v16|| max_t ||W_t - W16_t||`` (the
+    rounding of the inputs, by Cauchy-Schwarz on the measured rounding errors), plus
+    ``d 2^-23 ||v16|| max_t ||W16_t||`` (float32 accumulation) plus ``u |score|`` (the
+    bfloat16 output). The ``k + margin`` best approximate scores are kept, sorted. The
+    first ``r`` are rescored in float32; every other token's approximate score is at most
+    the ``(r+1)``-th, so if the ``k``-th rescored score beats that by more than the bound,
+    no other token can be in the top ``k``. Rows without a proof at ``r = 2k`` are
+    rescored over all ``k + margin`` candidates, and rows still without one are
+    recomputed in float32.
+    """
+    kk = min(k + margin, W.shape[1])
+    rows16 = rows.to(torch.bfloat16)
+    t_v, t_i, b_v, b_i = _chunked_extremes(rows16, W16, kk, vocab_chunk)
+    norm16 = rows16.float().norm(dim=1)
+    err = (rows - rows16.float()).norm(dim=1) * W_norm + norm16 * W_err
+    err = err + rows.shape[1] * 2.0**-23 * norm16 * (W_norm + W_err)
+    err = err + _U_BF16 * torch.maximum(t_v[:, 0].float().abs(), b_v[:, 0].float().abs())
+    err = err * 1.01 + 1e-30
+    out: list[Tensor] = []
+    failed = torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
+    for approx, ids, largest in ((t_v.float(), t_i, True), (b_v.float(), b_i, False)):
+        sign = 1.0 if largest else -1.0
+        values = torch.empty(rows.shape[0], k, device=rows.device)
+        indices = torch.empty(rows.shape[0], k, dtype=torch.long, device=rows.device)
+        todo = torch.arange(rows.shape[0], device=rows.device)
+        for r in (min(2 * k, kk), kk):
+            if not len(todo):
+                break
+            exact = _rescore(rows[todo], W_T, ids[todo, :r])
+            best = exact.topk(k, dim=1, largest=largest)
+            values[todo] = best.values
+            indices[todo] = ids[todo].gather(1, best.indices)
+            if r == W.shape[1]:
+                todo = todo[:0]
+                break
+            proven = sign * (best.values[:, -1] - approx[todo, r]) > err[todo] if r < kk else \
+                sign * (best.values[:, -1] - approx[todo, -1]) > err[todo]
+            todo = todo[~proven]
+        failed[todo] = True
+        out += [values, indices]
+    rows_failed = failed.nonzero().flatten()
+    if len(rows_failed):
+        redo = _chunked_extremes(rows[rows_failed], W, k, vocab_chunk)
+        for slot in range(4):
+            out[slot][rows_failed] = redo[slot]
+    return out[0], out[1], out[2], out[3], len(rows_failed)
+
+
+def topk_scores(
+    vectors: Float[Tensor, "n d_model"],
+    W: Float[Tensor, "d_model d_vocab"],
+    k: int = 10,
+    method: Method = "certified",
+    neuron_chunk: int = 1024,
+    vocab_chunk: int = 65536,
+    margin: int = 40,
+) -> tuple[Float[Tensor, "n k"], Int[Tensor, "n k"], Float[Tensor, "n k"], Int[Tensor, "n k"]]:
+    """Top and bottom ``k`` of ``vectors @ W`` per row without materialising the product.
+
+    Peak extra memory is about ``neuron_chunk * vocab_chunk * 6`` bytes. Returns
+    ``(top_values, top_ids, bottom_values, bottom_ids)``, each sorted from the extreme.
+    """
+    if k < 1 or k > W.shape[1]:
+        raise ValueError(f"k must be in [1, d_vocab={W.shape[1]}], got {k}")
+    if method not in ("certified", "exact"):
+        raise ValueError(f"method must be 'certified' or 'exact', got {method!r}")
+    vectors = vectors.float()
+    W = W.float()
+    results: list[tuple[Tensor, ...]] = []
+    uncertified = 0
+    if method == "certified":
+        W16 = W.to(torch.bfloat16)
+        W_T = W.T.contiguous()
+        W_norm = float(W.norm(dim=0).max())
+        W_err = float((W - W16.float()).norm(dim=0).max())
+    for start in range(0, vectors.shape[0], neuron_chunk):
+        rows = vectors[start : start + neuron_chunk]
+        if method == "exact":
+            results.append(_chunked_extremes(rows, W, k, vocab_chunk))
+        else:
+            *parts, failed = _certified_rows(rows, W, W16, W_T, W_err, W_norm, k, margin, vocab_chunk)
+            uncertified += failed
+            results.append(tuple(parts))
+    if uncertified:
+        logger.info("%d of %d rows needed the float32 fallback", uncertified, vectors.shape[0])
+    return tuple(torch.cat([r[i] for r in results]) for i in range(4))  # type: ignore[return-value]
+
+
+# --- the table -------------------------------------------------------------------------
+
+
+def _normalise(token: str) -> str:
+    return token.replace("Ġ", " ").replace("▁", " ").strip().lower()
+
+
+@dataclass
+class NeuronTable:
+    """Top and bottom tokens of every decoded neuron: one row per (layer, neuron)."""
+
+    side: str
+    """'out' (write vectors, rows of W_out) or 'in' (read vectors, columns of W_in)."""
+    k: int
+    """Tokens kept on each side."""
+    model_name: str
+    vocab: list[str]
+    """Token string of every token id of the model."""
+    layer: Int[Tensor, " n"]
+    neuron: Int[Tensor, " n"]
+    top_ids: Int[Tensor, "n k"]
+    top_values: Float[Tensor, "n k"]
+    bottom_ids: Int[Tensor, "n k"]
+    bottom_values: Float[Tensor, "n k"]
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.layer)
+
+    def top_tokens(self, row: int, n: int | None = None) -> list[str]:
+        return [self.vocab[i] for i in self.top_ids[row, :n].tolist()]
+
+    def bottom_tokens(self, row: int, n: int | None = None) -> list[str]:
+        return [self.vocab[i] for i in self.bottom_ids[row, :n].tolist()]
+
+    def row_of(self, layer: int, neuron: int) -> int:
+        hits = ((self.layer == layer) & (self.neuron == neuron)).nonzero().flatten()
+        if not len(hits):
+            raise KeyError(f"neuron {neuron} of layer {layer} is not in this table (layers {sorted(set(self.layer.tolist()))})")
+        return int(hits[0])
+
+    def select(self, rows: Sequence[int] | Tensor) -> NeuronTable:
+        """A table of the given rows, in that order."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return NeuronTable(
+            self.side, self.k, self.model_name, self.vocab, self.layer[rows], self.neuron[rows],
+            self.top_ids[rows], self.top_values[rows], self.bottom_ids[rows], self.bottom_values[rows], dict(self.meta),
+        )
+
+    def search(self, query: str | Sequence[str], within: int | None = None, where: Literal["top", "bottom"] = "top") -> NeuronTable:
+        """Neurons whose top (or bottom) tokens contain any of ``query``.
+
+        ``query`` is a token string or word, or several; matching ignores case, spaces
+        and the "Ġ"/"▁" word markers. ``within`` looks only at the first that many
+        tokens. Rows come back ordered by the best rank of a match, then by score.
+        """
+        words = [query] if isinstance(query, str) else list(query)
+        wanted = {_normalise(w) for w in words}
+        if not wanted or "" in wanted:
+            raise ValueError("search needs at least one non-empty token or word")
+        hit_ids = torch.tensor([i for i, t in enumerate(self.vocab) if _normalise(t) in wanted], dtype=torch.long)
+        ids = (self.top_ids if where == "top" else self.bottom_ids)[:, :within]
+        values = (self.top_values if where == "top" else self.bottom_values)[:, :within]
+        match = torch.isin(ids, hit_ids)
+        rows = match.any(dim=1).nonzero().flatten()
+        if not len(rows):
+            return self.select([])
+        first = match[rows].float().argmax(dim=1)
+        score = values[rows].gather(1, first[:, None]).squeeze(1).abs()
+        order = sorted(range(len(rows)), key=lambda i: (int(first[i]), -float(score[i])))
+        return self.select(rows[order])
+
+    def records(self, n_tokens: int | None = None) -> Iterator[dict]:
+        """One dict per row (layer, neuron, top/bottom tokens and scores), for a tidy DataFrame."""
+        for row in range(len(self)):
+            yield {
+                "layer": int(self.layer[row]),
+                "neuron": int(self.neuron[row]),
+                "top": self.top_tokens(row, n_tokens),
+                "top_scores": [round(v, 4) for v in self.top_values[row, :n_tokens].tolist()],
+                "bottom": self.bottom_tokens(row, n_tokens),
+                "bottom_scores": [round(v, 4) for v in self.bottom_values[row, :n_tokens].tolist()],
+            }
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.records())
+
+    def save(self, path: str | Path) -> Path:
+        """Write the table to one ``.safetensors`` file (tensors, vocabulary and settings), atomically."""
+        from safetensors.torch import save_file
+
+        tensors = {name: getattr(self, name).contiguous() for name in _TENSORS}
+        header = {"side": self.side, "k": str(self.k), "model_name": self.model_name,
+                  "vocab": json.dumps(self.vocab), "meta": json.dumps(self.meta)}
+        with atomic_write(path) as tmp:
+            save_file(tensors, str(tmp), metadata=header)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeuronTable:
+        from safetensors import SafetensorError, safe_open
+
+        from interp.errors import StoreError
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                header = handle.metadata()
+                tensors = {name: handle.get_tensor(name) for name in _TENSORS}
+        except (OSError, KeyError, ValueError, SafetensorError) as err:
+            raise StoreError(f"{path} is not a neuron table written by NeuronTable.save: {err}") from err
+        return cls(header["side"], int(header["k"]), header["model_name"], json.loads(header["vocab"]),
+                   meta=json.loads(header.get("meta", "{}")), **tensors)
+
+    def to_html(self, max_rows: int = 5000) -> str:
+        from interp.neuron_reports import decode_report
+
+        return decode_report(self, max_rows=max_rows)
+
+    def _repr_html_(self) -> str:
+        from interp.neuron_reports import neuron_table_html
+
+        return neuron_table_html(self, max_rows=200)
+
+
+_TENSORS = ("layer", "neuron", "top_ids", "top_values", "bottom_ids", "bottom_values")
+
+
+def _vocab(model) -> list[str]:
+    tokenizer = model.tokenizer
+    if tokenizer is None:
+        return [f"<{i}>" for i in range(model.cfg.d_vocab)]
+    by_id = {i: t for t, i in tokenizer.get_vocab().items()}
+    return [by_id.get(i, f"<{i}>") for i in range(model.cfg.d_vocab)]
+
+
+def decode(
+    model,
+    layers: int | Sequence[int] | None = None,
+    side: Side = "out",
+    k: int = 10,
+    method: Method = "certified",
+    neuron_chunk: int = 1024,
+    vocab_chunk: int = 65536,
+) -> NeuronTable:
+    """Decode every neuron of ``layers`` through the final norm and the unembedding.
+
+    Args:
+        model: a HookedTransformer (processed or not; see the module docstring).
+        layers: a layer, several, or None for all.
+        side: "out" decodes write vectors (rows of W_out), "in" read vectors (columns of W_in).
+        k: tokens kept at each end.
+        method: "certified" (bfloat16 candidates, float32 proof; same answer) or "exact".
+        neuron_chunk, vocab_chunk: the block of scores held at once.
+    """
+    n_layers = model.cfg.n_layers
+    layer_list = list(range(n_layers)) if layers is None else ([layers] if isinstance(layers, int) else list(layers))
+    for layer in layer_list:
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
+    if model.cfg.d_mlp is None or model.cfg.attn_only:
+        raise ValueError("this model has no MLP neurons to decode")
+    if neuron_chunk < 1 or vocab_chunk < 1:
+        raise ValueError("neuron_chunk and vocab_chunk must be positive")
+    W, centre = unembedding(model)
+    parts = []
+    for layer in layer_list:
+        vectors = neuron_vectors(model, layer, side).float()
+        if centre:
+            vectors = vectors - vectors.mean(dim=1, keepdim=True)
+        parts.append(topk_scores(vectors, W, k, method, neuron_chunk, vocab_chunk))
+    d_mlp = model.cfg.d_mlp
+    cat = [torch.cat([p[i] for p in parts]).cpu() for i in range(4)]
+    return NeuronTable(
+        side=side,
+        k=k,
+        model_name=model.cfg.model_name,
+        vocab=_vocab(model),
+        layer=torch.tensor(layer_list).repeat_interleave(d_mlp),
+        neuron=torch.arange(d_mlp).repeat(len(layer_list)),
+        top_values=cat[0], top_ids=cat[1], bottom_values=cat[2], bottom_ids=cat[3],
+        meta={"method": method, "final_norm": str(model.cfg.normalization_type), "centred": centre},
+    )
+
