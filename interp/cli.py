@@ -32,10 +32,11 @@ COMMANDS: dict[tuple[str, ...], Command] = {}
 GROUP_HELP: dict[str, str] = {
     "reference": "train and evaluate the offline reference model",
     "neurons": "decode MLP neurons through the unembedding and verify them by clamping",
+    "circuit": "attribution graphs through transcoders: trace, export, report",
     "codebook": "codebook bottlenecks: train, search and report discrete codes",
     "cache": "cache activations of hook points to disk and inspect stores",
 }
-COMMAND_MODULES: tuple[str, ...] = ("interp.codebooks.commands", "interp.cache.commands", "interp.redundancy.commands", "interp.neurons_cli")
+COMMAND_MODULES: tuple[str, ...] = ("interp.codebooks.commands", "interp.cache.commands", "interp.redundancy.commands", "interp.neurons_cli", "interp.circuits.commands")
 """Modules that register more subcommands with :func:`command` when imported
 (one per capability, e.g. ``interp.cache.commands``); imported when the parser is built."""
 

@@ -1,0 +1,69 @@
+"""Circuits through transcoders: replacement model, attribution graphs, exports, reports.
+
+::
+
+    from interp.circuits import trace, load_transcoders, write_all
+    model = interp.load_model("reference")
+    graph = trace(model, load_transcoders("runs/tc"), "The war lasted from the year 1745 to the year 17")
+    write_all(graph, "graph/")      # graph.json (Neuronpedia schema), graph.graphml, graph.html, graph.pt
+
+See docs/circuits.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "TranscoderLike": ("interp.circuits.transcoder", "TranscoderLike"),
+    "PlantedTranscoder": ("interp.circuits.transcoder", "PlantedTranscoder"),
+    "TranscoderLoadError": ("interp.circuits.transcoder", "TranscoderLoadError"),
+    "load_transcoders": ("interp.circuits.transcoder", "load_transcoders"),
+    "ReplacementModel": ("interp.circuits.replacement", "ReplacementModel"),
+    "ablate_features": ("interp.circuits.replacement", "ablate_features"),
+    "AttributionConfig": ("interp.circuits.attribution", "AttributionConfig"),
+    "LogitTarget": ("interp.circuits.attribution", "LogitTarget"),
+    "TargetError": ("interp.circuits.attribution", "TargetError"),
+    "token_target": ("interp.circuits.attribution", "token_target"),
+    "difference_target": ("interp.circuits.attribution", "difference_target"),
+    "attribute": ("interp.circuits.attribution", "attribute"),
+    "head_paths": ("interp.circuits.attribution", "head_paths"),
+    "virtual_weights": ("interp.circuits.virtual", "virtual_weights"),
+    "deembedding": ("interp.circuits.virtual", "deembedding"),
+    "direct_logit_effects": ("interp.circuits.virtual", "direct_logit_effects"),
+    "Graph": ("interp.circuits.graph", "Graph"),
+    "Node": ("interp.circuits.graph", "Node"),
+    "HeadPath": ("interp.circuits.graph", "HeadPath"),
+    "prune": ("interp.circuits.graph", "prune"),
+    "graph_scores": ("interp.circuits.graph", "graph_scores"),
+    "TraceConfig": ("interp.circuits.trace", "TraceConfig"),
+    "trace": ("interp.circuits.trace", "trace"),
+    "to_json": ("interp.circuits.export", "to_json"),
+    "to_html": ("interp.circuits.export", "to_html"),
+    "write_all": ("interp.circuits.export", "write_all"),
+    "write_graphml": ("interp.circuits.export", "write_graphml"),
+}
+
+if TYPE_CHECKING:
+    from interp.circuits.attribution import (
+        AttributionConfig, LogitTarget, TargetError, attribute, difference_target, head_paths, token_target,
+    )
+    from interp.circuits.export import to_html, to_json, write_all, write_graphml
+    from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, prune
+    from interp.circuits.replacement import ReplacementModel, ablate_features
+    from interp.circuits.trace import TraceConfig, trace
+    from interp.circuits.transcoder import PlantedTranscoder, TranscoderLike, TranscoderLoadError, load_transcoders
+    from interp.circuits.virtual import deembedding, direct_logit_effects, virtual_weights
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'interp.circuits' has no attribute {name!r}")
+    module_name, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+__all__ = list(_LAZY)

@@ -1,0 +1,341 @@
+"""Attribution: the direct effect of every node on every later node, for one prompt.
+
+Two kinds of edge, following Dunefsky et al. (2024) and circuit-tracer (Ameisen et al. 2025):
+
+* **input-invariant** virtual weights: feature -> later feature (decoder row . encoder
+  column), token -> feature (de-embedding) and feature -> logit (decoder row . unembedding),
+  see :func:`virtual_weights`, :func:`deembedding`, :func:`direct_logit_effects`;
+* **input-dependent** edges: in the frozen replacement model (attention patterns and
+  LayerNorm scales fixed, see :mod:`interp.circuits.replacement`) every target is linear in
+  the sources, and edge(source -> target) = source value x d target / d source. A target is
+  a feature's pre-activation or a logit direction (a logit, or a logit difference); sources
+  are active features (every layer, feature, position), error terms and token embeddings.
+  One forward pass on a batch of copies of the prompt serves all backward passes; each
+  backward pass seeds a different target in each batch row (one-hot gradient seeds), so
+  ``batch_size`` edges rows are computed per backward pass instead of one.
+
+Attention heads: :func:`head_paths` splits an edge into the heads that carry it, the OV
+circuit weighted by the frozen attention pattern (Dunefsky et al.): the source's write at
+key position k enters head (l, h) through its value, is moved to query position q with
+weight pattern[h, q, k], and reaches the target along every later path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp.circuits.graph import Graph, HeadPath, Node, graph_scores
+from interp.circuits.replacement import CleanState, ReplacementModel
+from interp.errors import InterpError
+
+log = logging.getLogger(__name__)
+
+
+class TargetError(InterpError, ValueError):
+    """A logit target that is not a token of the model's vocabulary (or an empty prompt)."""
+
+
+@dataclass
+class LogitTarget:
+    """A scalar read from the last position's logits: ``logits[-1] @ direction``."""
+
+    label: str
+    """How the target is shown, e.g. the token string or "valid - invalid years"."""
+    direction: Float[Tensor, " d_vocab"]
+    """Weights over the vocabulary; a demeaned one-hot for a single token's logit."""
+    token: int | None = None
+    """The token id for a single-token target (None for a logit difference)."""
+
+
+def token_target(model, token: int | str) -> LogitTarget:
+    """The logit of one token, minus the mean logit (softmax ignores a shared shift)."""
+    token_id = resolve_token(model, token) if isinstance(token, str) else int(token)
+    d_vocab = model.cfg.d_vocab
+    if not 0 <= token_id < d_vocab:
+        raise TargetError(f"token id {token_id} is outside the vocabulary (0..{d_vocab - 1})")
+    direction = torch.full((d_vocab,), -1.0 / d_vocab)
+    direction[token_id] += 1.0
+    return LogitTarget(label=token_str(model, token_id), direction=direction, token=token_id)
+
+
+def difference_target(model, positive: Sequence[int], negative: Sequence[int], label: str) -> LogitTarget:
+    """Mean logit of ``positive`` tokens minus mean logit of ``negative`` tokens."""
+    if not positive or not negative:
+        raise TargetError("a logit difference needs at least one positive and one negative token")
+    direction = torch.zeros(model.cfg.d_vocab)
+    direction[list(positive)] += 1.0 / len(positive)
+    direction[list(negative)] -= 1.0 / len(negative)
+    return LogitTarget(label=label, direction=direction)
+
+
+def token_str(model, token_id: int) -> str:
+    tok = getattr(model, "tokenizer", None)
+    return tok.decode([token_id]) if tok is not None else f"<{token_id}>"
+
+
+def resolve_token(model, text: str) -> int:
+    """The id of the single token ``text``; tries it with and without a leading space."""
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        raise TargetError("this model has no tokenizer: give the target as a token id")
+    vocab = tok.get_vocab()
+    candidates = [text, text.strip(), " " + text.strip(), "Ġ" + text.strip()]
+    for cand in candidates:
+        ids = tok.encode(cand, add_special_tokens=False)
+        if len(ids) == 1 and tok.decode(ids).strip() == text.strip():
+            return ids[0]
+        if cand in vocab:
+            return vocab[cand]
+    import difflib
+
+    close = difflib.get_close_matches(text.strip(), [t.lstrip("Ġ ") for t in vocab], n=5)
+    raise TargetError(
+        f"target {text!r} is not a single token of this model's vocabulary"
+        + (f"; close tokens: {', '.join(repr(c) for c in close)}" if close else "")
+        + ". Pick one token (e.g. the first token of the word)."
+    )
+
+
+@dataclass
+class AttributionConfig:
+    """How an attribution graph is computed."""
+
+    batch_size: int = 64
+    """Targets per backward pass (rows of one-hot gradient seeds)."""
+    heads: bool = True
+    """Split the kept edges over the attention heads that carry them (see head_paths)."""
+    min_head_fraction: float = 0.05
+    """Keep a head path when it carries at least this fraction of its edge's |weight|."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.min_head_fraction <= 1.0:
+            raise ValueError(f"min_head_fraction must be in [0, 1], got {self.min_head_fraction}")
+
+
+def _node_list(rm: ReplacementModel, state: CleanState, targets: Sequence[LogitTarget], model) -> list[Node]:
+    n_pos = len(state.tokens)
+    nodes: list[Node] = []
+    for layer, acts in state.acts.items():
+        pos, feat = torch.nonzero(acts, as_tuple=True)
+        order = torch.argsort(pos * acts.shape[1] + feat)
+        for p, f in zip(pos[order].tolist(), feat[order].tolist()):
+            nodes.append(Node("feature", layer, p, f, float(acts[p, f]), f"L{layer} #{f}"))
+    for layer in range(rm.n_layers):
+        for p in range(n_pos):
+            err = state.errors[layer][p]
+            nodes.append(Node("error", layer, p, None, float(err.norm()), f"L{layer} error"))
+    for p, t in enumerate(state.tokens.tolist()):
+        nodes.append(Node("embedding", -1, p, t, None, token_str(model, t)))
+    last_logits = state.logits[-1]
+    probs = torch.softmax(last_logits, -1)
+    for target in targets:
+        value = float(last_logits @ target.direction.to(last_logits))
+        prob = float(probs[target.token]) if target.token is not None else None
+        nodes.append(Node("logit", rm.n_layers, n_pos - 1, target.token, value, target.label, prob=prob))
+    return nodes
+
+
+def attribute(
+    model,
+    transcoders: dict[int, object],
+    tokens: Int[Tensor, " pos"],
+    targets: Sequence[LogitTarget],
+    cfg: AttributionConfig | None = None,
+    prompt: str | None = None,
+) -> Graph:
+    """The full (unpruned) attribution graph of ``tokens`` for the given logit targets."""
+    cfg = cfg or AttributionConfig()
+    if len(targets) == 0:
+        raise TargetError("give at least one logit target")
+    tokens = torch.as_tensor(tokens).reshape(-1)
+    if tokens.numel() == 0:
+        raise TargetError("the prompt is empty")
+    start = time.perf_counter()
+    rm = ReplacementModel(model, transcoders)
+    state = rm.clean_state(tokens)
+    nodes = _node_list(rm, state, targets, model)
+    adjacency = edge_matrix(rm, state, nodes, targets, cfg.batch_size)
+    weights = torch.zeros(len(nodes))
+    logit_idx = [i for i, n in enumerate(nodes) if n.kind == "logit"]
+    probs = torch.tensor([n.prob if n.prob is not None else 1.0 for n in (nodes[i] for i in logit_idx)])
+    weights[logit_idx] = probs / probs.sum().clamp_min(1e-12)
+    graph = Graph(
+        prompt=prompt if prompt is not None else "".join(n.label for n in nodes if n.kind == "embedding"),
+        tokens=tokens.tolist(),
+        token_strs=[token_str(model, t) for t in tokens.tolist()],
+        n_layers=rm.n_layers,
+        nodes=nodes,
+        adjacency=adjacency,
+        logit_weights=weights,
+        logit_directions=torch.stack([t.direction for t in targets]),
+    )
+    graph.scores = graph_scores(graph)
+    graph.seconds = time.perf_counter() - start
+    log.info("attributed %d nodes in %.2f s", len(nodes), graph.seconds)
+    return graph
+
+
+def _leaves(state: CleanState, batch: int) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor]]:
+    def rep(x):
+        return x[None].expand(batch, *x.shape).clone().requires_grad_(True)
+
+    return rep(state.embed), {k: rep(v) for k, v in state.acts.items()}, {k: rep(v) for k, v in state.errors.items()}
+
+
+def edge_matrix(
+    rm: ReplacementModel,
+    state: CleanState,
+    nodes: Sequence[Node],
+    targets: Sequence[LogitTarget],
+    batch_size: int,
+) -> Float[Tensor, "n_nodes n_nodes"]:
+    """Adjacency (rows = targets, columns = sources) by batched backward passes."""
+    n = len(nodes)
+    n_pos = len(state.tokens)
+    adjacency = torch.zeros(n, n)
+    rows = [i for i, node in enumerate(nodes) if node.kind in ("feature", "logit")]
+    if not rows:
+        return adjacency
+    batch = min(batch_size, len(rows))
+    embed, acts, errors = _leaves(state, batch)
+    with torch.enable_grad():
+        logits, pre, _ = rm.frozen_forward(state, embed, acts, errors)
+        direction = torch.stack([t.direction for t in targets]).to(logits)
+        target_values = logits[:, -1] @ direction.T  # [batch, n_targets]
+    layers = list(state.acts)
+    # column index of each source, by kind
+    feat_cols = {layer: [] for layer in layers}
+    feat_pos = {layer: [] for layer in layers}
+    feat_idx = {layer: [] for layer in layers}
+    err_col = {}
+    emb_cols = []
+    logit_rank = {}
+    for i, node in enumerate(nodes):
+        if node.kind == "feature":
+            feat_cols[node.layer].append(i)
+            feat_pos[node.layer].append(node.pos)
+            feat_idx[node.layer].append(node.index)
+        elif node.kind == "error":
+            err_col[(node.layer, node.pos)] = i
+        elif node.kind == "embedding":
+            emb_cols.append(i)
+        elif node.kind == "logit":
+            logit_rank[i] = len(logit_rank)
+    err_layers = sorted(state.errors)
+    err_cols = torch.tensor([[err_col[(layer, p)] for p in range(n_pos)] for layer in err_layers])
+    outputs = [pre[layer] for layer in layers] + [target_values]
+    inputs = [embed] + [acts[layer] for layer in layers] + [errors[layer] for layer in err_layers]
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        seeds = [torch.zeros_like(pre[layer]) for layer in layers] + [torch.zeros_like(target_values)]
+        for b, row in enumerate(chunk):
+            node = nodes[row]
+            if node.kind == "feature":
+                seeds[layers.index(node.layer)][b, node.pos, node.index] = 1.0
+            else:
+                seeds[-1][b, logit_rank[row]] = 1.0
+        grads = torch.autograd.grad(outputs, inputs, grad_outputs=seeds, retain_graph=True, allow_unused=True)
+        grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+        k = len(chunk)
+        row_idx = torch.tensor(chunk)
+        g_embed = grads[0][:k]
+        adjacency[row_idx[:, None], torch.tensor(emb_cols)[None]] = (g_embed * state.embed).sum(-1)
+        for j, layer in enumerate(layers):
+            if not feat_cols[layer]:
+                continue
+            g = grads[1 + j][:k][:, feat_pos[layer], feat_idx[layer]]
+            a = state.acts[layer][feat_pos[layer], feat_idx[layer]]
+            adjacency[row_idx[:, None], torch.tensor(feat_cols[layer])[None]] = g * a
+        for j, layer in enumerate(err_layers):
+            g = grads[1 + len(layers) + j][:k]
+            adjacency[row_idx[:, None], err_cols[j][None]] = (g * state.errors[layer]).sum(-1)
+    return adjacency
+
+
+def _write_vector(rm: ReplacementModel, state: CleanState, node: Node) -> Tensor:
+    """What a source node adds to the residual stream at its position."""
+    if node.kind == "feature":
+        return node.activation * rm.transcoders[node.layer].W_dec[node.index]
+    if node.kind == "error":
+        return state.errors[node.layer][node.pos]
+    return state.embed[node.pos]
+
+
+def _ln_input(rm: ReplacementModel, state: CleanState, layer: int, pos: int, vec: Tensor) -> Tensor:
+    """The frozen ln1 of block ``layer`` at ``pos`` applied to a residual write ``vec``."""
+    model = rm.model
+    if model.cfg.normalization_type in ("LN", "LNPre"):
+        vec = vec - vec.mean()
+    name = f"blocks.{layer}.ln1.hook_scale"
+    if name in state.frozen:
+        vec = vec / state.frozen[name][0, pos]
+    w = getattr(model.blocks[layer].ln1, "w", None)
+    return vec * w if isinstance(w, Tensor) else vec
+
+
+def head_paths(
+    rm: ReplacementModel,
+    state: CleanState,
+    graph: Graph,
+    batch_size: int = 64,
+    min_fraction: float = 0.05,
+) -> list[HeadPath]:
+    """Split each edge of ``graph`` over the attention heads that carry it (one hop).
+
+    For an edge source -> target, head (l, h) at query position q carries
+    ``pattern[h, q, k] * (ln1(write_source) @ W_V[h]) . d target / d z[q, h]`` where k is
+    the source's position: the source's write enters the head's value directly from the
+    residual stream and everything downstream of the head is in the gradient. Paths whose
+    first hop is another component (a later MLP, a skip connection) are not split.
+    """
+    targets = sorted({i for i, _ in graph.edges()})
+    if not targets:
+        return []
+    model = rm.model
+    batch = min(batch_size, len(targets))
+    embed, acts, errors = _leaves(state, batch)
+    logit_rank = {i: r for r, i in enumerate(i for i, n in enumerate(graph.nodes) if n.kind == "logit")}
+    directions = graph.logit_directions
+    with torch.enable_grad():
+        logits, pre, z = rm.frozen_forward(state, embed, acts, errors)
+        target_values = logits[:, -1] @ directions.T.to(logits)
+    layers = list(pre)
+    z_layers = sorted(z)
+    paths: list[HeadPath] = []
+    for start in range(0, len(targets), batch):
+        chunk = targets[start : start + batch]
+        seeds = [torch.zeros_like(pre[layer]) for layer in layers] + [torch.zeros_like(target_values)]
+        for b, row in enumerate(chunk):
+            node = graph.nodes[row]
+            if node.kind == "feature":
+                seeds[layers.index(node.layer)][b, node.pos, node.index] = 1.0
+            else:
+                seeds[-1][b, logit_rank[row]] = 1.0
+        outs = [pre[layer] for layer in layers] + [target_values]
+        gz = torch.autograd.grad(outs, [z[l] for l in z_layers], grad_outputs=seeds, retain_graph=True, allow_unused=True)
+        for b, row in enumerate(chunk):
+            for src, weight in graph.in_edges(row):
+                source = graph.nodes[src]
+                write = _write_vector(rm, state, source)
+                k = source.pos
+                for li, layer in enumerate(z_layers):
+                    if layer <= source.layer or gz[li] is None:
+                        continue
+                    with torch.no_grad():
+                        v = _ln_input(rm, state, layer, k, write) @ model.blocks[layer].attn.W_V  # [head, d_head]
+                        pattern = state.frozen[f"blocks.{layer}.attn.hook_pattern"][0, :, :, k]  # [head, q]
+                        carried = pattern.T * torch.einsum("qhd,hd->qh", gz[li][b], v)  # [q, head]
+                    keep = carried.abs() >= min_fraction * abs(weight)
+                    for q, h in zip(*torch.nonzero(keep, as_tuple=True)):
+                        if q >= k:
+                            paths.append(HeadPath(src, row, layer, int(h), int(q), float(carried[q, h])))
+    return paths

@@ -1,0 +1,303 @@
+"""Graph exports: Neuronpedia / circuit-tracer JSON, GraphML, and a self-contained HTML report.
+
+Rendering is separate from computing: every function here reads a finished
+:class:`~interp.circuits.graph.Graph`. The HTML report is one file with plotly.js inlined
+(no CDN, no server); its page template ships as package data
+(``interp/circuits/templates/report.html``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import string
+import time
+from importlib import resources
+from pathlib import Path
+
+from interp.circuits.graph import Graph
+from interp.io import atomic_write_text
+
+FEATURE_TYPES = {
+    "feature": "transcoder",
+    "error": "mlp reconstruction error",
+    "embedding": "embedding",
+    "logit": "logit",
+}
+HEAD_TYPE = "attention head"
+
+
+def _head_id(layer: int, head: int, query: int) -> str:
+    return f"H{layer}.{head}_{query}"
+
+
+def _head_nodes_and_links(graph: Graph) -> tuple[dict[str, dict], list[dict]]:
+    """Head nodes (layer, head, query position) and their in/out links: each head path
+    s -(w)-> t becomes s -> head and head -> t, summed over paths that share them."""
+    heads: dict[str, dict] = {}
+    links: dict[tuple[str, str], float] = {}
+    for p in graph.head_paths:
+        hid = _head_id(p.layer, p.head, p.query)
+        heads.setdefault(hid, {"layer": p.layer, "head": p.head, "query": p.query, "weight": 0.0})
+        heads[hid]["weight"] += abs(p.weight)
+        for key in ((graph.node_id(p.source), hid), (hid, graph.node_id(p.target))):
+            links[key] = links.get(key, 0.0) + p.weight
+    return heads, [{"source": s, "target": t, "weight": w} for (s, t), w in links.items()]
+
+
+def to_json(graph: Graph, slug: str | None = None, scan: str | None = None, include_heads: bool = True) -> dict:
+    """The graph in the Neuronpedia graph schema (``metadata``, ``qParams``, ``nodes``, ``links``).
+
+    Head nodes (``feature_type`` "attention head", id ``H{layer}.{head}_{query}``) are added
+    when ``include_heads``; viewers that do not know them show them as plain nodes.
+    """
+    nodes = []
+    for i, n in enumerate(graph.nodes):
+        nid = graph.node_id(i)
+        layer = "E" if n.kind == "embedding" else str(n.layer if n.kind != "logit" else graph.n_layers + 1)
+        if n.kind == "feature":
+            js = f"{n.layer}_{n.index}-{n.pos}"
+        elif n.kind == "error":
+            js = f"{n.layer}_-1-{n.pos}"
+        elif n.kind == "embedding":
+            js = f"E_{n.index}-{n.pos}"
+        else:
+            js = f"L_{nid.split('_')[1]}-{n.pos}"
+        info = graph.feature_info.get(nid, {})
+        clerp = n.label
+        if n.kind == "feature" and info.get("top_tokens"):
+            clerp = f"{n.label}: " + " ".join(t for t, _ in info["top_tokens"][:3])
+        node = {
+            "node_id": nid,
+            "feature": n.index if n.kind in ("feature", "logit") else (-1 if n.kind == "error" else n.pos),
+            "layer": layer,
+            "ctx_idx": n.pos,
+            "feature_type": FEATURE_TYPES[n.kind],
+            "jsNodeId": js,
+            "clerp": clerp,
+            "influence": n.influence,
+            "activation": n.activation,
+            "token_prob": float(n.prob) if n.prob is not None else 0.0,
+            "is_target_logit": n.kind == "logit",
+        }
+        nodes.append(node)
+    links = [
+        {"source": graph.node_id(s), "target": graph.node_id(t), "weight": float(graph.adjacency[t, s])}
+        for t, s in graph.edges()
+    ]
+    if include_heads:
+        heads, head_links = _head_nodes_and_links(graph)
+        for hid, h in heads.items():
+            nodes.append(
+                {
+                    "node_id": hid,
+                    "feature": h["head"],
+                    "layer": str(h["layer"]),
+                    "ctx_idx": h["query"],
+                    "feature_type": HEAD_TYPE,
+                    "jsNodeId": f"H{h['layer']}.{h['head']}-{h['query']}",
+                    "clerp": f"attention head L{h['layer']}H{h['head']} at position {h['query']}",
+                    "influence": None,
+                    "activation": None,
+                    "token_prob": 0.0,
+                    "is_target_logit": False,
+                }
+            )
+        links += head_links
+    slug = slug or "interp-graph"
+    return {
+        "metadata": {
+            "slug": slug,
+            "scan": scan or graph.model_name or "interp",
+            "prompt_tokens": list(graph.token_strs),
+            "prompt": graph.prompt,
+            "node_threshold": graph.node_threshold if graph.node_threshold is not None else 0.8,
+            "info": {
+                "description": "attribution graph through transcoders, computed by interp",
+                "generator": {"name": "interp", "version": _version()},
+                "create_time_ms": time.time() * 1000,
+            },
+            "pruning_settings": {
+                k: v
+                for k, v in (("node_threshold", graph.node_threshold), ("edge_threshold", graph.edge_threshold))
+                if v is not None
+            },
+            "scores": dict(graph.scores),
+        },
+        "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
+        "nodes": nodes,
+        "links": links,
+    }
+
+
+def _version() -> str:
+    from interp import __version__
+
+    return __version__
+
+
+def to_networkx(graph: Graph, include_heads: bool = True):
+    """A ``networkx.DiGraph`` with the JSON export's node attributes and edge weights."""
+    import networkx as nx
+
+    data = to_json(graph, include_heads=include_heads)
+    g = nx.DiGraph(prompt=graph.prompt)
+    for node in data["nodes"]:
+        attrs = {k: v for k, v in node.items() if k != "node_id" and v is not None}
+        g.add_node(node["node_id"], **attrs)
+    for link in data["links"]:
+        g.add_edge(link["source"], link["target"], weight=link["weight"])
+    return g
+
+
+def write_graphml(graph: Graph, path: str | Path, include_heads: bool = True) -> Path:
+    import networkx as nx
+
+    text = "\n".join(nx.generate_graphml(to_networkx(graph, include_heads)))
+    atomic_write_text(path, text + "\n")
+    return Path(path)
+
+
+def write_json(graph: Graph, path: str | Path, slug: str | None = None) -> Path:
+    atomic_write_text(path, json.dumps(to_json(graph, slug=slug), indent=1) + "\n")
+    return Path(path)
+
+
+# -- HTML ------------------------------------------------------------------------------
+
+
+def _hover(graph: Graph, i: int) -> str:
+    n = graph.nodes[i]
+    nid = graph.node_id(i)
+    lines = [f"<b>{html.escape(n.label)}</b> ({n.kind}, {nid})", f"position {n.pos}: {html.escape(repr(graph.token_strs[n.pos]))}"]
+    if n.activation is not None:
+        name = {"feature": "activation", "error": "error norm", "logit": "target value"}.get(n.kind)
+        if name:
+            lines.append(f"{name}: {n.activation:.3f}")
+    if n.prob is not None:
+        lines.append(f"probability: {n.prob:.3f}")
+    if n.influence is not None:
+        lines.append(f"influence: {n.influence:.3f}")
+    info = graph.feature_info.get(nid, {})
+    if info.get("top_tokens"):
+        lines.append("top tokens: " + ", ".join(html.escape(repr(t)) for t, _ in info["top_tokens"]))
+    for text, value in info.get("contexts", [])[:3]:
+        lines.append(f"{value:.2f}: {html.escape(text)}")
+    return "<br>".join(lines)
+
+
+def figure(graph: Graph):
+    """The interactive plotly figure: positions across, layers up, edges by sign."""
+    import plotly.graph_objects as go
+
+    def y_of(n):
+        return {"embedding": -1.0, "logit": graph.n_layers + 0.0}.get(n.kind, n.layer + (0.3 if n.kind == "error" else 0.0))
+
+    # spread nodes that share a cell
+    cells: dict[tuple[int, float], int] = {}
+    xy = []
+    for n in graph.nodes:
+        key = (n.pos, y_of(n))
+        k = cells.get(key, 0)
+        cells[key] = k + 1
+        xy.append((n.pos + 0.12 * ((k + 1) // 2) * (1 if k % 2 else -1), y_of(n)))
+    heads, _ = _head_nodes_and_links(graph)
+    head_xy = {hid: (h["query"] - 0.25, h["layer"] - 0.5) for hid, h in heads.items()}
+    edges = graph.edges()
+    max_w = max((abs(float(graph.adjacency[t, s])) for t, s in edges), default=1.0) or 1.0
+    fig = go.Figure()
+    for sign, colour in ((1, "rgba(31,119,180,{a})"), (-1, "rgba(214,39,40,{a})")):
+        xs, ys = [], []
+        for t, s in edges:
+            w = float(graph.adjacency[t, s])
+            if (w > 0) == (sign > 0):
+                xs += [xy[s][0], xy[t][0], None]
+                ys += [xy[s][1], xy[t][1], None]
+        if xs:
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", line={"width": 1.5, "color": colour.format(a=0.45)},
+                                     name="positive edges" if sign > 0 else "negative edges"))
+    if graph.head_paths:
+        xs, ys = [], []
+        for p in graph.head_paths:
+            hx, hy = head_xy[_head_id(p.layer, p.head, p.query)]
+            xs += [xy[p.source][0], hx, xy[p.target][0], None]
+            ys += [xy[p.source][1], hy, xy[p.target][1], None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", name="through heads",
+                                 line={"width": 1, "dash": "dot", "color": "rgba(44,160,44,0.7)"}))
+        fig.add_trace(go.Scatter(
+            x=[head_xy[h][0] for h in heads], y=[head_xy[h][1] for h in heads], mode="markers+text",
+            text=[f"L{h['layer']}H{h['head']}" for h in heads.values()], textposition="middle left",
+            marker={"symbol": "diamond", "size": 11, "color": "rgb(44,160,44)"}, name="attention heads",
+            hovertext=[f"<b>head L{h['layer']}H{h['head']}</b><br>moves to position {h['query']}<br>carried |weight| {h['weight']:.3f}"
+                       for h in heads.values()], hoverinfo="text"))
+    styles = {"feature": ("circle", "rgb(255,127,14)"), "error": ("square", "rgb(150,150,150)"),
+              "embedding": ("triangle-up", "rgb(31,119,180)"), "logit": ("star", "rgb(148,103,189)")}
+    for kind, (symbol, colour) in styles.items():
+        idx = [i for i, n in enumerate(graph.nodes) if n.kind == kind]
+        if not idx:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[xy[i][0] for i in idx], y=[xy[i][1] for i in idx], mode="markers+text",
+            text=[graph.nodes[i].label if kind in ("embedding", "logit") else "" for i in idx], textposition="top center",
+            marker={"symbol": symbol, "size": 13, "color": colour, "line": {"width": 1, "color": "#333"}},
+            hovertext=[_hover(graph, i) for i in idx], hoverinfo="text", name=kind + "s"))
+    fig.update_layout(
+        height=220 + 110 * (graph.n_layers + 2), margin={"l": 60, "r": 20, "t": 30, "b": 40}, template="plotly_white",
+        xaxis={"title": "position", "tickmode": "array", "tickvals": list(range(len(graph.tokens))),
+               "ticktext": [f"{i}:{t}" for i, t in enumerate(graph.token_strs)]},
+        yaxis={"title": "layer", "tickmode": "array", "tickvals": list(range(-1, graph.n_layers + 1)),
+               "ticktext": ["emb", *[str(i) for i in range(graph.n_layers)], "logit"]},
+        hoverlabel={"align": "left"},
+    )
+    return fig
+
+
+def _node_table(graph: Graph) -> str:
+    rows = ["<table><tr><th>node</th><th>kind</th><th>position</th><th>activation</th><th>influence</th><th>top tokens</th><th>heads carrying its edges</th></tr>"]
+    order = sorted(range(len(graph.nodes)), key=lambda i: -(graph.nodes[i].influence or 0.0))
+    for i in order:
+        n = graph.nodes[i]
+        nid = graph.node_id(i)
+        tops = ", ".join(repr(t) for t, _ in graph.feature_info.get(nid, {}).get("top_tokens", []))
+        heads = sorted({f"L{p.layer}H{p.head}" for p in graph.head_paths if p.source == i or p.target == i})
+        act = "" if n.activation is None else f"{n.activation:.3f}"
+        infl = "" if n.influence is None else f"{n.influence:.3f}"
+        rows.append(f"<tr><td>{html.escape(n.label)} <code>{nid}</code></td><td>{n.kind}</td><td>{n.pos}</td>"
+                    f"<td>{act}</td><td>{infl}</td><td>{html.escape(tops)}</td><td>{', '.join(heads)}</td></tr>")
+    rows.append("</table>")
+    return "\n".join(rows)
+
+
+def to_html(graph: Graph, inline: bool = False) -> str:
+    """The report as one HTML page (plotly.js inlined). ``inline`` returns a fragment for Jupyter."""
+    plot = figure(graph).to_html(full_html=False, include_plotlyjs=True)
+    prompt = "".join(f"<span>{html.escape(t)}</span>" for t in graph.token_strs)
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in graph.scores.items())
+    meta = html.escape(
+        f"{graph.model_name or 'model'}; {sum(n.kind == 'feature' for n in graph.nodes)} features, "
+        f"{len(graph.edges())} edges, {len(graph.head_paths)} head paths; {scores}; "
+        f"node threshold {graph.node_threshold}, edge threshold {graph.edge_threshold}; traced in {graph.seconds:.2f} s"
+    )
+    if inline:
+        return f"<div><p>{meta}</p><div>{prompt}</div>{plot}</div>"
+    template = resources.files("interp.circuits").joinpath("templates/report.html").read_text(encoding="utf-8")
+    return string.Template(template).substitute(
+        title=html.escape(f"Attribution graph: {graph.prompt}"), meta=meta, prompt=prompt, plot=plot, table=_node_table(graph)
+    )
+
+
+def write_html(graph: Graph, path: str | Path) -> Path:
+    atomic_write_text(path, to_html(graph))
+    return Path(path)
+
+
+def write_all(graph: Graph, out: str | Path, stem: str = "graph") -> dict[str, Path]:
+    """Write ``graph.json``, ``graph.graphml``, ``graph.html`` and ``graph.pt`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return {
+        "json": write_json(graph, out / f"{stem}.json", slug=stem),
+        "graphml": write_graphml(graph, out / f"{stem}.graphml"),
+        "html": write_html(graph, out / f"{stem}.html"),
+        "graph": graph.save(out / f"{stem}.pt"),
+    }

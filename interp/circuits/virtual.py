@@ -1,0 +1,32 @@
+"""Input-invariant connections between transcoder features (Dunefsky et al. 2024).
+
+These are the weights part of an edge: how strongly a feature *can* drive another,
+whatever the input. The input-dependent edge of :mod:`interp.circuits.attribution` is
+(in a model without attention or LayerNorm in between) exactly the source activation
+times these weights; in a real model the residual path between them also goes through
+frozen LayerNorm scales and attention, which the attribution includes.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+
+@torch.no_grad()
+def virtual_weights(source, target) -> Float[Tensor, "d_sae_source d_sae_target"]:
+    """Source decoder rows . target encoder columns: ``W_dec_src @ W_enc_tgt``."""
+    return source.W_dec @ target.W_enc
+
+
+@torch.no_grad()
+def deembedding(model, transcoder) -> Float[Tensor, "d_vocab d_sae"]:
+    """Each token's embedding read by each feature's encoder: ``W_E @ W_enc``."""
+    return model.W_E @ transcoder.W_enc
+
+
+@torch.no_grad()
+def direct_logit_effects(model, transcoder) -> Float[Tensor, "d_sae d_vocab"]:
+    """Each feature's decoder row through the unembedding: ``W_dec @ W_U``."""
+    return transcoder.W_dec @ model.W_U

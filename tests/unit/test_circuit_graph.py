@@ -1,0 +1,130 @@
+"""Graph data, pruning, scores and exports on hand-written graphs."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import jsonschema
+import networkx as nx
+import pytest
+import torch
+
+from interp.circuits.export import to_json, write_graphml
+from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, influence, prune
+from interp.errors import StoreError
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine torch's thread pool mostly waits."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def chain_graph() -> Graph:
+    """tok0 -> f_a -> logit is strong; tok1 -> f_b -> logit is weak; err -> f_a small."""
+    nodes = [
+        Node("feature", 0, 0, 7, 2.0, "a"),
+        Node("feature", 0, 1, 3, 0.1, "b"),
+        Node("error", 0, 0, None, 0.01, "err"),
+        Node("embedding", -1, 0, 11, None, "x"),
+        Node("embedding", -1, 1, 12, None, "y"),
+        Node("logit", 1, 1, 5, 3.0, "z", prob=0.9),
+    ]
+    a = torch.zeros(6, 6)
+    a[0, 3] = 4.0  # tok0 -> a
+    a[0, 2] = 0.1  # err -> a
+    a[1, 4] = 0.2  # tok1 -> b
+    a[5, 0] = 3.0  # a -> logit
+    a[5, 1] = -0.05  # b -> logit
+    w = torch.tensor([0, 0, 0, 0, 0, 1.0])
+    g = Graph("xy", [11, 12], ["x", "y"], 1, nodes, a, w, logit_directions=torch.zeros(1, 20))
+    g.head_paths = [HeadPath(0, 5, 0, 1, 1, 2.5)]
+    return g
+
+
+def test_influence_sums_paths():
+    g = chain_graph()
+    infl = influence(g.adjacency, g.logit_weights)
+    # a gets 3/3.05 of the logit's row; tok0 gets that times 4/4.1
+    assert infl[0] == pytest.approx(3 / 3.05, rel=1e-5)
+    assert infl[3] == pytest.approx(3 / 3.05 * 4 / 4.1, rel=1e-5)
+    assert infl[5] == 0
+
+
+def test_prune_keeps_strong_path_and_drops_weak_one():
+    g = prune(chain_graph(), node_threshold=0.8, edge_threshold=0.9)
+    kinds = [(n.kind, n.label) for n in g.nodes]
+    assert ("feature", "a") in kinds and ("feature", "b") not in kinds and ("error", "err") not in kinds
+    # embeddings and logits always stay
+    assert sum(k == "embedding" for k, _ in kinds) == 2 and sum(k == "logit" for k, _ in kinds) == 1
+    ids = {(g.node_id(s), g.node_id(t)) for t, s in g.edges()}
+    assert ids == {("E_11_0", "0_7_0"), ("0_7_0", "2_5_1")}
+    assert len(g.head_paths) == 1 and g.nodes[g.head_paths[0].source].label == "a"
+
+
+def test_prune_rejects_bad_thresholds():
+    with pytest.raises(ValueError, match="node_threshold"):
+        prune(chain_graph(), node_threshold=1.5)
+
+
+def test_scores_count_error_influence():
+    g = chain_graph()
+    s = graph_scores(g)
+    assert 0.9 < s["replacement"] < 1.0
+    assert 0.9 < s["completeness"] < 1.0
+    g.adjacency[0, 2] = 0.0  # no error input at all
+    assert graph_scores(g)["replacement"] == pytest.approx(1.0)
+
+
+def test_save_load_round_trip(tmp_path):
+    g = chain_graph()
+    g.scores = {"replacement": 0.5}
+    g.feature_info = {"0_7_0": {"top_tokens": [("z", 1.0)], "contexts": []}}
+    path = g.save(tmp_path / "g.pt")
+    h = Graph.load(path)
+    assert torch.equal(h.adjacency, g.adjacency)
+    assert h.nodes == g.nodes and h.head_paths == g.head_paths and h.scores == g.scores
+    assert h.feature_info["0_7_0"]["top_tokens"][0][0] == "z"
+
+
+def test_load_reports_missing_and_bad_files(tmp_path):
+    with pytest.raises(StoreError, match="no graph file"):
+        Graph.load(tmp_path / "none.pt")
+    (tmp_path / "bad.pt").write_text("not a graph")
+    with pytest.raises(StoreError, match="not a graph"):
+        Graph.load(tmp_path / "bad.pt")
+
+
+def test_json_validates_against_viewer_schema_and_ids_are_unique():
+    schema = json.loads(resources.files("interp.circuits").joinpath("schemas/attribution-graph.schema.json").read_text())
+    data = to_json(chain_graph())
+    jsonschema.validate(data, schema)
+    ids = [n["node_id"] for n in data["nodes"]]
+    assert len(ids) == len(set(ids))
+    assert {n["feature_type"] for n in data["nodes"]} >= {"embedding", "logit", "mlp reconstruction error"}
+    logit = next(n for n in data["nodes"] if n["feature_type"] == "logit")
+    assert logit["is_target_logit"] and logit["token_prob"] == pytest.approx(0.9) and logit["layer"] == "2"
+    assert any(n["feature_type"] == "attention head" for n in data["nodes"])
+    known = set(ids)
+    assert all(l["source"] in known and l["target"] in known for l in data["links"])
+
+
+def test_schema_rejects_a_broken_export():
+    schema = json.loads(resources.files("interp.circuits").joinpath("schemas/attribution-graph.schema.json").read_text())
+    data = to_json(chain_graph())
+    del data["nodes"][0]["jsNodeId"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)
+
+
+def test_graphml_round_trips_through_networkx(tmp_path):
+    g = chain_graph()
+    path = write_graphml(g, tmp_path / "g.graphml")
+    h = nx.read_graphml(path)
+    assert h.has_edge("E_11_0", "0_7_0")
+    assert h.edges["0_7_0", "2_5_1"]["weight"] == pytest.approx(3.0)
+    assert h.nodes["0_7_0"]["feature_type"] == "transcoder"
