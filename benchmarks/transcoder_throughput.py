@@ -1,0 +1,582 @@
+"""Transcoder training throughput: interp against EleutherAI's sparsify, side by side in one run.
+
+Config (issue 4): TopK, d_in 128 (the reference model's d_model), expansion 8 (1,024
+latents), k 16, 4,096 tokens a step (32 contexts of 128), Adam, 2 CPU threads, one layer's
+MLP (input ``blocks.L.ln2.hook_normalized`` -> output ``blocks.L.hook_mlp_out``).
+
+Two modes, on the same tokens and the same activations for both libraries:
+
+* ``cached``: the activations are a tensor in memory. interp: ``InMemoryActivations`` ->
+  ``PairedBatches`` -> ``Trainer.step``. sparsify has no activation cache, so its own
+  ``Trainer.fit`` is driven by a stand-in "model" whose hooked submodule returns the cached
+  MLP input/output rows for the token positions in the batch (sparsify's real training
+  step, data loader and bookkeeping; only the transformer forward is replaced by a lookup).
+* ``e2e``: activations come from the reference model as training runs. interp:
+  ``StreamingActivations`` (stops the forward after layer L); sparsify: ``Trainer.fit`` on
+  the transformer-lens model behind a thin wrapper that gives it the ``base_model``,
+  ``device`` and ``dummy_inputs`` sparsify reads, hooked at ``blocks.L.mlp``.
+
+Each library runs in its own long-lived worker process (sparsify from its own virtual
+environment, e.g. ``python -m venv --system-site-packages /tmp/sparsify-venv`` and
+``/tmp/sparsify-venv/bin/pip install --no-deps eai-sparsify natsort schedulefree``; it uses
+the same torch). The parent alternates rounds between the two workers, so a load spike on
+the shared machine hits both, and reports the median tokens/s over rounds. A step is timed
+from the start of one step to the start of the next (sparsify: between the forward calls of
+consecutive batches), so data loading, the optimiser and all bookkeeping are included.
+
+If ``interp.transcoders`` is not committed yet, interp's side is a TopK step built directly
+from :mod:`interp.kernels` and Adam (``impl`` in the JSON says which).
+
+Run::
+
+    python benchmarks/transcoder_throughput.py --out benchmarks/results/transcoder_throughput.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+D_SAE_EXPANSION = 8
+
+
+@dataclass
+class BenchConfig:
+    """Settings of the throughput benchmark."""
+
+    threads: int = 2
+    """CPU threads for torch in every process."""
+    layer: int = 3
+    """Which MLP to transcode (the last layer by default, so both libraries run every block)."""
+    k: int = 16
+    """Active latents per token."""
+    expansion: int = D_SAE_EXPANSION
+    """Latents per input dimension."""
+    contexts_per_step: int = 32
+    """Contexts of 128 tokens per step (32 x 128 = 4,096 tokens)."""
+    pool_steps: int = 8
+    """Steps' worth of distinct tokens cycled through (one e2e round is one pass over them)."""
+    rounds: int = 5
+    """Rounds per library and mode, alternated between the libraries."""
+    warmup_steps: int = 3
+    """Untimed steps per worker and mode before the first round."""
+    seed: int = 0
+    """Seed of the token order and of both libraries' initialisation."""
+    sparsify_python: str = "/tmp/sparsify-venv/bin/python"
+    """Python of the virtual environment that has eai-sparsify."""
+    out: str = "benchmarks/results/transcoder_throughput.json"
+    """Where the JSON results go."""
+    microbench_reps: int = 15
+    """Repetitions of each kernel candidate in the kernel comparison."""
+
+    def __post_init__(self) -> None:
+        if self.threads < 1 or self.rounds < 1 or self.pool_steps < 1:
+            raise ValueError("threads, rounds and pool_steps must be positive")
+
+
+# --------------------------------------------------------------------------------------- data
+
+
+def reference_model():
+    """The trained reference model, or the same-shape random init when its weights are absent."""
+    from interp.reference import model as ref
+
+    weights = Path(ref.__file__).parent / "weights" / "model.safetensors"
+    if weights.exists():
+        from interp import load_model
+
+        return load_model("reference", device="cpu"), "trained reference weights"
+    from interp.reference.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    return ref.build(ref.architecture(len(tok)), tok, seed=0), "random-init model of the reference shape"
+
+
+def make_data(cfg: BenchConfig, workdir: Path) -> dict:
+    """Tokens and the cached activations of layer ``cfg.layer``, written to ``workdir``."""
+    from interp.data import token_batches
+    from interp.hooks import hook_name
+
+    model, which = reference_model()
+    n_ctx = cfg.pool_steps * cfg.contexts_per_step
+    batches = token_batches("reference", model.tokenizer, ctx_len=128, batch_size=cfg.contexts_per_step, seed=cfg.seed)
+    tokens = torch.cat([next(batches) for _ in range(cfg.pool_steps)])[:n_ctx]
+    hin, hout = hook_name("mlp_in", cfg.layer), hook_name("mlp_out", cfg.layer)
+    acts = {hin: [], hout: []}
+    with torch.no_grad():
+        for chunk in tokens.split(cfg.contexts_per_step):
+            _, cache = model.run_with_cache(chunk, names_filter=[hin, hout], stop_at_layer=cfg.layer + 1)
+            for name in acts:
+                acts[name].append(cache[name].reshape(-1, cache[name].shape[-1]))
+    data = {"tokens": tokens, "x": torch.cat(acts[hin]), "y": torch.cat(acts[hout]), "model": which}
+    torch.save(data, workdir / "data.pt")
+    return data
+
+
+# ------------------------------------------------------------------------------ kernel choice
+
+
+def kernel_microbench(cfg: BenchConfig) -> dict:
+    """CPU time of each torch candidate for the sparse decoder, forward + backward, and of top-k."""
+    import torch.nn.functional as F
+
+    from interp.kernels import get_backend
+
+    B, N, D, k = cfg.contexts_per_step * 128, 128 * cfg.expansion, 128, cfg.k
+    gen = torch.Generator().manual_seed(0)
+    W = torch.randn(N, D, generator=gen, requires_grad=True)
+    pre = torch.randn(B, N, generator=gen)
+    v0, idx = pre.topk(k, dim=1)
+
+    candidates = {
+        "embedding_bag (chosen)": lambda v: F.embedding_bag(idx, W, per_sample_weights=v, mode="sum"),
+        "index_select + bmm": lambda v: torch.bmm(v.unsqueeze(1), W.index_select(0, idx.reshape(-1)).view(B, k, D)).squeeze(1),
+        "dense scatter + matmul": lambda v: torch.zeros(B, N).scatter(1, idx, v) @ W,
+    }
+    result = {"shape": {"batch": B, "d_sae": N, "d_out": D, "k": k}, "decode_fwd_bwd_ms": {}}
+    for _ in range(2):  # interleave candidates twice; keep the best of all
+        for name, fn in candidates.items():
+            times = []
+            for _ in range(cfg.microbench_reps):
+                v = v0.clone().requires_grad_()
+                W.grad = None
+                t = time.perf_counter()
+                fn(v).sum().backward()
+                times.append(time.perf_counter() - t)
+            best = 1e3 * min(times)
+            result["decode_fwd_bwd_ms"][name] = min(best, result["decode_fwd_bwd_ms"].get(name, best))
+    times = []
+    for _ in range(cfg.microbench_reps):
+        p = pre.clone().requires_grad_()
+        t = time.perf_counter()
+        get_backend("torch").topk_activation(p, k)[0].sum().backward()
+        times.append(time.perf_counter() - t)
+    result["topk_fwd_bwd_ms"] = 1e3 * min(times)
+
+    # The encoder: a dense matmul + top-k (interp) against sparsify-style sparse backward
+    # (index_add_ of the k selected columns' gradients), forward + backward.
+    x = torch.randn(B, D, generator=gen)
+    W_enc = torch.randn(D, N, generator=gen, requires_grad=True)
+    b_enc = torch.zeros(N, requires_grad=True)
+
+    def dense_encoder():
+        return get_backend("torch").topk_activation(torch.addmm(b_enc, x, W_enc), k)
+
+    encoders = {
+        "dense matmul backward (interp)": dense_encoder,
+        "index_add_ sparse backward (sparsify-style)": lambda: _SparseEncoder.apply(x, W_enc, b_enc, k),
+    }
+    result["encoder_fwd_bwd_ms"] = {}
+    for _ in range(2):
+        for name, fn in encoders.items():
+            times = []
+            for _ in range(cfg.microbench_reps):
+                W_enc.grad = b_enc.grad = None
+                t = time.perf_counter()
+                fn()[0].sum().backward()
+                times.append(time.perf_counter() - t)
+            best = 1e3 * min(times)
+            result["encoder_fwd_bwd_ms"][name] = min(best, result["encoder_fwd_bwd_ms"].get(name, best))
+    result["auto_backend_on_cpu"] = get_backend("auto", "cpu").name
+    return result
+
+
+class _SparseEncoder(torch.autograd.Function):
+    """Linear + top-k + ReLU whose backward touches only the selected columns (as sparsify's)."""
+
+    @staticmethod
+    def forward(ctx, x, W, b, k):
+        values, indices = torch.addmm(b, x, W).topk(k, dim=1)
+        values = values.relu_()
+        ctx.save_for_backward(x, values, indices)
+        ctx.shape = W.shape
+        ctx.mark_non_differentiable(indices)
+        return values, indices
+
+    @staticmethod
+    def backward(ctx, grad_values, _):
+        x, values, indices = ctx.saved_tensors
+        g = grad_values * (values > 0)
+        flat = indices.reshape(-1)
+        outer = (g.unsqueeze(2) * x.unsqueeze(1)).reshape(-1, x.shape[1])
+        grad_W = torch.zeros(ctx.shape[1], ctx.shape[0]).index_add_(0, flat, outer).T
+        grad_b = torch.zeros(ctx.shape[1]).index_add_(0, flat, g.reshape(-1))
+        return None, grad_W, grad_b, None
+
+
+# ------------------------------------------------------------------------------------ workers
+
+
+class InterpWorker:
+    """interp's trainer (or, before it lands, a kernels + Adam TopK step) in both modes."""
+
+    def __init__(self, cfg: BenchConfig, data: dict) -> None:
+        self.cfg = cfg
+        self.impl = "interp.transcoders.Trainer" if _transcoders_committed() else "interp.kernels + torch.optim.Adam"
+        self.data = data
+        self.model = None
+
+    def _trainer_iter(self, source):
+        from interp.transcoders.data import PairedBatches
+        from interp.transcoders.topk import TopKConfig, TopKTranscoder
+        from interp.transcoders.trainer import OptimConfig, Trainer
+
+        d = self.data["x"].shape[1]
+        tc = TopKTranscoder(TopKConfig(d_in=d, d_out=d, d_sae=d * self.cfg.expansion, k=self.cfg.k), seed=self.cfg.seed)
+        tokens = self.cfg.contexts_per_step * 128
+        trainer = Trainer({"layer": tc}, OptimConfig(), total_steps=1_000_000, tokens_per_step=tokens)
+        batches = iter(PairedBatches(source, [self.cfg.layer], tokens, seed=self.cfg.seed))
+
+        def step():
+            batch = next(batches)
+            trainer.step({"layer": batch[next(iter(batch))]})
+
+        return step
+
+    def _kernels_iter(self, pairs):
+        from interp.kernels import sparse_decode, topk_activation
+
+        d, k = self.data["x"].shape[1], self.cfg.k
+        n = d * self.cfg.expansion
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        W_dec = torch.randn(n, d, generator=gen)
+        W_dec /= W_dec.norm(dim=1, keepdim=True)
+        params = {
+            "W_enc": torch.nn.Parameter(W_dec.T.clone()),
+            "b_enc": torch.nn.Parameter(torch.zeros(n)),
+            "W_dec": torch.nn.Parameter(W_dec),
+            "b_dec": torch.nn.Parameter(torch.zeros(d)),
+        }
+        opt = torch.optim.Adam(params.values(), lr=1e-3)
+        since_fired = torch.zeros(n, dtype=torch.long)
+
+        def step():
+            x, y = next(pairs)
+            opt.zero_grad(set_to_none=True)
+            values, indices = topk_activation(x @ params["W_enc"] + params["b_enc"], k)
+            y_hat = sparse_decode(values, indices, params["W_dec"]) + params["b_dec"]
+            loss = (y_hat - y).pow(2).sum(-1).mean()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                params["W_dec"].div_(params["W_dec"].norm(dim=1, keepdim=True))
+                since_fired.add_(x.shape[0])
+                since_fired[indices[values > 0]] = 0
+            float(loss)
+
+        return step
+
+    def stepper(self, mode: str):
+        from interp.hooks import hook_name
+
+        hin, hout = hook_name("mlp_in", self.cfg.layer), hook_name("mlp_out", self.cfg.layer)
+        tokens_per_step = self.cfg.contexts_per_step * 128
+        if mode == "cached":
+            if self.impl.startswith("interp.transcoders"):
+                from interp.transcoders.data import InMemoryActivations
+
+                return self._trainer_iter(InMemoryActivations({hin: self.data["x"], hout: self.data["y"]}))
+            return self._kernels_iter(_cycle_pairs(self.data["x"], self.data["y"], tokens_per_step, self.cfg.seed))
+        if self.model is None:
+            self.model = reference_model()[0]
+        from interp.cache import StreamingActivations
+
+        source = StreamingActivations(self.model, [hin, hout], self.data["tokens"], forward_batch=self.cfg.contexts_per_step)
+        if self.impl.startswith("interp.transcoders"):
+            return self._trainer_iter(source)
+        return self._kernels_iter(_stream_pairs(source, hin, hout, tokens_per_step, self.cfg.seed))
+
+    def run(self, step, n: int) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            step()
+        return time.perf_counter() - t
+
+
+def _transcoders_committed() -> bool:
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        ["git", "ls-files", "interp/transcoders/trainer.py", "interp/transcoders/topk.py"],
+        cwd=root, capture_output=True, text=True,
+    )  # fmt: skip
+    return len(out.stdout.split()) == 2
+
+
+def _cycle_pairs(x, y, batch, seed):
+    epoch = 0
+    while True:
+        order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        for start in range(0, x.shape[0] - batch + 1, batch):
+            rows = order[start : start + batch]
+            yield x[rows], y[rows]
+        epoch += 1
+
+
+def _stream_pairs(source, hin, hout, batch, seed):
+    epoch = 0
+    while True:
+        for b in source.batches(batch, seed=seed, epoch=epoch):
+            yield b.acts[hin].float(), b.acts[hout].float()
+        epoch += 1
+
+
+class SparsifyWorker:
+    """sparsify's own ``Trainer.fit`` in both modes (see the module docstring)."""
+
+    impl = "sparsify.Trainer.fit (eager CPU decoder)"
+
+    def __init__(self, cfg: BenchConfig, data: dict, workdir: Path) -> None:
+        self.cfg, self.data, self.workdir = cfg, data, workdir
+        self.model = None
+
+    def _trainer(self, model, hookpoint: str, ids: torch.Tensor):
+        from datasets import Dataset
+        from sparsify import SaeConfig, Trainer, TrainConfig
+
+        def dataset(rows):
+            return Dataset.from_dict({"input_ids": rows.tolist()}).with_format("torch")
+
+        tcfg = TrainConfig(
+            SaeConfig(expansion_factor=self.cfg.expansion, k=self.cfg.k, transcode=True),
+            batch_size=self.cfg.contexts_per_step,
+            optimizer="adam",
+            lr_warmup_steps=10,
+            hookpoints=[hookpoint],
+            init_seeds=[self.cfg.seed],
+            save_every=10**9,
+            log_to_wandb=False,
+            save_dir=str(self.workdir / "sparsify-ckpt"),
+        )
+        # the schedule is sized by the dataset given at construction: make it long
+        trainer = Trainer(tcfg, dataset(ids.repeat(50, 1)), model)
+        per_round = torch.cat([ids, ids[: self.cfg.contexts_per_step]])  # one extra batch: see run()
+        return trainer, dataset(per_round), model
+
+    def stepper(self, mode: str):
+        ctx = self.cfg.contexts_per_step
+        if mode == "cached":
+            n = self.data["x"].shape[0]
+            ids = torch.arange(n).view(-1, 128)
+            model = _CachedModel(self.data["x"], self.data["y"])
+            trainer, ds, model = self._trainer(model, "mlp", ids)
+        else:
+            if self.model is None:
+                self.model = _TLForSparsify(reference_model()[0])
+            trainer, ds, model = self._trainer(self.model, f"blocks.{self.cfg.layer}.mlp", self.data["tokens"])
+        return trainer, ds, model, ctx
+
+    def run(self, state, n_batches: int) -> float:
+        """Time ``n_batches - 1`` full steps of one ``fit`` call over ``n_batches`` batches."""
+        trainer, ds, model, ctx = state
+        trainer.dataset = ds.select(range(n_batches * ctx))
+        trainer.global_step = 0
+        starts = []
+        handle = model.register_forward_pre_hook(lambda *_: starts.append(time.perf_counter()))
+        try:
+            trainer.fit()
+        finally:
+            handle.remove()
+        return starts[-1] - starts[0]
+
+
+class _CachedModel(torch.nn.Module):
+    """Stands in for a transformer: its ``mlp`` submodule maps cached inputs to cached outputs."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        super().__init__()
+        self.x, self.y = x, y
+        self.mlp = _Lookup()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    @property
+    def base_model(self):
+        return self
+
+    @property
+    def device(self):
+        return torch.device("cpu")
+
+    @property
+    def dummy_inputs(self):
+        return {"input_ids": torch.arange(128).view(1, 128)}
+
+    def forward(self, input_ids, **_):
+        self.mlp.out = self.y[input_ids]
+        return self.mlp(self.x[input_ids])
+
+
+class _Lookup(torch.nn.Module):
+    out: torch.Tensor
+
+    def forward(self, x):
+        return self.out
+
+
+class _TLForSparsify(torch.nn.Module):
+    """A transformer-lens model with the attributes sparsify's Trainer reads from a HF model."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.tl = model
+
+    @property
+    def base_model(self):
+        return self.tl
+
+    @property
+    def device(self):
+        return self.tl.cfg.device if isinstance(self.tl.cfg.device, torch.device) else torch.device(self.tl.cfg.device)
+
+    @property
+    def dummy_inputs(self):
+        return {"input_ids": torch.zeros(1, 16, dtype=torch.long)}
+
+    def forward(self, input_ids, **_):
+        return self.tl(input_ids, return_type=None)
+
+
+def worker_main(side: str, cfg: BenchConfig, workdir: Path) -> None:
+    """Serve ``run MODE N`` lines on stdin with one JSON line each on stdout."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    data = torch.load(workdir / "data.pt")
+    out = sys.stdout
+    sys.stdout = sys.stderr  # sparsify prints; keep the protocol channel clean
+    worker = InterpWorker(cfg, data) if side == "interp" else SparsifyWorker(cfg, data, workdir)
+    states = {}
+    for mode in ("cached", "e2e"):
+        states[mode] = worker.stepper(mode)
+        if side == "interp":
+            worker.run(states[mode], cfg.warmup_steps)
+        else:
+            worker.run(states[mode], cfg.warmup_steps + 1)
+    print(json.dumps({"ready": True, "impl": worker.impl, "torch": torch.__version__,
+                      "threads": torch.get_num_threads()}), file=out, flush=True)  # fmt: skip
+    for line in sys.stdin:
+        _, mode, n = line.split()
+        n = int(n)
+        if side == "interp":
+            seconds, steps = worker.run(states[mode], n), n
+        else:
+            seconds, steps = worker.run(states[mode], n + 1), n
+        print(json.dumps({"mode": mode, "steps": steps, "seconds": seconds}), file=out, flush=True)
+
+
+# ------------------------------------------------------------------------------------- parent
+
+
+def _spawn(python: str, side: str, cfg: BenchConfig, workdir: Path, log) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS=str(cfg.threads), MKL_NUM_THREADS=str(cfg.threads),
+               SPARSIFY_DISABLE_TRITON="1", WANDB_MODE="disabled")  # fmt: skip
+    args = [python, str(Path(__file__).resolve()), "--worker", side, "--workdir", str(workdir),
+            "--cfg", json.dumps(asdict(cfg))]  # fmt: skip
+    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+
+
+def _ask(proc: subprocess.Popen, line: str | None) -> dict:
+    if line is not None:
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+    reply = proc.stdout.readline()
+    if not reply:
+        raise RuntimeError(f"a benchmark worker died (exit {proc.poll()}); see the worker log")
+    return json.loads(reply)
+
+
+def main(cfg: BenchConfig) -> dict:
+    torch.set_num_threads(cfg.threads)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    tokens_per_step = cfg.contexts_per_step * 128
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        data = make_data(cfg, workdir)
+        kernels = kernel_microbench(cfg)
+        log_path = Path(cfg.out).with_suffix(".workers.log")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "w") as log:
+            procs = {
+                "interp": _spawn(sys.executable, "interp", cfg, workdir, log),
+                "sparsify": _spawn(cfg.sparsify_python, "sparsify", cfg, workdir, log),
+            }
+            try:
+                info = {side: _ask(p, None) for side, p in procs.items()}
+                rounds = {side: {"cached": [], "e2e": []} for side in procs}
+                for r in range(cfg.rounds):
+                    for mode in ("cached", "e2e"):
+                        order = list(procs) if r % 2 == 0 else list(procs)[::-1]
+                        for side in order:
+                            res = _ask(procs[side], f"run {mode} {cfg.pool_steps}")
+                            rounds[side][mode].append(res["steps"] * tokens_per_step / res["seconds"])
+            finally:
+                for p in procs.values():
+                    p.stdin.close()
+                    p.wait(timeout=60)
+    summary = {
+        side: {mode: statistics.median(v) for mode, v in modes.items()} for side, modes in rounds.items()
+    }
+    result = {
+        "date": started,
+        "machine": f"{os.cpu_count()}-core CPU shared with other jobs, no GPU; torch {torch.__version__}",
+        "config": asdict(cfg),
+        "d_in": int(data["x"].shape[1]),
+        "d_sae": int(data["x"].shape[1]) * cfg.expansion,
+        "tokens_per_step": tokens_per_step,
+        "model": data["model"],
+        "impl": {side: info[side]["impl"] for side in info},
+        "tokens_per_s_rounds": rounds,
+        "tokens_per_s_median": summary,
+        "speedup": {mode: summary["interp"][mode] / summary["sparsify"][mode] for mode in ("cached", "e2e")},
+        "kernels": kernels,
+    }
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def markdown(result: dict) -> str:
+    s, r = result["tokens_per_s_median"], result["speedup"]
+    lines = [
+        "| mode | interp tokens/s | sparsify tokens/s | interp / sparsify |",
+        "|---|---|---|---|",
+    ]
+    for mode, label in (("cached", "on cached activations"), ("e2e", "end to end from the model")):
+        lines.append(f"| {label} | {s['interp'][mode]:,.0f} | {s['sparsify'][mode]:,.0f} | {r[mode]:.2f}x |")
+    k = result["kernels"]
+    lines.append("")
+    lines.append(f"Sparse decoder, forward + backward, best of {result['config']['microbench_reps']} "
+                 f"(batch {k['shape']['batch']}, d_sae {k['shape']['d_sae']}, d_out {k['shape']['d_out']}, "
+                 f"k {k['shape']['k']}):")  # fmt: skip
+    for name, ms in k["decode_fwd_bwd_ms"].items():
+        lines.append(f"- {name}: {ms:.1f} ms")
+    lines.append(f"- top-k + ReLU forward + backward (torch backend): {k['topk_fwd_bwd_ms']:.1f} ms")
+    lines.append("")
+    lines.append("Encoder (x @ W_enc + b_enc, top-k, ReLU), forward + backward:")
+    for name, ms in k["encoder_fwd_bwd_ms"].items():
+        lines.append(f"- {name}: {ms:.1f} ms")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if "--worker" in sys.argv:
+        argv = sys.argv
+        side = argv[argv.index("--worker") + 1]
+        workdir = Path(argv[argv.index("--workdir") + 1])
+        cfg = BenchConfig(**json.loads(argv[argv.index("--cfg") + 1]))
+        worker_main(side, cfg, workdir)
+    else:
+        import simple_parsing
+
+        cfg = simple_parsing.parse(BenchConfig)
+        result = main(cfg)
+        print(json.dumps({k: result[k] for k in ("date", "model", "impl", "tokens_per_s_median", "speedup")}, indent=2))
+        print(markdown(result))
