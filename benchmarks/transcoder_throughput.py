@@ -43,6 +43,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -77,6 +78,9 @@ class BenchConfig:
     """Where the JSON results go."""
     microbench_reps: int = 15
     """Repetitions of each kernel candidate in the kernel comparison."""
+    interp_impl: Literal["auto", "trainer", "kernels"] = "auto"
+    """interp's side: the transcoder Trainer, a kernels + Adam step, or auto (the Trainer once
+    interp/transcoders is committed)."""
 
     def __post_init__(self) -> None:
         if self.threads < 1 or self.rounds < 1 or self.pool_steps < 1:
@@ -139,7 +143,8 @@ def kernel_microbench(cfg: BenchConfig) -> dict:
 
     candidates = {
         "embedding_bag (chosen)": lambda v: F.embedding_bag(idx, W, per_sample_weights=v, mode="sum"),
-        "index_select + bmm": lambda v: torch.bmm(v.unsqueeze(1), W.index_select(0, idx.reshape(-1)).view(B, k, D)).squeeze(1),
+        "index_select + bmm": lambda v: torch.bmm(v.unsqueeze(1), W.index_select(0, idx.reshape(-1)).view(B, k, D))
+        .squeeze(1),
         "dense scatter + matmul": lambda v: torch.zeros(B, N).scatter(1, idx, v) @ W,
     }
     result = {"shape": {"batch": B, "d_sae": N, "d_out": D, "k": k}, "decode_fwd_bwd_ms": {}}
@@ -221,7 +226,8 @@ class InterpWorker:
 
     def __init__(self, cfg: BenchConfig, data: dict) -> None:
         self.cfg = cfg
-        self.impl = "interp.transcoders.Trainer" if _transcoders_committed() else "interp.kernels + torch.optim.Adam"
+        use_trainer = cfg.interp_impl == "trainer" or (cfg.interp_impl == "auto" and _transcoders_committed())
+        self.impl = "interp.transcoders.Trainer" if use_trainer else "interp.kernels + torch.optim.Adam"
         self.data = data
         self.model = None
 
@@ -271,7 +277,7 @@ class InterpWorker:
                 params["W_dec"].div_(params["W_dec"].norm(dim=1, keepdim=True))
                 since_fired.add_(x.shape[0])
                 since_fired[indices[values > 0]] = 0
-            float(loss)
+            float(loss.detach())
 
         return step
 
@@ -290,7 +296,9 @@ class InterpWorker:
             self.model = reference_model()[0]
         from interp.cache import StreamingActivations
 
-        source = StreamingActivations(self.model, [hin, hout], self.data["tokens"], forward_batch=self.cfg.contexts_per_step)
+        source = StreamingActivations(
+            self.model, [hin, hout], self.data["tokens"], forward_batch=self.cfg.contexts_per_step
+        )
         if self.impl.startswith("interp.transcoders"):
             return self._trainer_iter(source)
         return self._kernels_iter(_stream_pairs(source, hin, hout, tokens_per_step, self.cfg.seed))

@@ -109,7 +109,7 @@ def check_decode_args(values: Tensor, indices: Tensor, W_dec: Tensor) -> None:
         raise KernelInputError(f"k = {k} selected latents per row, but W_dec has only d_sae = {d_sae} rows")
     # Range check only where it is free of a device synchronisation.
     if indices.device.type == "cpu" and indices.numel():
-        lo, hi = int(indices.min()), int(indices.max())
+        lo, hi = (int(t) for t in torch.aminmax(indices))
         if lo < 0 or hi >= d_sae:
             raise KernelInputError(
                 f"indices must lie in [0, d_sae = {d_sae}), got values from {lo} to {hi}; "

@@ -82,9 +82,8 @@ def _decode_bwd_weight_kernel(
         mask_k = offs_k < K
         idx = tl.load(idx_ptr + row * K + offs_k, mask=mask_k, other=0).to(tl.int64)
         val = tl.load(val_ptr + row * K + offs_k, mask=mask_k, other=0.0).to(ACC)
-        tl.atomic_add(
-            gw_ptr + idx[:, None] * D + offs_d[None, :], val[:, None] * g[None, :], mask=mask_k[:, None] & mask_d[None, :]
-        )
+        mask = mask_k[:, None] & mask_d[None, :]
+        tl.atomic_add(gw_ptr + idx[:, None] * D + offs_d[None, :], val[:, None] * g[None, :], mask=mask)
 
 
 @triton.jit
