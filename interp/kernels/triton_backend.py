@@ -35,7 +35,7 @@ def _decode_fwd_kernel(
     out_ptr, idx_ptr, val_ptr, w_ptr, K, D,
     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
-    row = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
     acc = tl.zeros((BLOCK_D,), dtype=ACC)
@@ -54,7 +54,7 @@ def _decode_bwd_values_kernel(
     gval_ptr, idx_ptr, w_ptr, gout_ptr, K, D,
     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
-    row = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)
     offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
     mask_k = offs_k < K
     idx = tl.load(idx_ptr + row * K + offs_k, mask=mask_k, other=0).to(tl.int64)
@@ -73,7 +73,7 @@ def _decode_bwd_weight_kernel(
     gw_ptr, idx_ptr, val_ptr, gout_ptr, K, D,
     BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
-    row = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_d < D
     g = tl.load(gout_ptr + row * D + offs_d, mask=mask_d, other=0.0).to(ACC)
@@ -91,7 +91,7 @@ def _topk_bwd_kernel(
     gpre_ptr, idx_ptr, val_ptr, gval_ptr, K, N,
     BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    row = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)
     offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
     mask_k = offs_k < K
     idx = tl.load(idx_ptr + row * K + offs_k, mask=mask_k, other=0).to(tl.int64)
@@ -107,8 +107,8 @@ def _acc(dtype: torch.dtype):
 
 
 def _blocks(k: int, d: int) -> tuple[int, int]:
-    """Tile sizes: at most 32 selected rows by 128 output columns per step."""
-    return min(32, triton.next_power_of_2(k)), min(128, triton.next_power_of_2(d))
+    """Tile sizes: 16 to 32 selected rows by 16 to 128 output columns per step (masked at the edges)."""
+    return min(32, max(16, triton.next_power_of_2(k))), min(128, max(16, triton.next_power_of_2(d)))
 
 
 class _SparseDecode(torch.autograd.Function):
@@ -166,7 +166,7 @@ class _TopKReLU(torch.autograd.Function):
         values, indices = ctx.saved_tensors
         (B, K), N = values.shape, ctx.n
         grad_pre = torch.zeros(B, N, device=values.device, dtype=grad_values.dtype)
-        BLOCK_K = min(128, triton.next_power_of_2(K))
+        BLOCK_K = min(128, max(16, triton.next_power_of_2(K)))
         if B:
             _topk_bwd_kernel[(B, triton.cdiv(K, BLOCK_K))](
                 grad_pre, indices.contiguous(), values, grad_values.contiguous(), K, N, BLOCK_K
