@@ -244,7 +244,8 @@ for dt, acc in (("fp32", tl.float32), ("bf16", tl.float32), ("fp64", tl.float64)
     for fn, sig in specs.items():
         k = triton.compile(ASTSource(fn, {**sig, **common}, {"BLOCK_K": 32, "BLOCK_D": 128, "ACC": acc}), target=target)
         assert "cubin" in k.asm, fn
-    sig = dict(gpre_ptr=f"*{dt}", idx_ptr="*i64", val_ptr=f"*{dt}", gval_ptr=f"*{dt}", K="i32", N="i32", BLOCK_K="constexpr")
+    sig = dict(gpre_ptr=f"*{dt}", idx_ptr="*i64", val_ptr=f"*{dt}", gval_ptr=f"*{dt}")
+    sig.update(K="i32", N="i32", BLOCK_K="constexpr")
     assert "cubin" in triton.compile(ASTSource(tb._topk_bwd_kernel, sig, {"BLOCK_K": 32}), target=target).asm
 print("compiled")
 """
