@@ -70,7 +70,7 @@ class CacheInfoConfig:
     path: str
     """The store directory."""
     verify: bool = True
-    """Check every shard's CRC32 (slow for very large stores); otherwise only sizes."""
+    """Check every shard's checksum (reads the whole store); otherwise only sizes."""
 
 
 @command("cache", "info", help="describe and verify an activation store", config=CacheInfoConfig)
@@ -79,5 +79,5 @@ def _info(cfg: CacheInfoConfig) -> int:
 
     store = ActivationStore.open(cfg.path, verify="full" if cfg.verify else "sizes", allow_incomplete=True)
     print(store.describe())
-    print("shards verified (sizes and CRC32)" if cfg.verify else "shard sizes verified")
+    print("shards verified (sizes and checksums)" if cfg.verify else "shard sizes verified")
     return 0 if store.complete else 1

@@ -35,7 +35,7 @@ from interp.cache.store import (
     VERSION,
     ActivationStore,
     StorageDtype,
-    file_crc32,
+    file_checksum,
     read_manifest,
     shard_file,
     write_manifest,
@@ -52,7 +52,7 @@ class CacheConfig:
 
     batch_size: int = 32
     """Contexts per forward pass."""
-    shard_mb: float = 256.0
+    shard_mb: float = 128.0
     """Target size of one shard in MiB; a shard holds whole forward batches (at least one)."""
     dtype: StorageDtype = "float32"
     """Storage dtype of the activations (float32 keeps them exact)."""
@@ -90,7 +90,7 @@ def model_fingerprint(model) -> str:
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             if tensor.is_floating_point():
-                values = (tensor.double().sum().item(), tensor.double().abs().sum().item())
+                values = (tensor.sum(dtype=torch.float64).item(), tensor.norm().item())
                 digest.update(f"{name}:{tuple(tensor.shape)}:{values[0]:.6e}:{values[1]:.6e};".encode())
     return digest.hexdigest()[:16]
 
@@ -193,8 +193,8 @@ class _ShardWriter:
         name = shard_file(job.index)
         metadata = {"format": FORMAT, "shard": str(job.index), "start_context": str(job.start_context)}
         try:
-            size, crc = write_shard(self.path / name, tensors, metadata)
-            entry = {"file": name, "start_context": job.start_context, "n_contexts": job.n_contexts, "bytes": size, "crc32": crc}
+            size, digest = write_shard(self.path / name, tensors, metadata)
+            entry = {"file": name, "start_context": job.start_context, "n_contexts": job.n_contexts, "bytes": size, "checksum": digest}
             manifest = {**self.manifest, "shards": [*self.manifest["shards"], entry]}
             manifest["n_contexts"] = job.start_context + job.n_contexts
             manifest["n_tokens"] = manifest["n_contexts"] * self.ctx_len
@@ -241,7 +241,7 @@ def _prepare(out: Path, cfg: CacheConfig, fresh: dict) -> dict:
     store.verify(checksums=False)
     if store.shards:
         last = store.shards[-1]
-        if file_crc32(out / last.file) != last.crc32:
+        if file_checksum(out / last.file) != last.checksum:
             raise StoreError(f"cannot resume {out}: its last shard {last.file} fails its checksum")
     manifest["target_contexts"] = fresh["target_contexts"]
     return manifest

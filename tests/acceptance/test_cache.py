@@ -2,7 +2,7 @@
 
 - Stored activations equal ``run_with_cache`` exactly in float32.
 - A run killed mid-way (SIGKILL, or Ctrl-C = SIGINT) and resumed gives the same store as
-  one uninterrupted run: the same shard bytes (CRC32) and the same rows.
+  one uninterrupted run: the same shard bytes (checksums) and the same rows.
 - The shuffled reader covers every row exactly once per epoch and is deterministic for a seed.
 """
 
@@ -133,7 +133,7 @@ def test_killed_run_resumed_equals_uninterrupted_run(sig, store, reference_model
     resumed = cache_activations(
         reference_model, hooks(reference_model), reference_tokens(reference_model), out, cache_config(resume=True)
     )
-    assert [(s.bytes, s.crc32) for s in resumed.shards] == [(s.bytes, s.crc32) for s in store.shards]
+    assert [(s.bytes, s.checksum) for s in resumed.shards] == [(s.bytes, s.checksum) for s in store.shards]
     a, b = resumed.read_all(), store.read_all()
     assert torch.equal(a.tokens, b.tokens)
     for name in store.hook_names:

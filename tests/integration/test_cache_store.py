@@ -45,8 +45,8 @@ def config(**overrides) -> CacheConfig:
 
 
 def assert_same_store(a: ActivationStore, b: ActivationStore) -> None:
-    assert [(s.file, s.bytes, s.crc32, s.n_contexts) for s in a.shards] == [
-        (s.file, s.bytes, s.crc32, s.n_contexts) for s in b.shards
+    assert [(s.file, s.bytes, s.checksum, s.n_contexts) for s in a.shards] == [
+        (s.file, s.bytes, s.checksum, s.n_contexts) for s in b.shards
     ]
     rows_a, rows_b = a.read_all(), b.read_all()
     assert torch.equal(rows_a.tokens, rows_b.tokens)
