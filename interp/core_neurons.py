@@ -73,7 +73,7 @@ def related_sentences(n_templates: int = 6, per_template: int = 6, seed: int = 0
         group = []
         for _ in range(per_template):
             words = [rng.choice(slots[w[1:-1]]) if w.startswith("{") else w for w in template.split()]
-            group.append(" ".join(words))
+            group.append(" ".join(words).replace(" .", ".").replace(" ,", ","))
         groups.append(group)
     return groups
 

@@ -81,22 +81,40 @@ class ClassReport:
         return f"<pre>{self.table()}</pre>"
 
 
-def classify(table: NeuronTable, classes: Mapping[str, Sequence[str]], top: int = 3, where: str = "top") -> ClassReport:
+def semantic_classes(tokens: bool = True) -> dict[str, tuple[str, ...]]:
+    """The reference corpus's semantic classes plus two-digit years (class "year").
+
+    ``tokens=True`` gives the reference vocabulary's exact token strings ("▁red", and
+    "17" for the year digits, which must not match the century token "▁17"); use them
+    with ``classify(..., exact=True)``. ``tokens=False`` gives plain words, for other
+    tokenizers (GPT-2's " red" matches "red").
+    """
+    from interp.reference import vocab as V
+
+    classes = {name: tuple(V.SPACE + w if tokens else w for w in words) for name, words in V.SEMANTIC_CLASSES.items()}
+    classes["year"] = tuple(V.TWO_DIGITS)
+    return classes
+
+
+def classify(
+    table: NeuronTable, classes: Mapping[str, Sequence[str]], top: int = 3, where: str = "top", exact: bool = False
+) -> ClassReport:
     """Neurons whose first ``top`` decoded tokens all belong to one class.
 
-    ``classes`` maps a class name to its words or token strings (matched as in
-    :meth:`NeuronTable.search`). A token in two classes counts for both, so a neuron is
-    listed under every class that holds all its top tokens.
+    ``classes`` maps a class name to its words or token strings: matched as in
+    :meth:`NeuronTable.search` (ignoring case, spaces and word markers), or as exact
+    token strings with ``exact=True``. A token in two classes counts for both, so a
+    neuron is listed under every class that holds all its top tokens.
     """
     if not 1 <= top <= table.k:
         raise ValueError(f"top must be in [1, {table.k}] (the table keeps {table.k} tokens), got {top}")
     ids = (table.top_ids if where == "top" else table.bottom_ids)[:, :top]
     values = (table.top_values if where == "top" else table.bottom_values)[:, :top]
-    normalised = [_normalise(t) for t in table.vocab]
+    normalised = list(table.vocab) if exact else [_normalise(t) for t in table.vocab]
     counts: dict[str, int] = {}
     found: dict[str, list[ClassNeuron]] = {}
     for cls, words in classes.items():
-        wanted = {_normalise(w) for w in words}
+        wanted = set(words) if exact else {_normalise(w) for w in words}
         member = torch.tensor([t in wanted for t in normalised])
         rows = member[ids].all(dim=1).nonzero().flatten().tolist()
         entries = [

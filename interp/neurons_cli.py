@@ -17,13 +17,6 @@ from interp.cli import command
 from interp.io import atomic_write_text
 
 
-def semantic_classes() -> dict[str, tuple[str, ...]]:
-    """The reference vocabulary's semantic classes plus two-digit years ("year": 00..99)."""
-    from interp.reference import vocab as V
-
-    return {**V.SEMANTIC_CLASSES, "year": tuple(V.TWO_DIGITS)}
-
-
 def _layers(text: str | None) -> list[int] | None:
     if text is None or text.strip() in ("", "all"):
         return None
@@ -75,12 +68,13 @@ class DecodeConfig:
 
 @command("neurons", "decode", help="top and bottom tokens of every neuron through the unembedding", config=DecodeConfig)
 def _decode(cfg: DecodeConfig) -> int:
-    from interp.neuron_classes import classify
+    from interp.neuron_classes import classify, semantic_classes
     from interp.neuron_reports import decode_report
     from interp.neurons import decode
 
     table = decode(_load(cfg.model), _layers(cfg.layers), cfg.side, cfg.k, cfg.method)
-    classes = classify(table, semantic_classes(), top=cfg.class_top)
+    reference = cfg.model == "reference"
+    classes = classify(table, semantic_classes(tokens=reference), top=cfg.class_top, exact=reference)
     out = Path(cfg.out)
     table.save(out / "neurons.safetensors")
     atomic_write_text(out / "neurons.json", json.dumps(list(table.records())) + "\n")

@@ -1,0 +1,101 @@
+"""Sparsity measures on the planted density model, where every density is known exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.planted import density_model, uniform_token_stream
+from interp.sparsity import SparsityResult, deft_density, measure
+from interp.sparsity_topk import TopKCurve, default_ks, keep_topk, topk_curve, topk_thresholding
+
+ACTIVE = [0, 2, 5, 7, 10, 12, 15, 20]
+
+
+@pytest.fixture(scope="module")
+def planted():
+    model, expected = density_model(active_tokens=ACTIVE, d_vocab=20, d_mlp=8)
+    return model, expected, uniform_token_stream(20, repeats=8, ctx_len=16)
+
+
+def test_planted_density_is_measured_exactly(planted):
+    model, expected, stream = planted
+    result = measure(model, [stream[:5], stream[5:]], skip_first=False, threshold=0.5, deft_eps=1e-2)
+    layer = result.layers[0]
+    assert layer.n_tokens == 160
+    freq = torch.tensor(layer.frequency, dtype=torch.float64)
+    assert torch.equal(freq, expected)
+    assert torch.equal(torch.tensor(layer.nonzero_frequency, dtype=torch.float64), expected)
+    assert layer.nonzero == layer.positive == layer.above == pytest.approx(sum(ACTIVE) / 160, abs=0)
+    # activations are exactly 1 or 0, so the DEFT density is 1 / (1 + eps) times the density
+    assert layer.deft == pytest.approx(layer.nonzero / 1.01, rel=1e-5)  # activations are 1 to float32 rounding
+    assert layer.dead == 1 and layer.dense == 3  # dense: 12, 15 and 20 of 20 tokens; 10 of 20 is not > 0.5
+    # token t activates every neuron j with t < ACTIVE[j]: the per-token histogram follows
+    expected_counts = torch.zeros(9)
+    for token in range(20):
+        expected_counts[sum(token < a for a in ACTIVE)] += 8
+    assert layer.token_counts == expected_counts.long().tolist()
+
+
+def test_threshold_and_skip_first(planted):
+    model, _, stream = planted
+    above = measure(model, [stream], skip_first=False, threshold=1.0).layers[0]
+    assert above.above == 0.0  # activations are exactly 1, never above 1
+    skipped = measure(model, [stream], skip_first=True).layers[0]
+    assert skipped.n_tokens == stream.shape[0] * (stream.shape[1] - 1)
+
+
+def test_deft_density_limits():
+    a = torch.tensor([0.0, 1e-4, 1.0, 100.0])
+    d = deft_density(a, eps=1e-2)
+    assert d[0] == 0 and d[1] < 1e-5 and d[3] > 0.9999
+
+
+def test_measure_validates_inputs(planted):
+    model, _, stream = planted
+    with pytest.raises(ValueError, match="no tokens"):
+        measure(model, [])
+    with pytest.raises(ValueError, match="deft_eps"):
+        measure(model, [stream], deft_eps=0.0)
+
+
+def test_result_round_trip(tmp_path, planted):
+    model, _, stream = planted
+    result = measure(model, [stream])
+    assert SparsityResult.load(result.save(tmp_path / "s.json")) == result
+    html = result.to_html()
+    assert "plotly" in html and "<script src=\"http" not in html
+
+
+def test_topk_with_k_equal_d_mlp_changes_nothing(planted):
+    model, _, stream = planted
+    acts = torch.randn(3, 5, 8)
+    assert torch.equal(keep_topk(acts, 8), acts)
+    baseline = model(stream)
+    with topk_thresholding(model, model.cfg.d_mlp):
+        assert torch.equal(model(stream), baseline)
+    curve = topk_curve(model, stream, ks=[8, 4, 1])
+    assert curve.losses[0] == curve.baseline_loss
+    assert curve.increase[0] == 0.0
+
+
+def test_topk_keeps_exactly_k_and_removes_its_hooks(planted):
+    model, _, stream = planted
+    acts = torch.randn(4, 6, 8)
+    kept = keep_topk(acts, 3)
+    assert torch.all((kept != 0).sum(-1) == 3)
+    assert torch.equal(kept.max(-1).values, acts.max(-1).values)
+    with pytest.raises(RuntimeError):
+        with topk_thresholding(model, 2):
+            raise RuntimeError("boom")
+    assert not model.hook_dict["blocks.0.mlp.hook_post"].fwd_hooks
+    with pytest.raises(ValueError):
+        keep_topk(acts, 9)
+    assert default_ks(512)[:3] == [512, 256, 128] and default_ks(4) == [4, 2, 1]
+
+
+def test_topk_thresholding_of_a_planted_stream_changes_the_loss(planted, tmp_path):
+    model, _, stream = planted
+    curve = topk_curve(model, stream, ks=[8, 1])
+    assert curve.losses[1] != curve.losses[0]
+    assert TopKCurve.load(curve.save(tmp_path / "k.json")) == curve
