@@ -208,7 +208,9 @@ def train_codebooks(
     """
     from tqdm.auto import tqdm
 
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    # clip the codes and the model separately: the codebook loss is summed over d_model and
+    # its gradient would otherwise swamp the model's LM gradient in a joint clip
+    groups = [[p for p in group["params"] if p.requires_grad] for group in optimizer.param_groups]
     codebooks.train()
     last = float("nan")
     bar = tqdm(range(start_step, steps), desc="codebook train", initial=start_step, total=steps, leave=False)
@@ -224,7 +226,8 @@ def train_codebooks(
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            for params in groups:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             last = loss.item()
             if replace_dead_every and (step + 1) % replace_dead_every == 0:
