@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
+from simple_parsing.helpers import field as simple_field
+
 from interp.cache.writer import CacheConfig
 from interp.cli import command
 
@@ -67,7 +69,7 @@ def _run(cfg: CacheRunConfig) -> int:
 class CacheInfoConfig:
     """Describe an activation store and check its shards against the manifest."""
 
-    path: str
+    path: str = simple_field(positional=True)
     """The store directory."""
     verify: bool = True
     """Check every shard's checksum (reads the whole store); otherwise only sizes."""
