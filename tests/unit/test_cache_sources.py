@@ -147,3 +147,11 @@ def test_endless_token_iterator_needs_a_budget(model):
         StreamingActivations(model, HOOKS, endless())
     source = StreamingActivations(model, HOOKS, endless(), n_tokens=5 * CTX + 3)
     assert len(source) == 5 * CTX
+
+
+def test_batches_can_feed_autograd(source):
+    """Rows are ordinary tensors (not inference-mode tensors), so a trainer can backprop through them."""
+    batch = next(iter(source.batches(16)))
+    weight = torch.ones(16, 3, requires_grad=True)
+    (batch.acts[HOOKS[0]] @ weight).square().sum().backward()
+    assert weight.grad is not None and torch.isfinite(weight.grad).all()
