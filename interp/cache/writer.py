@@ -52,7 +52,7 @@ class CacheConfig:
 
     batch_size: int = 32
     """Contexts per forward pass."""
-    shard_mb: float = 128.0
+    shard_mb: float = 64.0
     """Target size of one shard in MiB; a shard holds whole forward batches (at least one)."""
     dtype: StorageDtype = "float32"
     """Storage dtype of the activations (float32 keeps them exact)."""
