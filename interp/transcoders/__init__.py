@@ -1,0 +1,61 @@
+"""Transcoders: wide, sparse MLPs trained to imitate a transformer's MLP layers.
+
+::
+
+    from interp.transcoders import TrainConfig, train, evaluate
+    result = train(TrainConfig(model="reference", layers="0-3", arch="topk", k=16, tokens="2M", out="runs/tc"))
+    report = evaluate("runs/tc")          # L0, FVU, CE loss recovered, HTML report
+    tc = load("runs/tc/layer_0")          # one transcoder (SAELens layout)
+
+Architectures register themselves in :mod:`interp.transcoders.registry`: ``relu``
+(L1, Dunefsky et al. 2024), ``topk`` (+AuxK, Gao et al. 2024), ``skip`` and ``skip_topk``
+(skip transcoders, Paulo et al. 2025). See docs/transcoders.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "Transcoder": ("interp.transcoders.base", "Transcoder"),
+    "registry": ("interp.transcoders.registry", None),
+    "TrainConfig": ("interp.transcoders.training", "TrainConfig"),
+    "TrainResult": ("interp.transcoders.training", "TrainResult"),
+    "train": ("interp.transcoders.training", "train"),
+    "load_run": ("interp.transcoders.training", "load_run"),
+    "OptimConfig": ("interp.transcoders.trainer", "OptimConfig"),
+    "Trainer": ("interp.transcoders.trainer", "Trainer"),
+    "InMemoryActivations": ("interp.transcoders.data", "InMemoryActivations"),
+    "PairedBatches": ("interp.transcoders.data", "PairedBatches"),
+    "save": ("interp.transcoders.formats", "save"),
+    "load": ("interp.transcoders.formats", "load"),
+    "from_saelens": ("interp.transcoders.formats", "from_saelens"),
+    "load_pretrained": ("interp.transcoders.formats", "load_pretrained"),
+    "EvalConfig": ("interp.transcoders.evaluate", "EvalConfig"),
+    "EvalResult": ("interp.transcoders.evaluate", "EvalResult"),
+    "evaluate": ("interp.transcoders.evaluate", "evaluate"),
+    "splice": ("interp.transcoders.evaluate", "splice"),
+}
+
+if TYPE_CHECKING:
+    from interp.transcoders import registry
+    from interp.transcoders.base import Transcoder
+    from interp.transcoders.data import InMemoryActivations, PairedBatches
+    from interp.transcoders.evaluate import EvalConfig, EvalResult, evaluate, splice
+    from interp.transcoders.formats import from_saelens, load, load_pretrained, save
+    from interp.transcoders.training import TrainConfig, TrainResult, load_run, train
+    from interp.transcoders.trainer import OptimConfig, Trainer
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'interp.transcoders' has no attribute {name!r}")
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+__all__ = list(_LAZY)

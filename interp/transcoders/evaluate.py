@@ -1,0 +1,376 @@
+"""How good are trained transcoders? Reconstruction, sparsity, and the model's loss with them spliced in.
+
+Per layer, on held-out tokens:
+
+- **L0**: mean number of active latents per token;
+- **FVU**: fraction of the MLP output's variance the transcoder leaves unexplained,
+  ``sum ||y - y_hat||^2 / sum ||y - mean(y)||^2``;
+- **dead / dense fraction**: latents that never fire on the evaluation tokens / that fire
+  on more than ``dense_threshold`` of them;
+- **CE loss spliced**: the model's next-token cross-entropy with the transcoder's output
+  in place of the MLP's (:func:`splice`), for each layer alone and for all evaluated
+  layers at once, against the clean model, the MLP zero-ablated, and the MLP replaced by
+  its mean output. *Fraction of CE loss recovered* is
+  ``(CE_ablated - CE_spliced) / (CE_ablated - CE_clean)``: 1 is perfect, 0 is no better
+  than deleting the MLP.
+
+Also, per layer, a sample of live latents with their top activating contexts and the top
+tokens of their decoder direction read through the unembedding (``W_dec[i] @ W_U``).
+:class:`EvalResult` saves JSON and renders the HTML report (:mod:`interp.transcoders.report`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from simple_parsing import field as sp_field
+
+from interp.errors import StoreError
+from interp.io import atomic_write_text
+from interp.transcoders.base import Transcoder
+from interp.transcoders.data import layer_hooks, layer_key
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate a trained transcoder run: L0, FVU, dead/dense latents, CE loss recovered; JSON + HTML report."""
+
+    run: str = sp_field(positional=True)
+    """Run directory written by `interp transcoder train`."""
+    model: str | None = None
+    """Model to splice into (default: the run's model)."""
+    dataset: str | None = None
+    """Token source (default: the run's dataset)."""
+    tokens: str = "32k"
+    """Evaluation tokens, e.g. 32k."""
+    ctx_len: int | None = None
+    """Context length (default: the run's)."""
+    batch_size: int = 16
+    """Contexts per forward pass."""
+    seed: int = 12345
+    """Seed of the evaluation token stream (different from training's, so tokens are held out)."""
+    n_features: int = 24
+    """Live latents per layer shown in the report."""
+    n_contexts: int = 6
+    """Top activating contexts shown per latent."""
+    dense_threshold: float = 0.1
+    """A latent firing on more than this fraction of tokens counts as dense."""
+    out: str | None = None
+    """Where to write eval.json and report.html (default: RUN/eval)."""
+    device: str | None = None
+    """'cpu' or 'cuda' (default: CUDA when available)."""
+
+
+@dataclass
+class LayerEval:
+    """One layer's numbers."""
+
+    layer: int
+    l0: float
+    fvu: float
+    dead_fraction: float
+    dense_fraction: float
+    ce_spliced: float
+    ce_zero_ablated: float
+    ce_mean_ablated: float
+    recovered_vs_zero: float
+    recovered_vs_mean: float
+
+
+@dataclass
+class FeatureCard:
+    """One latent: how often it fires, where it fires most, what it writes."""
+
+    layer: int
+    index: int
+    frequency: float
+    contexts: list[dict]
+    """Each: ``tokens`` (strings, the window), ``focus`` (index of the activating token), ``value``."""
+    decoder_top_tokens: list[tuple[str, float]]
+
+
+@dataclass
+class EvalResult:
+    """Everything `interp transcoder eval` measures; ``save``/``load`` JSON, ``to_html`` report."""
+
+    model: str
+    n_tokens: int
+    ce_clean: float
+    layers: list[LayerEval]
+    ce_all_spliced: float
+    ce_all_zero_ablated: float
+    ce_all_mean_ablated: float
+    recovered_all_vs_zero: float
+    recovered_all_vs_mean: float
+    log10_frequencies: dict[str, list[float]]
+    """Per layer key: log10 firing frequency of every latent (-10 for never)."""
+    features: list[FeatureCard] = field(default_factory=list)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        atomic_write_text(path, json.dumps(asdict(self), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvalResult:
+        raw = json.loads(Path(path).read_text())
+        raw["layers"] = [LayerEval(**x) for x in raw["layers"]]
+        raw["features"] = [FeatureCard(**{**x, "decoder_top_tokens": [tuple(t) for t in x["decoder_top_tokens"]]}) for x in raw["features"]]
+        return cls(**raw)
+
+    def table(self) -> str:
+        lines = [f"clean CE {self.ce_clean:.4f} on {self.n_tokens} tokens of {self.model}",
+                 f"{'layer':>5s} {'L0':>7s} {'FVU':>7s} {'dead':>6s} {'dense':>6s} {'CE splice':>9s} {'CE zero':>8s} {'CE mean':>8s} {'rec/zero':>8s} {'rec/mean':>8s}"]
+        for r in self.layers:
+            lines.append(
+                f"{r.layer:5d} {r.l0:7.2f} {r.fvu:7.4f} {r.dead_fraction:6.3f} {r.dense_fraction:6.3f} {r.ce_spliced:9.4f} "
+                f"{r.ce_zero_ablated:8.4f} {r.ce_mean_ablated:8.4f} {r.recovered_vs_zero:8.3f} {r.recovered_vs_mean:8.3f}"
+            )
+        lines.append(
+            f"  all {'':7s} {'':7s} {'':6s} {'':6s} {self.ce_all_spliced:9.4f} {self.ce_all_zero_ablated:8.4f} "
+            f"{self.ce_all_mean_ablated:8.4f} {self.recovered_all_vs_zero:8.3f} {self.recovered_all_vs_mean:8.3f}"
+        )
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        from interp.transcoders.report import render
+
+        return render(self)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+@contextlib.contextmanager
+def splice(model, transcoders: dict[int, Transcoder]) -> Iterator[None]:
+    """Within the block, each layer's MLP output is replaced by its transcoder's prediction.
+
+    The transcoder reads the MLP input of the same forward pass, so with several layers
+    spliced, later transcoders see the inputs produced by earlier spliced layers.
+    Hooks are removed when the block ends, even on error.
+    """
+    stash: dict[int, torch.Tensor] = {}
+    hooks = []
+    for layer, tc in transcoders.items():
+        hin, hout = layer_hooks(layer)
+
+        def read(act, hook, layer=layer):
+            stash[layer] = act
+
+        def write(act, hook, layer=layer, tc=tc):
+            return tc(stash.pop(layer)).to(act.dtype)
+
+        hooks += [(hin, read), (hout, write)]
+    with model.hooks(fwd_hooks=hooks):
+        yield
+
+
+@contextlib.contextmanager
+def ablate(model, replacements: dict[int, torch.Tensor | None]) -> Iterator[None]:
+    """Replace each layer's MLP output by a constant vector (``None`` = zeros) within the block."""
+    hooks = []
+    for layer, value in replacements.items():
+        def write(act, hook, value=value):
+            return torch.zeros_like(act) if value is None else value.to(act.dtype).expand_as(act).clone()
+
+        hooks.append((layer_hooks(layer)[1], write))
+    with model.hooks(fwd_hooks=hooks):
+        yield
+
+
+def _ce(model, tokens: torch.Tensor) -> float:
+    return model(tokens, return_type="loss").item()
+
+
+def _recovered(ablated: float, spliced: float, clean: float) -> float:
+    gap = ablated - clean
+    return (ablated - spliced) / gap if abs(gap) > 1e-12 else float("nan")
+
+
+@torch.no_grad()
+def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = None, *, model=None, tokens: torch.Tensor | None = None) -> EvalResult:
+    """Evaluate a run directory (or ``{layer: transcoder}``) on held-out tokens; see the module docstring.
+
+    ``model`` and ``tokens`` (``[n_contexts, ctx_len]``) may be passed directly; otherwise
+    they come from ``cfg`` and the run's ``run.json``.
+    """
+    from interp.models import default_device
+    from interp.transcoders.training import TrainResult, parse_count
+
+    cfg = cfg or EvalConfig(run=str(run) if not isinstance(run, dict) else "")
+    device = cfg.device or default_device()
+    run_cfg: dict = {}
+    if isinstance(run, dict):
+        transcoders = {int(k): v.to(device).eval() for k, v in run.items()}
+    else:
+        from interp.transcoders.formats import load
+
+        result = TrainResult.load(run)
+        run_cfg = result.config
+        transcoders = {layer: load(Path(run) / layer_key(layer), device=device) for layer in result.layers}
+    model_name = cfg.model or run_cfg.get("model", "reference")
+    if model is None:
+        from interp.models import load_model
+
+        model = load_model(model_name, device=device)
+    if tokens is None:
+        from interp.data import token_batches
+
+        ctx_len = cfg.ctx_len or run_cfg.get("ctx_len", 128)
+        n_contexts = max(1, -(-parse_count(cfg.tokens) // ctx_len))
+        tokens = next(token_batches(cfg.dataset or run_cfg.get("dataset", "reference"), model.tokenizer, ctx_len, n_contexts, seed=cfg.seed))
+    if not transcoders:
+        raise StoreError("nothing to evaluate: the run has no transcoders")
+    tokens = tokens.to(device)
+    layers = sorted(transcoders)
+    stats = _first_pass(model, transcoders, tokens, cfg)
+    means = {layer: stats[layer]["y_sum"] / stats[layer]["n"] for layer in layers}
+    ce = _ce_passes(model, transcoders, tokens, means, cfg.batch_size)
+    n = tokens.numel()
+    per_layer = []
+    freqs = {}
+    for layer in layers:
+        s = stats[layer]
+        variance = s["y_sq"] - s["y_sum"].pow(2).sum() / s["n"]
+        freq = s["fired"].double() / s["n"]
+        freqs[layer_key(layer)] = torch.where(freq > 0, freq.clamp_min(1e-10).log10(), torch.full_like(freq, -10.0)).tolist()
+        per_layer.append(
+            LayerEval(
+                layer=layer,
+                l0=s["l0_sum"] / s["n"],
+                fvu=(s["err"] / variance).item(),
+                dead_fraction=(s["fired"] == 0).float().mean().item(),
+                dense_fraction=(freq > cfg.dense_threshold).float().mean().item(),
+                ce_spliced=ce["splice"][layer],
+                ce_zero_ablated=ce["zero"][layer],
+                ce_mean_ablated=ce["mean"][layer],
+                recovered_vs_zero=_recovered(ce["zero"][layer], ce["splice"][layer], ce["clean"]),
+                recovered_vs_mean=_recovered(ce["mean"][layer], ce["splice"][layer], ce["clean"]),
+            )
+        )
+    return EvalResult(
+        model=model_name,
+        n_tokens=n,
+        ce_clean=ce["clean"],
+        layers=per_layer,
+        ce_all_spliced=ce["splice_all"],
+        ce_all_zero_ablated=ce["zero_all"],
+        ce_all_mean_ablated=ce["mean_all"],
+        recovered_all_vs_zero=_recovered(ce["zero_all"], ce["splice_all"], ce["clean"]),
+        recovered_all_vs_mean=_recovered(ce["mean_all"], ce["splice_all"], ce["clean"]),
+        log10_frequencies=freqs,
+        features=_feature_cards(model, transcoders, tokens, stats, cfg),
+    )
+
+
+def _first_pass(model, transcoders: dict[int, Transcoder], tokens: torch.Tensor, cfg: EvalConfig) -> dict:
+    """Clean activations through each transcoder: FVU and L0 sums, firing counts, top contexts."""
+    names = [h for layer in transcoders for h in layer_hooks(layer)]
+    stats = {}
+    m = cfg.n_contexts
+    for layer, tc in transcoders.items():
+        d_sae, d_out = tc.cfg.d_sae, tc.cfg.d_out
+        stats[layer] = {
+            "n": 0, "l0_sum": 0.0, "err": torch.zeros((), dtype=torch.float64), "y_sq": torch.zeros((), dtype=torch.float64),
+            "y_sum": torch.zeros(d_out, dtype=torch.float64, device=tokens.device),
+            "fired": torch.zeros(d_sae, dtype=torch.long, device=tokens.device),
+            "top_val": torch.full((m, d_sae), -1.0, device=tokens.device),
+            "top_idx": torch.zeros((m, d_sae), dtype=torch.long, device=tokens.device),
+        }
+    offset = 0
+    for start in range(0, tokens.shape[0], cfg.batch_size):
+        batch = tokens[start : start + cfg.batch_size]
+        _, cache = model.run_with_cache(batch, names_filter=lambda name: name in names)
+        rows = batch.numel()
+        for layer, tc in transcoders.items():
+            hin, hout = layer_hooks(layer)
+            x = cache[hin].reshape(rows, -1)
+            y = cache[hout].reshape(rows, -1)
+            y_hat, acts = tc.forward_with_acts(x)
+            s = stats[layer]
+            s["n"] += rows
+            s["l0_sum"] += (acts > 0).sum().item()
+            s["err"] += (y - y_hat).double().pow(2).sum().cpu()
+            s["y_sq"] += y.double().pow(2).sum().cpu()
+            s["y_sum"] += y.double().sum(0)
+            s["fired"] += (acts > 0).sum(0)
+            values = torch.cat([s["top_val"], acts])
+            index = torch.cat([s["top_idx"], offset + torch.arange(rows, device=acts.device)[:, None].expand(rows, acts.shape[1])])
+            best = values.topk(min(m, values.shape[0]), dim=0)
+            s["top_val"], s["top_idx"] = best.values, index.gather(0, best.indices)
+        offset += rows
+    for s in stats.values():
+        s["y_sum"] = s["y_sum"].cpu()
+    return stats
+
+
+def _ce_passes(model, transcoders, tokens, means, batch_size: int) -> dict:
+    sums: dict = {"clean": 0.0, "splice": {}, "zero": {}, "mean": {}, "splice_all": 0.0, "zero_all": 0.0, "mean_all": 0.0}
+    layers = list(transcoders)
+    for key in ("splice", "zero", "mean"):
+        sums[key] = {layer: 0.0 for layer in layers}
+    n_batches = 0
+    mean_vectors = {layer: means[layer].float().to(tokens.device) for layer in layers}
+    for start in range(0, tokens.shape[0], batch_size):
+        batch = tokens[start : start + batch_size]
+        weight = batch.shape[0]
+        n_batches += weight
+        sums["clean"] += weight * _ce(model, batch)
+        for layer in layers:
+            with splice(model, {layer: transcoders[layer]}):
+                sums["splice"][layer] += weight * _ce(model, batch)
+            with ablate(model, {layer: None}):
+                sums["zero"][layer] += weight * _ce(model, batch)
+            with ablate(model, {layer: mean_vectors[layer]}):
+                sums["mean"][layer] += weight * _ce(model, batch)
+        with splice(model, transcoders):
+            sums["splice_all"] += weight * _ce(model, batch)
+        with ablate(model, {layer: None for layer in layers}):
+            sums["zero_all"] += weight * _ce(model, batch)
+        with ablate(model, mean_vectors):
+            sums["mean_all"] += weight * _ce(model, batch)
+    scale = lambda v: {k: x / n_batches for k, x in v.items()} if isinstance(v, dict) else v / n_batches  # noqa: E731
+    return {k: scale(v) for k, v in sums.items()}
+
+
+def _feature_cards(model, transcoders, tokens, stats, cfg: EvalConfig) -> list[FeatureCard]:
+    cards = []
+    flat = tokens.reshape(-1).cpu()
+    ctx_len = tokens.shape[1]
+    to_str = model.tokenizer.convert_ids_to_tokens if model.tokenizer is not None else (lambda ids: [str(i) for i in ids])
+    generator = torch.Generator().manual_seed(cfg.seed)
+    W_U = model.W_U.detach()
+    for layer, tc in transcoders.items():
+        s = stats[layer]
+        alive = (s["fired"] > 0).nonzero().flatten().cpu()
+        if len(alive) == 0:
+            continue
+        chosen = alive[torch.randperm(len(alive), generator=generator)[: cfg.n_features]].sort().values
+        logits = tc.W_dec.detach()[chosen] @ W_U.to(tc.W_dec.device)
+        top_tokens = logits.topk(min(8, logits.shape[1]), dim=1)
+        for row, index in enumerate(chosen.tolist()):
+            contexts = []
+            for value, where in zip(s["top_val"][:, index].tolist(), s["top_idx"][:, index].tolist()):
+                if value <= 0:
+                    continue
+                seq_start = (where // ctx_len) * ctx_len
+                lo = max(seq_start, where - 12)
+                window = flat[lo : where + 4 if where + 4 <= seq_start + ctx_len else seq_start + ctx_len].tolist()
+                contexts.append({"tokens": to_str(window), "focus": where - lo, "value": value})
+            decoder = [(tok, val) for tok, val in zip(to_str(top_tokens.indices[row].tolist()), top_tokens.values[row].tolist())]
+            cards.append(FeatureCard(layer, index, s["fired"][index].item() / s["n"], contexts, decoder))
+    return cards
+
+
+def run_eval(cfg: EvalConfig) -> tuple[EvalResult, Path]:
+    """Evaluate ``cfg.run`` and write ``eval.json`` and ``report.html`` (to ``cfg.out`` or RUN/eval)."""
+    result = evaluate(cfg.run, cfg)
+    out = Path(cfg.out) if cfg.out else Path(cfg.run) / "eval"
+    result.save(out / "eval.json")
+    atomic_write_text(out / "report.html", result.to_html())
+    return result, out

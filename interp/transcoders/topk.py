@@ -1,0 +1,131 @@
+"""TopK transcoder with the AuxK loss for dead latents (Gao et al. 2024, "Scaling and
+evaluating sparse autoencoders").
+
+``f = TopK_k(ReLU(x_n @ W_enc + b_enc))``: exactly ``k`` latents (at most; ReLU may zero
+some) are active per row, so L0 is set directly rather than tuned through a penalty. The
+encoder and the decoder run through :mod:`interp.kernels` (``topk_activation`` sends
+gradient only to the selected latents; ``sparse_decode`` sums ``k`` decoder rows).
+
+AuxK: the latents that have not fired for the trainer's dead window each get a chance to
+model the residual error: the top ``aux_k`` of the dead latents' pre-activations decode
+the residual ``y_n - y_hat_n``; the loss adds ``aux_coefficient`` times that
+reconstruction's squared error normalised by the residual's variance. Decoder rows are
+kept at unit norm after every step.
+
+SAELens 6.x has no TopK transcoder class; these transcoders are saved with
+``architecture: "interp_topk_transcoder"`` plus ``k``, which :func:`interp.transcoders.load`
+restores exactly and SAELens refuses to load (it never silently treats them as ReLU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from interp.transcoders.base import ArchConfig, LossOutput, Transcoder, reconstruction_stats
+from interp.transcoders.registry import register
+
+
+@dataclass
+class TopKConfig(ArchConfig):
+    """A TopK transcoder with the AuxK auxiliary loss."""
+
+    k: int = 32
+    """Active latents per row (the L0)."""
+    aux_k: int | None = None
+    """Dead latents used by the AuxK loss per row; None = d_out // 2 (Gao et al.)."""
+    aux_coefficient: float = 1 / 32
+    """Weight of the AuxK loss (Gao et al. use 1/32)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.k <= self.d_sae:
+            raise ValueError(f"k must be between 1 and d_sae={self.d_sae}, got {self.k}")
+        if self.aux_k is not None and not 1 <= self.aux_k <= self.d_sae:
+            raise ValueError(f"aux_k must be between 1 and d_sae={self.d_sae}, got {self.aux_k}")
+        if self.aux_coefficient < 0:
+            raise ValueError(f"aux_coefficient must be >= 0, got {self.aux_coefficient}")
+
+
+class TopKMixin:
+    """TopK activation, sparse decoding and the AuxK loss; shared with skip-TopK."""
+
+    cfg: TopKConfig
+    dec_init_norm = 1.0
+
+    def sparse_acts(
+        self, pre: Float[Tensor, "batch d_sae"]
+    ) -> tuple[Float[Tensor, "batch k"], Int[Tensor, "batch k"]]:
+        from interp.kernels import topk_activation
+
+        return topk_activation(pre, self.cfg.k)
+
+    def activation(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
+        values, indices = self.sparse_acts(pre)
+        return torch.zeros_like(pre).scatter_(-1, indices, values)
+
+    def decode_sparse(
+        self, values: Tensor, indices: Tensor, x_n: Float[Tensor, "batch d_in"]
+    ) -> Float[Tensor, "batch d_out"]:
+        from interp.kernels import sparse_decode
+
+        y_n = sparse_decode(values, indices, self.W_dec) + self.b_dec
+        if self.has_skip:
+            y_n = y_n + x_n @ self.W_skip.T
+        return y_n
+
+    def forward_with_acts(self, x):
+        x_n = self.normalise_in(x)
+        pre = self.pre_acts(x_n)
+        values, indices = self.sparse_acts(pre)
+        y = self.denormalise_out(self.decode_sparse(values, indices, x_n))
+        return y, torch.zeros_like(pre).scatter_(-1, indices, values)
+
+    def loss(
+        self,
+        x: Float[Tensor, "batch d_in"],
+        y: Float[Tensor, "batch d_out"],
+        *,
+        progress: float,
+        dead: Bool[Tensor, " d_sae"] | None = None,
+    ) -> LossOutput:
+        x_n, y_n = self.normalise_in(x), self.normalise_out(y)
+        pre = self.pre_acts(x_n)
+        values, indices = self.sparse_acts(pre)
+        y_hat_n = self.decode_sparse(values, indices, x_n)
+        mse, fvu = reconstruction_stats(y_hat_n, y_n)
+        loss = mse
+        parts = {"mse": mse.detach()}
+        if dead is not None and self.cfg.aux_coefficient > 0 and bool(dead.any()):
+            aux = self.auxk_loss(pre, dead, (y_n - y_hat_n).detach())
+            loss = loss + self.cfg.aux_coefficient * aux
+            parts["auxk"] = aux.detach()
+        active = values.detach() > 0
+        fired = torch.zeros(self.cfg.d_sae, dtype=torch.bool, device=x.device)
+        fired[indices[active]] = True
+        return LossOutput(loss, parts, fired, active.sum(-1).float().mean(), fvu)
+
+    def auxk_loss(self, pre: Tensor, dead: Tensor, residual: Tensor) -> Tensor:
+        from interp.kernels import sparse_decode, topk_activation
+
+        aux_k = self.cfg.aux_k or max(1, self.cfg.d_out // 2)
+        aux_k = min(aux_k, int(dead.sum()))
+        masked = pre.masked_fill(~dead, float("-inf"))
+        values, indices = topk_activation(masked, aux_k)
+        recon = sparse_decode(values, indices, self.W_dec)
+        variance = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
+        return (recon - residual).pow(2).sum(-1).mean() / variance
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+
+@register("topk", TopKConfig, sparse_k=True)
+class TopKTranscoder(TopKMixin, Transcoder):
+    """``TopK(ReLU(x W_enc + b_enc)) W_dec + b_dec``, trained with MSE + AuxK."""
+
+    cfg: TopKConfig

@@ -1,0 +1,228 @@
+"""One optimiser over several transcoders: the training step, schedules, dead latents, checkpoints.
+
+:class:`Trainer` owns the transcoders of one run (one per layer, all fed from the same
+forward pass), an Adam optimiser, the learning-rate schedule (linear warm-up, constant,
+linear decay to zero over the last ``decay`` fraction), and each latent's count of tokens
+since it last fired. :meth:`Trainer.step` is one update; :meth:`Trainer.state_dict`
+holds everything a bit-for-bit resume needs (weights and normalisation, Adam moments,
+step, dead-latent counters, RNG states); the data position is saved beside it by the
+caller. The losses of different transcoders are summed, so with Adam (a per-parameter
+update) each transcoder trains exactly as it would alone.
+
+Data parallelism: with ``world`` > 1 every process holds identical transcoders, computes
+gradients on its share of the batch, and the gradients are averaged with
+``all_reduce`` before the update (what DDP does), so every process stays identical.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from interp.errors import TrainingDivergedError
+from interp.transcoders.base import Transcoder
+from interp.transcoders.data import PairBatch
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedule of a transcoder training run."""
+
+    lr: float = 1e-3
+    """Peak Adam learning rate."""
+    warmup_steps: int | None = None
+    """Linear warm-up steps; None = 5% of training, at most 1000."""
+    decay: float = 0.2
+    """Fraction of training at the end over which the learning rate decays linearly to zero."""
+    adam_beta1: float = 0.9
+    """Adam's first-moment decay."""
+    adam_beta2: float = 0.999
+    """Adam's second-moment decay."""
+    dead_after_tokens: int = 1_000_000
+    """A latent that has not fired for this many training tokens counts as dead (Gao et al.
+    use 10M on GPT-2; it is capped at half the run's tokens)."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.decay <= 1:
+            raise ValueError(f"decay is a fraction of training in [0, 1], got {self.decay}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.dead_after_tokens < 1:
+            raise ValueError(f"dead_after_tokens must be positive, got {self.dead_after_tokens}")
+
+
+@dataclass
+class StepMetrics:
+    """What one step measured, per transcoder (already averaged over processes)."""
+
+    step: int
+    lr: float
+    loss: dict[str, float]
+    l0: dict[str, float]
+    fvu: dict[str, float]
+    dead_fraction: dict[str, float]
+    parts: dict[str, dict[str, float]]
+
+    def summary(self) -> dict[str, float]:
+        """Means over transcoders, for progress bars and loggers."""
+        mean = lambda d: sum(d.values()) / len(d)  # noqa: E731
+        return {"loss": mean(self.loss), "L0": mean(self.l0), "FVU": mean(self.fvu), "dead": mean(self.dead_fraction)}
+
+
+def lr_at(step: int, total: int, cfg: OptimConfig) -> float:
+    """Learning rate at ``step`` (0-based) of ``total``: warm-up, constant, linear decay."""
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(1000, math.ceil(0.05 * total))
+    if warmup and step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    decay_steps = int(cfg.decay * total)
+    decay_start = total - decay_steps
+    if decay_steps and step >= decay_start:
+        return cfg.lr * max(0.0, (total - step) / decay_steps)
+    return cfg.lr
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+class Trainer:
+    """Trains several transcoders together; see the module docstring."""
+
+    def __init__(
+        self,
+        transcoders: dict[str, Transcoder],
+        cfg: OptimConfig,
+        total_steps: int,
+        tokens_per_step: int,
+        world: int = 1,
+    ) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be positive, got {total_steps}")
+        self.transcoders = transcoders
+        self.cfg = cfg
+        self.total_steps = total_steps
+        self.tokens_per_step = tokens_per_step
+        self.world = world
+        self.dead_after = min(cfg.dead_after_tokens, max(tokens_per_step, total_steps * tokens_per_step // 2))
+        params = [p for tc in transcoders.values() for p in tc.parameters()]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+        self.since_fired = {
+            key: torch.zeros(tc.cfg.d_sae, dtype=torch.long, device=tc.W_enc.device) for key, tc in transcoders.items()
+        }
+        self.step_count = 0
+        self.initialised = False
+
+    @torch.no_grad()
+    def initialise(self, batch: PairBatch) -> None:
+        """Record input/output normalisation and the decoder-bias init from a first batch.
+
+        With several processes each holds only its share of the rows, so the shares are
+        gathered first: every process starts from the same transcoders as one process would.
+        """
+        for key, tc in self.transcoders.items():
+            x, y = batch[key]
+            if self.world > 1:
+                x, y = _gather_rows(x, self.world), _gather_rows(y, self.world)
+            tc.set_normalisation(x, y)
+        self.initialised = True
+
+    def dead_mask(self, key: str) -> torch.Tensor:
+        return self.since_fired[key] >= self.dead_after
+
+    def step(self, batch: PairBatch) -> StepMetrics:
+        """One optimiser update on ``batch``; raises TrainingDivergedError on NaN/inf."""
+        if not self.initialised:
+            self.initialise(batch)
+        progress = self.step_count / self.total_steps
+        lr = lr_at(self.step_count, self.total_steps, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs = {key: tc.loss(*batch[key], progress=progress, dead=self.dead_mask(key)) for key, tc in self.transcoders.items()}
+        total = sum(out.loss for out in outputs.values())
+        for key, out in outputs.items():
+            if not torch.isfinite(out.loss):
+                raise TrainingDivergedError(f"{key}: loss is {out.loss.item()} at step {self.step_count}")
+        total.backward()
+        params = [p for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
+        if self.world > 1:
+            _average_gradients(params, self.world)
+        if not torch.isfinite(torch.stack([p.grad.sum() for p in params]).sum()):  # NaN/inf survive the sum
+            raise TrainingDivergedError(f"a gradient is NaN or inf at step {self.step_count}")
+        self.optimizer.step()
+        for tc in self.transcoders.values():
+            tc.after_step()
+        return self._record(outputs, lr)
+
+    @torch.no_grad()
+    def _record(self, outputs, lr: float) -> StepMetrics:
+        fired = {key: out.fired for key, out in outputs.items()}
+        stats = torch.stack([torch.stack([out.loss.detach(), out.l0, out.fvu]) for out in outputs.values()])
+        if self.world > 1:
+            for key in fired:
+                as_int = fired[key].to(torch.int32)
+                dist.all_reduce(as_int, op=dist.ReduceOp.MAX)
+                fired[key] = as_int.bool()
+            dist.all_reduce(stats)
+            stats /= self.world
+        metrics = StepMetrics(self.step_count, lr, {}, {}, {}, {}, {})
+        for row, (key, out) in zip(stats.tolist(), outputs.items()):
+            counter = self.since_fired[key]
+            counter += self.tokens_per_step
+            counter[fired[key]] = 0
+            metrics.loss[key], metrics.l0[key], metrics.fvu[key] = row
+            metrics.dead_fraction[key] = self.dead_mask(key).float().mean().item()
+            metrics.parts[key] = {name: value.item() for name, value in out.parts.items()}
+        self.step_count += 1
+        return metrics
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue bit-for-bit (the caller adds the data position)."""
+        return {
+            "step": self.step_count,
+            "initialised": self.initialised,
+            "transcoders": {key: tc.state_dict() for key, tc in self.transcoders.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "since_fired": {key: v.clone() for key, v in self.since_fired.items()},
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, tc in self.transcoders.items():
+            tc.load_state_dict(state["transcoders"][key])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for key, value in state["since_fired"].items():
+            self.since_fired[key].copy_(value)
+        self.step_count = state["step"]
+        self.initialised = state["initialised"]
+        set_rng_state(state["rng"])
+
+
+def _average_gradients(params: list[torch.Tensor], world: int) -> None:
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p in params:
+        n = p.grad.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
+
+
+def _gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)

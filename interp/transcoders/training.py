@@ -1,0 +1,395 @@
+"""``interp.transcoders.train(cfg)``: train one transcoder per MLP layer, end to end.
+
+Reads activations from a cache directory (``interp.cache.ActivationStore``) or straight
+from the model (``interp.cache.StreamingActivations`` over a token stream), trains every
+requested layer off the same forward pass with :class:`~interp.transcoders.trainer.Trainer`,
+checkpoints atomically every ``checkpoint_every`` steps, and saves each layer in SAELens'
+layout under ``OUT/layer_L/`` plus ``OUT/run.json``. ``resume=True`` continues from
+``OUT/checkpoint/`` bit-for-bit (weights, Adam moments, schedule step, dead-latent
+counters, RNG states and the data position are all restored).
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains data-parallel (``parallel="data"``: each
+process takes an equal share of every batch's rows and gradients are averaged) or gives
+each process whole layers (``parallel="layers"``), on gloo for CPU and NCCL for CUDA.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from simple_parsing import field as sp_field
+
+from interp.errors import InterpError, StoreError, TrainingDivergedError
+from interp.io import atomic_write, atomic_write_text
+from interp.transcoders import formats, registry
+from interp.transcoders.data import PairedBatches, layer_hooks, layer_key, required_hooks
+from interp.transcoders.trainer import OptimConfig, Trainer
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+RUN_FILE = "run.json"
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+def parse_count(text: str | int) -> int:
+    """``"5M"`` -> 5_000_000, ``"500k"`` -> 500_000, ``"1200"`` -> 1200."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMbBgG]?)\s*", str(text))
+    if not match:
+        raise ValueError(f"not a count: {text!r}; write e.g. 5M, 500k or 1200000")
+    return int(float(match.group(1)) * _SUFFIX[match.group(2).lower()])
+
+
+def parse_layers(text: str, n_layers: int) -> list[int]:
+    """``"all"`` or ``"0,1,2"`` (``"0-3"`` ranges allowed), checked against the model's depth."""
+    if text.strip() == "all":
+        return list(range(n_layers))
+    layers: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if re.fullmatch(r"\d+-\d+", part):
+            lo, hi = map(int, part.split("-"))
+            layers.extend(range(lo, hi + 1))
+        elif part.isdigit():
+            layers.append(int(part))
+        else:
+            raise ValueError(f"bad --layers {text!r}: write 'all', '0,1,2' or '0-3'")
+    bad = [layer for layer in layers if not 0 <= layer < n_layers]
+    if bad:
+        raise ValueError(f"layers {bad} do not exist: the model has layers 0..{n_layers - 1}")
+    return sorted(set(layers))
+
+
+@dataclass
+class TrainConfig:
+    """Train transcoders that imitate a model's MLP layers."""
+
+    model: str = "reference"
+    """'reference', 'gpt2', or a local checkpoint directory (the model whose MLPs are imitated)."""
+    layers: str = "all"
+    """Layers to train, e.g. '0,1,2,3', '0-3' or 'all'; all train together off one forward pass."""
+    arch: str = sp_field(default="topk", choices=registry.names())
+    """Architecture, from interp.transcoders.registry (TopK ones take --k, ReLU ones --l1_coefficient)."""
+    k: int | None = None
+    """Active latents per row for topk / skip_topk (default 32)."""
+    l1_coefficient: float | None = None
+    """L1 penalty for relu / skip (default in interp.transcoders.relu.ReLUConfig)."""
+    expansion: int = 16
+    """Latents per input dimension: d_sae = expansion * d_model."""
+    tokens: str = "5M"
+    """Training tokens, e.g. 5M, 500k."""
+    batch_size: int = 4096
+    """Tokens per optimiser step (split across processes under torchrun)."""
+    ctx_len: int = 128
+    """Context length of the token stream (when streaming from the model)."""
+    dataset: str = "reference"
+    """Token source when streaming: 'reference', local .txt/.jsonl path, or a Hugging Face dataset name."""
+    cache: str | None = None
+    """Read activations from this cache directory (written by `interp cache`) instead of running the model."""
+    out: str = "runs/tc"
+    """Run directory: checkpoints, the trained transcoders (SAELens layout) and run.json."""
+    resume: bool = False
+    """Continue the run in --out from its last checkpoint, bit-for-bit."""
+    checkpoint_every: int | None = 500
+    """Checkpoint every this many steps (None: only at the end)."""
+    seed: int = 0
+    """Seeds initialisation, data order and token sampling."""
+    device: str | None = None
+    """'cpu' or 'cuda' (default: CUDA when available)."""
+    parallel: Literal["data", "layers"] = "data"
+    """Under torchrun: 'data' splits each batch's rows over processes, 'layers' gives each process whole layers."""
+    wandb_project: str | None = None
+    """Log to this Weights & Biases project (needs `pip install wandb`)."""
+    progress: bool = True
+    """Show a progress bar with live loss, L0, FVU and dead fraction."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser and schedule."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.optim, dict):
+            self.optim = OptimConfig(**self.optim)
+        arch = registry.get(self.arch)
+        if self.k is not None and not arch.sparse_k:
+            raise ValueError(f"--k applies to the TopK architectures, not {self.arch!r}; use --l1_coefficient")
+        if self.l1_coefficient is not None and arch.sparse_k:
+            raise ValueError(f"--l1_coefficient applies to relu / skip, not {self.arch!r}; use --k")
+        if self.expansion < 1:
+            raise ValueError(f"expansion must be >= 1, got {self.expansion}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be >= 1 (or None for only at the end)")
+        parse_count(self.tokens)
+
+    @property
+    def n_tokens(self) -> int:
+        return parse_count(self.tokens)
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.n_tokens // self.batch_size)
+
+    def arch_config(self, d_in: int, d_out: int):
+        arch = registry.get(self.arch)
+        extra = {}
+        if self.k is not None:
+            extra["k"] = self.k
+        if self.l1_coefficient is not None:
+            extra["l1_coefficient"] = self.l1_coefficient
+        return arch.config(d_in=d_in, d_out=d_out, d_sae=self.expansion * d_in, **extra)
+
+    def identity(self) -> dict:
+        """The settings a resumed run must share with the original."""
+        keep = asdict(self)
+        for name in ("resume", "checkpoint_every", "progress", "wandb_project", "device"):
+            keep.pop(name)
+        return keep
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced; ``OUT/run.json`` holds it."""
+
+    out: str
+    layers: list[int]
+    arch: str
+    steps: int
+    tokens: int
+    seconds: float
+    final: dict[str, dict[str, float]]
+    """Per layer key: loss, L0, FVU and dead fraction over the last steps."""
+    config: dict
+    history: list[dict]
+    """Every ``log_every``-th step: step, lr, and the means over layers of loss, L0, FVU, dead."""
+
+    def save(self, path: str | Path | None = None) -> Path:
+        path = Path(path) if path is not None else Path(self.out) / RUN_FILE
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainResult:
+        path = Path(path)
+        if path.is_dir():
+            path = path / RUN_FILE
+        if not path.is_file():
+            raise StoreError(f"{path} not found: not a finished `interp transcoder train` run directory")
+        return cls(**json.loads(path.read_text()))
+
+    def table(self) -> str:
+        lines = [f"{'layer':10s} {'L0':>7s} {'FVU':>7s} {'dead':>6s}"]
+        for key, m in self.final.items():
+            lines.append(f"{key:10s} {m['L0']:7.2f} {m['FVU']:7.4f} {m['dead']:6.3f}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    if device.startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return _Dist(dist.get_rank(), dist.get_world_size())
+
+
+def open_source(cfg: TrainConfig, model, layers: list[int], device: str):
+    """The activation source: the cache directory, or the model run over the token stream."""
+    from interp import cache
+
+    if cfg.cache is not None:
+        store = cache.ActivationStore.open(cfg.cache)
+        missing = [h for h in required_hooks(layers) if h not in store.hook_names]
+        if missing:
+            raise StoreError(f"cache {cfg.cache} lacks {missing}; cache mlp_in and mlp_out of every layer you train")
+        return store
+    from interp.data import token_batches
+
+    n_contexts = -(-cfg.n_tokens // cfg.ctx_len)
+    tokens = next(token_batches(cfg.dataset, model.tokenizer, cfg.ctx_len, n_contexts, seed=cfg.seed))
+    return cache.StreamingActivations(model, required_hooks(layers), tokens)
+
+
+def _checkpoint_path(out: Path, dist_info: _Dist, parallel: str) -> Path:
+    name = f"state-rank{dist_info.rank}.pt" if parallel == "layers" and dist_info.world > 1 else "state.pt"
+    return out / CHECKPOINT_DIR / name
+
+
+def save_checkpoint(path: Path, trainer: Trainer, position: tuple[int, int], identity: dict) -> None:
+    """Write the trainer's state, data position and config identity atomically."""
+    state = {"trainer": trainer.state_dict(), "position": position, "identity": identity}
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise StoreError(f"--resume: no checkpoint at {path}; start the run without --resume")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
+    """Train transcoders as ``cfg`` says; see the module docstring.
+
+    ``model`` (a HookedTransformer) and ``source`` (an ``ActivationSource``) may be passed
+    to skip loading; by default the model is loaded from ``cfg.model`` and the source is
+    ``cfg.cache`` or the model streamed over ``cfg.dataset``.
+    """
+    from interp.models import default_device
+
+    device = cfg.device or default_device()
+    dist_info = _init_distributed(device)
+    out = Path(cfg.out)
+    ckpt_path = _checkpoint_path(out, dist_info, cfg.parallel)
+    if not cfg.resume and (ckpt_path.exists() or (out / RUN_FILE).exists()):
+        raise StoreError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if source is None:
+        if model is None:
+            from interp.models import load_model
+
+            model = load_model(cfg.model, device=device)
+        n_layers = model.cfg.n_layers
+    else:
+        n_layers = 1 + max(int(h.split(".")[1]) for h in source.hook_names if h.startswith("blocks."))
+    layers = parse_layers(cfg.layers, n_layers if model is None else model.cfg.n_layers)
+    if source is None:
+        source = open_source(cfg, model, layers, device)
+    mine = layers[dist_info.rank :: dist_info.world] if cfg.parallel == "layers" else layers
+    if not mine:
+        raise InterpError(f"{dist_info.world} processes for {len(layers)} layers: use at most one process per layer")
+    widths = source.widths()
+    transcoders = {}
+    for layer in mine:
+        hin, hout = layer_hooks(layer)
+        arch = registry.get(cfg.arch)
+        seed = cfg.seed * 1000 + layer
+        transcoders[layer_key(layer)] = arch.transcoder(cfg.arch_config(widths[hin], widths[hout]), seed=seed).to(device)
+    data_world = dist_info.world if cfg.parallel == "data" else 1
+    shard = (dist_info.rank, dist_info.world) if cfg.parallel == "data" else (0, 1)
+    trainer = Trainer(transcoders, cfg.optim, cfg.steps, cfg.batch_size, world=data_world)
+    position = (0, 0)
+    torch.manual_seed(cfg.seed)
+    if cfg.resume:
+        state = load_checkpoint(ckpt_path)
+        if state["identity"] != cfg.identity():
+            raise StoreError(f"--resume: {out} was trained with different settings; resume with the same ones")
+        trainer.load_state_dict(state["trainer"])
+        position = tuple(state["position"])
+    batches = PairedBatches(source, layers, cfg.batch_size, seed=cfg.seed, start=position, shard=shard, device=device)
+    keys = list(transcoders)
+    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, mine)
+
+
+def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_path: Path, dist_info: _Dist, layers, mine) -> TrainResult:
+    from tqdm.auto import tqdm
+
+    wandb_run = _wandb(cfg) if dist_info.main else None
+    history: list[dict[str, float]] = []
+    recent: dict[str, list[dict[str, float]]] = {key: [] for key in keys}
+    start_time = time.time()
+    last_good = trainer.step_count if cfg.resume else None
+    bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not (cfg.progress and dist_info.main), desc="transcoders", unit="step")
+    log_every = max(1, cfg.steps // 200)
+    try:
+        iterator = iter(batches)
+        while trainer.step_count < cfg.steps:
+            batch = next(iterator)
+            batch = {key: batch[key] for key in keys}
+            try:
+                metrics = trainer.step(batch)
+            except TrainingDivergedError as err:
+                where = f"the last good checkpoint ({ckpt_path}, step {last_good}) is kept" if last_good is not None else "no checkpoint was written yet"
+                raise TrainingDivergedError(
+                    f"training diverged: {err}; {where}. Lower --lr (now {cfg.optim.lr}) or raise --batch_size, then retry."
+                ) from err
+            summary = metrics.summary()
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in summary.items()})
+            for key in keys:
+                recent[key] = (recent[key] + [{"loss": metrics.loss[key], "L0": metrics.l0[key], "FVU": metrics.fvu[key], "dead": metrics.dead_fraction[key]}])[-20:]
+            if metrics.step % log_every == 0 or trainer.step_count == cfg.steps:
+                history.append({"step": metrics.step, "lr": metrics.lr, **summary})
+                if wandb_run is not None:
+                    wandb_run.log({**summary, "lr": metrics.lr}, step=metrics.step)
+            due = cfg.checkpoint_every is not None and trainer.step_count % cfg.checkpoint_every == 0
+            if due and trainer.step_count < cfg.steps and (dist_info.main or cfg.parallel == "layers"):
+                save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity())
+                last_good = trainer.step_count
+    finally:
+        bar.close()
+    if dist_info.main or cfg.parallel == "layers":
+        save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity())
+    final = {key: {m: sum(r[m] for r in rows) / len(rows) for m in rows[0]} for key, rows in recent.items() if rows}
+    if dist_info.main or cfg.parallel == "layers":
+        model_name = cfg.model
+        for key, tc in trainer.transcoders.items():
+            layer = int(key.split("_")[1])
+            hin, hout = layer_hooks(layer)
+            formats.save(
+                tc,
+                out / key,
+                hook_name=hin,
+                hook_name_out=hout,
+                metadata={"model_name": model_name, "context_size": cfg.ctx_len, "dataset_path": cfg.dataset},
+            )
+    if dist_info.world > 1 and cfg.parallel == "layers":
+        import torch.distributed as dist
+
+        gathered: list = [None] * dist_info.world
+        dist.all_gather_object(gathered, final)
+        final = {k: v for part in gathered for k, v in part.items()}
+    result = TrainResult(
+        out=str(out),
+        layers=layers,
+        arch=cfg.arch,
+        steps=trainer.step_count,
+        tokens=trainer.step_count * cfg.batch_size,
+        seconds=time.time() - start_time,
+        final=dict(sorted(final.items(), key=lambda kv: int(kv[0].split("_")[1]))),
+        config=asdict(cfg),
+        history=history,
+    )
+    if dist_info.main:
+        result.save()
+    if wandb_run is not None:
+        wandb_run.finish()
+    return result
+
+
+def _wandb(cfg: TrainConfig):
+    if cfg.wandb_project is None:
+        return None
+    try:
+        import wandb
+    except ImportError as err:
+        raise InterpError("--wandb_project needs Weights & Biases: pip install wandb (or drop --wandb_project)") from err
+    return wandb.init(project=cfg.wandb_project, config=asdict(cfg))
+
+
+def load_run(directory: str | Path, device: str = "cpu") -> dict[str, object]:
+    """The transcoders of a finished run, by layer key (``layer_0``, ...)."""
+    result = TrainResult.load(directory)
+    return {layer_key(layer): formats.load(Path(directory) / layer_key(layer), device=device) for layer in result.layers}

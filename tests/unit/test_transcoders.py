@@ -1,0 +1,233 @@
+"""Transcoders on a tiny random-weight model whose MLPs are the ground truth to imitate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from interp.errors import StoreError, TrainingDivergedError
+from interp.transcoders import InMemoryActivations, TrainConfig, formats, registry, train
+from interp.transcoders.data import PairedBatches, required_hooks
+from interp.transcoders.training import parse_count, parse_layers
+from interp.transcoders.trainer import OptimConfig, Trainer, lr_at
+
+D_MODEL = 16
+
+
+def tiny_model(n_layers: int = 2):
+    """Random weights, ReLU MLPs with a negative bias: the MLP each transcoder must imitate."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers, d_model=D_MODEL, n_heads=2, d_head=8, d_mlp=32, d_vocab=40, n_ctx=16,
+        act_fn="relu", normalization_type="LN", seed=0, device="cpu",
+    )
+    model = HookedTransformer(cfg).eval()
+    with torch.no_grad():  # a sparse MLP: about 3 of 32 neurons fire per token, so k=6 suffices
+        for block in model.blocks:
+            block.mlp.b_in.fill_(-1.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def activations(model, n_contexts: int, seed: int) -> InMemoryActivations:
+    tokens = torch.randint(0, model.cfg.d_vocab, (n_contexts, model.cfg.n_ctx), generator=torch.Generator().manual_seed(seed))
+    hooks = required_hooks(range(model.cfg.n_layers))
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in hooks)
+    return InMemoryActivations({h: cache[h].reshape(-1, D_MODEL) for h in hooks}, tokens)
+
+
+@pytest.fixture(scope="module")
+def source(model):
+    return activations(model, 128, seed=1)  # 2048 rows
+
+
+@pytest.fixture(scope="module")
+def held_out(model):
+    return activations(model, 32, seed=2)
+
+
+def fvu(tc, src, layer: int) -> float:
+    x = src.acts[f"blocks.{layer}.ln2.hook_normalized"]
+    y = src.acts[f"blocks.{layer}.hook_mlp_out"]
+    with torch.no_grad():
+        return ((tc(x) - y).pow(2).sum() / (y - y.mean(0)).pow(2).sum()).item()
+
+
+def small_cfg(tmp_path, arch: str, **kw) -> TrainConfig:
+    extra = {"k": 6} if registry.get(arch).sparse_k else {"l1_coefficient": 1e-2}
+    base = dict(arch=arch, layers="all", expansion=4, tokens="38400", batch_size=256, out=str(tmp_path / arch),
+                progress=False, device="cpu", checkpoint_every=None, optim=OptimConfig(lr=1e-2))
+    return TrainConfig(**{**base, **extra, **kw})
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk", "skip", "skip_topk"])
+def test_every_architecture_beats_the_mean_baseline(tmp_path, source, held_out, arch):
+    """Predicting the mean output has FVU 1; a trained transcoder explains most of the MLP."""
+    result = train(small_cfg(tmp_path, arch), source=source)
+    assert result.steps == 150
+    for layer in (0, 1):
+        tc = formats.load(tmp_path / arch / f"layer_{layer}")
+        assert tc.arch == arch
+        score = fvu(tc, held_out, layer)
+        assert score < 0.35, f"{arch} layer {layer}: held-out FVU {score:.3f}"
+        l0 = (tc.encode(held_out.acts[f"blocks.{layer}.ln2.hook_normalized"]) > 0).float().sum(-1).mean().item()
+        assert 0 < l0 < 0.6 * tc.cfg.d_sae
+        if registry.get(arch).sparse_k:
+            assert l0 <= 6
+    assert (tmp_path / arch / "run.json").is_file()
+
+
+def test_resume_is_bit_for_bit(tmp_path, source):
+    """N steps in one go equal N/2 steps, a stop, and --resume for the rest."""
+    full = small_cfg(tmp_path, "topk", tokens="10240", out=str(tmp_path / "full"), checkpoint_every=20)
+    train(full, source=source)
+    half = small_cfg(tmp_path, "topk", tokens="10240", out=str(tmp_path / "half"), checkpoint_every=20)
+    # Stop after the step-20 checkpoint by running a shorter source budget is not possible
+    # (the schedule depends on the total), so interrupt the run instead.
+    import interp.transcoders.training as train_module
+
+    calls = {"n": 0}
+    real_step = Trainer.step
+
+    def interrupting_step(self, batch):
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real_step(self, batch)
+
+    Trainer.step = interrupting_step
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_module.train(half, source=source)
+    finally:
+        Trainer.step = real_step
+    assert not (tmp_path / "half" / "layer_0").exists()
+    state = torch.load(tmp_path / "half" / "checkpoint" / "state.pt", weights_only=False)
+    assert state["trainer"]["step"] == 20
+    resumed = small_cfg(tmp_path, "topk", tokens="10240", out=str(tmp_path / "half"), checkpoint_every=20, resume=True)
+    train(resumed, source=source)
+    for layer in (0, 1):
+        a = formats.load(tmp_path / "full" / f"layer_{layer}")
+        b = formats.load(tmp_path / "half" / f"layer_{layer}")
+        for name, p in a.named_parameters():
+            assert torch.equal(p, getattr(b, name)), f"layer {layer} {name} differs after resume"
+
+
+def test_divergence_stops_and_keeps_last_checkpoint(tmp_path, source):
+    cfg = small_cfg(tmp_path, "relu", tokens="10240", checkpoint_every=10)
+    real_loss = registry.get("relu").transcoder.loss
+    calls = {"n": 0}
+
+    def poisoned(self, x, y, **kw):
+        calls["n"] += 1
+        out = real_loss(self, x, y, **kw)
+        if calls["n"] > 2 * 15:  # two layers per step: diverge at step 15
+            out.loss = out.loss * float("nan")
+        return out
+
+    registry.get("relu").transcoder.loss = poisoned
+    try:
+        with pytest.raises(TrainingDivergedError, match="step 10"):
+            train(cfg, source=source)
+    finally:
+        registry.get("relu").transcoder.loss = real_loss
+    state = torch.load(tmp_path / "relu" / "checkpoint" / "state.pt", weights_only=False)
+    assert state["trainer"]["step"] == 10
+    assert all(torch.isfinite(v).all() for v in state["trainer"]["transcoders"]["layer_0"].values())
+
+
+def test_existing_run_is_not_overwritten(tmp_path, source):
+    cfg = small_cfg(tmp_path, "relu", tokens="2560")
+    train(cfg, source=source)
+    with pytest.raises(StoreError, match="--resume"):
+        train(cfg, source=source)
+
+
+@pytest.mark.parametrize("arch", ["relu", "skip"])
+def test_saelens_loads_our_files_and_agrees(tmp_path, source, arch):
+    from sae_lens import SAE
+
+    train(small_cfg(tmp_path, arch, tokens="2560"), source=source)
+    path = tmp_path / arch / "layer_1"
+    cfg = json.loads((path / "cfg.json").read_text())
+    assert cfg["apply_b_dec_to_input"] is False
+    assert cfg["metadata"]["hook_name"] == "blocks.1.ln2.hook_normalized"
+    assert cfg["metadata"]["hook_name_out"] == "blocks.1.hook_mlp_out"
+    sae = SAE.load_from_disk(str(path))
+    assert sae.cfg.architecture() == registry.get(arch).saelens
+    ours = formats.load(path)
+    x = source.acts["blocks.1.ln2.hook_normalized"][:300]
+    with torch.no_grad():
+        torch.testing.assert_close(sae(x), ours(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(sae.encode(x), ours.encode(x), rtol=1e-5, atol=1e-5)
+    back = formats.from_saelens(sae)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), ours(x))
+
+
+def test_topk_file_restores_k_and_saelens_refuses_it(tmp_path, source):
+    from sae_lens import SAE
+
+    train(small_cfg(tmp_path, "topk", tokens="2560", k=5), source=source)
+    tc = formats.load(tmp_path / "topk" / "layer_0")
+    assert tc.cfg.k == 5
+    with pytest.raises(Exception):  # noqa: B017 - SAELens' own error type for an unknown architecture
+        SAE.load_from_disk(str(tmp_path / "topk" / "layer_0"))
+
+
+def test_normalisation_folds_exactly():
+    for name in registry.names():
+        arch = registry.get(name)
+        extra = {"k": 4} if arch.sparse_k else {}
+        tc = arch.transcoder(arch.config(d_in=8, d_out=6, d_sae=24, **extra), seed=0)
+        x, y = 3 * torch.randn(64, 8) + 1, 5 * torch.randn(64, 6) - 2
+        tc.set_normalisation(x, y)
+        with torch.no_grad():
+            tc.b_enc.normal_()
+            if tc.has_skip:
+                tc.W_skip.normal_()
+        before = tc(x)
+        folded = formats.folded_copy(tc)
+        assert float(folded.in_scale) == 1.0 and float(folded.out_mean.abs().sum()) == 0.0
+        torch.testing.assert_close(folded(x), before, rtol=1e-4, atol=1e-4)
+
+
+def test_paired_batches_resume_position(source):
+    a = PairedBatches(source, [0], 256, seed=3)
+    it = iter(a)
+    seen = [next(it)["layer_0"][0] for _ in range(11)]  # crosses the 8-batch epoch
+    position = a.position
+    assert position == (1, 3)
+    b = iter(PairedBatches(source, [0], 256, seed=3, start=(1, 2)))
+    assert torch.equal(next(b)["layer_0"][0], seen[10])
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="--k applies"):
+        TrainConfig(arch="relu", k=4)
+    with pytest.raises(ValueError, match="l1_coefficient applies"):
+        TrainConfig(arch="topk", l1_coefficient=1e-3)
+    with pytest.raises(KeyError, match="choose one of"):
+        TrainConfig(arch="nope")
+    assert parse_count("5M") == 5_000_000 and parse_count("500k") == 500_000 and parse_count("1200") == 1200
+    with pytest.raises(ValueError):
+        parse_count("five")
+    assert parse_layers("0-2,3", 4) == [0, 1, 2, 3] and parse_layers("all", 2) == [0, 1]
+    with pytest.raises(ValueError, match="layers 0..3"):
+        parse_layers("7", 4)
+
+
+def test_lr_schedule():
+    cfg = OptimConfig(lr=1.0, warmup_steps=10, decay=0.5)
+    assert lr_at(0, 100, cfg) == pytest.approx(0.1)
+    assert lr_at(20, 100, cfg) == 1.0
+    assert lr_at(75, 100, cfg) == pytest.approx(0.5)
+    assert lr_at(99, 100, cfg) == pytest.approx(0.02)
