@@ -65,7 +65,7 @@ def finetune(model, seconds: float, seed: int = 0, lr: float = 1e-3, max_steps: 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         steps += 1
     tuned.eval()
     return tuned, {"steps": steps, "seconds": round(time.time() - start, 1), "first_loss": losses[0], "last_loss": losses[-1]}
@@ -93,23 +93,31 @@ def neurons_markdown(res: dict) -> str:
         f"{res['n_neurons']} neurons (4 layers x 512). A neuron counts for a class when its **top 3** decoded "
         "write-side tokens are all in that class; the control is a randomly initialised model of the same shape.",
         "",
-        "| class | neurons (write side) | read side | random-init model | strongest (write side) | its top tokens | clamp: delta log-prob of top 3 | random neurons (mean) | beats random | p(top token) before -> after |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| class | neurons (write side) | read side | expected by chance | random-init model | strongest (write side) | its top tokens | clamp: delta log-prob of top 3 | random neurons (mean) | beats random | p(top token) before -> after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for cls, count in res["classes_out"]["counts"].items():
         clamp = res["clamps"].get(cls)
+        chance = res["chance"][cls]
         if clamp is None:
-            lines.append(f"| {cls} | {count} | {res['classes_in']['counts'][cls]} | {res['classes_random']['counts'][cls]} | – | – | – | – | – | – |")
+            lines.append(f"| {cls} | {count} | {res['classes_in']['counts'][cls]} | {chance:.1f} | {res['classes_random']['counts'][cls]} | – | – | – | – | – | – |")
             continue
         rnd = sum(clamp["random_delta"]) / len(clamp["random_delta"])
         tokens = " ".join(f"`{t.replace(chr(9601), ' ').strip()}`" for t in clamp["targets"])
         lines.append(
-            f"| {cls} | {count} | {res['classes_in']['counts'][cls]} | {res['classes_random']['counts'][cls]} | "
+            f"| {cls} | {count} | {res['classes_in']['counts'][cls]} | {chance:.1f} | {res['classes_random']['counts'][cls]} | "
             f"L{clamp['layer']}N{clamp['neuron']} | {tokens} | {clamp['mean_delta']:+.3f} | {rnd:+.3f} | "
-            f"{clamp['percentile']:.0%} | {clamp['baseline_prob']:.4f} -> {clamp['clamped_prob']:.4f} |"
+            f"{clamp['percentile']:.0%} | {clamp['baseline_prob']:.2e} -> {clamp['clamped_prob']:.2e} |"
         )
     ft = res["finetune"]
+    above = [c for c, n in res["classes_out"]["counts"].items() if n > 2 * res["chance"][c] and n > 2 * res["classes_random"]["counts"][c]]
     lines += [
+        "",
+        "'Expected by chance' is the count if each neuron's top 3 were 3 distinct tokens drawn uniformly from the "
+        f"{res['vocab_size']}-token vocabulary: n_neurons x C(|class|, 3) / C(V, 3). The random-init model is the "
+        "reference architecture initialised from seed 0. Classes with more than twice both controls: "
+        f"**{', '.join(above) or 'none'}**; the others are not above chance by this count, although their strongest "
+        "neuron can still pass the clamp test.",
         "",
         f"Clamp value: twice the layer's largest activation on {res['clamp_prompts']} reference prompts of 64 tokens; "
         "delta log-prob is the change of the mean log-probability of the neuron's top 3 decoded tokens over all "
@@ -118,6 +126,9 @@ def neurons_markdown(res: dict) -> str:
         "",
         f"**Model comparison.** A copy fine-tuned on the prose family only ({ft['steps']} AdamW steps in {ft['seconds']} s, "
         f"lr 1e-3, loss {ft['first_loss']:.3f} -> {ft['last_loss']:.3f}; weights not kept):",
+        "",
+        "The last column compares the trained model with the random-init model. That model is the reference model's own "
+        "initialisation (both seed 0), which is why it is above the 1/V chance level.",
         "",
         "| layer | top-1 token unchanged | top-10 overlap | vs random-init model: unchanged |",
         "|---|---|---|---|",
@@ -156,11 +167,30 @@ def sparsity_markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def chance_counts(vocab: list[str], classes: dict, n_neurons: int, top: int = 3) -> dict[str, float]:
+    """Expected class counts if each neuron's top tokens were distinct uniform draws from the vocabulary."""
+    from math import comb
+
+    size = len(vocab)
+    present = set(vocab)
+    return {c: n_neurons * comb(len(set(words) & present), top) / comb(size, top) for c, words in classes.items()}
+
+
+def write_docs(results: dict) -> None:
+    replace_section(ROOT / "docs" / "neurons.md", "results-reference", neurons_markdown(results))
+    replace_section(ROOT / "docs" / "sparsity.md", "results-reference", sparsity_markdown(results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--finetune-seconds", type=float, default=120.0)
     parser.add_argument("--n-prompts", type=int, default=16)
+    parser.add_argument("--docs-only", action="store_true",
+                        help="regenerate the docs sections from docs/neurons_reference.json without recomputing")
     args = parser.parse_args()
+    if args.docs_only:
+        write_docs(json.loads((ROOT / "docs" / "neurons_reference.json").read_text()))
+        return
     torch.manual_seed(0)
     OUT.mkdir(parents=True, exist_ok=True)
     model = load_model("reference", device="cpu")
@@ -198,6 +228,8 @@ def main() -> None:
         "classes_out": by_class.to_dict(),
         "classes_in": {"counts": by_class_in.counts},
         "classes_random": {"counts": by_class_random.counts},
+        "chance": chance_counts(table.vocab, classes, len(table)),
+        "vocab_size": len(table.vocab),
         "clamp_prompts": args.n_prompts,
         "clamps": {cls: c.to_dict() for cls, c in clamps.items()},
         "finetune": ft,
@@ -213,8 +245,7 @@ def main() -> None:
     atomic_write_text(OUT / "decode.html", decode_report(table, classes=by_class))
     atomic_write_text(OUT / "clamp.html", clamp_report(list(clamps.values())))
     atomic_write_text(OUT / "sparsity.html", sparsity_report(sparsity, curve, core, table))
-    replace_section(ROOT / "docs" / "neurons.md", "results-reference", neurons_markdown(results))
-    replace_section(ROOT / "docs" / "sparsity.md", "results-reference", sparsity_markdown(results))
+    write_docs(results)
     print(by_class.table())
     for c in clamps.values():
         print(c.summary())
