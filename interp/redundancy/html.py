@@ -99,7 +99,7 @@ def figures(report) -> dict[str, object]:
                 x=[p.n_dropped for p in curve.points], y=[p.speedup for p in curve.points], mode="lines+markers",
                 name=f"{curve.strategy} {curve.schedule}", line={"color": _COLOURS[curve.strategy], "dash": _DASH[curve.schedule]},
             ))
-        fig.update_layout(title="Forward-pass speed-up with the dropped modules really skipped (median time intact / skipped)",
+        fig.update_layout(title="Forward-pass speed-up with the dropped modules really skipped (fastest time intact / skipped)",
                           xaxis_title="modules dropped", yaxis_title="speed-up (×)", height=420)
         out["speedup"] = fig
     return out
@@ -110,8 +110,8 @@ def render(report) -> str:
     import plotly.io as pio
 
     parts = []
-    for i, fig in enumerate(figures(report).values()):
-        parts.append(pio.to_html(fig, include_plotlyjs=i == 0, full_html=False))
+    for i, (name, fig) in enumerate(figures(report).items()):
+        parts.append(pio.to_html(fig, include_plotlyjs=i == 0, full_html=False, div_id=f"redundancy-{name}"))
     imp = report.importance
     imp_rows = [[layer] + [imp.score(Module(k, layer), m) for m in METRICS for k in KINDS] for layer in range(report.n_layers)]
     imp_header = ["layer"] + [f"{k} ({m})" for m in METRICS for k in KINDS]

@@ -18,7 +18,7 @@ from typing import Literal
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.redundancy.dropping import SCHEDULES, STRATEGIES, DropCurve, ablated, drop_curve, heldout_loss
+from interp.redundancy.dropping import SCHEDULES, STRATEGIES, DropCurve, ablated, drop_curve, heldout_loss, speedup
 from interp.redundancy.importance import KINDS, METRICS, Importance, Module, importance, spearman
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class RedundancyConfig:
     timing_batch: int = 8
     """Sequences in the batch used to time forward passes; 0 turns timing off."""
     timing_repeats: int = 5
-    """Timed forward passes per point (the median is kept)."""
+    """Timed forward passes per point (the fastest is kept)."""
     seed: int = 0
     """Seed of the token stream."""
     device: str | None = None
@@ -200,6 +200,8 @@ def analyze(
     from tqdm.auto import tqdm
 
     common = {"batch_size": batch_size, "include_bos": include_bos, "bos_token_id": bos_token_id}
+    if timing_tokens is not None:  # warm up allocators and kernels before anything is timed
+        speedup(model, [], timing_tokens, repeats=2)
     imp = importance(model, calibration, **common)
     baseline = heldout_loss(model, heldout, batch_size)
     baseline_tasks = tasks(model) if tasks is not None else None
@@ -208,13 +210,14 @@ def analyze(
         for layer in range(model.cfg.n_layers):
             with ablated(model, [Module(kind, layer)]):
                 single[str(Module(kind, layer))] = heldout_loss(model, heldout, batch_size)
+    memo: dict = {}
     curves = []
     jobs = [(s, sch) for s in strategies for sch in schedules]
     for strategy, schedule in tqdm(jobs, desc="drop curves", disable=None):
         curves.append(
             drop_curve(
                 model, calibration, heldout, strategy, schedule, metric, max_drop=max_drop, tasks=tasks,
-                timing_tokens=timing_tokens, timing_repeats=timing_repeats, **common,
+                timing_tokens=timing_tokens, timing_repeats=timing_repeats, memo=memo, **common,
             )
         )
     return RedundancyReport(

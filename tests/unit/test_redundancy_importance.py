@@ -11,6 +11,15 @@ from interp.errors import RedundancyError
 from interp.planted import noop_model
 from interp.redundancy import Module, ablated, heldout_loss, importance, spearman
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run far faster on one thread than on two oversubscribed ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 
 def _tokens(n: int = 12, pos: int = 16, d_vocab: int = 24) -> torch.Tensor:
     return torch.randint(0, d_vocab, (n, pos), generator=torch.Generator().manual_seed(1))
