@@ -37,8 +37,8 @@ _LAZY = {
     "HeadPath": ("interp.circuits.graph", "HeadPath"),
     "prune": ("interp.circuits.graph", "prune"),
     "graph_scores": ("interp.circuits.graph", "graph_scores"),
-    "TraceConfig": ("interp.circuits.trace", "TraceConfig"),
-    "trace": ("interp.circuits.trace", "trace"),
+    "TraceConfig": ("interp.circuits.tracing", "TraceConfig"),
+    "trace": ("interp.circuits.tracing", "trace"),
     "to_json": ("interp.circuits.export", "to_json"),
     "to_html": ("interp.circuits.export", "to_html"),
     "write_all": ("interp.circuits.export", "write_all"),
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from interp.circuits.export import to_html, to_json, write_all, write_graphml
     from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, prune
     from interp.circuits.replacement import ReplacementModel, ablate_features
-    from interp.circuits.trace import TraceConfig, trace
+    from interp.circuits.tracing import TraceConfig, trace
     from interp.circuits.transcoder import PlantedTranscoder, TranscoderLike, TranscoderLoadError, load_transcoders
     from interp.circuits.virtual import deembedding, direct_logit_effects, virtual_weights
 

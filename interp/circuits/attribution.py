@@ -288,6 +288,7 @@ def head_paths(
     graph: Graph,
     batch_size: int = 64,
     min_fraction: float = 0.05,
+    same_position: bool = False,
 ) -> list[HeadPath]:
     """Split each edge of ``graph`` over the attention heads that carry it (one hop).
 
@@ -295,7 +296,8 @@ def head_paths(
     ``pattern[h, q, k] * (ln1(write_source) @ W_V[h]) . d target / d z[q, h]`` where k is
     the source's position: the source's write enters the head's value directly from the
     residual stream and everything downstream of the head is in the gradient. Paths whose
-    first hop is another component (a later MLP, a skip connection) are not split.
+    first hop is another component (a later MLP, a skip connection) are not split. Only
+    moves between positions (q != k) are kept unless ``same_position``.
     """
     targets = sorted({i for i, _ in graph.edges()})
     if not targets:
@@ -304,12 +306,26 @@ def head_paths(
     batch = min(batch_size, len(targets))
     embed, acts, errors = _leaves(state, batch)
     logit_rank = {i: r for r, i in enumerate(i for i, n in enumerate(graph.nodes) if n.kind == "logit")}
-    directions = graph.logit_directions
     with torch.enable_grad():
         logits, pre, z = rm.frozen_forward(state, embed, acts, errors)
-        target_values = logits[:, -1] @ directions.T.to(logits)
+        target_values = logits[:, -1] @ graph.logit_directions.T.to(logits)
     layers = list(pre)
     z_layers = sorted(z)
+    # each source's write, through each layer's frozen ln1 and W_V: [n_nodes, head, d_head]
+    sources = sorted({s for _, s in graph.edges()})
+    src_pos = torch.tensor([graph.nodes[s].pos for s in sources])
+    src_layer = torch.tensor([graph.nodes[s].layer for s in sources])
+    slot = {s: j for j, s in enumerate(sources)}
+    with torch.no_grad():
+        writes = torch.stack([_write_vector(rm, state, graph.nodes[s]) for s in sources])
+        values = {
+            layer: torch.einsum(
+                "sd,hde->she",
+                torch.stack([_ln_input(rm, state, layer, int(p), w) for p, w in zip(src_pos, writes)]),
+                model.blocks[layer].attn.W_V,
+            )
+            for layer in z_layers
+        }
     paths: list[HeadPath] = []
     for start in range(0, len(targets), batch):
         chunk = targets[start : start + batch]
@@ -322,20 +338,28 @@ def head_paths(
                 seeds[-1][b, logit_rank[row]] = 1.0
         outs = [pre[layer] for layer in layers] + [target_values]
         gz = torch.autograd.grad(outs, [z[l] for l in z_layers], grad_outputs=seeds, retain_graph=True, allow_unused=True)
-        for b, row in enumerate(chunk):
-            for src, weight in graph.in_edges(row):
-                source = graph.nodes[src]
-                write = _write_vector(rm, state, source)
-                k = source.pos
+        with torch.no_grad():
+            for b, row in enumerate(chunk):
+                edges = graph.in_edges(row)
+                idx = torch.tensor([slot[s] for s, _ in edges])
+                weight = torch.tensor([abs(w) for _, w in edges])
                 for li, layer in enumerate(z_layers):
-                    if layer <= source.layer or gz[li] is None:
+                    if gz[li] is None:
                         continue
-                    with torch.no_grad():
-                        v = _ln_input(rm, state, layer, k, write) @ model.blocks[layer].attn.W_V  # [head, d_head]
-                        pattern = state.frozen[f"blocks.{layer}.attn.hook_pattern"][0, :, :, k]  # [head, q]
-                        carried = pattern.T * torch.einsum("qhd,hd->qh", gz[li][b], v)  # [q, head]
-                    keep = carried.abs() >= min_fraction * abs(weight)
-                    for q, h in zip(*torch.nonzero(keep, as_tuple=True)):
-                        if q >= k:
-                            paths.append(HeadPath(src, row, layer, int(h), int(q), float(carried[q, h])))
+                    ok = src_layer[idx] < layer
+                    if not bool(ok.any()):
+                        continue
+                    sel = idx[ok]
+                    pattern = state.frozen[f"blocks.{layer}.attn.hook_pattern"][0]  # [head, q, k]
+                    # carried[s, q, h] = pattern[h, q, k_s] * values[s, h] . gz[q, h]
+                    carried = pattern[:, :, src_pos[sel]].permute(2, 1, 0) * torch.einsum(
+                        "she,qhe->sqh", values[layer][sel], gz[li][b]
+                    )
+                    keep = carried.abs() >= min_fraction * weight[ok][:, None, None]
+                    q_idx = torch.arange(carried.shape[1])
+                    keep &= q_idx[None, :, None] >= src_pos[sel][:, None, None]
+                    if not same_position:
+                        keep &= q_idx[None, :, None] != src_pos[sel][:, None, None]
+                    for si, q, h in torch.nonzero(keep).tolist():
+                        paths.append(HeadPath(sources[int(sel[si])], row, layer, h, q, float(carried[si, q, h])))
     return paths

@@ -54,7 +54,7 @@ def context_tokens(model, dataset: str, n: int, ctx_len: int = 64):
 @command("circuit", "trace", help="trace a prompt into an attribution graph (JSON, GraphML, HTML)", config=CircuitTraceConfig)
 def _trace(cfg: CircuitTraceConfig) -> int:
     from interp.circuits.export import write_all
-    from interp.circuits.trace import TraceConfig, trace
+    from interp.circuits.tracing import TraceConfig, trace
     from interp.circuits.transcoder import load_transcoders
     from interp.errors import InterpError
     from interp.models import load_model

@@ -36,6 +36,8 @@ class TraceConfig:
     """Split the kept edges over the attention heads that carry them."""
     min_head_fraction: float = 0.05
     """Smallest fraction of an edge a head path must carry to be kept."""
+    same_position_heads: bool = False
+    """Also keep head paths that stay at one position (a head attending to itself)."""
     n_top_logits: int = 1
     """Logit targets when none is given: the most probable next tokens."""
 
@@ -91,6 +93,8 @@ def trace(
     graph.model_name = model_name
     if cfg.heads:
         rm = ReplacementModel(model, transcoders)
-        graph.head_paths = head_paths(rm, rm.clean_state(tokens), graph, cfg.batch_size, cfg.min_head_fraction)
+        graph.head_paths = head_paths(
+            rm, rm.clean_state(tokens), graph, cfg.batch_size, cfg.min_head_fraction, cfg.same_position_heads
+        )
     graph.feature_info = describe_features(model, transcoders, graph, context_tokens)
     return graph

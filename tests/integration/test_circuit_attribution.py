@@ -9,7 +9,7 @@ import torch
 from interp.circuits.attribution import AttributionConfig, attribute, difference_target, token_target
 from interp.circuits.planted import A, planted_circuit
 from interp.circuits.replacement import ReplacementModel, ablate_features
-from interp.circuits.trace import TraceConfig, trace
+from interp.circuits.tracing import TraceConfig, trace
 from interp.circuits.transcoder import PlantedTranscoder, TranscoderLoadError
 
 

@@ -1,0 +1,171 @@
+"""The circuit report end to end: CLI -> JSON (schema-valid), GraphML, HTML that
+renders in headless Chromium without console errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import networkx as nx
+import pytest
+import torch
+
+from interp.circuits.export import write_all
+from interp.circuits.planted import planted_circuit
+from interp.circuits.tracing import trace
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium binary on PATH (CI installs it: apt-get install -y chromium)"
+)
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def _png_pixels(path: Path) -> tuple[int, int, bytes]:
+    """Width, height and raw RGB(A) rows of an 8-bit PNG (unfiltered), with no imaging library."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width = 8, b"", 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and colour in (2, 6)
+            channels = 3 if colour == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    out = bytearray()
+    prev = bytearray(stride)
+    for y in range(height):
+        ftype, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b = prev[i]
+            c = prev[i - channels] if i >= channels else 0
+            if ftype == 1:
+                line[i] = (line[i] + a) & 255
+            elif ftype == 2:
+                line[i] = (line[i] + b) & 255
+            elif ftype == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif ftype == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        out += line
+        prev = line
+    return width, height, bytes(out), channels
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    torch.set_num_threads(1)
+    pc = planted_circuit()
+    graph = trace(pc.model, pc.transcoders, pc.prompt, target=pc.target_token, context_tokens=pc.prompt[None])
+    out = tmp_path_factory.mktemp("graph")
+    return graph, write_all(graph, out)
+
+
+def test_report_is_self_contained(report):
+    _, paths = report
+    text = paths["html"].read_text()
+    # booleans first: pytest's assertion rewriting would diff the 4 MB page
+    external = re.findall(r"<(?:script|link)[^>]+(?:src|href)=[\"']?(?:https?:)?//", text)
+    has_plotly = "Plotly.newPlot" in text
+    has_hover = "top tokens" in text  # hover text carries each feature's unembedding tokens
+    assert external == [] and has_plotly and has_hover
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    _, paths = report
+    url = paths["html"].resolve().as_uri()
+    dom = _chromium(
+        ["--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", url], tmp_path / "p1"
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert console == [], f"console messages: {console}"
+    ready, svg = 'data-plot-ready="1"' in dom.stdout, "main-svg" in dom.stdout
+    assert ready and svg, "the plot did not render (or a script error was caught)"
+
+    shot = tmp_path / "shot.png"
+    run = _chromium(["--window-size=1200,900", "--virtual-time-budget=10000", f"--screenshot={shot}", url], tmp_path / "p2")
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    width, height, pixels, channels = _png_pixels(shot)
+    assert (width, height) == (1200, 900)
+    non_white = sum(1 for i in range(0, len(pixels), channels * 7) if min(pixels[i : i + 3]) < 235)
+    colours = {pixels[i : i + 3] for i in range(0, len(pixels), channels * 7)}
+    assert non_white > 0.02 * len(pixels) / (channels * 7), "screenshot is (nearly) blank"
+    assert len(colours) > 20
+
+
+def test_cli_trace_writes_json_graphml_html(tmp_path, capsys):
+    """`interp circuit trace` on a model and transcoders saved to disk as interp writes them."""
+    from interp.cli import main
+    from interp.reference.model import architecture, build, save
+    from interp.reference.tokenizer import build_tokenizer
+    from interp.transcoders import registry
+    from interp.transcoders.formats import save as save_tc
+
+    tok = build_tokenizer()
+    model = build(architecture(len(tok)), tok, seed=3)
+    save(model, tmp_path / "model")
+    arch = registry.get("topk")
+    for layer in (0, 2):
+        tc = arch.transcoder(arch.config(d_in=128, d_out=128, d_sae=256, k=8), seed=layer)
+        save_tc(tc, tmp_path / "tc" / f"layer_{layer}", hook_name=f"blocks.{layer}.ln2.hook_normalized",
+                hook_name_out=f"blocks.{layer}.hook_mlp_out")
+    code = main([
+        "circuit", "trace", "--model", str(tmp_path / "model"), "--transcoders", str(tmp_path / "tc"),
+        "--prompt", "The war lasted from the year 1745 to the year 17", "--target", "50",
+        "--out", str(tmp_path / "graph"), "--contexts", "4",
+    ])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "traced in" in out
+    schema = json.loads(resources.files("interp.circuits").joinpath("schemas/attribution-graph.schema.json").read_text())
+    data = json.loads((tmp_path / "graph" / "graph.json").read_text())
+    jsonschema.validate(data, schema)
+    assert data["metadata"]["prompt"].startswith("The war")
+    assert any(n["is_target_logit"] for n in data["nodes"])
+    g = nx.read_graphml(tmp_path / "graph" / "graph.graphml")
+    assert g.number_of_nodes() == len(data["nodes"])
+    assert (tmp_path / "graph" / "graph.html").stat().st_size > 1_000_000  # plotly.js inlined
+
+
+def test_cli_reports_a_missing_transcoder_run(tmp_path, capsys):
+    from interp.cli import main
+
+    code = main(["circuit", "trace", "--model", "reference", "--transcoders", str(tmp_path / "nope"), "--prompt", "x"])
+    assert code == 2
+    assert "interp transcoder train" in capsys.readouterr().err
