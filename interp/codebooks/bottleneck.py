@@ -162,9 +162,9 @@ class Bottleneck(nn.Module):
 
     @torch.no_grad()
     def init_kmeans(self, x: Float[Tensor, "n group d"], iters: int = 20, seed: int = 0) -> None:
-        """Spherical k-means per group: assign by cosine, set each code to its cluster's mean.
-
-        Clusters left empty are re-seeded with random inputs, so every code starts alive.
+        """Spherical k-means per group: k-means++ seeds, assignment by cosine, each code set to
+        its cluster's mean. Clusters left empty are re-seeded with random inputs, so every
+        code starts alive.
         """
         n = x.shape[0]
         if n < self.cfg.n_codes:
@@ -176,7 +176,7 @@ class Bottleneck(nn.Module):
         for g in range(self.cfg.n_groups):
             data = x[:, g].float()
             unit = data / (data.norm(dim=-1, keepdim=True) + EPS)
-            centres = data[torch.randperm(n, generator=gen)[: self.cfg.n_codes]].clone()
+            centres = data[self._plus_plus(unit, gen)].clone()
             for _ in range(iters):
                 cn = centres / (centres.norm(dim=-1, keepdim=True) + EPS)
                 assign = (unit @ cn.T).argmax(-1)
@@ -188,6 +188,24 @@ class Bottleneck(nn.Module):
                 if len(dead):
                     centres[dead] = data[torch.randint(n, (len(dead),), generator=gen)]
             self.codebook.data[g] = centres.to(self.codebook.dtype)
+
+    def _plus_plus(self, unit: Tensor, gen: torch.Generator) -> Tensor:
+        """k-means++ seeding with cosine distance: each new seed is drawn with probability
+        proportional to its squared distance from the nearest seed so far, so rare but
+        distinct directions get codes instead of the most frequent ones getting several."""
+        n = unit.shape[0]
+        first = int(torch.randint(n, (1,), generator=gen))
+        picks = [first]
+        dist = (1 - unit @ unit[first]).clamp(min=0)
+        for _ in range(self.cfg.n_codes - 1):
+            weights = dist.pow(2)
+            if weights.sum() <= 0:  # fewer distinct directions than codes: fill at random
+                nxt = int(torch.randint(n, (1,), generator=gen))
+            else:
+                nxt = int(torch.multinomial(weights, 1, generator=gen))
+            picks.append(nxt)
+            dist = torch.minimum(dist, (1 - unit @ unit[nxt]).clamp(min=0))
+        return torch.tensor(picks)
 
     @torch.no_grad()
     def replace_dead(self, x: Float[Tensor, "n group d"], noise: float = 0.01) -> int:

@@ -196,3 +196,32 @@ def test_next_token_shift_reports_target_distance(tiny_model):
     shift = next_token_shift(tiny_model, books, tokens, {hook: [code]}, target=target)
     assert shift.js.shape == (2,) and (shift.js > 0).all()
     assert shift.js_before_target is not None and shift.js_after_target.shape == (2,)
+
+
+def test_kmeans_init_finds_planted_directions_including_a_rare_one():
+    directions = torch.nn.functional.one_hot(torch.arange(4), 8).float()
+    sizes = [300, 300, 300, 5]  # one rare cluster
+    x = torch.cat([d * 3 + 0.05 * torch.randn(n, 8) for d, n in zip(directions, sizes)])[:, None]
+    book = Bottleneck(BottleneckConfig(d=8, n_codes=4, k=1))
+    book.init_kmeans(x, seed=0)
+    codes = book(x).codes.flatten()
+    start = 0
+    used = set()
+    for n in sizes:  # every cluster maps to a single code of its own
+        assert codes[start : start + n].unique().numel() == 1
+        used.add(int(codes[start]))
+        start += n
+    assert len(used) == 4
+    torch.testing.assert_close(book.codebook.data[0].norm(dim=-1), torch.full((4,), 3.0), atol=0.05, rtol=0)
+
+
+def test_replace_dead_reseeds_only_unused_codes():
+    book = Bottleneck(BottleneckConfig(d=8, n_codes=5, k=1)).train()
+    book.codebook.data[0] = torch.randn(5, 8)
+    x = book.codebook.data[0, :2].clone()[:, None].repeat(10, 1, 1)  # only codes 0 and 1 get used
+    book(x)
+    before = book.codebook.data.clone()
+    assert book.replace_dead(x) == 3
+    torch.testing.assert_close(book.codebook.data[0, :2], before[0, :2])
+    assert not torch.equal(book.codebook.data[0, 2:], before[0, 2:])
+    assert int(book.counts.sum()) == 0
