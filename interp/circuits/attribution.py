@@ -232,32 +232,40 @@ def edge_matrix(
             logit_rank[i] = len(logit_rank)
     err_layers = sorted(state.errors)
     err_cols = torch.tensor([[err_col[(layer, p)] for p in range(n_pos)] for layer in err_layers])
-    outputs = [pre[layer] for layer in layers] + [target_values]
-    inputs = [embed] + [acts[layer] for layer in layers] + [errors[layer] for layer in err_layers]
-    for start in range(0, len(rows), batch):
-        chunk = rows[start : start + batch]
-        seeds = [torch.zeros_like(pre[layer]) for layer in layers] + [torch.zeros_like(target_values)]
-        for b, row in enumerate(chunk):
-            node = nodes[row]
-            if node.kind == "feature":
-                seeds[layers.index(node.layer)][b, node.pos, node.index] = 1.0
-            else:
-                seeds[-1][b, logit_rank[row]] = 1.0
-        grads = torch.autograd.grad(outputs, inputs, grad_outputs=seeds, retain_graph=True, allow_unused=True)
-        grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
-        k = len(chunk)
-        row_idx = torch.tensor(chunk)
-        g_embed = grads[0][:k]
-        adjacency[row_idx[:, None], torch.tensor(emb_cols)[None]] = (g_embed * state.embed).sum(-1)
-        for j, layer in enumerate(layers):
-            if not feat_cols[layer]:
-                continue
-            g = grads[1 + j][:k][:, feat_pos[layer], feat_idx[layer]]
-            a = state.acts[layer][feat_pos[layer], feat_idx[layer]]
-            adjacency[row_idx[:, None], torch.tensor(feat_cols[layer])[None]] = g * a
-        for j, layer in enumerate(err_layers):
-            g = grads[1 + len(layers) + j][:k]
-            adjacency[row_idx[:, None], err_cols[j][None]] = (g * state.errors[layer]).sum(-1)
+    # one group of backward passes per target layer, each differentiating only the sources
+    # that can reach it (earlier layers), so no pass multiplies through all-zero seeds
+    groups: dict[int, list[int]] = {}
+    for row in rows:
+        node = nodes[row]
+        groups.setdefault(node.layer if node.kind == "feature" else rm.n_layers, []).append(row)
+    for target_layer, group in sorted(groups.items()):
+        output = pre[target_layer] if target_layer < rm.n_layers else target_values
+        src_layers = [layer for layer in layers if layer < target_layer]
+        err_here = [layer for layer in err_layers if layer < target_layer]
+        inputs = [embed] + [acts[layer] for layer in src_layers] + [errors[layer] for layer in err_here]
+        for start in range(0, len(group), batch):
+            chunk = group[start : start + batch]
+            seed = torch.zeros_like(output)
+            for b, row in enumerate(chunk):
+                node = nodes[row]
+                if node.kind == "feature":
+                    seed[b, node.pos, node.index] = 1.0
+                else:
+                    seed[b, logit_rank[row]] = 1.0
+            grads = torch.autograd.grad([output], inputs, grad_outputs=[seed], retain_graph=True, allow_unused=True)
+            grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+            k = len(chunk)
+            row_idx = torch.tensor(chunk)
+            adjacency[row_idx[:, None], torch.tensor(emb_cols)[None]] = (grads[0][:k] * state.embed).sum(-1)
+            for j, layer in enumerate(src_layers):
+                if not feat_cols[layer]:
+                    continue
+                g = grads[1 + j][:k][:, feat_pos[layer], feat_idx[layer]]
+                a = state.acts[layer][feat_pos[layer], feat_idx[layer]]
+                adjacency[row_idx[:, None], torch.tensor(feat_cols[layer])[None]] = g * a
+            for j, layer in enumerate(err_here):
+                g = grads[1 + len(src_layers) + j][:k]
+                adjacency[row_idx[:, None], err_cols[err_layers.index(layer)][None]] = (g * state.errors[layer]).sum(-1)
     return adjacency
 
 
