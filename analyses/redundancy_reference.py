@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     parser.add_argument("--n-calibration", type=int, default=64)
     parser.add_argument("--n-heldout", type=int, default=64)
     parser.add_argument("--n-task-prompts", type=int, default=256)
-    parser.add_argument("--timing-repeats", type=int, default=5)
+    parser.add_argument("--timing-repeats", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 avoids oversubscription on a shared machine; timings use it)")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/redundancy.md")
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     cfg = RedundancyConfig(
         model=name, data=args.gpt2_data if args.gpt2 else "reference", n_calibration=args.n_calibration,
         n_heldout=args.n_heldout, batch_size=8 if args.gpt2 else 16, n_task_prompts=args.n_task_prompts,
-        timing_batch=4, timing_repeats=args.timing_repeats, device="cpu", out=str(out),
+        timing_batch=8, timing_repeats=args.timing_repeats, device="cpu", out=str(out),
         schedules=["one-shot"] if args.gpt2 else ["one-shot", "iterative"],
         max_drop=12 if args.gpt2 else None, tasks=not args.gpt2,
     )
