@@ -63,23 +63,23 @@ class PeakRSS:
         self.peak = max(self.peak, _rss())
 
 
-def gpt2_shaped_model():
+def gpt2_shaped_model(n_layers: int = 12):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    cfg = HookedTransformerConfig(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257,
+    cfg = HookedTransformerConfig(n_layers=n_layers, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257,
                                   n_ctx=1024, act_fn="gelu_new", normalization_type="LN", seed=0)
     model = HookedTransformer(cfg)
     model.eval()
     return model
 
 
-def worker(method: str, threads: int, out: str) -> None:
+def worker(method: str, threads: int, out: str, n_layers: int = 12) -> None:
     import gc
 
     import torch
 
     torch.set_num_threads(threads)
-    model = gpt2_shaped_model()
+    model = gpt2_shaped_model(n_layers)
     from interp.neurons import decode, unembedding
 
     gc.collect()
@@ -107,10 +107,11 @@ def worker(method: str, threads: int, out: str) -> None:
                 "seconds": seconds, "extra_bytes": mem.peak - mem.start, "threads": torch.get_num_threads()}, out)
 
 
-def run_method(method: str, threads: int, directory: Path) -> dict:
+def run_method(method: str, threads: int, directory: Path, n_layers: int = 12) -> dict:
     out = directory / f"{method}.pt"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    subprocess.run([sys.executable, __file__, "--worker", method, "--threads", str(threads), "--out", str(out)],
+    subprocess.run([sys.executable, __file__, "--worker", method, "--threads", str(threads), "--out", str(out),
+                    "--n-layers", str(n_layers)],
                    check=True, env=env)
     import torch
 
@@ -137,15 +138,16 @@ def main() -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
+    parser.add_argument("--n-layers", type=int, default=12, help="fewer layers for a quick smoke run (implies --no-doc)")
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.threads, args.out)
+        worker(args.worker, args.threads, args.out, args.n_layers)
         return
     import torch
 
     methods = args.methods.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        results = {m: run_method(m, args.threads, Path(tmp)) for m in methods}
+        results = {m: run_method(m, args.threads, Path(tmp), args.n_layers) for m in methods}
     reference = results.get("naive") or results.get("exact")
     rows = []
     for method, r in results.items():
@@ -156,7 +158,7 @@ def main() -> None:
                      "max_abs_value_diff": float((r["top_values"] - reference["top_values"]).abs().max())})
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), no GPU in this session, torch {torch.__version__}"
     summary = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"), "machine": machine,
-               "threads": args.threads, "neurons": 36_864, "vocab": 50_257, "k": K, "results": rows}
+               "threads": args.threads, "neurons": args.n_layers * 3072, "vocab": 50_257, "k": K, "results": rows}
     out = ROOT / "runs" / "benchmarks" / "neuron_decode.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
@@ -177,7 +179,7 @@ def main() -> None:
     lines += ["", "Identity and differences are measured against `naive` (float32 `W_out @ W_U`). No GPU was available "
               "in this session, so the < 1 s GPU target was not measured."]
     print("\n".join(lines))
-    if not args.no_doc:
+    if not args.no_doc and args.n_layers == 12:
         replace_section("\n".join(lines))
 
 

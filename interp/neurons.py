@@ -48,17 +48,11 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.io import atomic_write
+from interp.neuron_topk import Method, topk_scores
 
 logger = logging.getLogger(__name__)
 
 Side = Literal["out", "in"]
-Method = Literal["certified", "exact"]
-
-_BLOCK = 64
-"""Vocabulary block width of the two-level top-k (block extremes first, then elements)."""
-_U_BF16 = 2.0**-8
-"""Unit roundoff of bfloat16 (8 significand bits, round to nearest)."""
-
 
 # --- the vectors and the unembedding ---------------------------------------------------
 
@@ -94,159 +88,6 @@ def neuron_vectors(model, layer: int, side: Side = "out") -> Float[Tensor, "d_ml
             W_in = model.blocks[layer].ln2.w.detach()[:, None] * W_in
         return W_in.T
     raise ValueError(f"side must be 'out' (W_out rows) or 'in' (W_in columns), got {side!r}")
-
-
-# --- chunked top/bottom k ------------------------------------------------------------
-
-
-def _extremes(scores: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Top ``k`` and bottom ``k`` of each row, reading block extremes first.
-
-    Every element of a row's top ``k`` lies in one of the ``k`` blocks with the largest
-    maxima (and likewise for the bottom), so ``topk`` runs only over those blocks'
-    elements. Returns ``(top_values, top_ids, bottom_values, bottom_ids)``.
-    """
-    n, width = scores.shape
-    k = min(k, width)
-    n_blocks = width // _BLOCK
-    if n_blocks <= 2 * k or width < 8 * _BLOCK:
-        top = scores.topk(k, dim=1)
-        bottom = scores.topk(k, dim=1, largest=False)
-        return top.values, top.indices, bottom.values, bottom.indices
-    scores = scores.contiguous()
-    blocks = scores.as_strided((n, n_blocks, _BLOCK), (width, _BLOCK, 1))
-    low, high = torch.aminmax(blocks, dim=2)
-    main = n_blocks * _BLOCK
-    lane = torch.arange(_BLOCK, device=scores.device)
-    tail = torch.arange(main, width, device=scores.device).expand(n, -1)
-    out = []
-    for extreme, largest in ((high, True), (low, False)):
-        chosen = extreme.topk(k, dim=1, largest=largest).indices
-        offsets = torch.cat([(chosen[:, :, None] * _BLOCK + lane).reshape(n, -1), tail], dim=1)
-        best = scores.gather(1, offsets).topk(k, dim=1, largest=largest)
-        out += [best.values, offsets.gather(1, best.indices)]
-    return out[0], out[1], out[2], out[3]
-
-
-def _merge(old: tuple[Tensor, Tensor] | None, new: tuple[Tensor, Tensor], k: int, largest: bool) -> tuple[Tensor, Tensor]:
-    if old is None:
-        return new
-    values = torch.cat([old[0], new[0].to(old[0].dtype)], dim=1)
-    indices = torch.cat([old[1], new[1]], dim=1)
-    best = values.topk(k, dim=1, largest=largest)
-    return best.values, indices.gather(1, best.indices)
-
-
-def _chunked_extremes(rows: Tensor, W: Tensor, k: int, vocab_chunk: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Top and bottom ``k`` of ``rows @ W`` (in ``rows``' dtype), chunked over the vocabulary."""
-    top = bottom = None
-    for start in range(0, W.shape[1], vocab_chunk):
-        t_v, t_i, b_v, b_i = _extremes(rows @ W[:, start : start + vocab_chunk], k)
-        top = _merge(top, (t_v, t_i + start), k, True)
-        bottom = _merge(bottom, (b_v, b_i + start), k, False)
-    return top[0], top[1], bottom[0], bottom[1]
-
-
-def _rescore(rows: Tensor, W_T: Tensor, ids: Tensor) -> Tensor:
-    """Float32 scores of the given token ids for each row: ``rows[i] @ W_T[ids[i]].T``."""
-    n, width = ids.shape
-    gathered = W_T.index_select(0, ids.reshape(-1)).view(n, width, -1)
-    return torch.bmm(gathered, rows[:, :, None]).squeeze(2)
-
-
-def _certified_rows(
-    rows: Tensor, W: Tensor, W16: Tensor, W_T: Tensor, W_err: float, W_norm: float,
-    k: int, margin: int, vocab_chunk: int,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
-    """Top and bottom ``k`` via bfloat16 candidates, float32 rescoring and a proof.
-
-    With ``v16``/``W16`` the rounded inputs, a bfloat16 score differs from the float32
-    one by at most ``||v - v16|| max_t ||W_t|| + ||v16|| max_t ||W_t - W16_t||`` (the
-    rounding of the inputs, by Cauchy-Schwarz on the measured rounding errors), plus
-    ``d 2^-23 ||v16|| max_t ||W16_t||`` (float32 accumulation) plus ``u |score|`` (the
-    bfloat16 output). The ``k + margin`` best approximate scores are kept, sorted. The
-    first ``r`` are rescored in float32; every other token's approximate score is at most
-    the ``(r+1)``-th, so if the ``k``-th rescored score beats that by more than the bound,
-    no other token can be in the top ``k``. Rows without a proof at ``r = 2k`` are
-    rescored over all ``k + margin`` candidates, and rows still without one are
-    recomputed in float32.
-    """
-    kk = min(k + margin, W.shape[1])
-    rows16 = rows.to(torch.bfloat16)
-    t_v, t_i, b_v, b_i = _chunked_extremes(rows16, W16, kk, vocab_chunk)
-    norm16 = rows16.float().norm(dim=1)
-    err = (rows - rows16.float()).norm(dim=1) * W_norm + norm16 * W_err
-    err = err + rows.shape[1] * 2.0**-23 * norm16 * (W_norm + W_err)
-    err = err + _U_BF16 * torch.maximum(t_v[:, 0].float().abs(), b_v[:, 0].float().abs())
-    err = err * 1.01 + 1e-30
-    out: list[Tensor] = []
-    failed = torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
-    for approx, ids, largest in ((t_v.float(), t_i, True), (b_v.float(), b_i, False)):
-        sign = 1.0 if largest else -1.0
-        values = torch.empty(rows.shape[0], k, device=rows.device)
-        indices = torch.empty(rows.shape[0], k, dtype=torch.long, device=rows.device)
-        todo = torch.arange(rows.shape[0], device=rows.device)
-        for r in (min(2 * k, kk), kk):
-            if not len(todo):
-                break
-            exact = _rescore(rows[todo], W_T, ids[todo, :r])
-            best = exact.topk(k, dim=1, largest=largest)
-            values[todo] = best.values
-            indices[todo] = ids[todo].gather(1, best.indices)
-            if r == W.shape[1]:
-                todo = todo[:0]
-                break
-            proven = sign * (best.values[:, -1] - approx[todo, r]) > err[todo] if r < kk else \
-                sign * (best.values[:, -1] - approx[todo, -1]) > err[todo]
-            todo = todo[~proven]
-        failed[todo] = True
-        out += [values, indices]
-    rows_failed = failed.nonzero().flatten()
-    if len(rows_failed):
-        redo = _chunked_extremes(rows[rows_failed], W, k, vocab_chunk)
-        for slot in range(4):
-            out[slot][rows_failed] = redo[slot]
-    return out[0], out[1], out[2], out[3], len(rows_failed)
-
-
-def topk_scores(
-    vectors: Float[Tensor, "n d_model"],
-    W: Float[Tensor, "d_model d_vocab"],
-    k: int = 10,
-    method: Method = "certified",
-    neuron_chunk: int = 1024,
-    vocab_chunk: int = 65536,
-    margin: int = 40,
-) -> tuple[Float[Tensor, "n k"], Int[Tensor, "n k"], Float[Tensor, "n k"], Int[Tensor, "n k"]]:
-    """Top and bottom ``k`` of ``vectors @ W`` per row without materialising the product.
-
-    Peak extra memory is about ``neuron_chunk * vocab_chunk * 6`` bytes. Returns
-    ``(top_values, top_ids, bottom_values, bottom_ids)``, each sorted from the extreme.
-    """
-    if k < 1 or k > W.shape[1]:
-        raise ValueError(f"k must be in [1, d_vocab={W.shape[1]}], got {k}")
-    if method not in ("certified", "exact"):
-        raise ValueError(f"method must be 'certified' or 'exact', got {method!r}")
-    vectors = vectors.float()
-    W = W.float()
-    results: list[tuple[Tensor, ...]] = []
-    uncertified = 0
-    if method == "certified":
-        W16 = W.to(torch.bfloat16)
-        W_T = W.T.contiguous()
-        W_norm = float(W.norm(dim=0).max())
-        W_err = float((W - W16.float()).norm(dim=0).max())
-    for start in range(0, vectors.shape[0], neuron_chunk):
-        rows = vectors[start : start + neuron_chunk]
-        if method == "exact":
-            results.append(_chunked_extremes(rows, W, k, vocab_chunk))
-        else:
-            *parts, failed = _certified_rows(rows, W, W16, W_T, W_err, W_norm, k, margin, vocab_chunk)
-            uncertified += failed
-            results.append(tuple(parts))
-    if uncertified:
-        logger.info("%d of %d rows needed the float32 fallback", uncertified, vectors.shape[0])
-    return tuple(torch.cat([r[i] for r in results]) for i in range(4))  # type: ignore[return-value]
 
 
 # --- the table -------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from interp.errors import StoreError
-from interp.neurons import NeuronTable, _extremes, decode, topk_scores
+from interp.neuron_topk import _extremes, topk_scores
+from interp.neurons import NeuronTable, decode
 from interp.planted import neuron_model
 
 
