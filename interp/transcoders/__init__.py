@@ -32,17 +32,17 @@ _LAZY = {
     "load": ("interp.transcoders.formats", "load"),
     "from_saelens": ("interp.transcoders.formats", "from_saelens"),
     "load_pretrained": ("interp.transcoders.formats", "load_pretrained"),
-    "EvalConfig": ("interp.transcoders.evaluate", "EvalConfig"),
-    "EvalResult": ("interp.transcoders.evaluate", "EvalResult"),
-    "evaluate": ("interp.transcoders.evaluate", "evaluate"),
-    "splice": ("interp.transcoders.evaluate", "splice"),
+    "EvalConfig": ("interp.transcoders.evaluation", "EvalConfig"),
+    "EvalResult": ("interp.transcoders.evaluation", "EvalResult"),
+    "evaluate": ("interp.transcoders.evaluation", "evaluate"),
+    "splice": ("interp.transcoders.evaluation", "splice"),
 }
 
 if TYPE_CHECKING:
     from interp.transcoders import registry
     from interp.transcoders.base import Transcoder
     from interp.transcoders.data import InMemoryActivations, PairedBatches
-    from interp.transcoders.evaluate import EvalConfig, EvalResult, evaluate, splice
+    from interp.transcoders.evaluation import EvalConfig, EvalResult, evaluate, splice
     from interp.transcoders.formats import from_saelens, load, load_pretrained, save
     from interp.transcoders.training import TrainConfig, TrainResult, load_run, train
     from interp.transcoders.trainer import OptimConfig, Trainer

@@ -165,11 +165,13 @@ class Transcoder(nn.Module):
             y_n = y_n + x_n @ self.W_skip.T
         return y_n
 
-    def encode(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
-        """Dense latent activations of raw inputs."""
-        return self.activation(self.pre_acts(self.normalise_in(x)))
+    def encode(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_sae"]:
+        """Dense latent activations of raw inputs (any leading shape)."""
+        lead = x.shape[:-1]
+        acts = self.activation(self.pre_acts(self.normalise_in(x.reshape(-1, self.cfg.d_in))))
+        return acts.reshape(*lead, self.cfg.d_sae)
 
-    def forward(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_out"]:
+    def forward(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
         """Predicted MLP output for raw MLP inputs (any leading shape is flattened and restored)."""
         lead = x.shape[:-1]
         x_flat = x.reshape(-1, self.cfg.d_in)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from interp.cli import command
-from interp.transcoders.evaluate import EvalConfig
+from interp.transcoders.evaluation import EvalConfig
 from interp.transcoders.training import TrainConfig
 
 
@@ -21,7 +21,7 @@ def _train(cfg: TrainConfig) -> int:
 
 @command("transcoder", "eval", help="L0, FVU, CE loss recovered with transcoders spliced in; JSON + HTML report", config=EvalConfig)
 def _eval(cfg: EvalConfig) -> int:
-    from interp.transcoders.evaluate import run_eval
+    from interp.transcoders.evaluation import run_eval
 
     result, out = run_eval(cfg)
     print(result.table())

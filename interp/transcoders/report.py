@@ -1,4 +1,4 @@
-"""The HTML report of an :class:`~interp.transcoders.evaluate.EvalResult`: rendering only.
+"""The HTML report of an :class:`~interp.transcoders.evaluation.EvalResult`: rendering only.
 
 Plots (plotly, the library inlined once so the file opens offline): L0 against FVU per
 layer, fraction of CE loss recovered per layer, and the histogram of latent firing
@@ -54,10 +54,15 @@ def _figures(result) -> str:
     return "\n".join(parts)
 
 
+def _readable(token) -> str:
+    """Byte-level BPE (GPT-2's ``Ġ``) and SentencePiece (``▁``) space markers as spaces."""
+    return str(token).replace("\u0120", " ").replace("\u2581", " ")
+
+
 def _context(ctx: dict) -> str:
     pieces = []
     for i, tok in enumerate(ctx["tokens"]):
-        text = html.escape(str(tok).replace("Ġ", " "))
+        text = html.escape(_readable(tok))
         pieces.append(f'<span class="focus">{text}</span>' if i == ctx["focus"] else text)
     return " ".join(pieces)
 
@@ -66,7 +71,7 @@ def _features(result) -> str:
     cards = []
     for card in result.features:
         rows = "".join(f'<tr><td class="ctx">{_context(c)}</td><td>{c["value"]:.3f}</td></tr>' for c in card.contexts)
-        promoted = ", ".join(f"{html.escape(str(t).replace('Ġ', ' '))} ({v:+.2f})" for t, v in card.decoder_top_tokens)
+        promoted = ", ".join(f"{html.escape(_readable(t))} ({v:+.2f})" for t, v in card.decoder_top_tokens)
         cards.append(
             f'<div class="card"><b>layer {card.layer} &middot; latent {card.index}</b> '
             f'<span class="muted">fires on {100 * card.frequency:.3f}% of tokens</span>'

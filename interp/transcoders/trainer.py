@@ -36,7 +36,7 @@ class OptimConfig:
     lr: float = 1e-3
     """Peak Adam learning rate."""
     warmup_steps: int | None = None
-    """Linear warm-up steps; None = 5% of training, at most 1000."""
+    """Linear warm-up steps; None = 5 percent of training, at most 1000."""
     decay: float = 0.2
     """Fraction of training at the end over which the learning rate decays linearly to zero."""
     adam_beta1: float = 0.9
