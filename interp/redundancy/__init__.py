@@ -13,6 +13,7 @@ from interp.redundancy.dropping import (
     drop_curve,
     drop_order,
     heldout_loss,
+    measure,
     skip_matches_ablation,
     skipped,
     speedup,
@@ -21,6 +22,6 @@ from interp.redundancy.importance import KINDS, METRICS, Importance, Module, imp
 
 __all__ = [
     "KINDS", "METRICS", "SCHEDULES", "STRATEGIES", "DropCurve", "DropPoint", "Importance", "Module",
-    "ablated", "drop_curve", "drop_order", "heldout_loss", "importance", "skip_matches_ablation",
+    "ablated", "drop_curve", "drop_order", "heldout_loss", "importance", "measure", "skip_matches_ablation",
     "skipped", "spearman", "speedup",
 ]

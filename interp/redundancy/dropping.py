@@ -319,6 +319,7 @@ def _expand(modules: Iterable[Module]) -> list[Module]:
     return out
 
 
+@torch.no_grad()
 def measure(
     model,
     dropped: Sequence[Module],

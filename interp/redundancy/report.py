@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import torch
 from jaxtyping import Int
 from torch import Tensor
 
@@ -64,6 +65,8 @@ class RedundancyConfig:
     """Seed of the token stream."""
     device: str | None = None
     """'cpu', 'cuda', ... (default: CUDA when available)."""
+    threads: int | None = None
+    """torch CPU threads (default: torch's choice). 1 is far faster for small models on a busy machine."""
     out: str = "redundancy"
     """Directory for redundancy.json and redundancy.html."""
 
@@ -83,6 +86,8 @@ class RedundancyConfig:
         for value in self.schedules:
             if value not in SCHEDULES:
                 raise ValueError(f"unknown schedule {value!r}; choose from {SCHEDULES}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 when set, got {self.threads}")
         if self.max_drop is not None and self.max_drop < 1:
             raise ValueError(f"max_drop must be >= 1 when set, got {self.max_drop}")
 
@@ -204,7 +209,8 @@ def analyze(
         speedup(model, [], timing_tokens, repeats=2)
     imp = importance(model, calibration, **common)
     baseline = heldout_loss(model, heldout, batch_size)
-    baseline_tasks = tasks(model) if tasks is not None else None
+    with torch.no_grad():
+        baseline_tasks = tasks(model) if tasks is not None else None
     single = {}
     for kind in KINDS:
         for layer in range(model.cfg.n_layers):
@@ -264,6 +270,8 @@ def run(cfg: RedundancyConfig) -> RedundancyReport:
     from interp.io import atomic_write_text
     from interp.models import load_model
 
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     model = load_model(cfg.model, device=cfg.device)
     tokens = load_tokens(model, cfg.data, cfg.ctx_len, cfg.n_calibration + cfg.n_heldout, cfg.seed)
     calibration, heldout = tokens[: cfg.n_calibration], tokens[cfg.n_calibration :]

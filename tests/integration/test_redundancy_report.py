@@ -85,7 +85,7 @@ def test_cli_writes_json_and_html(tmp_path, capsys):
     code = main([
         "redundancy", "--model", str(tmp_path / "model"), "--n-calibration", "2", "--n-heldout", "2",
         "--ctx-len", "16", "--strategies", "attn", "--schedules", "one-shot", "--tasks", "true",
-        "--n-task-prompts", "4", "--timing-batch", "1", "--timing-repeats", "1", "--device", "cpu", "--out", str(out),
+        "--n-task-prompts", "4", "--timing-batch", "1", "--timing-repeats", "1", "--device", "cpu", "--threads", "1", "--out", str(out),
     ])
     assert code == 0
     report = RedundancyReport.load(out / "redundancy.json")
