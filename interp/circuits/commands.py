@@ -72,7 +72,7 @@ def _trace(cfg: CircuitTraceConfig) -> int:
     )
     paths = write_all(graph, cfg.out)
     print(graph.summary())
-    print(f"traced in {graph.seconds:.2f} s")
+    print(f"attribution (edge matrix) took {graph.seconds:.2f} s")
     for kind, path in paths.items():
         print(f"  {kind:8s} {path}")
     return 0

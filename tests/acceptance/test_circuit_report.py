@@ -152,7 +152,7 @@ def test_cli_trace_writes_json_graphml_html(tmp_path, capsys):
     ])
     assert code == 0
     out = capsys.readouterr().out
-    assert "traced in" in out
+    assert "attribution (edge matrix) took" in out
     schema = json.loads(resources.files("interp.circuits").joinpath("schemas/attribution-graph.schema.json").read_text())
     data = json.loads((tmp_path / "graph" / "graph.json").read_text())
     jsonschema.validate(data, schema)
