@@ -17,7 +17,7 @@ of silently running them with a ReLU.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -161,7 +161,3 @@ def load_pretrained(release: str, sae_id: str, device: str = "cpu") -> Transcode
     from sae_lens import SAE
 
     return from_saelens(SAE.from_pretrained(release, sae_id, device="cpu")).to(device)
-
-
-def config_fields(arch: str) -> set[str]:
-    return {f.name for f in fields(registry.get(arch).config)}

@@ -24,7 +24,7 @@ from interp.transcoders.registry import register
 class ReLUConfig(ArchConfig):
     """A ReLU transcoder trained with an L1 penalty."""
 
-    l1_coefficient: float = 4e-3
+    l1_coefficient: float = 2e-2
     """Weight of the decoder-norm-weighted L1 penalty, relative to the per-element MSE of
     the normalised target (see docs/transcoders.md for its scale; higher = sparser)."""
     l1_warmup: float = 0.05
