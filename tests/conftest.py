@@ -9,12 +9,19 @@ Shapes annotated with jaxtyping are checked at run time (see pyproject's addopts
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+# Triton reads TRITON_INTERPRET when triton (and each kernel) is first imported, so it
+# must be set before any test module imports it: here, before collection. CPU-only
+# machines run the Triton kernels in its interpreter.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 TIERS = ("unit", "integration", "acceptance")
 
