@@ -244,7 +244,8 @@ def decode(
         side: "out" decodes write vectors (rows of W_out), "in" read vectors (columns of W_in).
         k: tokens kept at each end.
         method: "certified" (bfloat16 candidates, float32 proof; same answer) or "exact".
-        neuron_chunk, vocab_chunk: the block of scores held at once.
+        neuron_chunk: neurons scored at once (with ``vocab_chunk``, the block of scores held in memory).
+        vocab_chunk: vocabulary entries scored at once.
     """
     n_layers = model.cfg.n_layers
     layer_list = list(range(n_layers)) if layers is None else ([layers] if isinstance(layers, int) else list(layers))
