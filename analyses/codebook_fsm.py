@@ -243,7 +243,7 @@ def train_codebook(args, spec: str):
     from itertools import islice
 
     from interp.codebooks import Codebooks
-    from interp.codebooks.train import kmeans_init, lm_loss, train_codebooks
+    from interp.codebooks.training import kmeans_init, lm_loss, train_codebooks
     from interp.data import batched, pack, reference_documents, token_batches
     from interp.models import load_model
 

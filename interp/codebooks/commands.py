@@ -6,12 +6,12 @@ import json
 from dataclasses import dataclass
 
 from interp.cli import command
-from interp.codebooks.train import CodebookTrainConfig
+from interp.codebooks.training import CodebookTrainConfig
 
 
 @command("codebook", "train", help="train codebook bottlenecks on the LM loss", config=CodebookTrainConfig)
 def _train(cfg: CodebookTrainConfig) -> int:
-    from interp.codebooks.train import train
+    from interp.codebooks.training import train
 
     result = train(cfg)
     print(f"wrote {result.out} ({result.steps} steps, {result.seconds:.0f} s)")
@@ -43,7 +43,7 @@ class CodebookReportConfig:
 
 def _record(run: str, n_contexts: int, seed: int, device: str | None):
     from interp.codebooks.search import collect_codes, labelled_contexts
-    from interp.codebooks.train import load_trained
+    from interp.codebooks.training import load_trained
 
     model, books = load_trained(run, device=device)
     data = labelled_contexts(model.tokenizer, n_contexts, model.cfg.n_ctx, seed=seed)

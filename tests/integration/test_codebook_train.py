@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from interp.codebooks.train import CodebookTrainConfig, load_trained, train
+from interp.codebooks.training import CodebookTrainConfig, load_trained, train
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_train_writes_codebooks_and_cost(model_dir, tmp_path):
     )
     model, books = load_trained(tmp_path / "run", device="cpu")
     assert books.hooks == ["blocks.1.hook_mlp_out"]
-    from interp.codebooks.train import lm_loss
+    from interp.codebooks.training import lm_loss
 
     again, _ = lm_loss(model, [torch.randint(0, 400, (2, 16))], books)
     assert again > 0
