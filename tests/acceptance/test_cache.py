@@ -74,7 +74,10 @@ def test_shuffled_reader_covers_every_row_once_and_is_deterministic(store):
 
 
 CHILD = """
-import itertools, sys, time
+import itertools, signal, sys, time
+# A parent that ignores SIGINT (pytest after some plugins ran) passes SIG_IGN on through exec;
+# restore Python's normal Ctrl-C behaviour, which is what a user's run has.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 import torch
 from interp.cache import CacheConfig, cache_activations
