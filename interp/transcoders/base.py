@@ -21,6 +21,7 @@ An architecture subclasses :class:`Transcoder` (its ``activation`` and ``loss``)
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -62,7 +63,7 @@ class LossOutput:
     """Fraction of variance unexplained on this batch (detached scalar)."""
 
 
-class Transcoder(nn.Module):
+class Transcoder(nn.Module, abc.ABC):
     """Base transcoder: weights, normalisation buffers, ``encode``/``decode``/``forward``.
 
     Subclasses implement :meth:`activation` (pre-activations to sparse codes) and
@@ -154,8 +155,9 @@ class Transcoder(nn.Module):
     def pre_acts(self, x_n: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
         return x_n @ self.W_enc + self.b_enc
 
+    @abc.abstractmethod
     def activation(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
-        raise NotImplementedError
+        """Latent activations from pre-activations (the architecture's nonlinearity)."""
 
     def decode_normalised(
         self, acts: Float[Tensor, "batch d_sae"], x_n: Float[Tensor, "batch d_in"]
@@ -190,6 +192,7 @@ class Transcoder(nn.Module):
 
     # --- training ------------------------------------------------------------------
 
+    @abc.abstractmethod
     def loss(
         self,
         x: Float[Tensor, "batch d_in"],
@@ -200,7 +203,6 @@ class Transcoder(nn.Module):
     ) -> LossOutput:
         """Training loss on raw ``(x, y)``; ``progress`` in [0, 1] drives coefficient warm-ups;
         ``dead`` marks latents the trainer counts as dead (for auxiliary losses)."""
-        raise NotImplementedError
 
     def after_step(self) -> None:
         """Hook run after each optimiser step (e.g. to renormalise decoder rows)."""
