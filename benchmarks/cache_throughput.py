@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--gpt2-tokens", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per method (best is reported); sae-lens runs once")
     parser.add_argument("--out", type=str, default=None, help="also write the results as JSON")
+    parser.add_argument("--models", default="reference,gpt2", help="which models to run: reference, gpt2 or both")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -208,6 +209,8 @@ def main() -> None:
         ("GPT-2 small shape, random init (12 layers, d_model 768)", gpt2_shaped_model, args.gpt2_tokens,
          lambda m, n: torch.randint(0, m.cfg.d_vocab, (n, args.ctx_len), generator=torch.Generator().manual_seed(0))),
     ]:
+        if title.split()[0].lower().replace("gpt-2", "gpt2") not in args.models.split(","):
+            continue
         model = build()
         n_ctx = n_tokens // args.ctx_len
         tokens = tokens_of(model, n_ctx)

@@ -146,9 +146,10 @@ def main() -> None:
     import torch
 
     methods = args.methods.split(",")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         results = {m: run_method(m, args.threads, Path(tmp), args.n_layers) for m in methods}
-    reference = results.get("naive") or results.get("exact")
+    reference = results.get("naive") or results.get("exact") or next(iter(results.values()))
     rows = []
     for method, r in results.items():
         same_top = float((r["top_ids"] == reference["top_ids"]).all(dim=1).float().mean())
@@ -156,7 +157,8 @@ def main() -> None:
         rows.append({"method": method, "seconds": round(r["seconds"], 2), "extra_gb": round(r["extra_bytes"] / 2**30, 3),
                      "rows_identical_top": same_top, "rows_identical_bottom": same_bottom,
                      "max_abs_value_diff": float((r["top_values"] - reference["top_values"]).abs().max())})
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), no GPU in this session, torch {torch.__version__}"
+    machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores, 1-minute load average {load_before:.2f} before the run, "
+               f"no GPU in this session, torch {torch.__version__}")
     summary = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"), "machine": machine,
                "threads": args.threads, "neurons": args.n_layers * 3072, "vocab": 50_257, "k": K, "results": rows}
     out = ROOT / "runs" / "benchmarks" / "neuron_decode.json"

@@ -29,8 +29,9 @@ def _extremes(scores: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Top ``k`` and bottom ``k`` of each row, reading block extremes first.
 
     Every element of a row's top ``k`` lies in one of the ``k`` blocks with the largest
-    maxima (and likewise for the bottom), so ``topk`` runs only over those blocks'
-    elements. Returns ``(top_values, top_ids, bottom_values, bottom_ids)``.
+    maxima (or in the few tail columns past the last whole block), and likewise for the
+    bottom, so ``topk`` runs only over those blocks' elements. Returns
+    ``(top_values, top_ids, bottom_values, bottom_ids)``.
     """
     n, width = scores.shape
     k = min(k, width)
@@ -40,17 +41,22 @@ def _extremes(scores: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         bottom = scores.topk(k, dim=1, largest=False)
         return top.values, top.indices, bottom.values, bottom.indices
     scores = scores.contiguous()
-    blocks = scores.as_strided((n, n_blocks, _BLOCK), (width, _BLOCK, 1))
-    low, high = torch.aminmax(blocks, dim=2)
     main = n_blocks * _BLOCK
-    lane = torch.arange(_BLOCK, device=scores.device)
-    tail = torch.arange(main, width, device=scores.device).expand(n, -1)
+    blocks = scores.as_strided((n, n_blocks, _BLOCK), (width, _BLOCK, 1))
+    tail = scores[:, main:]
     out = []
-    for extreme, largest in ((high, True), (low, False)):
+    for largest in (True, False):
+        # amax and amin separately: two reductions beat one aminmax on CPU (about 4x for
+        # bfloat16 in torch 2.13).
+        extreme = blocks.amax(dim=2) if largest else blocks.amin(dim=2)
         chosen = extreme.topk(k, dim=1, largest=largest).indices
-        offsets = torch.cat([(chosen[:, :, None] * _BLOCK + lane).reshape(n, -1), tail], dim=1)
-        best = scores.gather(1, offsets).topk(k, dim=1, largest=largest)
-        out += [best.values, offsets.gather(1, best.indices)]
+        values = blocks.gather(1, chosen[:, :, None].expand(n, k, _BLOCK)).reshape(n, k * _BLOCK)
+        best = torch.cat([values, tail], dim=1).topk(k, dim=1, largest=largest)
+        position = best.indices
+        in_blocks = position < k * _BLOCK
+        block_ids = chosen.gather(1, torch.where(in_blocks, position // _BLOCK, 0))
+        ids = torch.where(in_blocks, block_ids * _BLOCK + position % _BLOCK, main + position - k * _BLOCK)
+        out += [best.values, ids]
     return out[0], out[1], out[2], out[3]
 
 
@@ -93,9 +99,9 @@ def _certified_rows(
     bfloat16 output). The ``k + margin`` best approximate scores are kept, sorted. The
     first ``r`` are rescored in float32; every other token's approximate score is at most
     the ``(r+1)``-th, so if the ``k``-th rescored score beats that by more than the bound,
-    no other token can be in the top ``k``. Rows without a proof at ``r = 2k`` are
-    rescored over all ``k + margin`` candidates, and rows still without one are
-    recomputed in float32.
+    no other token can be in the top ``k``. ``r`` grows in rounds (``k + 6``, ``2k``,
+    ``k + margin``), each rescoring only the new candidates of the rows still unproven;
+    rows without a proof after the last round are recomputed in float32.
     """
     kk = min(k + margin, W.shape[1])
     rows16 = rows.to(torch.bfloat16)
@@ -107,16 +113,21 @@ def _certified_rows(
     err = err * 1.01 + 1e-30
     out: list[Tensor] = []
     failed = torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
+    rounds = sorted({min(r, kk) for r in (k + 6, 2 * k, kk)})
     for approx, ids, largest in ((t_v.float(), t_i, True), (b_v.float(), b_i, False)):
         sign = 1.0 if largest else -1.0
         values = torch.empty(rows.shape[0], k, device=rows.device)
         indices = torch.empty(rows.shape[0], k, dtype=torch.long, device=rows.device)
+        exact = torch.empty(rows.shape[0], kk, device=rows.device)
         todo = torch.arange(rows.shape[0], device=rows.device)
-        for r in (min(2 * k, kk), kk):
+        done = 0
+        for r in rounds:
             if not len(todo):
                 break
-            exact = _rescore(rows[todo], W_T, ids[todo, :r])
-            best = exact.topk(k, dim=1, largest=largest)
+            # Incremental: only the candidates not rescored in an earlier round.
+            exact[todo, done:r] = _rescore(rows[todo], W_T, ids[todo, done:r])
+            done = r
+            best = exact[todo, :r].topk(k, dim=1, largest=largest)
             values[todo] = best.values
             indices[todo] = ids[todo].gather(1, best.indices)
             if r == W.shape[1]:

@@ -257,14 +257,13 @@ def decode(
     if neuron_chunk < 1 or vocab_chunk < 1:
         raise ValueError("neuron_chunk and vocab_chunk must be positive")
     W, centre = unembedding(model)
-    parts = []
-    for layer in layer_list:
-        vectors = neuron_vectors(model, layer, side).float()
-        if centre:
-            vectors = vectors - vectors.mean(dim=1, keepdim=True)
-        parts.append(topk_scores(vectors, W, k, method, neuron_chunk, vocab_chunk))
+    # One search over every layer's vectors, so the unembedding's bfloat16 copy, transpose
+    # and norms are computed once, not once per layer.
+    vectors = torch.cat([neuron_vectors(model, layer, side).float() for layer in layer_list])
+    if centre:
+        vectors = vectors - vectors.mean(dim=1, keepdim=True)
+    cat = [part.cpu() for part in topk_scores(vectors, W, k, method, neuron_chunk, vocab_chunk)]
     d_mlp = model.cfg.d_mlp
-    cat = [torch.cat([p[i] for p in parts]).cpu() for i in range(4)]
     return NeuronTable(
         side=side,
         k=k,
