@@ -32,16 +32,11 @@ from pathlib import Path
 
 import torch
 
-from interp.core_neurons import core_similarity, related_sentences
 from interp.data import token_batches
 from interp.io import atomic_write_text
 from interp.models import load_model
-from interp.neuron_clamp import clamp_test
-from interp.neuron_classes import classify, compare, semantic_classes
-from interp.neuron_reports import clamp_report, decode_report, sparsity_report
-from interp.neurons import decode
-from interp.sparsity import measure
-from interp.sparsity_topk import topk_curve
+from interp.neurons import clamp_report, clamp_test, classify, compare, decode, decode_report, semantic_classes
+from interp.sparsity import core_similarity, measure, related_sentences, sparsity_report, topk_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "analyses" / "neurons_reference"

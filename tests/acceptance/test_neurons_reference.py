@@ -8,9 +8,7 @@ from math import comb
 import pytest
 
 from interp.data import token_batches
-from interp.neuron_clamp import clamp_test
-from interp.neuron_classes import classify, semantic_classes
-from interp.neurons import decode
+from interp.neurons import clamp_test, classify, decode, semantic_classes
 
 pytestmark = pytest.mark.slow
 

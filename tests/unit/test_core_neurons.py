@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.core_neurons import CoreSimilarity, core_similarity, jaccard, related_sentences, sentence_core, token_core
+from interp.sparsity import CoreSimilarity, core_similarity, jaccard, related_sentences, sentence_core, token_core
 
 
 def test_token_core_keeps_the_top_alpha_of_positive_activations():

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from interp.errors import StoreError
-from interp.neuron_topk import _extremes, topk_scores
 from interp.neurons import NeuronTable, decode
+from interp.neurons.topk import _extremes, topk_scores
 from interp.planted import neuron_model
 
 

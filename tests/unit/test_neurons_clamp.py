@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.neuron_clamp import ClampResult, clamp, clamp_test
+from interp.neurons import ClampResult, clamp, clamp_test
 from interp.planted import neuron_model
 
 

@@ -7,8 +7,7 @@ import copy
 import pytest
 import torch
 
-from interp.neuron_classes import ClassReport, classify, compare, semantic_classes
-from interp.neurons import NeuronTable, decode
+from interp.neurons import ClassReport, NeuronTable, classify, compare, decode, semantic_classes
 from interp.planted import neuron_model
 
 

@@ -6,8 +6,16 @@ import pytest
 import torch
 
 from interp.planted import density_model, uniform_token_stream
-from interp.sparsity import SparsityResult, deft_density, measure
-from interp.sparsity_topk import TopKCurve, default_ks, keep_topk, topk_curve, topk_thresholding
+from interp.sparsity import (
+    SparsityResult,
+    TopKCurve,
+    default_ks,
+    deft_density,
+    keep_topk,
+    measure,
+    topk_curve,
+    topk_thresholding,
+)
 
 ACTIVE = [0, 2, 5, 7, 10, 12, 15, 20]
 

@@ -48,7 +48,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.io import atomic_write
-from interp.neuron_topk import Method, topk_scores
+from interp.neurons.topk import Method, topk_scores
 
 logger = logging.getLogger(__name__)
 
@@ -206,12 +206,12 @@ class NeuronTable:
                    meta=json.loads(header.get("meta", "{}")), **tensors)
 
     def to_html(self, max_rows: int = 5000) -> str:
-        from interp.neuron_reports import decode_report
+        from interp.neurons.report import decode_report
 
         return decode_report(self, max_rows=max_rows)
 
     def _repr_html_(self) -> str:
-        from interp.neuron_reports import neuron_table_html
+        from interp.neurons.report import neuron_table_html
 
         return neuron_table_html(self, max_rows=200)
 

@@ -1,9 +1,8 @@
-"""``interp neurons decode``, ``interp neurons clamp`` and ``interp sparsity``.
+"""``interp neurons decode`` and ``interp neurons clamp``.
 
 Each command builds its config, calls the public functions a notebook would call
-(:func:`interp.neurons.decode`, :func:`interp.neuron_clamp.clamp_test`,
-:func:`interp.sparsity.measure`, ...) and writes JSON plus a self-contained HTML report
-into ``--out``.
+(:func:`interp.neurons.decode`, :func:`interp.neurons.clamp_test`, ...) and writes JSON
+plus a self-contained HTML report into ``--out``.
 """
 
 from __future__ import annotations
@@ -68,9 +67,7 @@ class DecodeConfig:
 
 @command("neurons", "decode", help="top and bottom tokens of every neuron through the unembedding", config=DecodeConfig)
 def _decode(cfg: DecodeConfig) -> int:
-    from interp.neuron_classes import classify, semantic_classes
-    from interp.neuron_reports import decode_report
-    from interp.neurons import decode
+    from interp.neurons import classify, decode, decode_report, semantic_classes
 
     table = decode(_load(cfg.model), _layers(cfg.layers), cfg.side, cfg.k, cfg.method)
     reference = cfg.model == "reference"
@@ -119,9 +116,7 @@ class ClampConfig:
 
 @command("neurons", "clamp", help="clamp a neuron and measure its decoded tokens against random neurons", config=ClampConfig)
 def _clamp(cfg: ClampConfig) -> int:
-    from interp.neuron_clamp import clamp_test
-    from interp.neuron_reports import clamp_report
-    from interp.neurons import decode
+    from interp.neurons import clamp_report, clamp_test, decode
 
     model = _load(cfg.model)
     if not 0 <= cfg.neuron < model.cfg.d_mlp:
@@ -134,64 +129,4 @@ def _clamp(cfg: ClampConfig) -> int:
     result.save(out / "clamp.json")
     atomic_write_text(out / "report.html", clamp_report([result]))
     print(result.summary())
-    return 0
-
-
-@dataclass
-class SparsityConfig:
-    """Measure MLP activation sparsity, top-k thresholding and CoreInfer core neurons."""
-
-    model: str = "reference"
-    """'reference', 'gpt2', or a local checkpoint directory."""
-    data: str = "reference"
-    """Token source: 'reference', a .txt/.jsonl path, or a Hugging Face dataset name."""
-    n_batches: int = 8
-    """Batches to measure densities on."""
-    batch_size: int = 16
-    """Contexts per batch."""
-    ctx_len: int = 128
-    """Tokens per context (BOS first)."""
-    threshold: float = 0.1
-    """Count activations above this as 'above threshold'."""
-    deft_eps: float = 1e-2
-    """Epsilon of the DEFT density a^2 / (a^2 + eps)."""
-    ks: str | None = None
-    """Top-k values for the thresholding curve, e.g. '512,128,32' (default: d_mlp / 2^i)."""
-    alpha: float = 0.4
-    """CoreInfer token-wise fraction of positive activations kept."""
-    beta: float = 0.2
-    """CoreInfer sentence-wise fraction of most frequent core neurons kept."""
-    seed: int = 0
-    """Seed of the token stream and of the related sentences."""
-    out: str = "runs/sparsity"
-    """Output directory: sparsity.json, topk.json, core.json, report.html."""
-
-    def __post_init__(self) -> None:
-        if self.n_batches < 1 or self.batch_size < 1 or self.ctx_len < 2:
-            raise ValueError("n_batches and batch_size must be >= 1 and ctx_len >= 2")
-
-
-@command("sparsity", help="activation density, top-k thresholding and core neurons of every MLP", config=SparsityConfig)
-def _sparsity(cfg: SparsityConfig) -> int:
-    from interp.core_neurons import core_similarity, related_sentences
-    from interp.data import token_batches
-    from interp.neuron_reports import sparsity_report
-    from interp.sparsity import measure
-    from interp.sparsity_topk import topk_curve
-
-    model = _load(cfg.model)
-    batches = token_batches(cfg.data, model.tokenizer, ctx_len=cfg.ctx_len, batch_size=cfg.batch_size, seed=cfg.seed)
-    result = measure(model, batches, threshold=cfg.threshold, deft_eps=cfg.deft_eps, max_batches=cfg.n_batches)
-    ks = _layers(cfg.ks)
-    tokens = _prompts(model, cfg.data, cfg.batch_size, cfg.ctx_len, cfg.seed + 1)
-    curve = topk_curve(model, tokens, ks)
-    core = core_similarity(model, related_sentences(seed=cfg.seed), alpha=cfg.alpha, beta=cfg.beta)
-    out = Path(cfg.out)
-    result.save(out / "sparsity.json")
-    curve.save(out / "topk.json")
-    core.save(out / "core.json")
-    atomic_write_text(out / "report.html", sparsity_report(result, curve, core))
-    print(result.table())
-    print(curve.table())
-    print(core.table())
     return 0

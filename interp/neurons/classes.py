@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from interp.io import atomic_write_text
-from interp.neurons import NeuronTable, _normalise
+from interp.neurons.decoding import NeuronTable, _normalise
 
 
 @dataclass
@@ -73,7 +73,7 @@ class ClassReport:
         return "\n".join(lines)
 
     def to_html(self) -> str:
-        from interp.neuron_reports import class_report_html
+        from interp.neurons.report import class_report_html
 
         return class_report_html(self)
 

@@ -109,7 +109,7 @@ class ClampResult:
         return cls(**data)
 
     def to_html(self) -> str:
-        from interp.neuron_reports import clamp_report
+        from interp.neurons.report import clamp_report
 
         return clamp_report([self])
 

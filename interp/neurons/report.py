@@ -1,4 +1,4 @@
-"""Self-contained HTML reports for neuron decoding, clamping and sparsity (plotly, no CDN).
+"""Self-contained HTML reports for neuron decoding, clamping and semantic classes (plotly, no CDN).
 
 Rendering is separate from computing: every function takes a result object and returns
 one HTML page whose first chart embeds plotly.js, so the file opens offline.
@@ -50,7 +50,7 @@ def _clean(token: str) -> str:
 
 def neuron_table_html(table, max_rows: int = 5000) -> str:
     """A searchable HTML table of decoded neurons (type words in the box to filter)."""
-    from interp.neurons import _normalise
+    from interp.neurons.decoding import _normalise
 
     rows = []
     for i in range(min(len(table), max_rows)):
@@ -124,45 +124,3 @@ def clamp_report(results) -> str:
                       yaxis_title="delta log-prob", height=450)
     items = "".join(f"<li>{html.escape(r.summary())}</li>" for r in results)
     return _page("Neuron clamp test", _figures([fig]) + [f"<ul>{items}</ul>"])
-
-
-def sparsity_report(result, curve=None, core=None, table=None) -> str:
-    """Density by layer, frequency histograms, per-token counts, the top-k curve, core similarity."""
-    import plotly.graph_objects as go
-
-    layers = [s.layer for s in result.layers]
-    density = go.Figure()
-    for key, label in (("nonzero", "exact nonzero"), ("positive", "positive pre-activation"),
-                       ("above", f"activation > {result.threshold}"), ("deft", f"DEFT (eps {result.deft_eps})")):
-        density.add_trace(go.Bar(x=layers, y=[getattr(s, key) for s in result.layers], name=label))
-    density.update_layout(title="activation density by layer", xaxis_title="layer", yaxis_title="fraction", height=380)
-    freq = go.Figure()
-    for s in result.layers:
-        freq.add_trace(go.Histogram(x=s.frequency, name=f"layer {s.layer}", opacity=0.6, nbinsx=50))
-    freq.update_layout(title="per-neuron frequency of a positive pre-activation (0 = dead)", barmode="overlay", height=380)
-    counts = go.Figure()
-    for s in result.layers:
-        counts.add_trace(go.Scatter(x=list(range(len(s.token_counts))), y=s.token_counts, name=f"layer {s.layer}"))
-    counts.update_layout(title="tokens by number of positive neurons", xaxis_title="positive neurons", height=380)
-    figures = [density, freq, counts]
-    if curve is not None:
-        topk = go.Figure(go.Scatter(x=curve.ks, y=curve.increase, mode="lines+markers"))
-        topk.update_layout(title="loss increase when each token keeps only its k largest activations",
-                           xaxis_title="k", xaxis_type="log", yaxis_title="loss - baseline", height=380)
-        figures.append(topk)
-    if core is not None:
-        sim = go.Figure([go.Bar(x=core.layers, y=core.related, name="related sentences"),
-                         go.Bar(x=core.layers, y=core.unrelated, name="unrelated sentences")])
-        sim.update_layout(title=f"Jaccard similarity of CoreInfer core sets (alpha {core.alpha}, beta {core.beta})",
-                          xaxis_title="layer", height=380)
-        figures.append(sim)
-    body = [f"<pre>{html.escape(result.table())}</pre>"]
-    if curve is not None:
-        body.append(f"<pre>{html.escape(curve.table())}</pre>")
-    if core is not None:
-        body.append(f"<pre>{html.escape(core.table())}</pre>")
-    body += _figures(figures)
-    if table is not None:
-        body.append("<h2>Decoded neurons</h2>" + neuron_table_html(table))
-    return _page(f"MLP activation sparsity: {result.model_name}", body)
-

@@ -98,7 +98,7 @@ class SparsityResult:
         return cls(**data)
 
     def to_html(self) -> str:
-        from interp.neuron_reports import sparsity_report
+        from interp.sparsity.report import sparsity_report
 
         return sparsity_report(self)
 
