@@ -17,6 +17,7 @@ from pathlib import Path
 
 from interp.circuits.graph import Graph
 from interp.io import atomic_write_text
+from interp.reports import BASE_CSS, Raw, figure_html, summary_html, table
 
 FEATURE_TYPES = {
     "feature": "transcoder",
@@ -253,37 +254,50 @@ def figure(graph: Graph):
 
 
 def _node_table(graph: Graph) -> str:
-    rows = ["<table><tr><th>node</th><th>kind</th><th>position</th><th>activation</th><th>influence</th><th>top tokens</th><th>heads carrying its edges</th></tr>"]
-    order = sorted(range(len(graph.nodes)), key=lambda i: -(graph.nodes[i].influence or 0.0))
-    for i in order:
+    header = ["node", "kind", "position", "activation", "influence", "top tokens", "heads carrying its edges"]
+    rows = []
+    for i in sorted(range(len(graph.nodes)), key=lambda i: -(graph.nodes[i].influence or 0.0)):
         n = graph.nodes[i]
         nid = graph.node_id(i)
         tops = ", ".join(repr(t) for t, _ in graph.feature_info.get(nid, {}).get("top_tokens", []))
         heads = sorted({f"L{p.layer}H{p.head}" for p in graph.head_paths if p.source == i or p.target == i})
-        act = "" if n.activation is None else f"{n.activation:.3f}"
-        infl = "" if n.influence is None else f"{n.influence:.3f}"
-        rows.append(f"<tr><td>{html.escape(n.label)} <code>{nid}</code></td><td>{n.kind}</td><td>{n.pos}</td>"
-                    f"<td>{act}</td><td>{infl}</td><td>{html.escape(tops)}</td><td>{', '.join(heads)}</td></tr>")
-    rows.append("</table>")
-    return "\n".join(rows)
+        rows.append([Raw(f"{html.escape(n.label)} <code>{nid}</code>"), n.kind, n.pos, n.activation, n.influence,
+                     tops, ", ".join(heads)])
+    return table(header, rows, ".3f")
 
 
-def to_html(graph: Graph, inline: bool = False) -> str:
-    """The report as one HTML page (plotly.js inlined). ``inline`` returns a fragment for Jupyter."""
-    plot = figure(graph).to_html(full_html=False, include_plotlyjs=True)
-    prompt = "".join(f"<span>{html.escape(t)}</span>" for t in graph.token_strs)
+def meta_line(graph: Graph) -> str:
+    """Model, graph size, scores, thresholds and attribution time in one line (plain text)."""
     scores = ", ".join(f"{k} {v:.3f}" for k, v in graph.scores.items())
-    meta = html.escape(
+    return (
         f"{graph.model_name or 'model'}; {sum(n.kind == 'feature' for n in graph.nodes)} features, "
         f"{len(graph.edges())} edges, {len(graph.head_paths)} head paths; {scores}; "
         f"node threshold {graph.node_threshold}, edge threshold {graph.edge_threshold}; traced in {graph.seconds:.2f} s"
     )
-    if inline:
-        return f"<div><p>{meta}</p><div>{prompt}</div>{plot}</div>"
+
+
+def to_html(graph: Graph) -> str:
+    """The report as one HTML page: the interactive graph (plotly.js inlined) and the node table."""
     template = resources.files("interp.circuits").joinpath("templates/report.html").read_text(encoding="utf-8")
     return string.Template(template).substitute(
-        title=html.escape(f"Attribution graph: {graph.prompt}"), meta=meta, prompt=prompt, plot=plot, table=_node_table(graph)
+        title=html.escape(f"Attribution graph: {graph.prompt}"), base_css=BASE_CSS, meta=html.escape(meta_line(graph)),
+        prompt=_prompt(graph), plot=figure_html(figure(graph)), table=_node_table(graph),
     )
+
+
+def _prompt(graph: Graph) -> str:
+    return "".join(f"<span>{html.escape(t)}</span>" for t in graph.token_strs)
+
+
+def notebook_summary(graph: Graph) -> str:
+    """The compact notebook display: headline numbers, the prompt and the interactive graph."""
+    kinds = {k: sum(1 for n in graph.nodes if n.kind == k) for k in ("feature", "error", "embedding", "logit")}
+    rows = [("prompt", Raw(f'<span style="font-family:monospace">{_prompt(graph)}</span>')), ("model", graph.model_name or "model"),
+            ("nodes", f"{kinds['feature']} features, {kinds['error']} error, {kinds['embedding']} tokens, {kinds['logit']} logits"),
+            ("edges", f"{len(graph.edges())} ({len(graph.head_paths)} head paths)"),
+            *((f"{k} score", v) for k, v in graph.scores.items()),
+            ("traced in", f"{graph.seconds:.2f} s")]
+    return summary_html("Attribution graph", rows, figure(graph), note="to_html() / write_all(graph, dir) for the full report")
 
 
 def write_html(graph: Graph, path: str | Path) -> Path:

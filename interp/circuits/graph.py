@@ -189,10 +189,21 @@ class Graph:
 
         return to_html(self)
 
-    def _repr_html_(self) -> str:
-        from interp.circuits.export import to_html
+    def __repr__(self) -> str:
+        from interp.reports import clip, plain_repr
 
-        return to_html(self, inline=True)
+        kinds = {k: sum(1 for n in self.nodes if n.kind == k) for k in ("feature", "error", "logit")}
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in self.scores.items())
+        head = f"{clip(self.prompt)}, {len(self.nodes)} nodes, {len(self.edges())} edges"
+        return plain_repr("Graph", head, [
+            f"{kinds['feature']} features, {kinds['error']} error nodes, {kinds['logit']} logits, {len(self.head_paths)} head paths",
+            *([scores] if scores else []),
+        ])
+
+    def _repr_html_(self) -> str:
+        from interp.circuits.export import notebook_summary
+
+        return notebook_summary(self)
 
 
 # -- influence, pruning, scores ------------------------------------------------------

@@ -2,7 +2,8 @@
 
 :func:`build_report` computes, for the most frequent codes of every bottleneck, their
 frequency, top contexts and top tokens through the unembedding. :class:`CodebookReport`
-is plain data with ``save``/``load`` (JSON) and ``to_html`` (plotly, inlined, no CDN).
+is plain data with ``save``/``load`` (JSON) and ``to_html`` (plotly, inlined, no CDN; the
+page is built with :mod:`interp.reports`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from interp.codebooks.insert import Codebooks
 from interp.codebooks.search import CodeRecord, code_top_tokens, ranked_codes
+from interp.reports import Raw, figure_html, line_svg, page, plain_repr, section, summary_html, table
 
 
 @dataclass
@@ -69,40 +71,40 @@ class CodebookReport:
         """One self-contained page: a frequency chart and a table of codes per bottleneck."""
         import plotly.graph_objects as go
 
-        parts = [f"<h1>{html.escape(self.title)}</h1>", f"<p>{self.n_positions} positions.</p>"]
-        first = True
-        for site in self.sites:
+        sections = []
+        for i, site in enumerate(self.sites):
             freq = sorted(site.frequencies, reverse=True)
             fig = go.Figure(go.Bar(y=freq, x=list(range(len(freq)))))
             fig.update_layout(
                 title=f"{site.hook}: code frequency, sorted ({site.active_codes}/{site.n_codes} active)",
                 xaxis_title="code rank", yaxis_title="fraction of positions", yaxis_type="log", height=320,
             )
-            parts.append(f"<h2>{html.escape(site.hook)}</h2>")
-            parts.append(fig.to_html(full_html=False, include_plotlyjs=True if first else False))
-            first = False
             rows = []
             for c in site.codes:
                 contexts = "<br>".join(
                     f"{html.escape(x['context'])}<b>[{html.escape(x['token'])}]</b> ({x['score']:.2f})"
                     for x in c.top_contexts
                 )
-                tokens = ", ".join(f"{html.escape(t)} ({v:.2f})" for t, v in c.top_tokens)
-                rows.append(f"<tr><td>{c.code}</td><td>{c.frequency:.4f}</td><td>{contexts}</td><td>{tokens}</td></tr>")
-            parts.append(
-                "<table><tr><th>code</th><th>frequency</th><th>top contexts [token] (cosine)</th>"
-                "<th>top tokens (logit)</th></tr>" + "".join(rows) + "</table>"
-            )
+                tokens = ", ".join(f"{t} ({v:.2f})" for t, v in c.top_tokens)
+                rows.append([c.code, c.frequency, Raw(contexts), tokens])
+            header = ["code", "frequency", "top contexts [token] (cosine)", "top tokens (logit)"]
+            sections.append(section(site.hook, figure_html(fig, include_plotlyjs=i == 0), table(header, rows)))
         if self.extra:
-            parts.append("<h2>Extra</h2><pre>" + html.escape(json.dumps(self.extra, indent=2)) + "</pre>")
-        style = (
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:13px}</style>"
-        )
-        return f"<!DOCTYPE html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}</body></html>"
+            sections.append(section("Extra", "<pre>" + html.escape(json.dumps(self.extra, indent=2)) + "</pre>"))
+        return page(self.title, sections, subtitle=f"{self.n_positions} positions.")
+
+    def __repr__(self) -> str:
+        sites = [f"{s.hook}: {s.active_codes}/{s.n_codes} codes active" for s in self.sites]
+        return plain_repr("CodebookReport", f"{self.title!r}, {len(self.sites)} bottleneck(s), {self.n_positions:,} positions", sites)
 
     def _repr_html_(self) -> str:
-        return self.to_html()
+        rows = [("positions", self.n_positions)] + [(s.hook, f"{s.active_codes}/{s.n_codes} codes active") for s in self.sites]
+        top = self.sites[0] if self.sites else None
+        chart = None
+        if top is not None:
+            freq = sorted(top.frequencies, reverse=True)[: max(1, top.active_codes)]
+            chart = line_svg(freq, title=f"{top.hook}: code frequency by rank", x_label="rank", log_y=True)
+        return summary_html(f"Codebook report: {self.title}", rows, chart or None, note="to_html() / write_html(path) for the full report")
 
     def write_html(self, path: str | Path) -> Path:
         from interp.io import atomic_write_text

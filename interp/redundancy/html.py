@@ -1,6 +1,7 @@
 """Render a :class:`~interp.redundancy.report.RedundancyReport` as one self-contained HTML page.
 
-Plotly's JavaScript is inlined once (no CDN), so the page opens offline.
+Plotly's JavaScript is inlined once (no CDN), so the page opens offline; the page is built
+with :mod:`interp.reports`.
 """
 
 from __future__ import annotations
@@ -9,23 +10,10 @@ import html
 import math
 
 from interp.redundancy.importance import KINDS, METRICS, Module
+from interp.reports import figures_html, page, section, table
 
 _COLOURS = {"attn": "#1f77b4", "mlp": "#ff7f0e", "block": "#2ca02c", "joint": "#d62728"}
 _DASH = {"one-shot": "solid", "iterative": "dash"}
-
-
-def _fmt(x) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return "nan" if math.isnan(x) else f"{x:.4f}"
-    return html.escape(str(x))
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def figures(report) -> dict[str, object]:
@@ -107,11 +95,8 @@ def figures(report) -> dict[str, object]:
 
 def render(report) -> str:
     """The whole report as an HTML document."""
-    import plotly.io as pio
-
-    parts = []
-    for i, (name, fig) in enumerate(figures(report).items()):
-        parts.append(pio.to_html(fig, include_plotlyjs=i == 0, full_html=False, div_id=f"redundancy-{name}"))
+    named = figures(report)
+    plots = figures_html(list(named.values()), div_ids=[f"redundancy-{name}" for name in named])
     imp = report.importance
     imp_rows = [[layer] + [imp.score(Module(k, layer), m) for m in METRICS for k in KINDS] for layer in range(report.n_layers)]
     imp_header = ["layer"] + [f"{k} ({m})" for m in METRICS for k in KINDS]
@@ -123,19 +108,22 @@ def render(report) -> str:
         last = c.points[-1]
         curve_rows.append([c.strategy, c.schedule, ", ".join(c.order), c.points[0].loss, last.loss,
                            max((p.skip_max_abs_diff or 0.0) for p in c.points) if last.skip_max_abs_diff is not None else None])
-    body = f"""
-<h1>Redundancy of {html.escape(report.model)}</h1>
-<p>Importance = 1 − cosine similarity per token, averaged over {report.n_calibration_tokens} calibration tokens
+    intro = f"""<p>Importance = 1 − cosine similarity per token, averaged over {report.n_calibration_tokens} calibration tokens
 (BOS {'counted' if imp.include_bos else 'not counted'}); held-out loss over {report.n_heldout_tokens} predicted tokens.
-Baseline loss {report.baseline_loss:.4f}. Modules ranked by the <b>{report.metric}</b> metric. Dropping = zero-ablating
-the module's output (identical to removing it and its LayerNorm).</p>
-<h2>Importance</h2>{_table(imp_header, imp_rows)}
-<h2>Dropping one module</h2>{_table(["module", "importance", "loss increase"], single_rows)}
-<h3>Spearman rank correlation of importance with the loss increase</h3>{_table(["group"] + list(METRICS), corr_rows)}
-<h2>Drop orders</h2>{_table(["strategy", "schedule", "order", "loss (none)", "loss (all)", "max |skip − ablate| logits"], curve_rows)}
-<h2>Plots</h2>{''.join(parts)}
-"""
-    style = "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;margin:8px 0}" \
-            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Redundancy: {html.escape(report.model)}</title>" \
-           f"<style>{style}</style></head><body>{body}</body></html>"
+Baseline loss {report.baseline_loss:.4f}. Modules ranked by the <b>{html.escape(report.metric)}</b> metric. Dropping = zero-ablating
+the module's output (identical to removing it and its LayerNorm).</p>"""
+    return page(
+        f"Redundancy of {report.model}",
+        [
+            intro,
+            section("Importance", table(imp_header, imp_rows)),
+            section("Dropping one module", table(["module", "importance", "loss increase"], single_rows)),
+            section("Spearman rank correlation of importance with the loss increase",
+                    table(["group"] + list(METRICS), corr_rows), level=3),
+            section("Drop orders", table(["strategy", "schedule", "order", "loss (none)", "loss (all)",
+                                          "max |skip − ablate| logits"], curve_rows)),
+            section("Plots", plots),
+        ],
+        model=report.model,
+        settings={k: v for k, v in report.settings.items() if not isinstance(v, (list, dict))},
+    )

@@ -2,32 +2,42 @@
 
 Plots (plotly, the library inlined once so the file opens offline): L0 against FVU per
 layer, fraction of CE loss recovered per layer, and the histogram of latent firing
-frequencies. Then one card per sampled latent. The page layout is the package-data
-template ``report_template.html``.
+frequencies. Then one card per sampled latent. The page is built with
+:mod:`interp.reports`.
 """
 
 from __future__ import annotations
 
 import html
-from importlib import resources
-from string import Template
+
+from interp.reports import Raw, figures_html, page, section, table, token_text
+
+RECOVERED_NOTE = (
+    "Fraction of CE loss recovered = (CE ablated - CE spliced) / (CE ablated - CE clean); 1 means the transcoder "
+    "replaces the MLP perfectly, 0 means it is no better than ablating the MLP."
+)
+_CSS = """
+td.ctx{font-family:monospace;white-space:nowrap}span.focus{font-weight:bold;border-bottom:2px solid #c00}
+.card{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;margin:.8em 0}
+"""
 
 
-def _table(result) -> str:
-    head = "<tr><th>layer</th><th>L0</th><th>FVU</th><th>dead</th><th>dense</th><th>CE spliced</th><th>CE zero-abl.</th><th>CE mean-abl.</th><th>recovered vs zero</th><th>recovered vs mean</th></tr>"
+def summary_table(result) -> str:
+    """Per layer and all layers together: L0, FVU, dead/dense fractions, CE losses, recovered."""
+    header = ["layer", "L0", "FVU", "dead", "dense", "CE spliced", "CE zero-abl.", "CE mean-abl.",
+              "recovered vs zero", "recovered vs mean"]
     rows = [
-        f"<tr><td>{r.layer}</td><td>{r.l0:.2f}</td><td>{r.fvu:.4f}</td><td>{r.dead_fraction:.3f}</td><td>{r.dense_fraction:.3f}</td>"
-        f"<td>{r.ce_spliced:.4f}</td><td>{r.ce_zero_ablated:.4f}</td><td>{r.ce_mean_ablated:.4f}</td><td>{r.recovered_vs_zero:.3f}</td><td>{r.recovered_vs_mean:.3f}</td></tr>"
+        [r.layer, r.l0, r.fvu, r.dead_fraction, r.dense_fraction, r.ce_spliced, r.ce_zero_ablated,
+         r.ce_mean_ablated, r.recovered_vs_zero, r.recovered_vs_mean]
         for r in result.layers
     ]
-    rows.append(
-        f"<tr><td>all</td><td></td><td></td><td></td><td></td><td>{result.ce_all_spliced:.4f}</td><td>{result.ce_all_zero_ablated:.4f}</td>"
-        f"<td>{result.ce_all_mean_ablated:.4f}</td><td>{result.recovered_all_vs_zero:.3f}</td><td>{result.recovered_all_vs_mean:.3f}</td></tr>"
-    )
-    return f"<p>Clean CE loss: <b>{result.ce_clean:.4f}</b> on {result.n_tokens} held-out tokens.</p><table>{head}{''.join(rows)}</table>"
+    rows.append(["all", None, None, None, None, result.ce_all_spliced, result.ce_all_zero_ablated,
+                 result.ce_all_mean_ablated, result.recovered_all_vs_zero, result.recovered_all_vs_mean])
+    formats = ["", ".2f", ".4f", ".3f", ".3f", ".4f", ".4f", ".4f", ".3f", ".3f"]
+    return table(header, rows, formats)
 
 
-def _figures(result) -> str:
+def _figures(result) -> list:
     import plotly.graph_objects as go
 
     figures = []
@@ -50,19 +60,13 @@ def _figures(result) -> str:
         fig.add_trace(go.Histogram(x=values, name=key, opacity=0.6, nbinsx=60))
     fig.update_layout(title="Latent firing frequency (log10; -10 = never fired)", barmode="overlay", xaxis_title="log10 frequency", height=380)
     figures.append(fig)
-    parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
-    return "\n".join(parts)
-
-
-def _readable(token) -> str:
-    """Byte-level BPE (GPT-2's ``Ġ``) and SentencePiece (``▁``) space markers as spaces."""
-    return str(token).replace("\u0120", " ").replace("\u2581", " ")
+    return figures
 
 
 def _context(ctx: dict) -> str:
     pieces = []
     for i, tok in enumerate(ctx["tokens"]):
-        text = html.escape(_readable(tok))
+        text = html.escape(token_text(tok))
         pieces.append(f'<span class="focus">{text}</span>' if i == ctx["focus"] else text)
     return " ".join(pieces)
 
@@ -70,24 +74,29 @@ def _context(ctx: dict) -> str:
 def _features(result) -> str:
     cards = []
     for card in result.features:
-        rows = "".join(f'<tr><td class="ctx">{_context(c)}</td><td>{c["value"]:.3f}</td></tr>' for c in card.contexts)
-        promoted = ", ".join(f"{html.escape(_readable(t))} ({v:+.2f})" for t, v in card.decoder_top_tokens)
+        contexts = table(["top activating contexts", "act."], [[Raw(_context(c)), c["value"]] for c in card.contexts], ".3f", "ctx")
+        promoted = ", ".join(f"{html.escape(token_text(t))} ({v:+.2f})" for t, v in card.decoder_top_tokens)
         cards.append(
             f'<div class="card"><b>layer {card.layer} &middot; latent {card.index}</b> '
             f'<span class="muted">fires on {100 * card.frequency:.3f}% of tokens</span>'
-            f"<table><tr><th>top activating contexts</th><th>act.</th></tr>{rows}</table>"
-            f"<div>decoder direction promotes: {promoted}</div></div>"
+            f"{contexts}<div>decoder direction promotes: {promoted}</div></div>"
         )
     return "\n".join(cards) or "<p>No live latents.</p>"
 
 
 def render(result) -> str:
     """The self-contained HTML report (no network needed to open it)."""
-    template = Template(resources.files("interp.transcoders").joinpath("report_template.html").read_text(encoding="utf-8"))
-    return template.substitute(
-        title=f"Transcoder evaluation: {html.escape(result.model)}",
+    return page(
+        f"Transcoder evaluation: {result.model}",
+        [
+            section("Summary", f"<p>Clean CE loss: <b>{result.ce_clean:.4f}</b> on {result.n_tokens} held-out tokens.</p>",
+                    summary_table(result), f'<p class="muted">{html.escape(RECOVERED_NOTE)}</p>'),
+            section("Plots", figures_html(_figures(result))),
+            section("Latents", _features(result),
+                    note="A random sample of live latents per layer: top activating contexts (activating token underlined, "
+                         "activation value at right) and the tokens their decoder direction promotes most through the unembedding."),
+        ],
+        model=result.model,
         subtitle=f"{len(result.layers)} layer(s), {result.n_tokens} held-out tokens",
-        summary=_table(result),
-        figures=_figures(result),
-        features=_features(result),
+        css=_CSS,
     )
