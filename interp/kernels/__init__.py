@@ -7,11 +7,15 @@
     values, indices = topk_activation(x @ W_enc + b_enc, k=16)    # (batch, k) each
     out = sparse_decode(values, indices, W_dec) + b_dec            # (batch, d_out)
 
+    values, indices = topk_encode(x, W_enc, b_enc, k=16)            # same, sparse backward
+
 ``backend="auto"`` (the default) uses the Triton kernels when the tensors are on a CUDA
 device and ``triton`` imports, and plain torch otherwise; ``backend="torch"`` or
 ``"triton"`` forces one (``"triton"`` on CPU tensors needs ``TRITON_INTERPRET=1`` set
 before triton is imported, which is how the tests run it). The contract every backend
 meets is written down in :mod:`interp.kernels.backend`; docs/kernels.md has the numbers.
+:func:`topk_encode` (:mod:`interp.kernels.encoder`) fuses the encoder matmul with the top-k
+and gives it a sparse backward; it is plain torch on every device.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.kernels.backend import KernelBackend, KernelInputError, check_decode_args, check_topk_args
+from interp.kernels.encoder import topk_encode
 from interp.kernels.torch_backend import TorchBackend
 
 BackendName = Literal["auto", "torch", "triton"]
@@ -112,5 +117,6 @@ __all__ = [
     "get_backend",
     "sparse_decode",
     "topk_activation",
+    "topk_encode",
     "triton_importable",
 ]

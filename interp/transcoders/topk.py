@@ -93,20 +93,28 @@ class TopKMixin:
         dead: Bool[Tensor, " d_sae"] | None = None,
     ) -> LossOutput:
         x_n, y_n = self.normalise_in(x), self.normalise_out(y)
-        pre = self.pre_acts(x_n)
-        values, indices = self.sparse_acts(pre)
+        use_aux = dead is not None and self.cfg.aux_coefficient > 0 and bool(dead.any())
+        if use_aux:
+            # AuxK needs the dense pre-activations (with their gradient) of the dead latents.
+            pre = self.pre_acts(x_n)
+            values, indices = self.sparse_acts(pre)
+        else:
+            # Encoder matmul, top-k and a sparse backward in one autograd function.
+            from interp.kernels import topk_encode
+
+            values, indices = topk_encode(x_n, self.W_enc, self.b_enc, self.cfg.k)
         y_hat_n = self.decode_sparse(values, indices, x_n)
         mse, fvu = reconstruction_stats(y_hat_n, y_n)
         loss = mse
         parts = {"mse": mse.detach()}
-        if dead is not None and self.cfg.aux_coefficient > 0 and bool(dead.any()):
+        if use_aux:
             aux = self.auxk_loss(pre, dead, (y_n - y_hat_n).detach())
             loss = loss + self.cfg.aux_coefficient * aux
             parts["auxk"] = aux.detach()
         active = values.detach() > 0
-        fired = torch.zeros(self.cfg.d_sae, dtype=torch.bool, device=x.device)
-        fired[indices[active]] = True
-        return LossOutput(loss, parts, fired, active.sum(-1).float().mean(), fvu)
+        # A latent fired if any of its selections was positive (an index_add, not a boolean-mask gather).
+        hits = torch.zeros(self.cfg.d_sae, device=x.device).index_add_(0, indices.reshape(-1), active.reshape(-1).float())
+        return LossOutput(loss, parts, hits > 0, active.sum(-1).float().mean(), fvu)
 
     def auxk_loss(self, pre: Tensor, dead: Tensor, residual: Tensor) -> Tensor:
         from interp.kernels import sparse_decode, topk_activation

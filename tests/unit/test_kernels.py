@@ -265,3 +265,59 @@ def test_triton_kernels_compile_for_an_h100():
     if proc.returncode != 0 and "ptxas" in proc.stderr and "not found" in proc.stderr.lower():
         pytest.skip("this triton install has no ptxas to compile with")
     assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-3000:]
+
+
+# --- the fused TopK encoder (sparse backward) --------------------------------------------
+
+
+@pytest.mark.parametrize("needs_x", [False, True])
+def test_topk_encode_equals_dense_encoder(needs_x):
+    from interp.kernels import topk_encode
+
+    g = torch.Generator().manual_seed(3)
+    n, d, m, k = 64, 12, 48, 5
+    x = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=needs_x)
+    W = torch.randn(d, m, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(m, generator=g, dtype=torch.float64).sub(4.0).requires_grad_()
+    upstream = torch.randn(n, k, generator=g, dtype=torch.float64)
+
+    values, indices = topk_encode(x, W, b, k)
+    (values * upstream).sum().backward()
+    grads = [t.grad.clone() for t in (W, b) + ((x,) if needs_x else ())]
+    for t in (x, W, b):
+        t.grad = None
+
+    top = (x @ W + b).topk(k, dim=1)
+    ref_values = top.values.relu()
+    (ref_values * upstream).sum().backward()
+    ref_grads = [t.grad for t in (W, b) + ((x,) if needs_x else ())]
+
+    assert torch.equal(indices, top.indices)
+    torch.testing.assert_close(values, ref_values)
+    assert (ref_values == 0).any(), "the case should include rows whose ReLU zeroes a selected latent"
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_topk_encode_gradients_are_deterministic():
+    from interp.kernels import topk_encode
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 16, generator=g)
+    runs = []
+    for _ in range(2):
+        W = torch.randn(16, 64, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        b = torch.zeros(64, requires_grad=True)
+        values, _ = topk_encode(x, W, b, 8)
+        values.square().sum().backward()
+        runs.append((W.grad, b.grad))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_topk_encode_bad_shapes():
+    from interp.kernels import topk_encode
+
+    with pytest.raises(KernelInputError, match="transpose"):
+        topk_encode(torch.randn(4, 8), torch.randn(16, 8), torch.zeros(16), 2)
+    with pytest.raises(KernelInputError, match="1 <= k"):
+        topk_encode(torch.randn(4, 8), torch.randn(8, 16), torch.zeros(16), 17)
