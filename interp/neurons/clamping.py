@@ -87,12 +87,25 @@ class ClampResult:
         return sum(d < self.mean_delta for d in self.random_delta) / len(self.random_delta)
 
     def summary(self) -> str:
-        mean_random = sum(self.random_delta) / max(1, len(self.random_delta))
         return (
             f"L{self.layer}N{self.neuron} clamped to {self.value:.3g}: targets {self.targets[:5]} "
-            f"log-prob {self.mean_delta:+.3f} (random neurons {mean_random:+.3f}, beats "
+            f"log-prob {self.mean_delta:+.3f} (random neurons {self.mean_random_delta:+.3f}, beats "
             f"{self.percentile:.0%}); p({self.targets[0]}) {self.baseline_prob:.4f} -> {self.clamped_prob:.4f}"
         )
+
+    @property
+    def mean_random_delta(self) -> float:
+        """Mean change over the targets when a random neuron is clamped (nan without random neurons)."""
+        return sum(self.random_delta) / len(self.random_delta) if self.random_delta else float("nan")
+
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        head = (f"L{self.layer}N{self.neuron} clamped to {self.value:.3g}: targets' log-prob {self.mean_delta:+.3f}, "
+                f"random neurons {self.mean_random_delta:+.3f}, beats {self.percentile:.0%} of {len(self.random_delta)}")
+        lines = [f"targets {self.targets[:5]}{' ...' if len(self.targets) > 5 else ''}",
+                 f"p({self.targets[0]!r}) {self.baseline_prob:.4f} -> {self.clamped_prob:.4f}"]
+        return plain_repr("ClampResult", head, lines)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "mean_delta": self.mean_delta, "percentile": self.percentile}
@@ -114,7 +127,9 @@ class ClampResult:
         return clamp_report([self])
 
     def _repr_html_(self) -> str:
-        return f"<pre>{self.summary()}</pre>"
+        from interp.neurons.report import clamp_summary
+
+        return clamp_summary(self)
 
 
 @torch.no_grad()

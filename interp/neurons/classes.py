@@ -32,6 +32,9 @@ class ClassNeuron:
     strength: float
     """Mean score of the top tokens (logit per unit activation, see interp.neurons)."""
 
+    def __repr__(self) -> str:
+        return f"ClassNeuron(L{self.layer}N{self.neuron} {self.cls}: {self.tokens[:5]}, strength {self.strength:.3f})"
+
 
 @dataclass
 class ClassReport:
@@ -44,6 +47,23 @@ class ClassReport:
     neurons: dict[str, list[ClassNeuron]]
     n_neurons: int
     """Neurons decoded."""
+
+    @property
+    def n_class_neurons(self) -> int:
+        """Neurons listed under at least one class."""
+        return len({(n.layer, n.neuron) for ns in self.neurons.values() for n in ns})
+
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        head = (f"{self.n_class_neurons:,} of {self.n_neurons:,} neurons have their top {self.top} {self.side}-side "
+                f"tokens in one of {len(self.counts)} classes")
+        lines = []
+        for cls, count in sorted(self.counts.items(), key=lambda item: -item[1]):
+            best = self.neurons[cls][0] if self.neurons.get(cls) else None
+            lines.append(f"{cls}: {count}" + (f", strongest L{best.layer}N{best.neuron} {best.tokens} "
+                                              f"({best.strength:.3f})" if best else ""))
+        return plain_repr("ClassReport", head, lines)
 
     def strongest(self, cls: str) -> ClassNeuron:
         if not self.neurons.get(cls):
@@ -78,7 +98,9 @@ class ClassReport:
         return class_report_html(self)
 
     def _repr_html_(self) -> str:
-        return f"<pre>{self.table()}</pre>"
+        from interp.neurons.report import class_summary
+
+        return class_summary(self)
 
 
 def semantic_classes(tokens: bool = True) -> dict[str, tuple[str, ...]]:
@@ -141,6 +163,21 @@ class ModelComparison:
     overlap: list[float]
     """Mean overlap of the two top-k sets (|A & B| / k) per layer."""
 
+    @property
+    def mean_unchanged(self) -> float:
+        """Fraction of all compared neurons with the same top-1 token (layers have equal sizes)."""
+        return sum(self.unchanged) / len(self.unchanged) if self.unchanged else float("nan")
+
+    def __repr__(self) -> str:
+        from interp.neurons.report import layer_span
+        from interp.reports import plain_repr
+
+        head = (f"{self.model_a!r} vs {self.model_b!r}, {self.side} side, {layer_span(self.layers)}: "
+                f"top-1 unchanged {self.mean_unchanged:.3f}")
+        lines = [f"layer {layer}: unchanged {u:.3f}, top-k overlap {o:.3f}"
+                 for layer, u, o in zip(self.layers, self.unchanged, self.overlap)]
+        return plain_repr("ModelComparison", head, lines)
+
     def table(self) -> str:
         lines = [f"{self.model_a} vs {self.model_b} ({self.side} side)", "layer  top-1 unchanged  top-k overlap"]
         lines += [f"{layer:5d}  {u:15.3f}  {o:13.3f}" for layer, u, o in zip(self.layers, self.unchanged, self.overlap)]
@@ -154,8 +191,15 @@ class ModelComparison:
     def load(cls, path: str | Path) -> ModelComparison:
         return cls(**json.loads(Path(path).read_text()))
 
+    def to_html(self) -> str:
+        from interp.neurons.report import comparison_report
+
+        return comparison_report(self)
+
     def _repr_html_(self) -> str:
-        return f"<pre>{self.table()}</pre>"
+        from interp.neurons.report import comparison_summary
+
+        return comparison_summary(self)
 
 
 def compare(a: NeuronTable, b: NeuronTable) -> ModelComparison:

@@ -119,6 +119,19 @@ class NeuronTable:
     def __len__(self) -> int:
         return len(self.layer)
 
+    def __repr__(self) -> str:
+        from interp.neurons.report import layer_span
+        from interp.reports import plain_repr
+
+        head = (f"{len(self):,} neurons of {layer_span(self.layer.tolist())}, side {self.side!r}, k {self.k}, "
+                f"model {self.model_name!r}")
+        lines = []
+        if len(self):
+            best = int(self.top_values[:, 0].argmax())
+            lines.append(f"strongest top-1: L{int(self.layer[best])}N{int(self.neuron[best])} "
+                         f"{self.top_tokens(best, 3)} ({float(self.top_values[best, 0]):.3f})")
+        return plain_repr("NeuronTable", head, lines)
+
     def top_tokens(self, row: int, n: int | None = None) -> list[str]:
         return [self.vocab[i] for i in self.top_ids[row, :n].tolist()]
 
@@ -211,9 +224,9 @@ class NeuronTable:
         return decode_report(self, max_rows=max_rows)
 
     def _repr_html_(self) -> str:
-        from interp.neurons.report import neuron_table_html
+        from interp.neurons.report import neuron_table_summary
 
-        return neuron_table_html(self, max_rows=200)
+        return neuron_table_summary(self)
 
 
 _TENSORS = ("layer", "neuron", "top_ids", "top_values", "bottom_ids", "bottom_values")

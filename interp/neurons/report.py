@@ -1,7 +1,13 @@
-"""Self-contained HTML reports for neuron decoding, clamping and semantic classes (plotly, no CDN).
+"""HTML for neuron decoding, clamping, semantic classes and model comparison.
 
-Rendering is separate from computing: every function takes a result object and returns
-one HTML page whose first chart embeds plotly.js, so the file opens offline.
+Two kinds of output, both built from :mod:`interp.reports` and both offline (no CDN):
+
+- full pages (``*_report``, ``class_report_html``), returned by the results' ``to_html()``:
+  plotly charts with plotly.js inlined once, and the searchable neuron table;
+- compact notebook summaries (``*_summary``), returned by ``_repr_html_``: the headline
+  numbers, a short table and a small static SVG chart, a few kilobytes and no scripts.
+
+Rendering is separate from computing: every function takes a result object.
 """
 
 from __future__ import annotations
@@ -9,11 +15,8 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
-table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}
-th{background:#f3f3f3}code{background:#f6f6f6;padding:0 3px}.pos{color:#0a6}.neg{color:#c33}
-"""
+from interp.reports import Raw, bar_svg, figures_html, line_svg, page, section, summary_html, token_text
+from interp.reports import table as html_table
 
 _FILTER_JS = """
 <script>
@@ -31,21 +34,46 @@ function filterRows(){
 </script>
 """
 
-
-def _page(title: str, body: Sequence[str]) -> str:
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(body)}</body></html>"
-    )
+_SCORES = ("Scores are direct logit contributions per unit activation through the final norm's weight and W_U "
+           "(the norm's scale and all biases left out; see docs/neurons.md).")
 
 
-def _figures(figures) -> list[str]:
-    """Plotly figures as HTML divs; the first carries plotly.js inline."""
-    return [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
+def layer_numbers(layers: Sequence[int]) -> str:
+    """``3``, ``0-11`` (consecutive) or ``0, 2, 5`` (at most six shown); ``none`` when empty."""
+    unique = sorted(set(int(layer) for layer in layers))
+    if not unique:
+        return "none"
+    if len(unique) > 2 and unique == list(range(unique[0], unique[-1] + 1)):
+        return f"{unique[0]}-{unique[-1]}"
+    shown = ", ".join(str(layer) for layer in unique[:6])
+    return shown + (f", ... (+{len(unique) - 6} more)" if len(unique) > 6 else "")
 
 
-def _clean(token: str) -> str:
-    return token.replace("Ġ", " ").replace("▁", " ")
+def layer_span(layers: Sequence[int]) -> str:
+    """``layer 3``, ``layers 0-11`` or ``layers 0, 2, 5``, for reprs and headers."""
+    return ("layer " if len(set(layers)) == 1 else "layers ") + layer_numbers(layers)
+
+
+_POS, _NEG = "#0a6", "#c33"
+
+
+def _tokens(tokens: Sequence[str], colour: str | None = None) -> Raw:
+    """Tokens as ``<code>`` chips (word markers shown as spaces), coloured inline so they also work in notebooks."""
+    style = "background:#f3f3f3;padding:0 3px;white-space:pre" + (f";color:{colour}" if colour else "")
+    return Raw(" ".join(f"<code style='{style}'>{html.escape(token_text(t))}</code>" for t in tokens))
+
+
+def histogram_counts(values: Sequence[float], bins: int = 12) -> tuple[list[str], list[float]]:
+    """Counts of ``values`` in ``bins`` equal bins, labelled by their centres."""
+    lo, hi = min(values), max(values)
+    width = (hi - lo) / bins or 1.0
+    counts = [0.0] * bins
+    for v in values:
+        counts[min(int((v - lo) / width), bins - 1)] += 1
+    return [f"{lo + (i + 0.5) * width:.3g}" for i in range(bins)], counts
+
+
+# --- decoded neurons -------------------------------------------------------------------
 
 
 def neuron_table_html(table, max_rows: int = 5000) -> str:
@@ -59,9 +87,9 @@ def neuron_table_html(table, max_rows: int = 5000) -> str:
         cells = [
             str(int(table.layer[i])),
             str(int(table.neuron[i])),
-            " ".join(f"<code class='pos'>{html.escape(_clean(t))}</code>" for t in top),
+            _tokens(top, _POS),
             f"{float(table.top_values[i, 0]):.3f}",
-            " ".join(f"<code class='neg'>{html.escape(_clean(t))}</code>" for t in bottom),
+            _tokens(bottom, _NEG),
         ]
         rows.append(f"<tr data-tokens='{keys}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     note = f"<p>showing the first {max_rows} of {len(table)} neurons</p>" if len(table) > max_rows else ""
@@ -84,12 +112,37 @@ def decode_report(table, max_rows: int = 5000, classes=None) -> str:
     figures = [hist]
     if classes is not None:
         figures.append(_class_figure(classes))
-    body = [f"<p>{len(table)} neurons, side <b>{table.side}</b>, k = {table.k}, model {html.escape(table.model_name)}. "
-            "Scores are direct logit contributions per unit activation through the final norm's weight and W_U "
-            "(the norm's scale and all biases left out; see docs/neurons.md).</p>"]
-    body += _figures(figures)
-    body.append(neuron_table_html(table, max_rows))
-    return _page("Neuron decoding", body)
+    return page(
+        "Neuron decoding",
+        [f"<p>{_SCORES}</p>", figures_html(figures), section("Decoded neurons", neuron_table_html(table, max_rows))],
+        model=table.model_name,
+        settings={"neurons": len(table), "side": table.side, "k": table.k, "method": table.meta.get("method")},
+    )
+
+
+def neuron_table_summary(table, n_rows: int = 10) -> str:
+    """The notebook view of a :class:`~interp.neurons.NeuronTable`: its size, its first rows, a score histogram."""
+    rows = [("neurons", len(table)), ("layers", layer_numbers(table.layer.tolist())), ("side", table.side),
+            ("k", table.k), ("model", table.model_name)]
+    if "method" in table.meta:
+        rows.append(("method", table.meta["method"]))
+    if len(table):
+        rows.append(("largest top-1 score", float(table.top_values[:, 0].max())))
+    shown = [(str(int(table.layer[i])), str(int(table.neuron[i])), _tokens(table.top_tokens(i, 5), _POS),
+              float(table.top_values[i, 0]), _tokens(table.bottom_tokens(i, 5), _NEG))
+             for i in range(min(len(table), n_rows))]
+    header = ["layer", "neuron", "top 5 (promoted)", "top score", "bottom 5 (suppressed)"]
+    grid = html_table(header, shown, ".3f") if shown else None
+    chart = None
+    if len(table) >= 50:
+        labels, counts = histogram_counts(table.top_values[:, 0].tolist())
+        chart = bar_svg(labels, counts, title="top-1 score per neuron", y_label="neurons")
+    more = f"first {n_rows} of {len(table):,} rows; " if len(table) > n_rows else ""
+    return summary_html("NeuronTable", rows, chart, table=grid,
+                        note=f"{more}search(...) filters by token, to_html() gives the searchable report")
+
+
+# --- semantic classes ------------------------------------------------------------------
 
 
 def _class_figure(report):
@@ -101,13 +154,33 @@ def _class_figure(report):
 
 
 def class_report_html(report) -> str:
-    rows = []
-    for cls, neurons in report.neurons.items():
-        for n in neurons[:10]:
-            tokens = " ".join(f"<code>{html.escape(_clean(t))}</code>" for t in n.tokens)
-            rows.append(f"<tr><td>{cls}</td><td>L{n.layer}N{n.neuron}</td><td>{tokens}</td><td>{n.strength:.3f}</td></tr>")
-    table = "<table><tr><th>class</th><th>neuron</th><th>top tokens</th><th>strength</th></tr>" + "".join(rows) + "</table>"
-    return _page("Semantic-class neurons", _figures([_class_figure(report)]) + [table])
+    """Counts per class and the ten strongest neurons of each."""
+    rows = [(cls, f"L{n.layer}N{n.neuron}", _tokens(n.tokens), n.strength)
+            for cls, neurons in report.neurons.items() for n in neurons[:10]]
+    grid = html_table(["class", "neuron", "top tokens", "strength"], rows, ".3f")
+    return page(
+        "Semantic-class neurons",
+        [figures_html([_class_figure(report)]), section("Strongest neurons per class", grid)],
+        settings={"neurons decoded": report.n_neurons, "top": report.top, "side": report.side},
+    )
+
+
+def class_summary(report) -> str:
+    """The notebook view of a :class:`~interp.neurons.ClassReport`: counts per class and the strongest neurons."""
+    rows = [("neurons decoded", report.n_neurons), ("in a class", report.n_class_neurons),
+            ("classes", len(report.counts)), ("rule", f"top {report.top} {report.side}-side tokens all in the class")]
+    grid = []
+    for cls, count in sorted(report.counts.items(), key=lambda item: -item[1]):
+        best = report.neurons[cls][0] if report.neurons.get(cls) else None
+        grid.append((cls, count, f"L{best.layer}N{best.neuron}" if best else None,
+                     _tokens(best.tokens) if best else None, best.strength if best else None))
+    chart = bar_svg(list(report.counts), list(report.counts.values()), title="neurons per class", y_label="neurons")
+    return summary_html("ClassReport", rows, chart or None,
+                        table=html_table(["class", "neurons", "strongest", "its top tokens", "strength"], grid, ".3f"),
+                        note="strongest(cls) gives a class's best neuron; to_html() the full report")
+
+
+# --- clamp tests -----------------------------------------------------------------------
 
 
 def clamp_report(results) -> str:
@@ -123,4 +196,53 @@ def clamp_report(results) -> str:
     fig.update_layout(title="change in mean log-prob of the decoded tokens: neuron (red) vs random neurons (grey)",
                       yaxis_title="delta log-prob", height=450)
     items = "".join(f"<li>{html.escape(r.summary())}</li>" for r in results)
-    return _page("Neuron clamp test", _figures([fig]) + [f"<ul>{items}</ul>"])
+    return page("Neuron clamp test", [figures_html([fig]), f"<ul>{items}</ul>"])
+
+
+def clamp_summary(result) -> str:
+    """The notebook view of a :class:`~interp.neurons.ClampResult`: the effect against random neurons."""
+    rows = [
+        ("neuron", f"L{result.layer}N{result.neuron}"),
+        ("clamped to", result.value),
+        ("targets", _tokens(result.targets[:5])),
+        ("targets' log-prob change", f"{result.mean_delta:+.4f}"),
+        (f"random neurons (mean of {len(result.random_delta)})", f"{result.mean_random_delta:+.4f}"),
+        ("beats random neurons", f"{result.percentile:.0%}"),
+        (f"p({token_text(result.targets[0])!r})", f"{result.baseline_prob:.4f} \u2192 {result.clamped_prob:.4f}"),
+    ]
+    chart = None
+    if result.random_delta:
+        n = len(result.random_delta)
+        chart = line_svg({"random neurons, sorted": sorted(result.random_delta), "this neuron": [result.mean_delta] * n},
+                         title="log-prob change of the targets", y_label="delta log-prob") or None
+    return summary_html("ClampResult", rows, chart, note="to_html() for the full report")
+
+
+# --- model comparison ------------------------------------------------------------------
+
+
+def _comparison_rows(comparison) -> list[tuple]:
+    return [(layer, u, o) for layer, u, o in zip(comparison.layers, comparison.unchanged, comparison.overlap)]
+
+
+def comparison_report(comparison) -> str:
+    """Per layer, the fraction of neurons with an unchanged top-1 token and the top-k overlap."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Bar(x=comparison.layers, y=comparison.unchanged, name="top-1 unchanged"),
+                     go.Bar(x=comparison.layers, y=comparison.overlap, name="top-k overlap")])
+    fig.update_layout(title=f"{comparison.model_a} vs {comparison.model_b}", xaxis_title="layer",
+                      yaxis_title="fraction of neurons", barmode="group", height=380)
+    grid = html_table(["layer", "top-1 unchanged", "top-k overlap"], _comparison_rows(comparison), ".3f")
+    return page("Neuron decoding: model comparison", [figures_html([fig]), section("Per layer", grid)],
+                settings={"models": f"{comparison.model_a} vs {comparison.model_b}", "side": comparison.side})
+
+
+def comparison_summary(comparison) -> str:
+    """The notebook view of a :class:`~interp.neurons.ModelComparison`."""
+    rows = [("models", f"{comparison.model_a} vs {comparison.model_b}"), ("side", comparison.side),
+            ("top-1 unchanged (all layers)", comparison.mean_unchanged)]
+    chart = bar_svg([str(layer) for layer in comparison.layers], comparison.unchanged,
+                    title="top-1 unchanged by layer", y_label="fraction")
+    return summary_html("ModelComparison", rows, chart or None,
+                        table=html_table(["layer", "top-1 unchanged", "top-k overlap"], _comparison_rows(comparison), ".3f"))

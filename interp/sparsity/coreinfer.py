@@ -95,6 +95,27 @@ class CoreSimilarity:
     n_groups: int
     n_sentences: int
 
+    @property
+    def mean_related(self) -> float:
+        """Mean over layers of the related-pair Jaccard similarity."""
+        return sum(self.related) / len(self.related) if self.related else float("nan")
+
+    @property
+    def mean_unrelated(self) -> float:
+        """Mean over layers of the unrelated-pair Jaccard similarity."""
+        return sum(self.unrelated) / len(self.unrelated) if self.unrelated else float("nan")
+
+    def __repr__(self) -> str:
+        from interp.neurons.report import layer_span
+        from interp.reports import plain_repr
+
+        head = (f"model {self.model_name!r}, {layer_span(self.layers)}, {self.n_sentences} sentences in {self.n_groups} "
+                f"groups, alpha {self.alpha}, beta {self.beta}: Jaccard related {self.mean_related:.3f} vs "
+                f"unrelated {self.mean_unrelated:.3f} (mean over layers)")
+        lines = [f"layer {layer}: core size {s:.1f}, related {r:.3f}, unrelated {u:.3f}"
+                 for layer, s, r, u in zip(self.layers, self.core_size, self.related, self.unrelated)]
+        return plain_repr("CoreSimilarity", head, lines)
+
     def table(self) -> str:
         lines = [f"alpha {self.alpha}, beta {self.beta}: {self.n_sentences} sentences in {self.n_groups} groups",
                  "layer  core size  related  unrelated"]
@@ -110,8 +131,15 @@ class CoreSimilarity:
     def load(cls, path: str | Path) -> CoreSimilarity:
         return cls(**json.loads(Path(path).read_text()))
 
+    def to_html(self) -> str:
+        from interp.sparsity.report import core_report
+
+        return core_report(self)
+
     def _repr_html_(self) -> str:
-        return f"<pre>{self.table()}</pre>"
+        from interp.sparsity.report import core_summary
+
+        return core_summary(self)
 
 
 @torch.no_grad()

@@ -63,6 +63,22 @@ class LayerSparsity:
         total = sum(self.token_counts)
         return sum(c * n for c, n in enumerate(self.token_counts)) / max(1, total)
 
+    def describe(self) -> str:
+        """One line: the layer's densities and neuron counts."""
+        return (f"layer {self.layer}: nonzero {self.nonzero:.4f}, positive {self.positive:.4f}, above {self.above:.4f}, "
+                f"DEFT {self.deft:.4f}, dead {self.dead}, dense {self.dense}, {self.mean_active_per_token:.1f} active/token")
+
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        return plain_repr("LayerSparsity", f"{self.n_tokens:,} tokens, {len(self.frequency):,} neurons",
+                          [self.describe()])
+
+    def _repr_html_(self) -> str:
+        from interp.sparsity.report import layer_summary
+
+        return layer_summary(self)
+
 
 @dataclass
 class SparsityResult:
@@ -74,6 +90,22 @@ class SparsityResult:
     dense_frequency: float
     skip_first: bool
     layers: list[LayerSparsity]
+
+    def mean(self, field: str) -> float:
+        """A density averaged over layers (each layer sees the same tokens and neurons, so this is the overall fraction)."""
+        if field not in ("nonzero", "positive", "above", "deft"):
+            raise ValueError(f"field must be 'nonzero', 'positive', 'above' or 'deft', got {field!r}")
+        return sum(getattr(s, field) for s in self.layers) / len(self.layers) if self.layers else float("nan")
+
+    def __repr__(self) -> str:
+        from interp.neurons.report import layer_span
+        from interp.reports import plain_repr
+
+        tokens = self.layers[0].n_tokens if self.layers else 0
+        head = (f"model {self.model_name!r}, {layer_span([s.layer for s in self.layers])}, {tokens:,} tokens: "
+                f"positive {self.mean('positive'):.4f}, nonzero {self.mean('nonzero'):.4f}, "
+                f"DEFT {self.mean('deft'):.4f} (all layers)")
+        return plain_repr("SparsityResult", head, [s.describe() for s in self.layers])
 
     def table(self) -> str:
         lines = ["layer  nonzero  positive  >thr    DEFT    dead  dense  active/token"]
@@ -103,7 +135,9 @@ class SparsityResult:
         return sparsity_report(self)
 
     def _repr_html_(self) -> str:
-        return f"<pre>{self.table()}</pre>"
+        from interp.sparsity.report import sparsity_summary
+
+        return sparsity_summary(self)
 
 
 def deft_density(activations: Tensor, eps: float) -> Tensor:

@@ -63,6 +63,15 @@ class TopKCurve:
     def increase(self) -> list[float]:
         return [loss - self.baseline_loss for loss in self.losses]
 
+    def __repr__(self) -> str:
+        from interp.neurons.report import layer_span
+        from interp.reports import plain_repr
+
+        head = (f"model {self.model_name!r}, {layer_span(self.layers)}, d_mlp {self.d_mlp}, {self.n_tokens:,} tokens: "
+                f"baseline loss {self.baseline_loss:.4f}")
+        lines = [f"k {k:5d}: loss {loss:.4f} ({inc:+.4f})" for k, loss, inc in zip(self.ks, self.losses, self.increase)]
+        return plain_repr("TopKCurve", head, lines)
+
     def table(self) -> str:
         lines = [f"baseline loss {self.baseline_loss:.4f} on {self.n_tokens} tokens", "    k  k/d_mlp   loss   increase"]
         lines += [f"{k:5d}  {k / self.d_mlp:7.3f}  {loss:.4f}  {inc:+.4f}" for k, loss, inc in zip(self.ks, self.losses, self.increase)]
@@ -78,8 +87,15 @@ class TopKCurve:
         data.pop("increase", None)
         return cls(**data)
 
+    def to_html(self) -> str:
+        from interp.sparsity.report import topk_report
+
+        return topk_report(self)
+
     def _repr_html_(self) -> str:
-        return f"<pre>{self.table()}</pre>"
+        from interp.sparsity.report import topk_summary
+
+        return topk_summary(self)
 
 
 def default_ks(d_mlp: int) -> list[int]:
