@@ -54,6 +54,11 @@ class ActivationBatch:
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
 
+    def __repr__(self) -> str:
+        widths = ", ".join(f"{name} d={a.shape[-1]}" for name, a in list(self.acts.items())[:3])
+        more = f", ... (+{len(self.acts) - 3} more)" if len(self.acts) > 3 else ""
+        return f"ActivationBatch({len(self)} rows; {widths}{more})"
+
     def row_ids(self, ctx_len: int) -> Int[Tensor, " batch"]:
         """A unique id per row, ``context * ctx_len + position`` (the row's index in stream order)."""
         return self.context * ctx_len + self.position

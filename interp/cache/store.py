@@ -212,10 +212,29 @@ class ActivationStore:
         return bool(self.manifest["complete"])
 
     def __repr__(self) -> str:
-        return (
-            f"ActivationStore({str(self.path)!r}: {len(self):,} rows in {len(self.shards)} shards, "
-            f"{self.manifest['dtype']}, model {self.manifest['model']['name']}, hooks {self.hook_names})"
-        )
+        from interp.reports import brief, plain_repr
+
+        m = self.manifest
+        return plain_repr("ActivationStore", f"{str(self.path)!r}, {'complete' if self.complete else 'INCOMPLETE'}", [
+            f"{self.n_contexts:,} contexts x {self.ctx_len} tokens = {len(self):,} rows in {len(self.shards)} shards, {m['dtype']}",
+            f"model {m['model']['name']}; {len(self.hook_names)} hooks: {brief(self.hook_names, 3)}",
+        ])
+
+    def _repr_html_(self) -> str:
+        from interp.reports import summary_html, table
+
+        m = self.manifest
+        size = sum(s.bytes for s in self.shards)
+        rows = [
+            ("path", str(self.path)),
+            ("status", "complete" if self.complete else "incomplete: resume the run"),
+            ("model", f"{m['model']['name']} ({m['model']['n_layers']} layers, d_model {m['model']['d_model']})"),
+            ("rows", f"{len(self):,} ({self.n_contexts:,} contexts x {self.ctx_len} tokens)"),
+            ("shards", f"{len(self.shards)} ({size / 2**20:,.1f} MiB, {m['dtype']})"),
+            ("data", m.get("data") or "unspecified"),
+        ]
+        shown = table(["hook", "d"], [[name, d] for name, d in self.widths().items()], max_rows=12)
+        return summary_html("Activation store", rows, table=shown)
 
     def describe(self) -> str:
         """A human-readable summary (``interp cache info``)."""

@@ -127,10 +127,19 @@ class StreamingActivations:
         return self.tokens.numel()
 
     def __repr__(self) -> str:
-        return (
-            f"StreamingActivations({self.n_contexts} contexts x {self.ctx_len} tokens = {len(self)} rows, "
-            f"hooks {self.hook_names})"
-        )
+        from interp.reports import brief, plain_repr
+
+        return plain_repr("StreamingActivations", f"{self.n_contexts} contexts x {self.ctx_len} tokens = {len(self):,} rows", [
+            f"{len(self.hook_names)} hooks: {brief(self.hook_names, 3)}",
+        ])
+
+    def _repr_html_(self) -> str:
+        from interp.reports import summary_html, table
+
+        rows = [("model", self.model.cfg.model_name), ("rows", f"{len(self):,} ({self.n_contexts:,} contexts x {self.ctx_len} tokens)"),
+                ("forward batch", self.forward_batch)]
+        shown = table(["hook", "d"], [[name, d] for name, d in self.widths().items()], max_rows=12)
+        return summary_html("Streaming activations (computed on the fly, no disk)", rows, table=shown)
 
     def block(self, index: int) -> dict[str, Tensor]:
         """The rows of block ``index`` (contexts ``index * forward_batch`` on), in stream order."""

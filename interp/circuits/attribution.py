@@ -53,6 +53,10 @@ class LogitTarget:
     token: int | None = None
     """The token id for a single-token target (None for a logit difference)."""
 
+    def __repr__(self) -> str:
+        token = f", token {self.token}" if self.token is not None else ""
+        return f"LogitTarget({self.label!r}{token}, direction over {self.direction.shape[-1]} tokens)"
+
 
 def token_target(model, token: int | str) -> LogitTarget:
     """The logit of one token, minus the mean logit (softmax ignores a shared shift)."""
@@ -113,6 +117,8 @@ class AttributionConfig:
     """Split the kept edges over the attention heads that carry them (see head_paths)."""
     min_head_fraction: float = 0.05
     """Keep a head path when it carries at least this fraction of its edge's |weight|."""
+    progress: bool = True
+    """Show a progress bar over the backward passes."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -163,7 +169,7 @@ def attribute(
     rm = ReplacementModel(model, transcoders)
     state = rm.clean_state(tokens)
     nodes = _node_list(rm, state, targets, model)
-    adjacency = edge_matrix(rm, state, nodes, targets, cfg.batch_size)
+    adjacency = edge_matrix(rm, state, nodes, targets, cfg.batch_size, cfg.progress)
     weights = torch.zeros(len(nodes))
     logit_idx = [i for i, n in enumerate(nodes) if n.kind == "logit"]
     probs = torch.tensor([n.prob if n.prob is not None else 1.0 for n in (nodes[i] for i in logit_idx)])
@@ -197,8 +203,12 @@ def edge_matrix(
     nodes: Sequence[Node],
     targets: Sequence[LogitTarget],
     batch_size: int,
+    progress: bool = False,
 ) -> Float[Tensor, "n_nodes n_nodes"]:
-    """Adjacency (rows = targets, columns = sources) by batched backward passes."""
+    """Adjacency (rows = targets, columns = sources) by batched backward passes.
+
+    ``progress`` shows a bar over the backward passes (notebook bar in Jupyter, text in a terminal).
+    """
     n = len(nodes)
     n_pos = len(state.tokens)
     adjacency = torch.zeros(n, n)
@@ -238,6 +248,10 @@ def edge_matrix(
     for row in rows:
         node = nodes[row]
         groups.setdefault(node.layer if node.kind == "feature" else rm.n_layers, []).append(row)
+    from tqdm.auto import tqdm
+
+    passes = sum(-(-len(group) // batch) for group in groups.values())
+    bar = tqdm(total=passes, desc="attribution", unit="pass", disable=not progress, leave=False)
     for target_layer, group in sorted(groups.items()):
         output = pre[target_layer] if target_layer < rm.n_layers else target_values
         src_layers = [layer for layer in layers if layer < target_layer]
@@ -266,6 +280,8 @@ def edge_matrix(
             for j, layer in enumerate(err_here):
                 g = grads[1 + len(src_layers) + j][:k]
                 adjacency[row_idx[:, None], err_cols[err_layers.index(layer)][None]] = (g * state.errors[layer]).sum(-1)
+            bar.update(1)
+    bar.close()
     return adjacency
 
 

@@ -27,6 +27,11 @@ class PlantedCircuit:
     """[B, A, C, D, D]: A at position 1, the target read at position 4."""
     target_token: int = Z
 
+    def __repr__(self) -> str:
+        c = self.model.cfg
+        return (f"PlantedCircuit({c.n_layers} layers, d_model {c.d_model}, transcoders at layers {sorted(self.transcoders)}, "
+                f"prompt {self.prompt.tolist()}, target token {self.target_token})")
+
 
 def planted_circuit(d_model: int = 32, d_vocab: int = 12, seed: int = 0) -> PlantedCircuit:
     torch.manual_seed(seed)

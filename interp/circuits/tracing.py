@@ -40,6 +40,8 @@ class TraceConfig:
     """Also keep head paths that stay at one position (a head attending to itself)."""
     n_top_logits: int = 1
     """Logit targets when none is given: the most probable next tokens."""
+    progress: bool = True
+    """Show a progress bar over the attribution's backward passes."""
 
     def __post_init__(self) -> None:
         for name in ("node_threshold", "edge_threshold", "min_head_fraction"):
@@ -87,7 +89,8 @@ def trace(
         targets = [token_target(model, target)]
     else:
         targets = list(target)
-    acfg = AttributionConfig(batch_size=cfg.batch_size, heads=cfg.heads, min_head_fraction=cfg.min_head_fraction)
+    acfg = AttributionConfig(batch_size=cfg.batch_size, heads=cfg.heads, min_head_fraction=cfg.min_head_fraction,
+                             progress=cfg.progress)
     full = attribute(model, transcoders, tokens, targets, acfg, prompt=prompt if isinstance(prompt, str) else None)
     graph = prune(full, cfg.node_threshold, cfg.edge_threshold)
     graph.model_name = model_name

@@ -133,6 +133,11 @@ class CodebookRun:
     losses: dict[str, Tensor] = field(default_factory=dict)
     """hook -> codebook loss of the last forward (when computed)."""
 
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{hook} {tuple(codes.shape)}" for hook, codes in list(self.codes.items())[:3])
+        more = f", ... (+{len(self.codes) - 3} more)" if len(self.codes) > 3 else ""
+        return f"CodebookRun(codes at {len(self.codes)} hook(s){': ' + shapes if shapes else ''}{more})"
+
     def codebook_loss(self) -> Tensor:
         """Sum of the bottlenecks' codebook losses in the last forward."""
         if not self.losses:

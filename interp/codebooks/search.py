@@ -36,6 +36,11 @@ class LabelledTokens:
     tokens: Int[Tensor, "n ctx"]
     labels: list[list[str | None]]
 
+    def __repr__(self) -> str:
+        labelled = sum(lab is not None for row in self.labels for lab in row)
+        n, ctx = self.tokens.shape
+        return f"LabelledTokens({n} contexts x {ctx} tokens, {labelled:,} labelled)"
+
 
 def labelled_contexts(
     tokenizer, n_contexts: int, ctx_len: int, seed: int = 0, mixture: dict[str, float] | None = None
@@ -71,6 +76,30 @@ class CodeRecord:
     """hook -> cosine similarity of each active code ``[n, ctx, slots]``."""
     n_flat: dict[str, int]
     """hook -> number of flat code ids."""
+
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        n, ctx = self.tokens.shape
+        lines = [f"{hook}: {int((self.frequency(hook) > 0).sum())}/{self.n_flat[hook]} codes active" for hook in self.codes]
+        return plain_repr("CodeRecord", f"{n} contexts x {ctx} tokens, {len(self.codes)} bottleneck(s)", lines)
+
+    def _repr_html_(self) -> str:
+        from interp.reports import line_svg, summary_html, table
+
+        n, ctx = self.tokens.shape
+        rows = [("positions", f"{n * ctx:,} ({n} contexts x {ctx} tokens)"), ("bottlenecks", len(self.codes))]
+        stats = []
+        for hook in self.codes:
+            freq = self.frequency(hook)
+            stats.append([hook, int((freq > 0).sum()), self.n_flat[hook], float(freq.max()) if freq.numel() else 0.0])
+        shown = table(["hook", "active codes", "codes", "top frequency"], stats, ".4f", max_rows=16)
+        chart = None
+        if self.codes:
+            hook = next(iter(self.codes))
+            freq = self.frequency(hook).sort(descending=True).values
+            chart = line_svg(freq[freq > 0].tolist(), title=f"{hook}: code frequency by rank", x_label="rank", log_y=True)
+        return summary_html("Code record", rows, chart or None, table=shown)
 
     def flat_codes(self, hook: str) -> Int[Tensor, "positions slots"]:
         return self.codes[hook].flatten(0, 1)

@@ -83,6 +83,22 @@ class Shift:
     js_after_target: Float[Tensor, " batch"] | None = None
     """JS(after, target) when a target was given."""
 
+    def __repr__(self) -> str:
+        head = f"{self.before.shape[0]} prompt(s): mean JS(before, after) {self.js.mean().item():.4f} bits"
+        if self.js_before_target is not None and self.js_after_target is not None:
+            head += (f"; JS to target {self.js_before_target.mean().item():.4f} -> "
+                     f"{self.js_after_target.mean().item():.4f} bits")
+        return f"Shift({head})"
+
+    def _repr_html_(self) -> str:
+        from interp.reports import summary_html
+
+        rows = [("prompts", self.before.shape[0]), ("mean JS(before, after), bits", self.js.mean().item())]
+        if self.js_before_target is not None and self.js_after_target is not None:
+            rows += [("mean JS(before, target), bits", self.js_before_target.mean().item()),
+                     ("mean JS(after, target), bits", self.js_after_target.mean().item())]
+        return summary_html("Next-token shift from forced codes", rows)
+
 
 @torch.no_grad()
 def next_token_shift(

@@ -86,6 +86,8 @@ class CodebookTrainConfig:
     """Seed of initialisation and data order."""
     device: str | None = None
     """'cpu' or 'cuda' (CUDA when available if unset)."""
+    progress: bool = True
+    """Show a progress bar (a notebook bar in Jupyter, text in a terminal)."""
 
     def __post_init__(self) -> None:
         bad = [s for s in self.sites if s not in CODEBOOK_SITES]
@@ -137,6 +139,23 @@ class TrainResult:
             "perplexity_original": self.perplexity_original,
             "perplexity_codebooks": self.perplexity_codebooks,
         }
+
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        head = f"{self.steps} steps, {self.seconds:.0f} s: LM loss {self.loss_original:.4f} -> {self.loss_codebooks:.4f} ({100 * self.relative_cost:+.1f}%)"
+        return plain_repr("TrainResult", head, [f"{hook}: {n} codes active" for hook, n in self.active_codes.items()])
+
+    def _repr_html_(self) -> str:
+        from interp.reports import bar_svg, summary_html
+
+        rows = [("steps", self.steps), ("seconds", round(self.seconds, 1)),
+                ("LM loss, original model", self.loss_original), ("LM loss, with codebooks", self.loss_codebooks),
+                ("relative cost", f"{100 * self.relative_cost:+.2f}%"),
+                ("perplexity", f"{self.perplexity_original:.3f} -> {self.perplexity_codebooks:.3f}"),
+                ("final training loss", self.final_train_loss), ("run directory", self.out)]
+        chart = bar_svg(list(self.active_codes), list(self.active_codes.values()), title="active codes per bottleneck (held out)")
+        return summary_html("Codebook training run", rows, chart)
 
     def summary(self) -> str:
         return (
@@ -201,10 +220,12 @@ def train_codebooks(
     commitment: float = 0.0,
     replace_dead_every: int | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    progress: bool = True,
 ) -> float:
     """Run optimiser steps ``start_step .. steps-1``; return the last step's total loss.
 
-    ``on_step(step, loss)`` is called after each step (checkpoints, progress bars).
+    ``on_step(step, loss)`` is called after each step (checkpoints, logging); ``progress``
+    shows a progress bar with the LM and total loss.
     """
     from tqdm.auto import tqdm
 
@@ -213,7 +234,7 @@ def train_codebooks(
     groups = [[p for p in group["params"] if p.requires_grad] for group in optimizer.param_groups]
     codebooks.train()
     last = float("nan")
-    bar = tqdm(range(start_step, steps), desc="codebook train", initial=start_step, total=steps, leave=False)
+    bar = tqdm(range(start_step, steps), desc="codebook train", initial=start_step, total=steps, leave=False, disable=not progress)
     with inserted(model, codebooks, loss=True, commitment=commitment, keep_inputs=bool(replace_dead_every)) as run:
         for step in bar:
             tokens = next(batches).to(model.cfg.device)
@@ -316,7 +337,7 @@ def train(cfg: CodebookTrainConfig) -> TrainResult:
     if start < cfg.steps:
         last = train_codebooks(
             model, codebooks, batches, optimizer, cfg.steps, start,
-            cfg.codebook_loss_coef, cfg.commitment, cfg.replace_dead_every, on_step,
+            cfg.codebook_loss_coef, cfg.commitment, cfg.replace_dead_every, on_step, cfg.progress,
         )
     model.eval()
     loss_cb, active = lm_loss(model, eval_set, codebooks)

@@ -242,6 +242,11 @@ class DropPoint:
     skip_max_abs_diff: float | None = None
     """Max |logits(skipped) - logits(zero-ablated)|: 0 up to float error when skipping is exact."""
 
+    def __repr__(self) -> str:
+        extra = f", speed-up {self.speedup:.2f}x" if self.speedup is not None else ""
+        tasks = f", {len(self.tasks)} task metrics" if self.tasks else ""
+        return f"DropPoint({self.n_dropped} dropped: loss {self.loss:.4f}, perplexity {self.perplexity:.2f}{extra}{tasks})"
+
 
 @dataclass
 class DropCurve:
@@ -259,6 +264,27 @@ class DropCurve:
         from dataclasses import asdict
 
         return asdict(self)
+
+    def __repr__(self) -> str:
+        from interp.reports import brief, plain_repr
+
+        head = f"{self.strategy}, {self.schedule}, {len(self.order)} modules by {self.metric} importance"
+        lines = [f"order: {brief(self.order, 6)}"]
+        if self.points:
+            lines.append(f"loss {self.points[0].loss:.4f} with none dropped -> {self.points[-1].loss:.4f} with {self.points[-1].n_dropped}")
+        return plain_repr("DropCurve", head, lines)
+
+    def _repr_html_(self) -> str:
+        from interp.reports import brief, line_svg, summary_html, table
+
+        rows = [("strategy", self.strategy), ("schedule", self.schedule), ("metric", self.metric),
+                ("order", brief(self.order, 8))]
+        points = table(["dropped", "module", "loss", "perplexity", "speed-up"],
+                       [[p.n_dropped, p.dropped[-1] if p.dropped else "", p.loss, p.perplexity, p.speedup] for p in self.points],
+                       ["", "", ".4f", ".3f", ".2f"], max_rows=25)
+        chart = line_svg({"loss": [p.loss for p in self.points]}, [p.n_dropped for p in self.points],
+                         title="held-out loss vs modules dropped", x_label="modules dropped")
+        return summary_html(f"Drop curve: {self.strategy} ({self.schedule})", rows, chart or None, table=points)
 
     @classmethod
     def from_dict(cls, data: dict) -> DropCurve:

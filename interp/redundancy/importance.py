@@ -144,6 +144,30 @@ class Importance:
     def from_dict(cls, data: dict) -> Importance:
         return cls(**data)
 
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        lowest = ", ".join(f"{m} {self.score(m):.4f}" for m in self.ranking()[:3])
+        head = f"{self.n_layers} layers, {self.n_tokens:,} tokens, BOS {'counted' if self.include_bos else 'not counted'}"
+        lines = [f"most redundant (residual): {lowest}"]
+        if self.dropped:
+            lines.append(f"measured with {len(self.dropped)} module(s) dropped")
+        return plain_repr("Importance", head, lines)
+
+    def _repr_html_(self) -> str:
+        from interp.reports import line_svg, summary_html, table
+
+        rows = [("layers", self.n_layers), ("tokens", self.n_tokens), ("BOS", "counted" if self.include_bos else "not counted"),
+                ("most redundant (residual)", ", ".join(str(m) for m in self.ranking()[:3]))]
+        if self.dropped:
+            rows.append(("dropped while measuring", ", ".join(self.dropped)))
+        values = table(["layer", "attn", "mlp", "block", "attn (output)", "mlp (output)", "block (output)"],
+                       [[layer, self.attn[layer], self.mlp[layer], self.block[layer], self.attn_output[layer],
+                         self.mlp_output[layer], self.block_output[layer]] for layer in range(self.n_layers)], ".5f", max_rows=48)
+        chart = line_svg({"attn": self.attn, "mlp": self.mlp, "block": self.block},
+                         title="1 - cos(input, input + output) by layer", x_label="layer")
+        return summary_html("Importance (low = redundant)", rows, chart or None, table=values)
+
     def table(self) -> str:
         lines = [f"{'layer':>5s} {'attn':>9s} {'mlp':>9s} {'block':>9s}   {'attn_out':>9s} {'mlp_out':>9s} {'block_out':>9s}"]
         for layer in range(self.n_layers):

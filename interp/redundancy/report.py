@@ -69,6 +69,8 @@ class RedundancyConfig:
     """torch CPU threads (default: torch's choice). 1 is far faster for small models on a busy machine."""
     out: str = "redundancy"
     """Directory for redundancy.json and redundancy.html."""
+    progress: bool = True
+    """Show a progress bar over the drop curves."""
 
     def __post_init__(self) -> None:
         for name in ("ctx_len", "n_calibration", "n_heldout", "batch_size", "n_task_prompts", "timing_repeats"):
@@ -170,8 +172,31 @@ class RedundancyReport:
 
         return render(self)
 
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        head = f"{self.model}, {self.n_layers} layers: baseline loss {self.baseline_loss:.4f}, {len(self.curves)} drop curves"
+        lines = [f"most redundant ({self.metric}): {', '.join(self.most_redundant())}"]
+        lines += [f"{c.strategy} {c.schedule}: loss {c.points[0].loss:.4f} -> {c.points[-1].loss:.4f} "
+                  f"with {c.points[-1].n_dropped} dropped" for c in self.curves if c.points]
+        return plain_repr("RedundancyReport", head, lines)
+
     def _repr_html_(self) -> str:
-        return self.to_html()
+        from interp.reports import line_svg, summary_html, table
+
+        rows = [("model", self.model), ("layers", self.n_layers), ("baseline held-out loss", self.baseline_loss),
+                ("calibration / held-out tokens", f"{self.n_calibration_tokens:,} / {self.n_heldout_tokens:,}"),
+                (f"most redundant ({self.metric})", ", ".join(self.most_redundant())),
+                ("Spearman(importance, loss increase)",
+                 ", ".join(f"{g} {v[self.metric]:+.3f}" for g, v in self.rank_correlation.items()))]
+        curves = table(["strategy", "schedule", "first dropped", "loss (none)", "loss (all)"],
+                       [[c.strategy, c.schedule, ", ".join(c.order[:3]), c.points[0].loss, c.points[-1].loss]
+                        for c in self.curves if c.points])
+        longest = max((len(c.points) for c in self.curves), default=0)
+        chart = line_svg({f"{c.strategy} {c.schedule}": [p.loss for p in c.points] + [float("nan")] * (longest - len(c.points))
+                          for c in self.curves}, title="held-out loss vs modules dropped", x_label="modules dropped", log_y=True)
+        return summary_html(f"Redundancy of {self.model}", rows, chart or None, table=curves,
+                            note="to_html() for the full report with all plots")
 
 
 def rank_correlations(imp: Importance, baseline: float, single: dict[str, float], n_layers: int) -> dict[str, dict[str, float]]:
@@ -200,8 +225,12 @@ def analyze(
     timing_tokens: Int[Tensor, "batch pos"] | None = None,
     timing_repeats: int = 5,
     name: str | None = None,
+    progress: bool = True,
 ) -> RedundancyReport:
-    """Importance, single-drop losses, rank correlations and drop curves of ``model``."""
+    """Importance, single-drop losses, rank correlations and drop curves of ``model``.
+
+    ``progress`` shows a bar over the drop curves (a notebook bar in Jupyter, text in a terminal).
+    """
     from tqdm.auto import tqdm
 
     common = {"batch_size": batch_size, "include_bos": include_bos, "bos_token_id": bos_token_id}
@@ -219,7 +248,7 @@ def analyze(
     memo: dict = {}
     curves = []
     jobs = [(s, sch) for s in strategies for sch in schedules]
-    for strategy, schedule in tqdm(jobs, desc="drop curves", disable=None):
+    for strategy, schedule in tqdm(jobs, desc="drop curves", disable=not progress):
         curves.append(
             drop_curve(
                 model, calibration, heldout, strategy, schedule, metric, max_drop=max_drop, tasks=tasks,
@@ -284,7 +313,7 @@ def run(cfg: RedundancyConfig) -> RedundancyReport:
     report = analyze(
         model, calibration, heldout, cfg.strategies, cfg.schedules, cfg.metric, cfg.batch_size, cfg.include_bos,
         max_drop=cfg.max_drop, tasks=reference_tasks(cfg.n_task_prompts) if use_tasks else None,
-        timing_tokens=timing, timing_repeats=cfg.timing_repeats, name=cfg.model,
+        timing_tokens=timing, timing_repeats=cfg.timing_repeats, name=cfg.model, progress=cfg.progress,
     )
     report.settings.update({"data": cfg.data, "ctx_len": int(tokens.shape[1]), "seed": cfg.seed})
     out = Path(cfg.out)

@@ -95,6 +95,10 @@ class World:
             fsm=fsm,
         )
 
+    def __repr__(self) -> str:
+        return (f"World({len(self.born_in)} subjects with born_in and works_as facts, "
+                f"FSM of {len(self.fsm)} states)")
+
     def relation(self, name: str) -> dict[str, str]:
         if name == "born_in":
             return self.born_in
@@ -120,6 +124,11 @@ class Document:
         self.labels.append("century")
         self.tokens.append(f"{yy:02d}")
         self.labels.append("year")
+
+    def __repr__(self) -> str:
+        from interp.reports import clip
+
+        return f"Document({self.task!r}, {len(self.tokens)} tokens: {clip(self.text, 60)})"
 
     @property
     def text(self) -> str:

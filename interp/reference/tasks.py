@@ -133,6 +133,21 @@ class ReferenceMetrics:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        passed = self.passed()
+        lines = [f"{name} {getattr(self, name):.4f}{'' if ok else '  BELOW TARGET'}" for name, ok in passed.items()]
+        return plain_repr("ReferenceMetrics", f"{sum(passed.values())}/{len(passed)} targets met", lines)
+
+    def _repr_html_(self) -> str:
+        from interp.reports import summary_html, table
+
+        passed = self.passed()
+        rows = [[name, getattr(self, name), f"{TARGETS[name][0]} {TARGETS[name][1]:.2f}", ok] for name, ok in passed.items()]
+        return summary_html("Reference-model task metrics", [("targets met", f"{sum(passed.values())}/{len(passed)}")],
+                            table=table(["metric", "value", "target", "met"], rows))
+
     def table(self) -> str:
         lines = [f"{'metric':28s} {'value':>8s}  target   ok"]
         for name, ok in self.passed().items():

@@ -45,6 +45,8 @@ class ReferenceTrainConfig:
     """CPU threads; fixed so that the run is reproducible bit for bit."""
     eval_every: int | None = None
     """Measure the task metrics every this many steps (None: only at the end)."""
+    progress: bool = True
+    """Show a progress bar with the loss (a notebook bar in Jupyter, text in a terminal)."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "threads"):
@@ -66,6 +68,23 @@ class ReferenceTrainResult:
     seconds: float
     metrics: dict[str, float]
     passed: dict[str, bool]
+
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        failed = [name for name, ok in self.passed.items() if not ok]
+        lines = [f"below target: {', '.join(failed)}"] if failed else []
+        head = (f"{self.out!r}: {self.steps} steps in {self.seconds:.0f} s, final loss {self.final_loss:.4f}, "
+                f"{sum(self.passed.values())}/{len(self.passed)} task targets met")
+        return plain_repr("ReferenceTrainResult", head, lines)
+
+    def _repr_html_(self) -> str:
+        from interp.reports import summary_html, table
+
+        rows = [("out", self.out), ("steps", self.steps), ("seconds", round(self.seconds, 1)), ("final loss", self.final_loss),
+                ("task targets met", f"{sum(self.passed.values())}/{len(self.passed)}")]
+        metrics = table(["metric", "value", "met"], [[name, value, self.passed.get(name)] for name, value in self.metrics.items()])
+        return summary_html("Reference-model training run", rows, table=metrics)
 
 
 def _lr_at(step: int, cfg: ReferenceTrainConfig) -> float:
@@ -100,7 +119,7 @@ def train(cfg: ReferenceTrainConfig) -> ReferenceTrainResult:
     batches = batched(pack(reference_documents(tokenizer, seed=cfg.seed), cfg.ctx_len, tokenizer.bos_token_id), cfg.batch_size)
     start = time.perf_counter()
     loss_value = float("nan")
-    bar = tqdm(range(cfg.steps), desc="reference", unit="step")
+    bar = tqdm(range(cfg.steps), desc="reference", unit="step", disable=not cfg.progress)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, cfg)

@@ -12,14 +12,15 @@ import math
 from collections.abc import Mapping, Sequence
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+Number = float | int
 _MARGIN = {"left": 46, "right": 8, "top": 20, "bottom": 28}
 
 
-def _num(x: float) -> str:
+def _num(x: Number) -> str:
     return f"{x:.3g}"
 
 
-def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 10, colour: str = "#555") -> str:
+def _text(x: Number, y: Number, text: str, anchor: str = "start", size: int = 10, colour: str = "#555") -> str:
     return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" fill="{colour}" text-anchor="{anchor}">'
             f"{html.escape(text)}</text>")
 
@@ -32,7 +33,7 @@ def _frame(width: int, height: int, title: str | None, body: list[str]) -> str:
     return "".join(parts + body + ["</svg>"])
 
 
-def _axes(width: int, height: int, lo: float, hi: float, x_lo: str, x_hi: str, x_label: str | None,
+def _axes(width: int, height: int, lo: Number, hi: Number, x_lo: str, x_hi: str, x_label: str | None,
           y_label: str | None, log_y: bool) -> list[str]:
     left, bottom, top = _MARGIN["left"], height - _MARGIN["bottom"], _MARGIN["top"]
     right = width - _MARGIN["right"]
@@ -49,8 +50,8 @@ def _axes(width: int, height: int, lo: float, hi: float, x_lo: str, x_hi: str, x
 
 
 def line_svg(
-    series: Mapping[str, Sequence[float]] | Sequence[float],
-    x: Sequence[float] | None = None,
+    series: Mapping[str, Sequence[Number | None]] | Sequence[Number | None],
+    x: Sequence[Number] | None = None,
     *,
     title: str | None = None,
     x_label: str | None = None,
@@ -68,7 +69,7 @@ def line_svg(
     n = max((len(v) for v in named.values()), default=0)
     xs = list(x) if x is not None else list(range(n))
 
-    def usable(v: float) -> bool:
+    def usable(v) -> bool:
         return v is not None and math.isfinite(v) and (v > 0 or not log_y)
 
     ys = {k: [(math.log10(v) if log_y else v) if usable(v) else None for v in vals] for k, vals in named.items()}
@@ -98,8 +99,8 @@ def line_svg(
 
 
 def bar_svg(
-    labels: Sequence[str],
-    values: Sequence[float],
+    labels: Sequence,
+    values: Sequence[Number | None],
     *,
     title: str | None = None,
     y_label: str | None = None,
@@ -116,7 +117,7 @@ def bar_svg(
     left, right = _MARGIN["left"], width - _MARGIN["right"]
     top, bottom = _MARGIN["top"], height - _MARGIN["bottom"]
 
-    def y_of(v: float) -> float:
+    def y_of(v: Number) -> float:
         return bottom - (bottom - top) * (v - lo) / (hi - lo)
 
     body = _axes(width, height, lo, hi, "", "", None, y_label, False)

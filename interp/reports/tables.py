@@ -37,17 +37,22 @@ def table(
     rows: Sequence[Sequence],
     float_format: str | Sequence[str] = ".4f",
     class_: str | None = None,
+    max_rows: int | None = None,
 ) -> str:
     """An HTML table; every cell is escaped unless it is :class:`Raw`.
 
     ``float_format`` is one format for all columns or one per column. Numeric cells are
-    right-aligned (class ``num``).
+    right-aligned (class ``num``). With ``max_rows``, longer tables show their first
+    ``max_rows`` rows and a last row counting the rest.
     """
     formats = [float_format] * len(header) if isinstance(float_format, str) else list(float_format)
     if len(formats) != len(header):
         raise ValueError(f"float_format has {len(formats)} entries for {len(header)} columns")
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
+    hidden = 0
+    if max_rows is not None and len(rows) > max_rows:
+        rows, hidden = rows[:max_rows], len(rows) - max_rows
     for row in rows:
         cells = []
         for i, value in enumerate(row):
@@ -55,6 +60,8 @@ def table(
             attr = ' class="num"' if numeric else ""
             cells.append(f"<td{attr}>{cell(value, formats[min(i, len(formats) - 1)])}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
+    if hidden:
+        body.append(f'<tr><td colspan="{len(header)}" class="muted">\u2026 {hidden:,} more</td></tr>')
     klass = f' class="{html.escape(class_)}"' if class_ else ""
     return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 

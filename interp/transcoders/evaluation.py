@@ -64,6 +64,8 @@ class EvalConfig:
     """Where to write eval.json and report.html (default: RUN/eval)."""
     device: str | None = None
     """'cpu' or 'cuda' (default: CUDA when available)."""
+    progress: bool = True
+    """Show progress bars (notebook bars in Jupyter, text in a terminal)."""
 
 
 @dataclass
@@ -92,6 +94,11 @@ class FeatureCard:
     contexts: list[dict]
     """Each: ``tokens`` (strings, the window), ``focus`` (index of the activating token), ``value``."""
     decoder_top_tokens: list[tuple[str, float]]
+
+    def __repr__(self) -> str:
+        tokens = ", ".join(repr(t) for t, _ in self.decoder_top_tokens[:4])
+        return (f"FeatureCard(layer {self.layer}, latent {self.index}: fires on {100 * self.frequency:.3f}% of tokens, "
+                f"{len(self.contexts)} contexts, promotes {tokens})")
 
 
 @dataclass
@@ -142,8 +149,27 @@ class EvalResult:
 
         return render(self)
 
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        head = (f"{self.model}, {len(self.layers)} layer(s), {self.n_tokens:,} tokens: clean CE {self.ce_clean:.4f}, "
+                f"all spliced {self.ce_all_spliced:.4f}, recovered {self.recovered_all_vs_zero:.3f} vs zero")
+        lines = [f"layer {r.layer}: L0 {r.l0:.2f}  FVU {r.fvu:.4f}  recovered {r.recovered_vs_zero:.3f} vs zero, "
+                 f"{r.recovered_vs_mean:.3f} vs mean" for r in self.layers]
+        return plain_repr("EvalResult", head, lines)
+
     def _repr_html_(self) -> str:
-        return self.to_html()
+        from interp.reports import bar_svg, summary_html
+        from interp.transcoders.report import summary_table
+
+        rows = [("model", self.model), ("held-out tokens", self.n_tokens), ("clean CE", self.ce_clean),
+                ("CE, all layers spliced", self.ce_all_spliced), ("recovered vs zero-ablation", self.recovered_all_vs_zero),
+                ("recovered vs mean-ablation", self.recovered_all_vs_mean)]
+        chart = bar_svg([f"L{r.layer}" for r in self.layers] + ["all"],
+                        [r.recovered_vs_zero for r in self.layers] + [self.recovered_all_vs_zero],
+                        title="fraction of CE loss recovered (vs zero-ablation)")
+        return summary_html("Transcoder evaluation", rows, chart, table=summary_table(self),
+                            note="to_html() for the full report with plots and latent cards")
 
 
 @contextlib.contextmanager
@@ -230,7 +256,7 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
     layers = sorted(transcoders)
     stats = _first_pass(model, transcoders, tokens, cfg)
     means = {layer: stats[layer]["y_sum"] / stats[layer]["n"] for layer in layers}
-    ce = _ce_passes(model, transcoders, tokens, means, cfg.batch_size)
+    ce = _ce_passes(model, transcoders, tokens, means, cfg.batch_size, cfg.progress)
     n = tokens.numel()
     per_layer = []
     freqs = {}
@@ -283,7 +309,7 @@ def _first_pass(model, transcoders: dict[int, Transcoder], tokens: torch.Tensor,
             "top_idx": torch.zeros((m, d_sae), dtype=torch.long, device=tokens.device),
         }
     offset = 0
-    for start in range(0, tokens.shape[0], cfg.batch_size):
+    for start in _bar(range(0, tokens.shape[0], cfg.batch_size), cfg.progress, "eval: statistics"):
         batch = tokens[start : start + cfg.batch_size]
         _, cache = model.run_with_cache(batch, names_filter=lambda name: name in names)
         rows = batch.numel()
@@ -309,14 +335,20 @@ def _first_pass(model, transcoders: dict[int, Transcoder], tokens: torch.Tensor,
     return stats
 
 
-def _ce_passes(model, transcoders, tokens, means, batch_size: int) -> dict:
+def _bar(batches: range, progress: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False)
+
+
+def _ce_passes(model, transcoders, tokens, means, batch_size: int, progress: bool = False) -> dict:
     sums: dict = {"clean": 0.0, "splice": {}, "zero": {}, "mean": {}, "splice_all": 0.0, "zero_all": 0.0, "mean_all": 0.0}
     layers = list(transcoders)
     for key in ("splice", "zero", "mean"):
         sums[key] = {layer: 0.0 for layer in layers}
     n_batches = 0
     mean_vectors = {layer: means[layer].float().to(tokens.device) for layer in layers}
-    for start in range(0, tokens.shape[0], batch_size):
+    for start in _bar(range(0, tokens.shape[0], batch_size), progress, "eval: CE losses"):
         batch = tokens[start : start + batch_size]
         weight = batch.shape[0]
         n_batches += weight

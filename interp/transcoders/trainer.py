@@ -70,6 +70,10 @@ class StepMetrics:
     dead_fraction: dict[str, float]
     parts: dict[str, dict[str, float]]
 
+    def __repr__(self) -> str:
+        means = ", ".join(f"{k} {v:.4g}" for k, v in self.summary().items())
+        return f"StepMetrics(step {self.step}, lr {self.lr:.3g}, {len(self.loss)} transcoders; mean {means})"
+
     def summary(self) -> dict[str, float]:
         """Means over transcoders, for progress bars and loggers."""
         mean = lambda d: sum(d.values()) / len(d)  # noqa: E731

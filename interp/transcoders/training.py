@@ -186,6 +186,26 @@ class TrainResult:
             raise StoreError(f"{path} not found: not a finished `interp transcoder train` run directory")
         return cls(**json.loads(path.read_text()))
 
+    def __repr__(self) -> str:
+        from interp.reports import brief, plain_repr
+
+        head = f"{self.arch} on layers [{brief(self.layers, 6)}]: {self.steps} steps, {self.tokens:,} tokens, {self.seconds:.0f} s"
+        lines = [f"{key}: L0 {m['L0']:.2f}  FVU {m['FVU']:.4f}  dead {m['dead']:.3f}" for key, m in self.final.items()]
+        return plain_repr("TrainResult", head, lines)
+
+    def _repr_html_(self) -> str:
+        from interp.reports import line_svg, summary_html, table
+
+        rows = [("architecture", self.arch), ("layers", ", ".join(map(str, self.layers))), ("steps", self.steps),
+                ("tokens", self.tokens), ("seconds", round(self.seconds, 1)), ("run directory", self.out)]
+        final = table(["layer", "loss", "L0", "FVU", "dead"],
+                      [[key, m["loss"], m["L0"], m["FVU"], m["dead"]] for key, m in self.final.items()],
+                      ["", ".4g", ".2f", ".4f", ".3f"], max_rows=16)
+        steps = [h["step"] for h in self.history]
+        chart = line_svg({"FVU": [h["FVU"] for h in self.history], "dead": [h["dead"] for h in self.history]}, steps,
+                         title="mean over layers during training", x_label="step")
+        return summary_html("Transcoder training run", rows, chart or None, table=final)
+
     def table(self) -> str:
         lines = [f"{'layer':10s} {'L0':>7s} {'FVU':>7s} {'dead':>6s}"]
         for key, m in self.final.items():
