@@ -70,7 +70,7 @@ class RedundancyConfig:
     out: str = "redundancy"
     """Directory for redundancy.json and redundancy.html."""
     progress: bool = True
-    """Show a progress bar over the drop curves."""
+    """Show progress bars over the single drops and the drop curves."""
 
     def __post_init__(self) -> None:
         for name in ("ctx_len", "n_calibration", "n_heldout", "batch_size", "n_task_prompts", "timing_repeats"):
@@ -229,7 +229,8 @@ def analyze(
 ) -> RedundancyReport:
     """Importance, single-drop losses, rank correlations and drop curves of ``model``.
 
-    ``progress`` shows a bar over the drop curves (a notebook bar in Jupyter, text in a terminal).
+    ``progress`` shows bars over the single drops and the drop curves (notebook bars in
+    Jupyter, text in a terminal).
     """
     from tqdm.auto import tqdm
 
@@ -241,10 +242,10 @@ def analyze(
     with torch.no_grad():
         baseline_tasks = tasks(model) if tasks is not None else None
     single = {}
-    for kind in KINDS:
-        for layer in range(model.cfg.n_layers):
-            with ablated(model, [Module(kind, layer)]):
-                single[str(Module(kind, layer))] = heldout_loss(model, heldout, batch_size)
+    singles = [Module(kind, layer) for kind in KINDS for layer in range(model.cfg.n_layers)]
+    for module in tqdm(singles, desc="single drops", disable=not progress, leave=False):
+        with ablated(model, [module]):
+            single[str(module)] = heldout_loss(model, heldout, batch_size)
     memo: dict = {}
     curves = []
     jobs = [(s, sch) for s in strategies for sch in schedules]

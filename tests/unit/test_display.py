@@ -176,3 +176,18 @@ def test_helpers_escape_and_truncate():
     assert len(text.splitlines()) == 8 and "14 more" in text
     block = summary_html("T<", {"k": "<i>v</i>", "x": 0.123456}, "<svg></svg>")
     assert "T&lt;" in block and "&lt;i&gt;" in block and "0.1235" in block and "<svg></svg>" in block
+
+
+def test_progress_bars_show_and_can_be_turned_off(capfd):
+    from interp.models import load_model
+    from interp.redundancy.report import analyze
+
+    model = load_model("reference", device="cpu")
+    tokens = torch.randint(1, model.cfg.d_vocab, (4, 8))
+    capfd.readouterr()
+    analyze(model, tokens[:2], tokens[2:], strategies=["mlp"], schedules=["one-shot"], max_drop=1, progress=False)
+    quiet = capfd.readouterr()
+    analyze(model, tokens[:2], tokens[2:], strategies=["mlp"], schedules=["one-shot"], max_drop=1, progress=True)
+    shown = capfd.readouterr()
+    assert quiet.out == quiet.err == "" and shown.out == ""  # the library never prints
+    assert "drop curves" in shown.err and "single drops" in shown.err
