@@ -37,7 +37,7 @@ GROUP_HELP: dict[str, str] = {
     "cache": "cache activations of hook points to disk and inspect stores",
     "transcoder": "train transcoders that imitate MLP layers, and evaluate them spliced in",
 }
-COMMAND_MODULES: tuple[str, ...] = ("interp.transcoders.commands", "interp.codebooks.commands", "interp.cache.commands", "interp.redundancy.commands", "interp.neurons.commands", "interp.sparsity.commands", "interp.circuits.commands")
+COMMAND_MODULES: tuple[str, ...] = ("interp.transcoders.commands", "interp.codebooks.commands", "interp.cache.commands", "interp.redundancy.commands", "interp.neurons.commands", "interp.sparsity.commands", "interp.circuits.commands", "interp.units.commands")
 """Modules that register more subcommands with :func:`command` when imported
 (one per capability, e.g. ``interp.cache.commands``); imported when the parser is built."""
 

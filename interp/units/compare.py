@@ -1,0 +1,305 @@
+"""Neurons, transcoder features or codebook codes: which is the better unit of an MLP layer?
+
+For each MLP layer, :func:`compare_units` measures three kinds of unit on the same tokens:
+
+(a) the layer's **neurons** (``blocks.L.mlp.hook_pre`` / ``hook_post``);
+(b) the latents of a **transcoder** of the layer (reads ``blocks.L.ln2.hook_normalized``,
+    predicts ``blocks.L.hook_mlp_out``; :mod:`interp.transcoders`);
+(c) the codes of a **codebook** bottleneck at the layer's MLP output
+    (``blocks.L.hook_mlp_out``; :mod:`interp.codebooks`).
+
+Three measures, each per layer and kind (positions: every token but the first of each
+context, which is BOS; the loss is the model's usual mean next-token loss):
+
+**L0 per token.** Neurons: the mean number of positive pre-activations (GELU passes
+positive inputs through roughly linearly, so "active" means positive; for GELU nothing
+is exactly zero); also reported, the mean number of activations above
+``UnitsConfig.neuron_threshold``. Transcoder: latents with a nonzero activation. Codebook:
+codes active per token (``k`` per codebook).
+
+**Faithfulness.** The cross-entropy loss of the model when the layer's MLP output is
+replaced, at every position, by the unit's reconstruction: the transcoder's prediction
+(spliced, :func:`interp.transcoders.splice`), the codebook's snapped output (inserted at
+that layer only, :func:`interp.codebooks.inserted`), or for neurons the MLP's output when
+each token keeps only its ``k`` largest activations (:func:`interp.sparsity.topk_thresholding`),
+with ``k`` matched to the transcoder's L0 (rounded; ``UnitsConfig.neuron_k`` overrides it).
+Reported as the loss, as the fraction of the zero-ablation gap recovered,
+``(CE_zero - CE_unit) / (CE_zero - CE_clean)`` (1 = as good as the MLP, 0 = as bad as
+deleting it), and as the fraction of variance of the MLP output left unexplained (FVU).
+
+**Specificity.** For each class (a mask over positions: reference-corpus labels such as
+``colour`` or ``year``, and one class per FSM state), every unit gets a threshold so that
+it fires on at least ``UnitsConfig.recall`` (0.5) of the class's positions; the unit
+with the highest precision at its threshold is the class's best unit
+(:func:`interp.units.measures.best_precision_at_recall`). A unit's activation is its
+pre-activation for neurons (counted only where positive), its latent activation for the
+transcoder (where nonzero), and its cosine similarity with the input for codes (where
+chosen); a unit active on fewer than half the class's positions cannot reach the recall.
+Specificity of a kind in a layer = the unweighted mean over classes of the best
+precision (a class where no unit reaches the recall counts 0), reported per group of
+classes (token classes, FSM states). Classes with fewer than ``UnitsConfig.min_positives``
+positions are left out.
+
+All measures use the clean model's activations of one layer at a time; the replacement
+affects only that layer, so every layer is compared with the rest of the model intact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+from interp.units.measures import best_precision_at_recall
+from interp.units.result import ClassRow, UnitRow, UnitsComparison
+
+KINDS: tuple[str, ...] = ("neurons", "transcoder", "codebook")
+
+
+@dataclass
+class UnitsConfig:
+    """How the units comparison measures."""
+
+    recall: float = 0.5
+    """Specificity: each unit's threshold makes it fire on at least this fraction of a class."""
+    neuron_threshold: float = 0.1
+    """Neurons: also count activations (after GELU) above this value per token."""
+    neuron_k: int | None = None
+    """Neurons' faithfulness: activations kept per token (None: the transcoder's L0, rounded;
+    without a transcoder, the neurons' own mean count of positive pre-activations)."""
+    min_positives: int = 8
+    """Classes with fewer positions than this are left out of specificity."""
+    batch_size: int = 16
+    """Contexts per forward pass."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.recall <= 1:
+            raise ValueError(f"recall must be in (0, 1], got {self.recall}")
+        if self.neuron_k is not None and self.neuron_k < 1:
+            raise ValueError(f"neuron_k must be >= 1 (or None to match the transcoder's L0), got {self.neuron_k}")
+        if self.min_positives < 1 or self.batch_size < 1:
+            raise ValueError("min_positives and batch_size must be >= 1")
+
+
+@torch.no_grad()
+def compare_units(
+    model,
+    tokens: Int[Tensor, "n ctx"],
+    classes: Mapping[str, Bool[Tensor, "n ctx"]],
+    *,
+    layers: Sequence[int] | None = None,
+    transcoders: Mapping[int, object] | None = None,
+    codebooks=None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    cfg: UnitsConfig | None = None,
+    model_name: str | None = None,
+) -> UnitsComparison:
+    """Compare neurons, transcoder latents and codebook codes of each MLP layer on ``tokens``.
+
+    Args:
+        model: a HookedTransformer.
+        tokens: BOS-led contexts; the same tokens serve every measure and every kind.
+        classes: name -> mask over ``tokens`` (e.g. :func:`interp.units.reference_classes`).
+        layers: layers to compare (default: the layers with a transcoder or a codebook,
+            or every layer when neither is given).
+        transcoders: layer -> transcoder of that layer's MLP (optional).
+        codebooks: a :class:`interp.codebooks.Codebooks` with bottlenecks at
+            ``blocks.L.hook_mlp_out`` (optional; other sites are ignored).
+        groups: group name -> class names, for the per-group specificity (default: one
+            group ``"all"``).
+        cfg: how to measure (:class:`UnitsConfig`).
+        model_name: recorded in the result (default: ``model.cfg.model_name``).
+    """
+    from interp.hooks import hook_name
+
+    cfg = cfg or UnitsConfig()
+    transcoders = dict(transcoders or {})
+    book_hooks = {} if codebooks is None else {h: b for h, b in codebooks.items()}
+    by_layer = {layer: hook_name("mlp_out", layer) for layer in range(model.cfg.n_layers)}
+    books = {layer: h for layer, h in by_layer.items() if h in book_hooks}
+    if layers is None:
+        layers = sorted(set(transcoders) | set(books)) or list(range(model.cfg.n_layers))
+    layers = list(layers)
+    bad = [layer for layer in [*layers, *transcoders] if not 0 <= layer < model.cfg.n_layers]
+    if bad:
+        raise ValueError(f"layers {sorted(set(bad))} do not exist: the model has layers 0..{model.cfg.n_layers - 1}")
+    if tokens.ndim != 2 or tokens.shape[1] < 2:
+        raise ValueError(f"tokens must be [n_contexts, ctx_len >= 2], got {tuple(tokens.shape)}")
+    device = next(model.parameters()).device
+    tokens = tokens.to(device)
+    keep = _class_masks(classes, tokens, cfg.min_positives)
+    groups = {g: [c for c in names if c in keep] for g, names in (groups or {"all": list(classes)}).items()}
+    batches = [tokens[i : i + cfg.batch_size] for i in range(0, tokens.shape[0], cfg.batch_size)]
+    ce_clean = _mean_loss(model, batches, lambda: _nothing())
+    rows: list[UnitRow] = []
+    class_rows: list[ClassRow] = []
+    ce_zero: dict[int, float] = {}
+    for layer in layers:
+        clean = _clean_layer(model, batches, layer)
+        zero, _ = _replaced(model, batches, layer, clean["y"], lambda layer=layer: _zero_ablated(model, layer))
+        ce_zero[layer] = zero
+        book = (codebooks, books[layer]) if layer in books else None
+        kinds = _layer_units(model, layer, clean, transcoders.get(layer), book, cfg)
+        for kind, unit in kinds.items():
+            ce, fvu = _replaced(model, batches, layer, clean["y"], unit["replace"])
+            spec = {name: best_precision_at_recall(unit["scores"], mask, cfg.recall) for name, mask in keep.items()}
+            per_group = {g: _mean([spec[c].precision for c in names]) for g, names in groups.items()}
+            rows.append(
+                UnitRow(
+                    layer=layer, kind=kind, n_units=unit["n_units"], l0=unit["l0"], l0_above=unit.get("l0_above"),
+                    kept=unit.get("kept"), ce=ce, recovered=_recovered(zero, ce, ce_clean), fvu=fvu,
+                    specificity=_mean([m.precision for m in spec.values()]), specificity_groups=per_group,
+                )
+            )
+            class_rows += [
+                ClassRow(layer=layer, kind=kind, cls=name, positives=int(keep[name].sum()), precision=m.precision,
+                         unit=m.unit, threshold=m.threshold, recall=m.recall)
+                for name, m in spec.items()
+            ]
+            del unit["scores"]
+    n_positions = tokens.shape[0] * (tokens.shape[1] - 1)
+    return UnitsComparison(
+        model=model_name or model.cfg.model_name, n_contexts=tokens.shape[0], ctx_len=tokens.shape[1],
+        n_positions=n_positions, ce_clean=ce_clean, ce_zero={str(k): v for k, v in ce_zero.items()},
+        base_rates={name: float(mask.float().mean()) for name, mask in keep.items()}, groups=groups,
+        rows=rows, classes=class_rows, config=asdict(cfg),
+    )
+
+
+def _class_masks(classes: Mapping[str, Tensor], tokens: Tensor, min_positives: int) -> dict[str, Tensor]:
+    """Class masks over the compared positions (position 0 of each context dropped), the rare ones left out."""
+    keep = {}
+    for name, mask in classes.items():
+        if tuple(mask.shape) != tuple(tokens.shape):
+            raise ValueError(f"class {name!r}: mask shape {tuple(mask.shape)} differs from tokens {tuple(tokens.shape)}")
+        flat = mask[:, 1:].reshape(-1).bool().cpu()
+        if int(flat.sum()) >= min_positives:
+            keep[name] = flat
+    return keep
+
+
+def _clean_layer(model, batches: list[Tensor], layer: int) -> dict[str, Tensor]:
+    """The clean model's MLP input, pre/post activations and output of one layer (position 0 dropped)."""
+    from interp.hooks import hook_name
+
+    names = {site: hook_name(site, layer) for site in ("mlp_in", "mlp_pre", "mlp_post", "mlp_out")}
+    parts: dict[str, list[Tensor]] = {site: [] for site in names}
+    wanted = set(names.values())
+    for batch in batches:
+        _, cache = model.run_with_cache(batch, names_filter=lambda n: n in wanted, stop_at_layer=layer + 1)
+        for site, name in names.items():
+            parts[site].append(cache[name][:, 1:].reshape(-1, cache[name].shape[-1]).float().cpu())
+    out = {site: torch.cat(v) for site, v in parts.items()}
+    return {"x": out["mlp_in"], "pre": out["mlp_pre"], "post": out["mlp_post"], "y": out["mlp_out"]}
+
+
+def _layer_units(model, layer: int, clean: dict[str, Tensor], tc, book, cfg: UnitsConfig) -> dict[str, dict]:
+    """Per kind: L0, the activation matrix for specificity, and the replacement context."""
+    from interp.sparsity import topk_thresholding
+
+    units: dict[str, dict] = {}
+    tc_l0 = None
+    if tc is not None:
+        device = next(model.parameters()).device
+        tc = tc.to(device).eval()
+        acts = torch.cat([tc.forward_with_acts(x.to(device))[1].cpu() for x in clean["x"].split(4096)])
+        tc_l0 = float((acts > 0).sum(-1).float().mean())
+        from interp.transcoders import splice
+
+        units["transcoder"] = {
+            "n_units": tc.cfg.d_sae, "l0": tc_l0, "scores": acts.masked_fill(acts <= 0, float("-inf")),
+            "replace": lambda: splice(model, {layer: tc}),
+        }
+    pre = clean["pre"]
+    positive = float((pre > 0).sum(-1).float().mean())
+    k = cfg.neuron_k or max(1, round(tc_l0 if tc_l0 is not None else positive))
+    k = min(k, model.cfg.d_mlp)
+    units = {
+        "neurons": {
+            "n_units": model.cfg.d_mlp, "l0": positive, "l0_above": float((clean["post"] > cfg.neuron_threshold).sum(-1).float().mean()),
+            "kept": k, "scores": pre.masked_fill(pre <= 0, float("-inf")),
+            "replace": lambda: topk_thresholding(model, k, [layer]),
+        },
+        **units,
+    }
+    if book is not None:
+        units["codebook"] = _codebook_unit(model, layer, clean["y"], *book)
+    return units
+
+
+def _codebook_unit(model, layer: int, y: Tensor, codebooks, hook: str) -> dict:
+    from interp.codebooks import inserted
+
+    book = codebooks[hook]
+    if book.cfg.n_groups != 1 or book.cfg.d != y.shape[-1]:
+        raise ValueError(f"the codebook at layer {layer} does not fit the MLP output ({book.cfg}); train one at mlp_out")
+    device = book.codebook.device
+    scores = torch.full((y.shape[0], book.n_flat), float("-inf"))
+    for start in range(0, y.shape[0], 4096):
+        snap = book.eval()(y[start : start + 4096].to(device).unsqueeze(-2))
+        codes = book.flat_ids(snap.codes).flatten(1).cpu()
+        scores[start : start + codes.shape[0]].scatter_(1, codes, snap.scores.flatten(1).float().cpu())
+    return {
+        "n_units": book.n_flat, "l0": float(book.cfg.k * book.cfg.n_groups), "scores": scores,
+        "replace": lambda: inserted(model, codebooks, only=[hook]),
+    }
+
+
+def _replaced(model, batches: list[Tensor], layer: int, y_clean: Tensor, context: Callable[[], AbstractContextManager]) -> tuple[float, float]:
+    """Mean CE loss with the layer's MLP output replaced, and the replacement's FVU against the clean output."""
+    from interp.hooks import hook_name
+
+    captured: list[Tensor] = []
+
+    def capture(act, hook):
+        captured.append(act[:, 1:].reshape(-1, act.shape[-1]).float().cpu())
+
+    total, rows = 0.0, 0
+    with context(), model.hooks(fwd_hooks=[(hook_name("mlp_out", layer), capture)]):
+        for batch in batches:
+            total += model(batch, return_type="loss").item() * batch.shape[0]
+            rows += batch.shape[0]
+    y_hat = torch.cat(captured)
+    err = (y_hat.double() - y_clean.double()).pow(2).sum()
+    var = (y_clean.double() - y_clean.double().mean(0)).pow(2).sum().clamp_min(1e-12)
+    return total / rows, float(err / var)
+
+
+def _mean_loss(model, batches: list[Tensor], context: Callable[[], AbstractContextManager]) -> float:
+    total, rows = 0.0, 0
+    with context():
+        for batch in batches:
+            total += model(batch, return_type="loss").item() * batch.shape[0]
+            rows += batch.shape[0]
+    return total / rows
+
+
+def _zero_ablated(model, layer: int):
+    from interp.transcoders.evaluation import ablate
+
+    return ablate(model, {layer: None})
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+
+def _recovered(zero: float, unit: float, clean: float) -> float:
+    gap = zero - clean
+    return (zero - unit) / gap if abs(gap) > 1e-12 else float("nan")
+
+
+def _mean(values: Sequence[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+__all__ = ["KINDS", "UnitsConfig", "compare_units"]

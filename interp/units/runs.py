@@ -1,0 +1,75 @@
+"""The units comparison from trained run directories: what ``interp units`` runs.
+
+:func:`compare_runs` loads the model, a transcoder run (``interp transcoder train``) and
+codebook runs (``interp codebook train --freeze-model true``), draws the tokens and
+classes (:func:`interp.units.labelled_data`), runs :func:`interp.units.compare_units`, and
+writes ``units.json`` and ``units.html``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from interp.units.compare import UnitsConfig
+from interp.units.result import UnitsComparison
+
+
+@dataclass
+class UnitsRunConfig:
+    """Compare a model's MLP neurons, transcoder latents and codebook codes per layer; JSON + HTML report."""
+
+    model: str = "reference"
+    """'reference', 'gpt2', or a local checkpoint directory."""
+    transcoders: str | None = None
+    """Run directory of `interp transcoder train` (its layers get a transcoder row)."""
+    codebooks: list[str] = field(default_factory=list)
+    """Run directories of `interp codebook train` at mlp_out with the model frozen (one or more)."""
+    layers: str | None = None
+    """Layers to compare, e.g. '0-3' or 'all' (default: the layers with a transcoder or codebook)."""
+    n_contexts: int = 128
+    """Contexts the comparison runs on (the same tokens for every measure and kind)."""
+    ctx_len: int | None = None
+    """Context length (default: the model's n_ctx)."""
+    dataset: str = "reference"
+    """Token source: 'reference' (labelled corpus; as plain text for other tokenizers), a file or HF dataset."""
+    seed: int = 1
+    """Seed of the token sample (keep it apart from the training seeds)."""
+    out: str = "runs/units/report"
+    """Directory for units.json and units.html."""
+    device: str | None = None
+    """'cpu' or 'cuda' (default: CUDA when available)."""
+    measure: UnitsConfig = field(default_factory=UnitsConfig)
+    """How to measure (recall, neuron threshold, ...)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.measure, dict):
+            self.measure = UnitsConfig(**self.measure)
+        if self.n_contexts < 1:
+            raise ValueError(f"n_contexts must be >= 1, got {self.n_contexts}")
+
+
+def compare_runs(cfg: UnitsRunConfig, *, model=None) -> tuple[UnitsComparison, Path]:
+    """Run the comparison ``cfg`` describes and write ``OUT/units.json`` and ``OUT/units.html``."""
+    from interp.io import atomic_write_text
+    from interp.models import default_device, load_model
+    from interp.transcoders.training import parse_layers
+    from interp.units.compare import compare_units
+    from interp.units.data import labelled_data, load_codebooks, load_transcoders
+
+    device = cfg.device or default_device()
+    model = model if model is not None else load_model(cfg.model, device=device)
+    transcoders = load_transcoders(cfg.transcoders, device=device) if cfg.transcoders else {}
+    books = load_codebooks(cfg.codebooks, device=device) if cfg.codebooks else None
+    layers = parse_layers(cfg.layers, model.cfg.n_layers) if cfg.layers else None
+    data = labelled_data(model, cfg.n_contexts, cfg.ctx_len, seed=cfg.seed, dataset=cfg.dataset)
+    result = compare_units(model, data.tokens, data.classes, layers=layers, transcoders=transcoders, codebooks=books,
+                           groups=data.groups, cfg=cfg.measure, model_name=cfg.model)
+    result.metadata.update({"classes": data.source, "transcoders": cfg.transcoders, "codebooks": list(cfg.codebooks)})
+    out = Path(cfg.out)
+    result.save(out / "units.json")
+    atomic_write_text(out / "units.html", result.to_html())
+    return result, out
+
+
+__all__ = ["UnitsRunConfig", "compare_runs"]
