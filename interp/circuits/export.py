@@ -270,7 +270,7 @@ def meta_line(graph: Graph) -> str:
     """Model, graph size, scores, thresholds and attribution time in one line (plain text)."""
     scores = ", ".join(f"{k} {v:.3f}" for k, v in graph.scores.items())
     return (
-        f"{graph.model_name or 'model'}; {sum(n.kind == 'feature' for n in graph.nodes)} features, "
+        f"{graph.model_name or 'model'}; {graph.counts()['feature']} features, "
         f"{len(graph.edges())} edges, {len(graph.head_paths)} head paths; {scores}; "
         f"node threshold {graph.node_threshold}, edge threshold {graph.edge_threshold}; traced in {graph.seconds:.2f} s"
     )
@@ -291,7 +291,7 @@ def _prompt(graph: Graph) -> str:
 
 def notebook_summary(graph: Graph) -> str:
     """The compact notebook display: headline numbers, the prompt and the interactive graph."""
-    kinds = {k: sum(1 for n in graph.nodes if n.kind == k) for k in ("feature", "error", "embedding", "logit")}
+    kinds = graph.counts()
     rows = [("prompt", Raw(f'<span style="font-family:monospace">{_prompt(graph)}</span>')), ("model", graph.model_name or "model"),
             ("nodes", f"{kinds['feature']} features, {kinds['error']} error, {kinds['embedding']} tokens, {kinds['logit']} logits"),
             ("edges", f"{len(graph.edges())} ({len(graph.head_paths)} head paths)"),

@@ -170,8 +170,12 @@ class Graph:
 
     # -- display ---------------------------------------------------------------------
 
+    def counts(self) -> dict[str, int]:
+        """Nodes of each kind (feature, error, embedding, logit)."""
+        return {k: sum(1 for n in self.nodes if n.kind == k) for k in ("feature", "error", "embedding", "logit")}
+
     def summary(self) -> str:
-        kinds = {k: sum(1 for n in self.nodes if n.kind == k) for k in ("feature", "error", "embedding", "logit")}
+        kinds = self.counts()
         scores = ", ".join(f"{k} {v:.3f}" for k, v in self.scores.items())
         return (
             f"Graph of {self.prompt!r}: {kinds['feature']} features, {kinds['error']} error nodes, "
@@ -192,7 +196,7 @@ class Graph:
     def __repr__(self) -> str:
         from interp.reports import clip, plain_repr
 
-        kinds = {k: sum(1 for n in self.nodes if n.kind == k) for k in ("feature", "error", "logit")}
+        kinds = self.counts()
         scores = ", ".join(f"{k} {v:.3f}" for k, v in self.scores.items())
         head = f"{clip(self.prompt)}, {len(self.nodes)} nodes, {len(self.edges())} edges"
         return plain_repr("Graph", head, [
