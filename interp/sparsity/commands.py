@@ -50,6 +50,8 @@ class SparsityConfig:
     """CoreInfer sentence-wise fraction of most frequent core neurons kept."""
     seed: int = 0
     """Seed of the token stream and of the related sentences."""
+    progress: bool = True
+    """Show progress bars (notebook bars in Jupyter, text in a terminal; --noprogress turns them off)."""
     out: str = "runs/sparsity"
     """Output directory: sparsity.json, topk.json, core.json, report.html."""
 
@@ -68,11 +70,12 @@ def _sparsity(cfg: SparsityConfig) -> int:
     if model.tokenizer is None:
         raise ValueError("the model has no tokenizer, so tokens cannot be built from data")
     batches = token_batches(cfg.data, model.tokenizer, ctx_len=cfg.ctx_len, batch_size=cfg.batch_size, seed=cfg.seed)
-    result = measure(model, batches, threshold=cfg.threshold, deft_eps=cfg.deft_eps, max_batches=cfg.n_batches)
+    result = measure(model, batches, threshold=cfg.threshold, deft_eps=cfg.deft_eps, max_batches=cfg.n_batches,
+                     progress=cfg.progress)
     ks = _ints(cfg.ks)
     tokens = next(iter(token_batches(cfg.data, model.tokenizer, ctx_len=cfg.ctx_len, batch_size=cfg.batch_size, seed=cfg.seed + 1)))
-    curve = topk_curve(model, tokens, ks)
-    core = core_similarity(model, related_sentences(seed=cfg.seed), alpha=cfg.alpha, beta=cfg.beta)
+    curve = topk_curve(model, tokens, ks, progress=cfg.progress)
+    core = core_similarity(model, related_sentences(seed=cfg.seed), alpha=cfg.alpha, beta=cfg.beta, progress=cfg.progress)
     out = Path(cfg.out)
     result.save(out / "sparsity.json")
     curve.save(out / "topk.json")

@@ -149,18 +149,22 @@ def core_similarity(
     layers: int | Sequence[int] | None = None,
     alpha: float = 0.4,
     beta: float = 0.2,
+    progress: bool = True,
 ) -> CoreSimilarity:
     """Sentence-wise core sets of every sentence, compared within and across ``groups``.
 
     ``groups`` holds groups of related sentences, as text (tokenised by the model, BOS
     first) or 1-D token tensors. Position 0 (BOS) is left out of the core computation.
+    ``progress`` shows a bar over the groups (a notebook bar in Jupyter, text in a terminal).
     """
+    from tqdm.auto import tqdm
+
     if len(groups) < 2 or any(len(g) < 2 for g in groups):
         raise ValueError("core_similarity needs at least two groups of at least two sentences each")
     names = resolve(model, "mlp_post", layers)
     cores: list[list[set[int]]] = [[] for _ in names]
     labels = []
-    for gi, group in enumerate(groups):
+    for gi, group in enumerate(tqdm(groups, desc="core neurons", unit="group", disable=not progress, leave=False)):
         for sentence in group:
             tokens = model.to_tokens(sentence) if isinstance(sentence, str) else sentence.reshape(1, -1)
             _, cache = model.run_with_cache(tokens, names_filter=names)

@@ -177,6 +177,7 @@ def measure(
     dense_frequency: float = 0.5,
     max_batches: int | None = None,
     skip_first: bool = True,
+    progress: bool = True,
 ) -> SparsityResult:
     """Measure the sparsity of each layer's MLP activations on ``batches`` of tokens.
 
@@ -187,7 +188,10 @@ def measure(
         dense_frequency: a neuron positive on more than this fraction of tokens is "dense".
         max_batches: stop after this many batches (needed for endless streams).
         skip_first: leave out position 0 (BOS), whose activations are atypical.
+        progress: show a progress bar over the batches (a notebook bar in Jupyter, text in a terminal).
     """
+    from tqdm.auto import tqdm
+
     if deft_eps <= 0:
         raise ValueError(f"deft_eps must be positive, got {deft_eps}")
     if not 0 <= dense_frequency <= 1:
@@ -197,7 +201,8 @@ def measure(
     device = next(model.parameters()).device
     accs = [_Accumulator(model.cfg.d_mlp, device) for _ in pre_names]
     n = 0
-    for tokens in batches:
+    bar = tqdm(batches, desc="sparsity", unit="batch", total=max_batches, disable=not progress, leave=False)
+    for tokens in bar:
         if max_batches is not None and n >= max_batches:
             break
         _, cache = model.run_with_cache(tokens.to(device), names_filter=pre_names + post_names)

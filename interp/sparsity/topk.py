@@ -119,13 +119,19 @@ def topk_curve(
     tokens: Int[Tensor, "batch pos"],
     ks: Sequence[int] | None = None,
     layers: int | Sequence[int] | None = None,
+    progress: bool = True,
 ) -> TopKCurve:
-    """Mean next-token loss on ``tokens`` with every layer in ``layers`` top-k thresholded, per k."""
+    """Mean next-token loss on ``tokens`` with every layer in ``layers`` top-k thresholded, per k.
+
+    ``progress`` shows a bar over the values of k (a notebook bar in Jupyter, text in a terminal).
+    """
+    from tqdm.auto import tqdm
+
     names = resolve(model, "mlp_post", layers)
     ks = list(ks) if ks is not None else default_ks(model.cfg.d_mlp)
     tokens = tokens.to(next(model.parameters()).device)
     losses = []
-    for k in ks:
+    for k in tqdm(ks, desc="top-k curve", unit="k", disable=not progress, leave=False):
         with topk_thresholding(model, k, layers):
             losses.append(_loss(model, tokens))
     return TopKCurve(

@@ -107,3 +107,14 @@ def test_topk_thresholding_of_a_planted_stream_changes_the_loss(planted, tmp_pat
     curve = topk_curve(model, stream, ks=[8, 1])
     assert curve.losses[1] != curve.losses[0]
     assert TopKCurve.load(curve.save(tmp_path / "k.json")) == curve
+
+
+def test_progress_bars_show_on_stderr_and_can_be_turned_off(planted, capsys):
+    model, _, tokens = planted
+    measure(model, [tokens], progress=False)
+    topk_curve(model, tokens, ks=[8, 4], progress=False)
+    assert capsys.readouterr().err == ""
+    measure(model, [tokens], progress=True)
+    topk_curve(model, tokens, ks=[8, 4], progress=True)
+    err = capsys.readouterr().err
+    assert "sparsity" in err and "top-k curve" in err
