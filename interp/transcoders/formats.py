@@ -6,8 +6,9 @@ A transcoder directory holds ``cfg.json`` and ``sae_weights.safetensors`` (``W_e
 ``cfg.json`` has the keys SAELens 6's ``TranscoderConfig`` reads (``d_in``, ``d_sae``,
 ``d_out``, ``architecture``, ``apply_b_dec_to_input: false``, ``normalize_activations:
 "none"``, ``metadata`` with ``hook_name`` / ``hook_name_out`` and ``sae_lens_version``), so
-``sae_lens.SAE.load_from_disk`` loads ReLU (``transcoder``) and skip (``skip_transcoder``)
-transcoders and computes the same outputs. An ``interp`` key records our architecture
+``sae_lens.SAE.load_from_disk`` loads ReLU (``transcoder``), skip (``skip_transcoder``) and
+JumpReLU (``jumprelu_transcoder``, ``jumprelu_skip_transcoder``; ``threshold`` stored as
+SAELens names it) transcoders and computes the same outputs. An ``interp`` key records our architecture
 name and full config (``k`` for TopK), which :func:`load` uses to restore exactly.
 TopK transcoders are written with ``architecture: "interp_topk_transcoder"`` (or
 ``interp_skip_topk_transcoder``), names SAELens does not know, so it refuses them instead
@@ -29,7 +30,12 @@ from interp.transcoders.base import Transcoder
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
-_FROM_SAELENS = {"transcoder": "relu", "skip_transcoder": "skip"}
+_FROM_SAELENS = {
+    "transcoder": "relu",
+    "skip_transcoder": "skip",
+    "jumprelu_transcoder": "jumprelu",
+    "jumprelu_skip_transcoder": "skip_jumprelu",
+}
 _SAELENS_FORMAT_VERSION = "6.0.0"
 
 
@@ -61,10 +67,7 @@ def save(tc: Transcoder, directory: str | Path, *, hook_name: str, hook_name_out
 
     directory = Path(directory)
     folded = folded_copy(tc)
-    weights = {"W_enc": folded.W_enc, "b_enc": folded.b_enc, "W_dec": folded.W_dec, "b_dec": folded.b_dec}
-    if folded.has_skip:
-        weights["W_skip"] = folded.W_skip
-    weights = {k: v.detach().float().cpu().contiguous() for k, v in weights.items()}
+    weights = {k: v.detach().float().cpu().contiguous() for k, v in _tensors_out(folded).items()}
     layer = _layer(hook_name)
     meta = {
         "sae_lens_version": _saelens_version(),
@@ -97,6 +100,22 @@ def save(tc: Transcoder, directory: str | Path, *, hook_name: str, hook_name_out
     return directory
 
 
+def _tensors_out(tc: Transcoder) -> dict[str, torch.Tensor]:
+    """The tensors as SAELens names them (an architecture may rename, e.g. JumpReLU's threshold)."""
+    export = getattr(tc, "export_tensors", None)
+    return export() if export is not None else dict(tc.named_parameters())
+
+
+@torch.no_grad()
+def _tensors_in(tc: Transcoder, tensors: dict[str, torch.Tensor]) -> None:
+    load = getattr(tc, "import_tensors", None)
+    if load is not None:
+        load(tensors)
+        return
+    for name, value in tensors.items():
+        getattr(tc, name).copy_(value)
+
+
 def _layer(name: str) -> int | None:
     from interp.hooks import layer_of
 
@@ -111,7 +130,7 @@ def read_config(directory: str | Path) -> dict:
 
 
 def load(directory: str | Path, device: str | torch.device = "cpu") -> Transcoder:
-    """Load a transcoder saved by :func:`save`, or a SAELens ``transcoder`` / ``skip_transcoder``."""
+    """Load a transcoder saved by :func:`save`, or a SAELens (JumpReLU) ``transcoder`` / ``skip_transcoder``."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -132,12 +151,10 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Transcode
         raise StoreError(f"{directory} has {CFG_FILE} but no {WEIGHTS_FILE}; the save was interrupted or files were moved")
     tc = arch.transcoder(arch_cfg)
     state = load_file(str(weights_path))
-    expected = {name for name, _ in tc.named_parameters()}
+    expected = set(_tensors_out(tc))
     if set(state) != expected:
         raise StoreError(f"{weights_path} holds tensors {sorted(state)}, expected {sorted(expected)} for {arch.name}")
-    with torch.no_grad():
-        for name, value in state.items():
-            getattr(tc, name).copy_(value)
+    _tensors_in(tc, state)
     return tc.to(device).eval()
 
 
@@ -150,9 +167,7 @@ def from_saelens(sae) -> Transcoder:
         raise StoreError(f"SAELens transcoder with normalize_activations={sae.cfg.normalize_activations!r} is not supported")
     arch = registry.get(_FROM_SAELENS[name])
     tc = arch.transcoder(arch.config(d_in=sae.cfg.d_in, d_out=sae.cfg.d_out, d_sae=sae.cfg.d_sae))
-    with torch.no_grad():
-        for param, _ in tc.named_parameters():
-            getattr(tc, param).copy_(getattr(sae, param).detach().float().cpu())
+    _tensors_in(tc, {name: getattr(sae, name).detach().float().cpu() for name in _tensors_out(tc)})
     return tc.eval()
 
 

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 from interp.errors import InterpError
 
-ARCH_MODULES = ("interp.transcoders.relu", "interp.transcoders.topk", "interp.transcoders.skip")
+ARCH_MODULES = (
+    "interp.transcoders.relu",
+    "interp.transcoders.topk",
+    "interp.transcoders.skip",
+    "interp.transcoders.jumprelu",
+)
 """Modules imported (once) to fill the registry."""
 
 

@@ -15,6 +15,8 @@ each process whole layers (``parallel="layers"``), on gloo for CPU and NCCL for 
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import os
@@ -79,11 +81,13 @@ class TrainConfig:
     layers: str = "all"
     """Layers to train, e.g. '0,1,2,3', '0-3' or 'all'; all train together off one forward pass."""
     arch: str = sp_field(default="topk", choices=registry.names())
-    """Architecture, from interp.transcoders.registry (TopK ones take --k, ReLU ones --l1_coefficient)."""
+    """Architecture, from interp.transcoders.registry (TopK ones take --k, ReLU ones --l1_coefficient, JumpReLU ones --l0_coefficient)."""
     k: int | None = None
     """Active latents per row for topk / skip_topk (default 32)."""
     l1_coefficient: float | None = None
     """L1 penalty for relu / skip (default in interp.transcoders.relu.ReLUConfig)."""
+    l0_coefficient: float | None = None
+    """L0 penalty for jumprelu / skip_jumprelu (default in interp.transcoders.jumprelu.JumpReLUConfig)."""
     expansion: int = 16
     """Latents per input dimension: d_sae = expansion * d_model."""
     tokens: str = "5M"
@@ -119,10 +123,11 @@ class TrainConfig:
         if isinstance(self.optim, dict):
             self.optim = OptimConfig(**self.optim)
         arch = registry.get(self.arch)
-        if self.k is not None and not arch.sparse_k:
-            raise ValueError(f"--k applies to the TopK architectures, not {self.arch!r}; use --l1_coefficient")
-        if self.l1_coefficient is not None and arch.sparse_k:
-            raise ValueError(f"--l1_coefficient applies to relu / skip, not {self.arch!r}; use --k")
+        fields = {f.name for f in dataclasses.fields(arch.config)}
+        for option, field_name in (("--k", "k"), ("--l1_coefficient", "l1_coefficient"), ("--l0_coefficient", "l0_coefficient")):
+            if getattr(self, field_name) is not None and field_name not in fields:
+                users = [n for n in registry.names() if field_name in {f.name for f in dataclasses.fields(registry.get(n).config)}]
+                raise ValueError(f"{option} applies to {', '.join(users)}, not {self.arch!r}")
         if self.expansion < 1:
             raise ValueError(f"expansion must be >= 1, got {self.expansion}")
         if self.batch_size < 1:
@@ -146,6 +151,8 @@ class TrainConfig:
             extra["k"] = self.k
         if self.l1_coefficient is not None:
             extra["l1_coefficient"] = self.l1_coefficient
+        if self.l0_coefficient is not None:
+            extra["l0_coefficient"] = self.l0_coefficient
         return arch.config(d_in=d_in, d_out=d_out, d_sae=self.expansion * d_in, **extra)
 
     def identity(self) -> dict:

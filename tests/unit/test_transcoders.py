@@ -63,12 +63,14 @@ def fvu(tc, src, layer: int) -> float:
 
 def small_cfg(tmp_path, arch: str, **kw) -> TrainConfig:
     extra = {"k": 6} if registry.get(arch).sparse_k else {"l1_coefficient": 1e-2}
+    if "jumprelu" in arch:
+        extra = {"l0_coefficient": 1e-2}
     base = dict(arch=arch, layers="all", expansion=4, tokens="38400", batch_size=256, out=str(tmp_path / arch),
                 progress=False, device="cpu", checkpoint_every=None, optim=OptimConfig(lr=1e-2))
     return TrainConfig(**{**base, **extra, **kw})
 
 
-@pytest.mark.parametrize("arch", ["relu", "topk", "skip", "skip_topk"])
+@pytest.mark.parametrize("arch", ["relu", "topk", "skip", "skip_topk", "jumprelu", "skip_jumprelu"])
 def test_every_architecture_beats_the_mean_baseline(tmp_path, source, held_out, arch):
     """Predicting the mean output has FVU 1; a trained transcoder explains most of the MLP."""
     result = train(small_cfg(tmp_path, arch), source=source)
@@ -151,7 +153,7 @@ def test_existing_run_is_not_overwritten(tmp_path, source):
         train(cfg, source=source)
 
 
-@pytest.mark.parametrize("arch", ["relu", "skip"])
+@pytest.mark.parametrize("arch", ["relu", "skip", "jumprelu", "skip_jumprelu"])
 def test_saelens_loads_our_files_and_agrees(tmp_path, source, arch):
     from sae_lens import SAE
 
@@ -231,3 +233,33 @@ def test_lr_schedule():
     assert lr_at(20, 100, cfg) == 1.0
     assert lr_at(75, 100, cfg) == pytest.approx(0.5)
     assert lr_at(99, 100, cfg) == pytest.approx(0.02)
+
+
+def test_jumprelu_threshold_gradients_are_the_papers_pseudo_derivatives():
+    """d f/d theta = -(theta/eps) K((z - theta)/eps), d L0/d theta = -(1/eps) K(...), K a rectangle."""
+    from interp.transcoders.jumprelu import _JumpReLU, _Step
+
+    eps = 0.5
+    z = torch.tensor([[0.1, 1.2, 2.0], [0.9, 3.0, -1.0]])
+    theta = torch.tensor([0.3, 1.0, 2.5], requires_grad=True)
+    out = _JumpReLU.apply(z, theta, eps)
+    assert torch.equal(out, torch.tensor([[0.0, 1.2, 0.0], [0.9, 3.0, 0.0]]))
+    out.sum().backward()
+    # inside the kernel (|z - theta| < eps/2): (0.1 vs 0.3), (1.2 vs 1.0), (2.0 vs 2.5 is at the edge: out)
+    expected = torch.tensor([-(0.3 / eps) * 1, -(1.0 / eps) * 1, 0.0])
+    torch.testing.assert_close(theta.grad, expected)
+    theta.grad = None
+    step = _Step.apply(z, theta, eps)
+    assert torch.equal(step, (z > theta.detach()).float())
+    step.sum().backward()
+    torch.testing.assert_close(theta.grad, torch.tensor([-1 / eps, -1 / eps, 0.0]))
+
+
+def test_jumprelu_l0_penalty_makes_it_sparser(tmp_path, source, held_out):
+    l0 = {}
+    for coefficient in (0.0, 0.05):
+        cfg = small_cfg(tmp_path, "jumprelu", l0_coefficient=coefficient, out=str(tmp_path / f"c{coefficient}"))
+        train(cfg, source=source)
+        tc = formats.load(tmp_path / f"c{coefficient}" / "layer_0")
+        l0[coefficient] = (tc.encode(held_out.acts["blocks.0.ln2.hook_normalized"]) > 0).float().sum(-1).mean().item()
+    assert l0[0.05] < 0.9 * l0[0.0], l0
