@@ -75,6 +75,8 @@ class UnitsConfig:
     """Classes with fewer positions than this are left out of specificity."""
     batch_size: int = 16
     """Contexts per forward pass."""
+    progress: bool = True
+    """Show a progress bar over layers (notebook bar in Jupyter, text in a terminal)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.recall <= 1:
@@ -138,14 +140,16 @@ def compare_units(
     rows: list[UnitRow] = []
     class_rows: list[ClassRow] = []
     ce_zero: dict[int, float] = {}
-    for layer in layers:
+    from tqdm.auto import tqdm
+
+    for layer in tqdm(layers, desc="units", unit="layer", disable=not cfg.progress):
         clean = _clean_layer(model, batches, layer)
-        zero, _ = _replaced(model, batches, layer, clean["y"], lambda layer=layer: _zero_ablated(model, layer))
+        zero, _ = _replaced(model, batches, layer, clean, lambda layer=layer: _zero_ablated(model, layer))
         ce_zero[layer] = zero
         book = (codebooks, books[layer]) if layer in books else None
         kinds = _layer_units(model, layer, clean, transcoders.get(layer), book, cfg)
         for kind, unit in kinds.items():
-            ce, fvu = _replaced(model, batches, layer, clean["y"], unit["replace"])
+            ce, fvu = _replaced(model, batches, layer, clean, unit["replace"])
             spec = {name: best_precision_at_recall(unit["scores"], mask, cfg.recall) for name, mask in keep.items()}
             per_group = {g: _mean([spec[c].precision for c in names]) for g, names in groups.items()}
             rows.append(
@@ -161,6 +165,7 @@ def compare_units(
                 for name, m in spec.items()
             ]
             del unit["scores"]
+        del clean
     n_positions = tokens.shape[0] * (tokens.shape[1] - 1)
     return UnitsComparison(
         model=model_name or model.cfg.model_name, n_contexts=tokens.shape[0], ctx_len=tokens.shape[1],
@@ -183,18 +188,23 @@ def _class_masks(classes: Mapping[str, Tensor], tokens: Tensor, min_positives: i
 
 
 def _clean_layer(model, batches: list[Tensor], layer: int) -> dict[str, Tensor]:
-    """The clean model's MLP input, pre/post activations and output of one layer (position 0 dropped)."""
+    """The clean model's MLP input, pre/post activations and output of one layer (position 0
+    dropped), and the residual stream entering the layer's block (every position, per batch)."""
     from interp.hooks import hook_name
 
-    names = {site: hook_name(site, layer) for site in ("mlp_in", "mlp_pre", "mlp_post", "mlp_out")}
+    names = {site: hook_name(site, layer) for site in ("mlp_in", "mlp_pre", "mlp_post", "mlp_out", "resid_pre")}
     parts: dict[str, list[Tensor]] = {site: [] for site in names}
     wanted = set(names.values())
     for batch in batches:
         _, cache = model.run_with_cache(batch, names_filter=lambda n: n in wanted, stop_at_layer=layer + 1)
         for site, name in names.items():
-            parts[site].append(cache[name][:, 1:].reshape(-1, cache[name].shape[-1]).float().cpu())
-    out = {site: torch.cat(v) for site, v in parts.items()}
-    return {"x": out["mlp_in"], "pre": out["mlp_pre"], "post": out["mlp_post"], "y": out["mlp_out"]}
+            if site == "resid_pre":
+                parts[site].append(cache[name])
+            else:
+                parts[site].append(cache[name][:, 1:].reshape(-1, cache[name].shape[-1]).float().cpu())
+    out = {site: torch.cat(v) for site, v in parts.items() if site != "resid_pre"}
+    return {"x": out["mlp_in"], "pre": out["mlp_pre"], "post": out["mlp_post"], "y": out["mlp_out"],
+            "resid": parts["resid_pre"]}
 
 
 def _layer_units(model, layer: int, clean: dict[str, Tensor], tc, book, cfg: UnitsConfig) -> dict[str, dict]:
@@ -249,8 +259,12 @@ def _codebook_unit(model, layer: int, y: Tensor, codebooks, hook: str) -> dict:
     }
 
 
-def _replaced(model, batches: list[Tensor], layer: int, y_clean: Tensor, context: Callable[[], AbstractContextManager]) -> tuple[float, float]:
-    """Mean CE loss with the layer's MLP output replaced, and the replacement's FVU against the clean output."""
+def _replaced(model, batches: list[Tensor], layer: int, clean: dict, context: Callable[[], AbstractContextManager]) -> tuple[float, float]:
+    """Mean CE loss with the layer's MLP output replaced, and the replacement's FVU against the clean output.
+
+    The forward starts at the layer's block from the clean residual stream (the layers before
+    it are untouched by the replacement), which gives the same loss as a full forward pass.
+    """
     from interp.hooks import hook_name
 
     captured: list[Tensor] = []
@@ -260,12 +274,13 @@ def _replaced(model, batches: list[Tensor], layer: int, y_clean: Tensor, context
 
     total, rows = 0.0, 0
     with context(), model.hooks(fwd_hooks=[(hook_name("mlp_out", layer), capture)]):
-        for batch in batches:
-            total += model(batch, return_type="loss").item() * batch.shape[0]
+        for batch, resid in zip(batches, clean["resid"]):
+            loss = model(resid, start_at_layer=layer, tokens=batch, return_type="loss")
+            total += loss.item() * batch.shape[0]
             rows += batch.shape[0]
-    y_hat = torch.cat(captured)
-    err = (y_hat.double() - y_clean.double()).pow(2).sum()
-    var = (y_clean.double() - y_clean.double().mean(0)).pow(2).sum().clamp_min(1e-12)
+    y_hat, y_clean = torch.cat(captured).double(), clean["y"].double()
+    err = (y_hat - y_clean).pow(2).sum()
+    var = (y_clean - y_clean.mean(0)).pow(2).sum().clamp_min(1e-12)
     return total / rows, float(err / var)
 
 
