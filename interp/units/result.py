@@ -222,9 +222,13 @@ class UnitsComparison:
             section("Per class", detail, note="Base rate: the precision of a unit that fires everywhere."),
             section("Definitions", f"<pre>{_definitions()}</pre>"),
         ]
+        if self.metadata:
+            import html
+
+            sections.append(section("Provenance", f"<pre>{html.escape(json.dumps(self.metadata, indent=1))}</pre>"))
         settings = {"positions": self.n_positions, "contexts": self.n_contexts, "ctx_len": self.ctx_len, **self.config}
         return page("Units comparison: neurons vs transcoder latents vs codebook codes", sections, model=self.model,
-                    settings=settings, subtitle=json.dumps(self.metadata) if self.metadata else None)
+                    settings=settings)
 
 
 def _definitions() -> str:
