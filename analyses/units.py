@@ -139,7 +139,24 @@ def docs_section(result, meta: dict) -> str:
         f"{cb['batch_size']} x 128 tokens with the model frozen; {cb['seconds']:.0f} s for all layers). "
         f"Specificity: best precision at recall >= {result.config['recall']}, mean over {classes}."
     )
-    return f"{BEGIN}\n{setup}\n\n{units}\n\n{result.markdown()}\n{END}"
+    return f"{BEGIN}\n{setup}\n\n{units}\n\n{result.markdown()}\n\n{best_per_layer(result)}\n{END}"
+
+
+def best_per_layer(result) -> str:
+    """One line per layer: which kind wins each measure (computed from the result, not typed)."""
+    from interp.units.result import KIND_LABELS
+
+    measures = [("most faithful (recovered)", "recovered", max), ("lowest FVU", "fvu", min),
+                ("most specific (all classes)", "specificity", max)]
+    lines = ["Best kind per layer and measure:", ""]
+    for layer in result.layers:
+        rows = [r for r in result.rows if r.layer == layer]
+        parts = []
+        for label, attr, pick in measures:
+            best = pick(rows, key=lambda r: getattr(r, attr))
+            parts.append(f"{label}: {KIND_LABELS[best.kind]} ({getattr(best, attr):.3f})")
+        lines.append(f"- layer {layer}: " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 def update_docs(section: str) -> None:
