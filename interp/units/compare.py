@@ -116,6 +116,8 @@ def compare_units(
         cfg: how to measure (:class:`UnitsConfig`).
         model_name: recorded in the result (default: ``model.cfg.model_name``).
     """
+    from tqdm.auto import tqdm
+
     from interp.hooks import hook_name
 
     cfg = cfg or UnitsConfig()
@@ -140,8 +142,6 @@ def compare_units(
     rows: list[UnitRow] = []
     class_rows: list[ClassRow] = []
     ce_zero: dict[int, float] = {}
-    from tqdm.auto import tqdm
-
     for layer in tqdm(layers, desc="units", unit="layer", disable=not cfg.progress):
         clean = _clean_layer(model, batches, layer)
         zero, _ = _replaced(model, batches, layer, clean, lambda layer=layer: _zero_ablated(model, layer))
