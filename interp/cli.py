@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_option_string_dash_variants=DashVariant.DASH,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N",
+        help="CPU threads torch may use (default: torch's choice, one per core). On a machine other jobs "
+        "share, --threads 1 avoids oversubscription, which can slow a run down several times over",
+    )
     root = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=ArgumentParser)
     groups: dict[tuple[str, ...], argparse._SubParsersAction] = {(): root}
     for path, cmd in sorted(COMMANDS.items()):
@@ -164,6 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from interp.errors import InterpError
 
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         code = args._command.run(args.cfg)
     except InterpError as err:

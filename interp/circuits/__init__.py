@@ -66,4 +66,9 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+
+def __dir__() -> list[str]:
+    """Module attributes and the lazily imported names, so tab completion lists them (PEP 562)."""
+    return sorted(set(globals()) | set(_LAZY))
+
 __all__ = list(_LAZY)

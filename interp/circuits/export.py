@@ -286,13 +286,18 @@ def to_html(graph: Graph) -> str:
 
 
 def _prompt(graph: Graph) -> str:
-    return "".join(f"<span>{html.escape(t)}</span>" for t in graph.token_strs)
+    """The prompt's tokens, each boxed so token boundaries show (the reference vocabulary
+    has no leading-space marks, so plain concatenation runs words together)."""
+    return "".join(
+        f'<span style="border:1px solid #ccc;border-radius:3px;padding:0 2px;margin-right:2px">{html.escape(t)}</span>'
+        for t in graph.token_strs
+    )
 
 
 def notebook_summary(graph: Graph) -> str:
     """The compact notebook display: headline numbers, the prompt and the interactive graph."""
     kinds = graph.counts()
-    rows = [("prompt", Raw(f'<span style="font-family:monospace">{_prompt(graph)}</span>')), ("model", graph.model_name or "model"),
+    rows = [("prompt", Raw(f'<span style="font-family:monospace">{_prompt(graph)}</span>')), ("model", graph.model_name or "(not recorded)"),
             ("nodes", f"{kinds['feature']} features, {kinds['error']} error, {kinds['embedding']} tokens, {kinds['logit']} logits"),
             ("edges", f"{len(graph.edges())} ({len(graph.head_paths)} head paths)"),
             *((f"{k} score", v) for k, v in graph.scores.items()),

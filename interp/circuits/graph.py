@@ -60,6 +60,18 @@ class HeadPath:
 
 @dataclass
 class Graph:
+    """An attribution graph: nodes (features, error terms, input tokens, logit targets) and
+    the direct effect of every source node on every target node.
+
+    ``adjacency[t, s]`` is the direct effect of node ``s`` on node ``t`` in the frozen
+    replacement model (attention patterns and normalisation scales held fixed): the source's
+    value times the derivative of ``t`` with respect to it, i.e. the part of ``t``'s
+    pre-activation (of a logit target's value) that ``s`` contributes directly. Positive
+    edges excite, negative ones inhibit. ``head_paths`` splits an edge
+    that goes through attention into the heads that carry it. Node indices are positions in
+    ``nodes``; :meth:`index_of` finds them, :meth:`node_id` names them.
+    """
+
     prompt: str
     tokens: list[int]
     token_strs: list[str]
@@ -113,11 +125,15 @@ class Graph:
         return list(zip(t.tolist(), s.tolist()))
 
     def in_edges(self, target: int) -> list[tuple[int, float]]:
+        """``(source, weight)`` of every edge into node ``target``: ``weight`` is the source's
+        direct effect on the target (``adjacency[target, source]``; negative = inhibits)."""
         row = self.adjacency[target]
         idx = torch.nonzero(row).flatten().tolist()
         return [(s, float(row[s])) for s in idx]
 
     def heads_of(self, source: int, target: int) -> list[HeadPath]:
+        """The attention heads that carry the edge from ``source`` to ``target`` (empty when it
+        goes only through the residual stream), each with its share of the weight."""
         return [p for p in self.head_paths if p.source == source and p.target == target]
 
     def __len__(self) -> int:
@@ -149,6 +165,7 @@ class Graph:
 
     @classmethod
     def load(cls, path: str | Path) -> Graph:
+        """Read a graph written by :meth:`save`."""
         path = Path(path)
         if not path.is_file():
             raise StoreError(f"no graph file at {path}; write one with Graph.save or `interp circuit trace`")
@@ -175,6 +192,7 @@ class Graph:
         return {k: sum(1 for n in self.nodes if n.kind == k) for k in ("feature", "error", "embedding", "logit")}
 
     def summary(self) -> str:
+        """One line: the prompt, how many nodes of each kind, edges, head paths and scores."""
         kinds = self.counts()
         scores = ", ".join(f"{k} {v:.3f}" for k, v in self.scores.items())
         return (
@@ -184,11 +202,13 @@ class Graph:
         )
 
     def to_json(self) -> dict:
+        """The graph as Neuronpedia / circuit-tracer graph JSON (see :mod:`interp.circuits.export`)."""
         from interp.circuits.export import to_json
 
         return to_json(self)
 
     def to_html(self) -> str:
+        """A self-contained HTML page with the interactive graph and its node table (offline)."""
         from interp.circuits.export import to_html
 
         return to_html(self)

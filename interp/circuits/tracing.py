@@ -75,6 +75,7 @@ def trace(
     ``target``: a token (string or id), a :class:`LogitTarget` (e.g. a logit difference),
     a list of them, or None for the ``n_top_logits`` most probable next tokens.
     ``context_tokens`` ([batch, pos]) supply each feature's top activating contexts.
+    ``model_name`` is recorded in the graph and its exports (default: ``model.cfg.model_name``).
     """
     cfg = cfg or TraceConfig()
     transcoders = {layer: adapt(tc) for layer, tc in transcoders.items()}
@@ -93,7 +94,7 @@ def trace(
                              progress=cfg.progress)
     full = attribute(model, transcoders, tokens, targets, acfg, prompt=prompt if isinstance(prompt, str) else None)
     graph = prune(full, cfg.node_threshold, cfg.edge_threshold)
-    graph.model_name = model_name
+    graph.model_name = model_name or str(getattr(model.cfg, "model_name", "") or "")
     if cfg.heads:
         rm = ReplacementModel(model, transcoders)
         graph.head_paths = head_paths(

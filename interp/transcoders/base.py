@@ -187,6 +187,14 @@ class Transcoder(nn.Module, abc.ABC):
         acts = self.activation(self.pre_acts(x_n))
         return self.denormalise_out(self.decode_normalised(acts, x_n)), acts
 
+    def extra_repr(self) -> str:
+        """What ``repr`` shows: the shape, then the architecture's own settings."""
+        from dataclasses import fields
+
+        c = self.cfg
+        settings = ", ".join(f"{f.name}={getattr(c, f.name)!r}" for f in fields(c) if f.name not in ("d_in", "d_out", "d_sae"))
+        return f"d_in={c.d_in}, d_sae={c.d_sae}, d_out={c.d_out}" + (f", {settings}" if settings else "")
+
     def decoder_norms(self) -> Float[Tensor, " d_sae"]:
         return self.W_dec.norm(dim=1)
 

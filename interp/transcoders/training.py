@@ -81,13 +81,13 @@ class TrainConfig:
     layers: str = "all"
     """Layers to train, e.g. '0,1,2,3', '0-3' or 'all'; all train together off one forward pass."""
     arch: str = sp_field(default="topk", choices=registry.names())
-    """Architecture, from interp.transcoders.registry (TopK ones take --k, ReLU ones --l1_coefficient, JumpReLU ones --l0_coefficient)."""
+    """Architecture, from interp.transcoders.registry (TopK ones take --k, ReLU ones --l1-coefficient, JumpReLU ones --l0-coefficient)."""
     k: int | None = None
-    """Active latents per row for topk / skip_topk (default 32)."""
+    """Active latents per row for topk / skip_topk (unset: 32)."""
     l1_coefficient: float | None = None
-    """L1 penalty for relu / skip (default in interp.transcoders.relu.ReLUConfig)."""
+    """L1 penalty for relu / skip (unset: the default of interp.transcoders.relu.ReLUConfig)."""
     l0_coefficient: float | None = None
-    """L0 penalty for jumprelu / skip_jumprelu (default in interp.transcoders.jumprelu.JumpReLUConfig)."""
+    """L0 penalty for jumprelu / skip_jumprelu (unset: the default of interp.transcoders.jumprelu.JumpReLUConfig)."""
     expansion: int = 16
     """Latents per input dimension: d_sae = expansion * d_model."""
     tokens: str = "5M"
@@ -127,7 +127,7 @@ class TrainConfig:
         for option, field_name in (("--k", "k"), ("--l1_coefficient", "l1_coefficient"), ("--l0_coefficient", "l0_coefficient")):
             if getattr(self, field_name) is not None and field_name not in fields:
                 users = [n for n in registry.names() if field_name in {f.name for f in dataclasses.fields(registry.get(n).config)}]
-                raise ValueError(f"{option} applies to {', '.join(users)}, not {self.arch!r}")
+                raise ValueError(f"{option.replace('_', '-')} applies to {', '.join(users)}, not {self.arch!r}")
         if self.expansion < 1:
             raise ValueError(f"expansion must be >= 1, got {self.expansion}")
         if self.batch_size < 1:

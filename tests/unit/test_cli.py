@@ -32,3 +32,29 @@ def test_every_command_module_imports_and_registers():
     parser = cli.build_parser()
     assert parser.prog == "interp"
     assert ("reference", "train") in cli.COMMANDS and ("info",) in cli.COMMANDS
+
+
+def test_threads_option_sets_torch_threads_and_rejects_zero(capsys):
+    import torch
+
+    from interp.cli import main
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "info"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit):
+        main(["--threads", "0", "info"])
+    assert "--threads must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("package", ["interp", "interp.circuits", "interp.codebooks", "interp.transcoders", "interp.units"])
+def test_lazy_names_are_listed_by_dir(package):
+    """Tab completion (dir) lists the lazily imported public names before any is used."""
+    import importlib
+
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if name not in dir(module)]
+    assert not missing, missing

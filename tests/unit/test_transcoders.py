@@ -215,8 +215,10 @@ def test_paired_batches_resume_position(source):
 def test_config_errors():
     with pytest.raises(ValueError, match="--k applies"):
         TrainConfig(arch="relu", k=4)
-    with pytest.raises(ValueError, match="l1_coefficient applies"):
+    with pytest.raises(ValueError, match="--l1-coefficient applies to relu, skip, not 'topk'"):
         TrainConfig(arch="topk", l1_coefficient=1e-3)
+    with pytest.raises(ValueError, match="--l0-coefficient applies to jumprelu, skip_jumprelu"):
+        TrainConfig(arch="relu", l0_coefficient=1e-3)
     with pytest.raises(KeyError, match="choose one of"):
         TrainConfig(arch="nope")
     assert parse_count("5M") == 5_000_000 and parse_count("500k") == 500_000 and parse_count("1200") == 1200
