@@ -101,17 +101,12 @@ def save(tc: Transcoder, directory: str | Path, *, hook_name: str, hook_name_out
 
 
 def _tensors_out(tc: Transcoder) -> dict[str, torch.Tensor]:
-    """The tensors as SAELens names them (an architecture may rename, e.g. JumpReLU's threshold)."""
-    export = getattr(tc, "export_tensors", None)
-    return export() if export is not None else dict(tc.named_parameters())
+    """The tensors as SAELens names them (our parameter names are SAELens' names)."""
+    return dict(tc.named_parameters())
 
 
 @torch.no_grad()
 def _tensors_in(tc: Transcoder, tensors: dict[str, torch.Tensor]) -> None:
-    load = getattr(tc, "import_tensors", None)
-    if load is not None:
-        load(tensors)
-        return
     for name, value in tensors.items():
         getattr(tc, name).copy_(value)
 

@@ -3,7 +3,7 @@ Improving Reconstruction Fidelity with JumpReLU Sparse Autoencoders"; the archit
 Gemma Scope's transcoders).
 
 ``f_i = z_i * H(z_i - theta_i)`` with ``z = x_n @ W_enc + b_enc`` and a learned positive
-threshold ``theta_i = exp(log_threshold_i)`` per latent: a latent is either off or at least
+threshold ``theta_i > 0`` per latent (clamped positive after each step): a latent is either off or at least
 ``theta_i``, so small noisy activations cost nothing and large ones are not shrunk. The
 loss is the reconstruction MSE plus ``l0_coefficient`` times the number of active latents
 per row. ``H`` has no useful gradient, so both the JumpReLU and the L0 term get the paper's
@@ -24,7 +24,6 @@ the same function for a positive threshold).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -48,9 +47,15 @@ class JumpReLUConfig(ArchConfig):
     norm 0.1, so pre-activations start with a standard deviation near 0.1 and a kernel of
     0.001 sees too few of them for the thresholds to learn in a short run."""
     initial_threshold: float = 0.05
-    """Threshold of every latent at initialisation (half the initial pre-activation scale)."""
+    """Threshold of every latent at initialisation (without ``initial_density``), and the lowest
+    threshold the data-driven start may give."""
     l0_warmup: float = 0.05
     """Fraction of training over which the L0 coefficient ramps up linearly from zero."""
+    initial_density: float | None = 1 / 16
+    """Start each latent's threshold at the quantile of its pre-activations on the first
+    training batch that makes about this fraction of the latents fire per row (then
+    learned). None keeps ``initial_threshold`` everywhere, as the paper does; under Adam a
+    threshold moves by at most about the learning rate per step, so short runs need this start."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,9 +64,15 @@ class JumpReLUConfig(ArchConfig):
         if self.bandwidth <= 0:
             raise ValueError(f"bandwidth must be positive, got {self.bandwidth}")
         if self.initial_threshold <= 0:
-            raise ValueError(f"initial_threshold must be positive (the threshold is learned in log space), got {self.initial_threshold}")
+            raise ValueError(f"initial_threshold must be positive, got {self.initial_threshold}")
         if not 0 <= self.l0_warmup <= 1:
             raise ValueError(f"l0_warmup is a fraction of training in [0, 1], got {self.l0_warmup}")
+        if self.initial_density is not None and not 0 < self.initial_density <= 1:
+            raise ValueError(f"initial_density is a fraction of the latents in (0, 1] (or None), got {self.initial_density}")
+
+
+_MIN_THRESHOLD = 1e-6
+"""Thresholds are clamped at this after every step."""
 
 
 def _rectangle(u: Tensor) -> Tensor:
@@ -114,15 +125,29 @@ class JumpReLUTranscoder(Transcoder):
 
     def __init__(self, cfg: JumpReLUConfig, seed: int | None = None) -> None:
         super().__init__(cfg, seed=seed)
-        self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.initial_threshold)))
-
-    @property
-    def threshold(self) -> Float[Tensor, " d_sae"]:
-        """Each latent's threshold on its pre-activation (``exp(log_threshold)``)."""
-        return self.log_threshold.exp()
+        self.threshold = nn.Parameter(torch.full((cfg.d_sae,), float(cfg.initial_threshold)))
 
     def activation(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return pre * (pre > self.threshold)
+
+    @torch.no_grad()
+    def set_normalisation(self, x: Float[Tensor, "n d_in"], y: Float[Tensor, "n d_out"]) -> None:
+        """Record the normalisation (see the base class), then start the thresholds from data
+        when ``initial_density`` is set: each latent's threshold is the ``1 - initial_density``
+        quantile of its pre-activations on this batch (at least ``initial_threshold``)."""
+        super().set_normalisation(x, y)
+        if self.cfg.initial_density is None:
+            return
+        pre = self.pre_acts(self.normalise_in(x))
+        q = 1.0 - self.cfg.initial_density
+        threshold = pre.float().quantile(q, dim=0) if pre.shape[0] <= 2**24 // max(1, pre.shape[1]) else \
+            pre[: 2**24 // pre.shape[1]].float().quantile(q, dim=0)
+        self.threshold.copy_(threshold.clamp_min(self.cfg.initial_threshold))
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Keep thresholds positive (a threshold at or below zero would make JumpReLU a ReLU)."""
+        self.threshold.clamp_(min=_MIN_THRESHOLD)
 
     def loss(
         self,
@@ -141,26 +166,6 @@ class JumpReLUTranscoder(Transcoder):
         loss = mse + l0_coefficient_at(self.cfg, progress) * l0_penalty
         fired, l0 = fired_and_l0(acts.detach())
         return LossOutput(loss, {"mse": mse.detach(), "l0_penalty": l0_penalty.detach()}, fired, l0, fvu)
-
-    # SAELens stores the threshold itself; we learn its logarithm.
-    def export_tensors(self) -> dict[str, Tensor]:
-        """Tensors in SAELens' names (``threshold`` instead of ``log_threshold``)."""
-        tensors = {name: p for name, p in self.named_parameters() if name != "log_threshold"}
-        tensors["threshold"] = self.threshold
-        return tensors
-
-    @torch.no_grad()
-    def import_tensors(self, tensors: dict[str, Tensor]) -> None:
-        """Load tensors in SAELens' names (see :meth:`export_tensors`)."""
-        threshold = tensors["threshold"]
-        if (threshold <= 0).any():
-            from interp.errors import StoreError
-
-            raise StoreError("a JumpReLU threshold is <= 0; interp learns thresholds in log space and needs them positive")
-        for name, p in self.named_parameters():
-            if name != "log_threshold":
-                p.copy_(tensors[name])
-        self.log_threshold.copy_(threshold.log())
 
 
 @dataclass
