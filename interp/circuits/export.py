@@ -194,16 +194,27 @@ def figure(graph: Graph):
     def y_of(n):
         return {"embedding": -1.0, "logit": graph.n_layers + 0.0}.get(n.kind, n.layer + (0.3 if n.kind == "error" else 0.0))
 
-    # spread nodes that share a cell
-    cells: dict[tuple[int, float], int] = {}
+    # spread nodes that share a (position, layer) cell evenly across at most 0.8 of a column,
+    # so a crowded cell does not spill into its neighbours
+    sizes: dict[tuple[int, float], int] = {}
+    for n in graph.nodes:
+        sizes[(n.pos, y_of(n))] = sizes.get((n.pos, y_of(n)), 0) + 1
+    seen: dict[tuple[int, float], int] = {}
     xy = []
     for n in graph.nodes:
         key = (n.pos, y_of(n))
-        k = cells.get(key, 0)
-        cells[key] = k + 1
-        xy.append((n.pos + 0.12 * ((k + 1) // 2) * (1 if k % 2 else -1), y_of(n)))
+        k, size = seen.get(key, 0), sizes[key]
+        seen[key] = k + 1
+        step = min(0.12, 0.8 / size)
+        xy.append((n.pos + step * (k - (size - 1) / 2), y_of(n)))
     heads, _ = _head_nodes_and_links(graph)
-    head_xy = {hid: (h["query"] - 0.25, h["layer"] - 0.5) for hid, h in heads.items()}
+    # heads moving to the same query position in the same layer are stacked, not overlaid
+    stacked: dict[tuple[int, int], int] = {}
+    head_xy = {}
+    for hid, h in heads.items():
+        rank = stacked.get((h["layer"], h["query"]), 0)
+        stacked[(h["layer"], h["query"])] = rank + 1
+        head_xy[hid] = (h["query"] - 0.25, h["layer"] - 0.5 + 0.12 * rank)
     edges = graph.edges()
     max_w = max((abs(float(graph.adjacency[t, s])) for t, s in edges), default=1.0) or 1.0
     fig = go.Figure()
@@ -243,7 +254,8 @@ def figure(graph: Graph):
             marker={"symbol": symbol, "size": 13, "color": colour, "line": {"width": 1, "color": "#333"}},
             hovertext=[_hover(graph, i) for i in idx], hoverinfo="text", name=kind + "s"))
     fig.update_layout(
-        height=220 + 110 * (graph.n_layers + 2), margin={"l": 60, "r": 20, "t": 30, "b": 40}, template="plotly_white",
+        height=220 + 110 * (graph.n_layers + 2), width=max(800, 70 * len(graph.tokens)),
+        margin={"l": 60, "r": 20, "t": 60, "b": 40}, template="plotly_white",
         xaxis={"title": "position", "tickmode": "array", "tickvals": list(range(len(graph.tokens))),
                "ticktext": [f"{i}:{t}" for i, t in enumerate(graph.token_strs)]},
         yaxis={"title": "layer", "tickmode": "array", "tickvals": list(range(-1, graph.n_layers + 1)),
