@@ -283,8 +283,21 @@ def train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
 
     ``model`` (a HookedTransformer) and ``source`` (an ``ActivationSource``) may be passed
     to skip loading; by default the model is loaded from ``cfg.model`` and the source is
-    ``cfg.cache`` or the model streamed over ``cfg.dataset``.
+    ``cfg.cache`` or the model streamed over ``cfg.dataset``. Under torchrun, the process
+    group this call creates is destroyed before it returns (a gloo group left to the
+    interpreter's shutdown can abort the process after the work is done).
     """
+    import torch.distributed as dist
+
+    already = dist.is_available() and dist.is_initialized()
+    try:
+        return _train(cfg, model=model, source=source)
+    finally:
+        if not already and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     from interp.models import default_device
 
     device = cfg.device or default_device()
