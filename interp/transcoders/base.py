@@ -216,6 +216,14 @@ class Transcoder(nn.Module, abc.ABC):
         """Hook run after each optimiser step (e.g. to renormalise decoder rows)."""
 
 
+def ramped(value: float, warmup: float, progress: float) -> float:
+    """``value`` ramped up linearly over the first ``warmup`` fraction of training (a penalty
+    coefficient's warm-up); ``progress`` is the fraction of training done."""
+    if warmup == 0:
+        return value
+    return value * min(1.0, progress / warmup)
+
+
 def reconstruction_stats(y_hat_n: Tensor, y_n: Tensor) -> tuple[Tensor, Tensor]:
     """``(mse, fvu)``: mean squared error per element (with gradient; the loss term) and the
     fraction of variance unexplained on the batch (detached)."""

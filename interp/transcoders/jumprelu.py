@@ -30,7 +30,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
-from interp.transcoders.base import ArchConfig, LossOutput, Transcoder, fired_and_l0, reconstruction_stats
+from interp.transcoders.base import ArchConfig, LossOutput, Transcoder, fired_and_l0, ramped, reconstruction_stats
 from interp.transcoders.registry import register
 
 
@@ -111,12 +111,6 @@ class _Step(torch.autograd.Function):
         return None, grad_threshold, None
 
 
-def l0_coefficient_at(cfg: JumpReLUConfig, progress: float) -> float:
-    if cfg.l0_warmup == 0:
-        return cfg.l0_coefficient
-    return cfg.l0_coefficient * min(1.0, progress / cfg.l0_warmup)
-
-
 @register("jumprelu", JumpReLUConfig, saelens="jumprelu_transcoder")
 class JumpReLUTranscoder(Transcoder):
     """``JumpReLU_theta(x W_enc + b_enc) W_dec + b_dec``, trained with MSE + L0."""
@@ -163,7 +157,7 @@ class JumpReLUTranscoder(Transcoder):
         acts = _JumpReLU.apply(pre, threshold, self.cfg.bandwidth)
         mse, fvu = reconstruction_stats(self.decode_normalised(acts, x_n), y_n)
         l0_penalty = _Step.apply(pre, threshold, self.cfg.bandwidth).sum(-1).mean()
-        loss = mse + l0_coefficient_at(self.cfg, progress) * l0_penalty
+        loss = mse + ramped(self.cfg.l0_coefficient, self.cfg.l0_warmup, progress) * l0_penalty
         fired, l0 = fired_and_l0(acts.detach())
         return LossOutput(loss, {"mse": mse.detach(), "l0_penalty": l0_penalty.detach()}, fired, l0, fvu)
 

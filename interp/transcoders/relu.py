@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from interp.transcoders.base import ArchConfig, LossOutput, Transcoder, fired_and_l0, reconstruction_stats
+from interp.transcoders.base import ArchConfig, LossOutput, Transcoder, fired_and_l0, ramped, reconstruction_stats
 from interp.transcoders.registry import register
 
 
@@ -36,12 +36,6 @@ class ReLUConfig(ArchConfig):
             raise ValueError(f"l1_coefficient must be >= 0, got {self.l1_coefficient}")
         if not 0 <= self.l1_warmup <= 1:
             raise ValueError(f"l1_warmup is a fraction of training in [0, 1], got {self.l1_warmup}")
-
-
-def l1_coefficient_at(cfg: ReLUConfig, progress: float) -> float:
-    if cfg.l1_warmup == 0:
-        return cfg.l1_coefficient
-    return cfg.l1_coefficient * min(1.0, progress / cfg.l1_warmup)
 
 
 @register("relu", ReLUConfig, saelens="transcoder")
@@ -65,6 +59,6 @@ class ReLUTranscoder(Transcoder):
         acts = self.activation(self.pre_acts(x_n))
         mse, fvu = reconstruction_stats(self.decode_normalised(acts, x_n), y_n)
         l1 = (acts * self.decoder_norms()).sum(-1).mean()
-        loss = mse + l1_coefficient_at(self.cfg, progress) * l1
+        loss = mse + ramped(self.cfg.l1_coefficient, self.cfg.l1_warmup, progress) * l1
         fired, l0 = fired_and_l0(acts.detach())
         return LossOutput(loss, {"mse": mse.detach(), "l1": l1.detach()}, fired, l0, fvu)
