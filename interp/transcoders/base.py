@@ -215,6 +215,10 @@ class Transcoder(nn.Module, abc.ABC):
     def after_step(self) -> None:
         """Hook run after each optimiser step (e.g. to renormalise decoder rows)."""
 
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers by parameter name (others train at the schedule's rate)."""
+        return {}
+
 
 def ramped(value: float, warmup: float, progress: float) -> float:
     """``value`` ramped up linearly over the first ``warmup`` fraction of training (a penalty

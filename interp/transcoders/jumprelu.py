@@ -51,6 +51,11 @@ class JumpReLUConfig(ArchConfig):
     threshold the data-driven start may give."""
     l0_warmup: float = 0.05
     """Fraction of training over which the L0 coefficient ramps up linearly from zero."""
+    threshold_lr_scale: float = 10.0
+    """The thresholds' learning rate as a multiple of the schedule's. Under Adam a parameter
+    moves by about its learning rate per step, and the pre-activations it has to keep up
+    with move by as much, so thresholds at the base rate barely separate from them in a
+    short run."""
     initial_density: float | None = 1 / 16
     """Start each latent's threshold at the quantile of its pre-activations on the first
     training batch that makes about this fraction of the latents fire per row (then
@@ -67,6 +72,8 @@ class JumpReLUConfig(ArchConfig):
             raise ValueError(f"initial_threshold must be positive, got {self.initial_threshold}")
         if not 0 <= self.l0_warmup <= 1:
             raise ValueError(f"l0_warmup is a fraction of training in [0, 1], got {self.l0_warmup}")
+        if self.threshold_lr_scale <= 0:
+            raise ValueError(f"threshold_lr_scale must be positive, got {self.threshold_lr_scale}")
         if self.initial_density is not None and not 0 < self.initial_density <= 1:
             raise ValueError(f"initial_density is a fraction of the latents in (0, 1] (or None), got {self.initial_density}")
 
@@ -137,6 +144,9 @@ class JumpReLUTranscoder(Transcoder):
         threshold = pre.float().quantile(q, dim=0) if pre.shape[0] <= 2**24 // max(1, pre.shape[1]) else \
             pre[: 2**24 // pre.shape[1]].float().quantile(q, dim=0)
         self.threshold.copy_(threshold.clamp_min(self.cfg.initial_threshold))
+
+    def lr_scales(self) -> dict[str, float]:
+        return {"threshold": self.cfg.threshold_lr_scale}
 
     @torch.no_grad()
     def after_step(self) -> None:

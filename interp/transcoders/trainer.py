@@ -121,8 +121,17 @@ class Trainer:
         self.tokens_per_step = tokens_per_step
         self.world = world
         self.dead_after = min(cfg.dead_after_tokens, max(tokens_per_step, total_steps * tokens_per_step // 2))
-        params = [p for tc in transcoders.values() for p in tc.parameters()]
-        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+        # One Adam parameter group per learning-rate scale an architecture asks for
+        # (Transcoder.lr_scales; e.g. JumpReLU thresholds), all following one schedule.
+        groups: dict[float, list] = {}
+        for tc in transcoders.values():
+            scales = tc.lr_scales()
+            for name, p in tc.named_parameters():
+                groups.setdefault(float(scales.get(name, 1.0)), []).append(p)
+        self.optimizer = torch.optim.Adam(
+            [{"params": ps, "lr_scale": scale} for scale, ps in sorted(groups.items())],
+            lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+        )
         self.since_fired = {
             key: torch.zeros(tc.cfg.d_sae, dtype=torch.long, device=tc.W_enc.device) for key, tc in transcoders.items()
         }
@@ -153,7 +162,7 @@ class Trainer:
         progress = self.step_count / self.total_steps
         lr = lr_at(self.step_count, self.total_steps, self.cfg)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.optimizer.zero_grad(set_to_none=True)
         outputs = {key: tc.loss(*batch[key], progress=progress, dead=self.dead_mask(key)) for key, tc in self.transcoders.items()}
         total = sum(out.loss for out in outputs.values())
@@ -161,7 +170,7 @@ class Trainer:
             if not torch.isfinite(out.loss):
                 raise TrainingDivergedError(f"{key}: loss is {out.loss.item()} at step {self.step_count}")
         total.backward()
-        params = [p for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
+        params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         if self.world > 1:
             _average_gradients(params, self.world)
         if not torch.isfinite(torch.stack([p.grad.sum() for p in params]).sum()):  # NaN/inf survive the sum

@@ -265,3 +265,15 @@ def test_jumprelu_l0_penalty_makes_it_sparser(tmp_path, source, held_out):
         tc = formats.load(tmp_path / f"c{coefficient}" / "layer_0")
         l0[coefficient] = (tc.encode(held_out.acts["blocks.0.ln2.hook_normalized"]) > 0).float().sum(-1).mean().item()
     assert l0[0.05] < 0.9 * l0[0.0], l0
+
+
+def test_jumprelu_thresholds_train_at_their_scaled_learning_rate(source):
+    arch = registry.get("jumprelu")
+    tc = arch.transcoder(arch.config(d_in=D_MODEL, d_out=D_MODEL, d_sae=32, threshold_lr_scale=7.0), seed=0)
+    trainer = Trainer({"layer_0": tc}, OptimConfig(lr=1e-3, warmup_steps=0), total_steps=10, tokens_per_step=256)
+    batch = next(iter(PairedBatches(source, [0], 256, seed=0)))
+    trainer.step(batch)
+    by_param = {id(p): group["lr"] for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert by_param[id(tc.threshold)] == pytest.approx(7e-3)
+    assert by_param[id(tc.W_enc)] == pytest.approx(1e-3)
+    assert len(trainer.optimizer.param_groups) == 2
