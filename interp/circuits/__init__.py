@@ -12,8 +12,9 @@ See docs/circuits.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from interp._lazy import lazy_exports
 
 _LAZY = {
     "TranscoderLike": ("interp.circuits.transcoder", "TranscoderLike"),
@@ -57,18 +58,6 @@ if TYPE_CHECKING:
     from interp.circuits.virtual import deembedding, direct_logit_effects, virtual_weights
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'interp.circuits' has no attribute {name!r}")
-    module_name, attr = _LAZY[name]
-    value = getattr(importlib.import_module(module_name), attr)
-    globals()[name] = value
-    return value
-
-
-
-def __dir__() -> list[str]:
-    """Module attributes and the lazily imported names, so tab completion lists them (PEP 562)."""
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = list(_LAZY)

@@ -12,8 +12,7 @@ See docs/codebooks.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from interp._lazy import lazy_exports
 
 _LAZY = {
     "Bottleneck": "interp.codebooks.bottleneck",
@@ -44,17 +43,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'interp.codebooks' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-
-def __dir__() -> list[str]:
-    """Module attributes and the lazily imported names, so tab completion lists them (PEP 562)."""
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = list(_LAZY)

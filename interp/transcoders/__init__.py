@@ -14,8 +14,9 @@ Architectures register themselves in :mod:`interp.transcoders.registry`: ``relu`
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from interp._lazy import lazy_exports
 
 _LAZY = {
     "Transcoder": ("interp.transcoders.base", "Transcoder"),
@@ -48,19 +49,6 @@ if TYPE_CHECKING:
     from interp.transcoders.trainer import OptimConfig, Trainer
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'interp.transcoders' has no attribute {name!r}")
-    module_name, attr = _LAZY[name]
-    module = importlib.import_module(module_name)
-    value = module if attr is None else getattr(module, attr)
-    globals()[name] = value
-    return value
-
-
-
-def __dir__() -> list[str]:
-    """Module attributes and the lazily imported names, so tab completion lists them (PEP 562)."""
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = list(_LAZY)

@@ -14,8 +14,9 @@ Measures (L0 per token, faithfulness, specificity) are defined in
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from interp._lazy import lazy_exports
 
 _LAZY = {
     "UnitsConfig": "interp.units.compare",
@@ -51,18 +52,7 @@ if TYPE_CHECKING:
     from interp.units.runs import UnitsRunConfig, compare_runs
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'interp.units' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-
-def __dir__() -> list[str]:
-    """Module attributes and the lazily imported names, so tab completion lists them (PEP 562)."""
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "KINDS",
