@@ -216,7 +216,6 @@ def figure(graph: Graph):
         stacked[(h["layer"], h["query"])] = rank + 1
         head_xy[hid] = (h["query"] - 0.25, h["layer"] - 0.5 + 0.12 * rank)
     edges = graph.edges()
-    max_w = max((abs(float(graph.adjacency[t, s])) for t, s in edges), default=1.0) or 1.0
     fig = go.Figure()
     for sign, colour in ((1, "rgba(31,119,180,{a})"), (-1, "rgba(214,39,40,{a})")):
         xs, ys = [], []

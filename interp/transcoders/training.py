@@ -15,14 +15,12 @@ each process whole layers (``parallel="layers"``), on gloo for CPU and NCCL for 
 
 from __future__ import annotations
 
-import dataclasses
-
 import json
 import logging
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -123,11 +121,13 @@ class TrainConfig:
         if isinstance(self.optim, dict):
             self.optim = OptimConfig(**self.optim)
         arch = registry.get(self.arch)
-        fields = {f.name for f in dataclasses.fields(arch.config)}
-        for option, field_name in (("--k", "k"), ("--l1_coefficient", "l1_coefficient"), ("--l0_coefficient", "l0_coefficient")):
-            if getattr(self, field_name) is not None and field_name not in fields:
-                users = [n for n in registry.names() if field_name in {f.name for f in dataclasses.fields(registry.get(n).config)}]
-                raise ValueError(f"{option.replace('_', '-')} applies to {', '.join(users)}, not {self.arch!r}")
+        def takes(name: str, setting: str) -> bool:
+            return setting in {f.name for f in fields(registry.get(name).config)}
+
+        for setting in ("k", "l1_coefficient", "l0_coefficient"):
+            if getattr(self, setting) is not None and not takes(self.arch, setting):
+                users = [name for name in registry.names() if takes(name, setting)]
+                raise ValueError(f"--{setting.replace('_', '-')} applies to {', '.join(users)}, not {self.arch!r}")
         if self.expansion < 1:
             raise ValueError(f"expansion must be >= 1, got {self.expansion}")
         if self.batch_size < 1:
