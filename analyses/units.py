@@ -63,12 +63,9 @@ def parse() -> argparse.Namespace:
 def model_spec(random_init: bool, tmp: Path) -> str:
     if not random_init:
         return "reference"
-    from interp.reference.model import architecture, build, save
-    from interp.reference.tokenizer import build_tokenizer
+    from interp.reference.model import save_untrained
 
-    tok = build_tokenizer()
-    save(build(architecture(len(tok)), tok, seed=0), tmp)
-    return str(tmp)
+    return str(save_untrained(tmp))
 
 
 def train_transcoders(args, spec: str, layers: list[int], runs: Path) -> dict:

@@ -71,6 +71,16 @@ def save(model, directory: str | Path) -> Path:
     return directory
 
 
+def save_untrained(directory: str | Path, seed: int = 0) -> Path:
+    """Write a freshly initialised model of the reference architecture (with the reference
+    tokenizer) to ``directory``, where ``load_model(directory)`` reads it: a stand-in with the
+    right shapes for smoke tests and ``--random-init`` runs."""
+    from interp.reference.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    return save(build(architecture(len(tokenizer)), tokenizer, seed=seed), directory)
+
+
 def load(
     directory: str | Path | None = None,
     device: str | torch.device | None = None,

@@ -14,13 +14,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from interp.reference.model import architecture, build, save
-    from interp.reference.tokenizer import build_tokenizer
+    from interp.reference.model import save_untrained
 
-    tok = build_tokenizer()
-    directory = tmp_path_factory.mktemp("model")
-    save(build(architecture(len(tok)), tok, seed=0), directory)
-    return directory
+    return save_untrained(tmp_path_factory.mktemp("model"))
 
 
 def _cfg(model_dir, out, **kw) -> CodebookTrainConfig:
