@@ -15,7 +15,7 @@ of any activation scale. :meth:`Transcoder.fold_normalisation` folds the four
 normalisation buffers into the weights; the folded transcoder computes the same function
 with identity normalisation and is what :mod:`interp.transcoders.formats` saves.
 
-An architecture subclasses :class:`Transcoder` (its ``activation`` and ``loss``) and
+An architecture subclasses :class:`Transcoder` (its ``activation`` and ``normalised_loss``) and
 :class:`ArchConfig`, and registers the pair with :func:`interp.transcoders.registry.register`.
 """
 
@@ -67,7 +67,7 @@ class Transcoder(nn.Module, abc.ABC):
     """Base transcoder: weights, normalisation buffers, ``encode``/``decode``/``forward``.
 
     Subclasses implement :meth:`activation` (pre-activations to sparse codes) and
-    :meth:`loss`. Sparse architectures (TopK) may also override :meth:`forward_sparse`.
+    :meth:`normalised_loss`. Sparse architectures (TopK) may also override :meth:`forward_sparse`.
     """
 
     arch: ClassVar[str] = ""
@@ -200,7 +200,6 @@ class Transcoder(nn.Module, abc.ABC):
 
     # --- training ------------------------------------------------------------------
 
-    @abc.abstractmethod
     def loss(
         self,
         x: Float[Tensor, "batch d_in"],
@@ -210,7 +209,20 @@ class Transcoder(nn.Module, abc.ABC):
         dead: Bool[Tensor, " d_sae"] | None = None,
     ) -> LossOutput:
         """Training loss on raw ``(x, y)``; ``progress`` in [0, 1] drives coefficient warm-ups;
-        ``dead`` marks latents the trainer counts as dead (for auxiliary losses)."""
+        ``dead`` marks latents the trainer counts as dead (for auxiliary losses). Normalises
+        both and hands them to the architecture's :meth:`normalised_loss`."""
+        return self.normalised_loss(self.normalise_in(x), self.normalise_out(y), progress=progress, dead=dead)
+
+    @abc.abstractmethod
+    def normalised_loss(
+        self,
+        x_n: Float[Tensor, "batch d_in"],
+        y_n: Float[Tensor, "batch d_out"],
+        *,
+        progress: float,
+        dead: Bool[Tensor, " d_sae"] | None,
+    ) -> LossOutput:
+        """The architecture's loss on normalised inputs and targets (see :meth:`loss`)."""
 
     def after_step(self) -> None:
         """Hook run after each optimiser step (e.g. to renormalise decoder rows)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor, nn
 
 from interp.transcoders.base import ArchConfig, LossOutput, Transcoder, fired_and_l0, ramped, reconstruction_stats
@@ -153,15 +153,7 @@ class JumpReLUTranscoder(Transcoder):
         """Keep thresholds positive (a threshold at or below zero would make JumpReLU a ReLU)."""
         self.threshold.clamp_(min=_MIN_THRESHOLD)
 
-    def loss(
-        self,
-        x: Float[Tensor, "batch d_in"],
-        y: Float[Tensor, "batch d_out"],
-        *,
-        progress: float,
-        dead: Bool[Tensor, " d_sae"] | None = None,
-    ) -> LossOutput:
-        x_n, y_n = self.normalise_in(x), self.normalise_out(y)
+    def normalised_loss(self, x_n: Tensor, y_n: Tensor, *, progress: float, dead: Tensor | None) -> LossOutput:
         pre = self.pre_acts(x_n)
         threshold = self.threshold
         acts = _JumpReLU.apply(pre, threshold, self.cfg.bandwidth)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor
 
 from interp.transcoders.base import ArchConfig, LossOutput, Transcoder, fired_and_l0, ramped, reconstruction_stats
@@ -47,15 +47,7 @@ class ReLUTranscoder(Transcoder):
     def activation(self, pre: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return torch.relu(pre)
 
-    def loss(
-        self,
-        x: Float[Tensor, "batch d_in"],
-        y: Float[Tensor, "batch d_out"],
-        *,
-        progress: float,
-        dead: Bool[Tensor, " d_sae"] | None = None,
-    ) -> LossOutput:
-        x_n, y_n = self.normalise_in(x), self.normalise_out(y)
+    def normalised_loss(self, x_n: Tensor, y_n: Tensor, *, progress: float, dead: Tensor | None) -> LossOutput:
         acts = self.activation(self.pre_acts(x_n))
         mse, fvu = reconstruction_stats(self.decode_normalised(acts, x_n), y_n)
         l1 = (acts * self.decoder_norms()).sum(-1).mean()

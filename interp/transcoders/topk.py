@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.transcoders.base import ArchConfig, LossOutput, Transcoder, reconstruction_stats
@@ -84,15 +84,7 @@ class TopKMixin:
         y = self.denormalise_out(self.decode_sparse(values, indices, x_n))
         return y, torch.zeros_like(pre).scatter_(-1, indices, values)
 
-    def loss(
-        self,
-        x: Float[Tensor, "batch d_in"],
-        y: Float[Tensor, "batch d_out"],
-        *,
-        progress: float,
-        dead: Bool[Tensor, " d_sae"] | None = None,
-    ) -> LossOutput:
-        x_n, y_n = self.normalise_in(x), self.normalise_out(y)
+    def normalised_loss(self, x_n: Tensor, y_n: Tensor, *, progress: float, dead: Tensor | None) -> LossOutput:
         use_aux = dead is not None and self.cfg.aux_coefficient > 0 and bool(dead.any())
         if use_aux:
             # AuxK needs the dense pre-activations (with their gradient) of the dead latents.
@@ -113,7 +105,7 @@ class TopKMixin:
             parts["auxk"] = aux.detach()
         active = values.detach() > 0
         # A latent fired if any of its selections was positive (an index_add, not a boolean-mask gather).
-        hits = torch.zeros(self.cfg.d_sae, device=x.device).index_add_(0, indices.reshape(-1), active.reshape(-1).float())
+        hits = torch.zeros(self.cfg.d_sae, device=x_n.device).index_add_(0, indices.reshape(-1), active.reshape(-1).float())
         return LossOutput(loss, parts, hits > 0, active.sum(-1).float().mean(), fvu)
 
     def auxk_loss(self, pre: Tensor, dead: Tensor, residual: Tensor) -> Tensor:
