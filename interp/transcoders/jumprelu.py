@@ -141,8 +141,8 @@ class JumpReLUTranscoder(Transcoder):
             return
         pre = self.pre_acts(self.normalise_in(x))
         q = 1.0 - self.cfg.initial_density
-        threshold = pre.float().quantile(q, dim=0) if pre.shape[0] <= 2**24 // max(1, pre.shape[1]) else \
-            pre[: 2**24 // pre.shape[1]].float().quantile(q, dim=0)
+        rows = max(1, 2**24 // pre.shape[1])  # torch.quantile takes at most 2**24 elements
+        threshold = pre[:rows].float().quantile(q, dim=0)
         self.threshold.copy_(threshold.clamp_min(self.cfg.initial_threshold))
 
     def lr_scales(self) -> dict[str, float]:
