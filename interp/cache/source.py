@@ -159,6 +159,36 @@ def run_forward(model, tokens: Int[Tensor, "batch pos"], stop_at_layer: int | No
             model(tokens, stop_at_layer=stop_at_layer)
 
 
+@contextlib.contextmanager
+def capture_forward(
+    model,
+    hook_names: Sequence[str],
+    sink: Callable[[str, Tensor], None],
+    *,
+    fused: bool = False,
+    workspace: dict[str, Tensor] | None = None,
+) -> Iterator[Callable[[Tensor], None]]:
+    """Within the block, ``run(tokens)`` runs one forward pass that calls ``sink`` at each hook.
+
+    With ``fused``, models and hooks that :mod:`interp.cache.fused` handles
+    run its fused forward (about twice as fast on GPT-2-style models, equal to float
+    rounding); everything else runs transformer-lens' forward with temporary hooks,
+    stopped after the last needed block. Hooks are removed when the block ends.
+    ``workspace`` (a dict kept by the caller) lets the fused forward reuse its buffers
+    across blocks; the sink must copy what it keeps.
+    """
+    from interp.cache.fused import fused_capture, fused_unsupported
+
+    names = list(hook_names)
+    if fused and fused_unsupported(model, names) is None:
+        space = {} if workspace is None else workspace
+        yield lambda tokens: fused_capture(model, tokens, names, sink, space)
+        return
+    stop = stop_layer(model, names)
+    with capturing(model, names, sink):
+        yield lambda tokens: run_forward(model, tokens, stop)
+
+
 def probe_widths(model, hook_names: Sequence[str]) -> dict[str, int]:
     """Hook name -> row width, measured on a 5-token forward pass."""
     shapes: dict[str, tuple[int, ...]] = {}

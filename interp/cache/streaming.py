@@ -11,13 +11,12 @@ from torch import Tensor
 from interp.cache.source import (
     ActivationBatch,
     block_meta,
-    capturing,
+    capture_forward,
     check_hooks,
     generator_for,
     mix,
     probe_widths,
     rows_for_memory,
-    run_forward,
     stop_layer,
     to_batch,
 )
@@ -88,6 +87,10 @@ class StreamingActivations:
             ``tokens`` is an endless iterator.
         forward_batch: contexts per forward pass.
         buffer_mb: size of the mixing buffer.
+        fused: run the fused forward of :mod:`interp.cache.fused` where the model and
+            hooks allow it: about twice as fast, equal to transformer-lens' forward to
+            float rounding (the default, False, runs transformer-lens' forward, so the
+            rows equal ``run_with_cache`` exactly). The transcoder trainer turns it on.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class StreamingActivations:
         n_tokens: int | None = None,
         forward_batch: int = 32,
         buffer_mb: float = 256.0,
+        fused: bool = False,
     ) -> None:
         if forward_batch < 1:
             raise ValueError(f"forward_batch must be positive, got {forward_batch}")
@@ -109,6 +113,8 @@ class StreamingActivations:
             raise ValueError(f"contexts of {self.tokens.shape[1]} tokens exceed the model's n_ctx={model.cfg.n_ctx}")
         self.forward_batch = forward_batch
         self.buffer_mb = buffer_mb
+        self.fused = fused
+        self._workspace: dict[str, Tensor] = {}  # the fused forward's reused buffers
         self.stop_at_layer = stop_layer(model, self.hook_names)
         self._widths = probe_widths(model, self.hook_names)
 
@@ -151,8 +157,8 @@ class StreamingActivations:
         def keep(name: str, act: Tensor) -> None:
             rows[name] = act.detach().reshape(n_rows, -1).to(torch.float32, copy=True)
 
-        with capturing(self.model, self.hook_names, keep):
-            run_forward(self.model, tokens.to(self.model.cfg.device), self.stop_at_layer)
+        with capture_forward(self.model, self.hook_names, keep, fused=self.fused, workspace=self._workspace) as run:
+            run(tokens.to(self.model.cfg.device))
         rows.update(block_meta(tokens, start))
         return rows
 

@@ -27,7 +27,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.cache.source import capturing, check_hooks, probe_widths, run_forward, stop_layer
+from interp.cache.fused import fused_unsupported
+from interp.cache.source import capture_forward, check_hooks, probe_widths, stop_layer
 from interp.cache.store import (
     FORMAT,
     MANIFEST,
@@ -66,6 +67,10 @@ class CacheConfig:
     """Shard buffers in host memory: while the writer thread writes one, the forward fills another."""
     progress: bool = True
     """Show a progress bar with tokens/s and the ETA."""
+    fused: bool = False
+    """Run the fused forward (interp.cache.fused) where the model and hooks allow it: about
+    twice as fast, equal to transformer-lens' forward to float rounding. Off by default, so
+    the store equals run_with_cache exactly."""
     description: str | None = None
     """Free-text description of the token stream, recorded in the manifest."""
 
@@ -315,6 +320,7 @@ def cache_activations(
         "batch_size": cfg.batch_size,
         "contexts_per_shard": batches_per_shard * cfg.batch_size,
         "stop_at_layer": stop,
+        "forward": "fused" if cfg.fused and fused_unsupported(model, names) is None else "transformer-lens",
         "target_contexts": target,
         "data": cfg.description,
         "config": asdict(cfg),
@@ -360,7 +366,7 @@ def cache_activations(
     started = time.perf_counter()
     index = len(manifest["shards"])
     try:
-        with capturing(model, names, sink):
+        with capture_forward(model, names, sink, fused=cfg.fused) as run:
             while True:
                 buffer = writer.acquire()
                 filled = 0
@@ -368,7 +374,7 @@ def cache_activations(
                     n = tokens.shape[0]
                     slot.update(buffer=buffer, row=filled * ctx_len, n=n * ctx_len)
                     buffer.tokens[filled : filled + n].copy_(tokens)
-                    run_forward(model, tokens.to(device, non_blocking=True), stop)
+                    run(tokens.to(device, non_blocking=True))
                     filled += n
                     bar.update(n * ctx_len)
                 if filled == 0:

@@ -98,6 +98,8 @@ class TrainConfig:
     """Token source when streaming: 'reference', local .txt/.jsonl path, or a Hugging Face dataset name."""
     cache: str | None = None
     """Read activations from this cache directory (written by `interp cache`) instead of running the model."""
+    fused_forward: bool = True
+    """When streaming from the model, run interp's fused forward (interp.cache.fused: about 2x faster on GPT-2-style models, equal to transformer-lens' to float rounding); false runs transformer-lens' forward."""
     out: str = "runs/tc"
     """Run directory: checkpoints, the trained transcoders (SAELens layout) and run.json."""
     resume: bool = False
@@ -257,7 +259,7 @@ def open_source(cfg: TrainConfig, model, layers: list[int], device: str):
 
     n_contexts = -(-cfg.n_tokens // cfg.ctx_len)
     tokens = next(token_batches(cfg.dataset, model.tokenizer, cfg.ctx_len, n_contexts, seed=cfg.seed))
-    return cache.StreamingActivations(model, required_hooks(layers), tokens)
+    return cache.StreamingActivations(model, required_hooks(layers), tokens, fused=cfg.fused_forward)
 
 
 def _checkpoint_path(out: Path, dist_info: _Dist, parallel: str) -> Path:
