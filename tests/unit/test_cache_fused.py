@@ -45,7 +45,7 @@ def assert_matches_transformer_lens(model, tokens: torch.Tensor, names: list[str
             scale = want.abs().max().item() + 1e-6
             err = (fused[name] - want).abs().max().item()
             assert err <= 1e-5 * scale, f"{name}: max difference {err:.2e} at scale {scale:.2e}"
-    assert set(workspace) == {"pre", "post"}
+    assert set(workspace) == {"qkv", "pre", "post"}
 
 
 @pytest.mark.parametrize("act_fn", ["gelu_new", "gelu", "relu", "silu"])
