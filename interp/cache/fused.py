@@ -59,10 +59,10 @@ def _gelu_tanh(x: Tensor, out: Tensor | None = None) -> Tensor:
     """
     if x.device.type != "cpu":
         return F.gelu(x, approximate="tanh") if out is None else out.copy_(F.gelu(x, approximate="tanh"))
-    # c (1 + 0.044715 x^2) x, then sigmoid, then times x: four passes over one buffer
-    out = torch.mul(x, x, out=out)
-    out.mul_(0.044715 * _TANH_GELU_SCALE).add_(_TANH_GELU_SCALE).mul_(x)
-    return out.sigmoid_().mul_(x)
+    # c + 0.044715 c x^2 (one addcmul), times x, sigmoid, times x: four passes over one buffer
+    scale = torch.tensor(_TANH_GELU_SCALE, dtype=x.dtype)
+    out = torch.addcmul(scale, x, x, value=0.044715 * _TANH_GELU_SCALE, out=out)
+    return out.mul_(x).sigmoid_().mul_(x)
 
 
 def _into(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor, Tensor | None], Tensor]:
