@@ -287,13 +287,18 @@ def train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     to skip loading; by default the model is loaded from ``cfg.model`` and the source is
     ``cfg.cache`` or the model streamed over ``cfg.dataset``. Under torchrun, the process
     group this call creates is destroyed before it returns (a gloo group left to the
-    interpreter's shutdown can abort the process after the work is done).
+    interpreter's shutdown can abort the process after the work is done). On success every
+    rank first waits at a barrier, so no rank tears its connections down while another is
+    still finishing (a peer's closed connection makes gloo abort the other process).
     """
     import torch.distributed as dist
 
     already = dist.is_available() and dist.is_initialized()
     try:
-        return _train(cfg, model=model, source=source)
+        result = _train(cfg, model=model, source=source)
+        if not already and dist.is_available() and dist.is_initialized():
+            dist.barrier()
+        return result
     finally:
         if not already and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
