@@ -277,3 +277,53 @@ def test_jumprelu_thresholds_train_at_their_scaled_learning_rate(source):
     assert by_param[id(tc.threshold)] == pytest.approx(7e-3)
     assert by_param[id(tc.W_enc)] == pytest.approx(1e-3)
     assert len(trainer.optimizer.param_groups) == 2
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_load_pretrained_gemma_scope_transcoder_offline(tmp_path, monkeypatch, affine):
+    """``formats.load_pretrained`` through SAELens' own ``SAE.from_pretrained`` and its Gemma
+    Scope 2 converter; only the hub's two network calls are answered from local files
+    (a small random checkpoint in the release's layout, since nothing can be downloaded here)."""
+    from safetensors.torch import save_file
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+
+    from interp.transcoders.jumprelu import JumpReLUTranscoder, SkipJumpReLUTranscoder
+
+    release, sae_id = "gemma-scope-2-270m-pt-transcoders-all", "layer_0_width_16k_l0_small"
+    if affine:
+        sae_id += "_affine"
+    folder = f"transcoder_all/{sae_id}"
+    d_in, d_sae, d_out = 12, 40, 12
+    g = torch.Generator().manual_seed(0)
+    params = {
+        "w_enc": torch.randn(d_in, d_sae, generator=g), "w_dec": torch.randn(d_sae, d_out, generator=g),
+        "b_enc": torch.randn(d_sae, generator=g), "b_dec": torch.randn(d_out, generator=g),
+        "threshold": torch.rand(d_sae, generator=g),
+    }
+    if affine:
+        params["affine_skip_connection"] = torch.randn(d_in, d_out, generator=g)
+    (tmp_path / folder).mkdir(parents=True)
+    save_file(params, str(tmp_path / folder / "params.safetensors"))
+    (tmp_path / folder / "config.json").write_text(json.dumps(
+        {"architecture": "jump_relu", "model_name": "gemma-3-270m", "affine_connection": affine,
+         "hf_hook_point_in": "model.layers.0.pre_feedforward_layernorm.output",
+         "hf_hook_point_out": "model.layers.0.post_feedforward_layernorm.output"}))  # fmt: skip
+
+    def hub_download(repo_id, filename=None, subfolder=None, **_):
+        assert repo_id == "google/gemma-scope-2-270m-pt"
+        return str(tmp_path / (f"{subfolder}/{filename}" if subfolder else filename))
+
+    monkeypatch.setattr(loaders, "hf_hub_download", hub_download)
+    monkeypatch.setattr(loaders, "get_safetensors_tensor_shapes",
+                        lambda repo_id, filename: {k: list(v.shape) for k, v in params.items()})  # fmt: skip
+
+    tc = formats.load_pretrained(release, sae_id)
+    assert type(tc) is (SkipJumpReLUTranscoder if affine else JumpReLUTranscoder)
+    x = torch.randn(64, d_in, generator=g)
+    # Gemma Scope's JumpReLU transcoder, written out: f = pre * (pre > threshold), y = f W_dec + b_dec (+ x W_skip)
+    pre = x @ params["w_enc"] + params["b_enc"]
+    want = (pre * (pre > params["threshold"])) @ params["w_dec"] + params["b_dec"]
+    if affine:
+        want = want + x @ params["affine_skip_connection"]
+    with torch.no_grad():
+        torch.testing.assert_close(tc(x), want, rtol=1e-5, atol=1e-5)
