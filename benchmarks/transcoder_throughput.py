@@ -12,9 +12,14 @@ Two modes, on the same tokens and the same activations for both libraries:
   MLP input/output rows for the token positions in the batch (sparsify's real training
   step, data loader and bookkeeping; only the transformer forward is replaced by a lookup).
 * ``e2e``: activations come from the reference model as training runs. interp:
-  ``StreamingActivations`` (stops the forward after layer L); sparsify: ``Trainer.fit`` on
-  the transformer-lens model behind a thin wrapper that gives it the ``base_model``,
-  ``device`` and ``dummy_inputs`` sparsify reads, hooked at ``blocks.L.mlp``.
+  ``StreamingActivations`` with the fused forward, as ``interp transcoder train`` streams
+  (``e2e_tl``: with transformer-lens' forward instead); sparsify: ``Trainer.fit`` on the
+  transformer-lens model behind a thin wrapper that gives it the ``base_model``, ``device``
+  and ``dummy_inputs`` sparsify reads, hooked at ``blocks.L.mlp`` (``e2e``), and on the same
+  weights converted to a Hugging Face ``GPT2LMHeadModel``, the model class sparsify is
+  written for, hooked at ``h.L.mlp`` (``e2e_hf``).
+* ``forward`` / ``forward_fused``: the model's forward alone, transformer-lens'
+  (``stop_at_layer``, no hooks) and interp's fused one, nothing trained.
 
 Each library runs in its own long-lived worker process (sparsify from its own virtual
 environment, e.g. ``python -m venv --system-site-packages /tmp/sparsify-venv`` and
@@ -140,9 +145,15 @@ def kernel_microbench(cfg: BenchConfig) -> dict:
     W = torch.randn(N, D, generator=gen, requires_grad=True)
     pre = torch.randn(B, N, generator=gen)
     v0, idx = pre.topk(k, dim=1)
+    # dense random output gradients, as in training (``.sum().backward()`` would pass a
+    # broadcast tensor of ones with zero strides, which some backwards treat specially)
+    grad_out = torch.randn(B, D, generator=gen)
+    grad_values = torch.randn(B, k, generator=gen)
 
     candidates = {
-        "embedding_bag (chosen)": lambda v: F.embedding_bag(idx, W, per_sample_weights=v, mode="sum"),
+        "interp torch backend: embedding_bag, per-latent embedding_bag backward (chosen)":
+            lambda v: get_backend("torch").sparse_decode(v, idx, W),
+        "embedding_bag with torch's own backward": lambda v: F.embedding_bag(idx, W, per_sample_weights=v, mode="sum"),
         "index_select + bmm": lambda v: torch.bmm(v.unsqueeze(1), W.index_select(0, idx.reshape(-1)).view(B, k, D))
         .squeeze(1),
         "dense scatter + matmul": lambda v: torch.zeros(B, N).scatter(1, idx, v) @ W,
@@ -155,7 +166,7 @@ def kernel_microbench(cfg: BenchConfig) -> dict:
                 v = v0.clone().requires_grad_()
                 W.grad = None
                 t = time.perf_counter()
-                fn(v).sum().backward()
+                fn(v).backward(grad_out)
                 times.append(time.perf_counter() - t)
             best = 1e3 * min(times)
             result["decode_fwd_bwd_ms"][name] = min(best, result["decode_fwd_bwd_ms"].get(name, best))
@@ -163,7 +174,7 @@ def kernel_microbench(cfg: BenchConfig) -> dict:
     for _ in range(cfg.microbench_reps):
         p = pre.clone().requires_grad_()
         t = time.perf_counter()
-        get_backend("torch").topk_activation(p, k)[0].sum().backward()
+        get_backend("torch").topk_activation(p, k)[0].backward(grad_values)
         times.append(time.perf_counter() - t)
     result["topk_fwd_bwd_ms"] = 1e3 * min(times)
 
@@ -190,7 +201,7 @@ def kernel_microbench(cfg: BenchConfig) -> dict:
             for _ in range(cfg.microbench_reps):
                 W_enc.grad = b_enc.grad = None
                 t = time.perf_counter()
-                fn()[0].sum().backward()
+                fn()[0].backward(grad_values)
                 times.append(time.perf_counter() - t)
             best = 1e3 * min(times)
             result["encoder_fwd_bwd_ms"][name] = min(best, result["encoder_fwd_bwd_ms"].get(name, best))
@@ -284,14 +295,22 @@ class InterpWorker:
 
         return step
 
-    def _forward_iter(self):
-        """The transformer's forward alone (no hooks kept, nothing trained): the floor of e2e."""
+    def _forward_iter(self, fused: bool):
+        """The transformer's forward alone (nothing kept, nothing trained): the floor of e2e."""
+        from interp.cache.fused import fused_capture
+        from interp.hooks import hook_name
+
         tokens, ctx = self.data["tokens"], self.cfg.contexts_per_step
+        hooks = [hook_name("mlp_in", self.cfg.layer), hook_name("mlp_out", self.cfg.layer)]
         state = {"at": 0}
+        workspace: dict = {}  # reused between calls, as StreamingActivations does
 
         def step():
             start = state["at"] % (len(tokens) - ctx + 1)
             state["at"] = start + ctx
+            if fused:
+                fused_capture(self.model, tokens[start : start + ctx], hooks, lambda name, act: None, workspace)
+                return
             with torch.inference_mode():
                 self.model(tokens[start : start + ctx], stop_at_layer=self.cfg.layer + 1)
 
@@ -302,10 +321,10 @@ class InterpWorker:
 
         hin, hout = hook_name("mlp_in", self.cfg.layer), hook_name("mlp_out", self.cfg.layer)
         tokens_per_step = self.cfg.contexts_per_step * 128
-        if mode == "forward":
+        if mode in ("forward", "forward_fused"):
             if self.model is None:
                 self.model = reference_model()[0]
-            return self._forward_iter()
+            return self._forward_iter(fused=mode == "forward_fused")
         if mode == "cached":
             if self.impl.startswith("interp.transcoders"):
                 from interp.transcoders.data import InMemoryActivations
@@ -317,7 +336,8 @@ class InterpWorker:
         from interp.cache import StreamingActivations
 
         source = StreamingActivations(
-            self.model, [hin, hout], self.data["tokens"], forward_batch=self.cfg.contexts_per_step
+            self.model, [hin, hout], self.data["tokens"], forward_batch=self.cfg.contexts_per_step,
+            fused=mode == "e2e",  # interp transcoder train streams with the fused forward (--fused-forward)
         )
         if self.impl.startswith("interp.transcoders"):
             return self._trainer_iter(source)
@@ -396,6 +416,9 @@ class SparsifyWorker:
             ids = torch.arange(n).view(-1, 128)
             model = _CachedModel(self.data["x"], self.data["y"])
             trainer, ds, model = self._trainer(model, "mlp", ids)
+        elif mode == "e2e_hf":
+            model = hf_gpt2(reference_model()[0])
+            trainer, ds, model = self._trainer(model, f"h.{self.cfg.layer}.mlp", self.data["tokens"])
         else:
             if self.model is None:
                 self.model = _TLForSparsify(reference_model()[0])
@@ -449,6 +472,68 @@ class _Lookup(torch.nn.Module):
         return self.out
 
 
+def hf_gpt2(tl):
+    """The transformer-lens model as a Hugging Face ``GPT2LMHeadModel`` with the same weights.
+
+    Checked on the benchmark's tokens: the MLP input and output of every layer agree with
+    transformer-lens' ``ln2.hook_normalized`` and ``hook_mlp_out`` to float rounding. (The
+    unembedding's bias, which GPT-2's head lacks, is dropped: it does not touch the MLPs.)
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    c = tl.cfg
+    config = GPT2Config(
+        vocab_size=c.d_vocab, n_positions=c.n_ctx, n_embd=c.d_model, n_layer=c.n_layers, n_head=c.n_heads,
+        n_inner=c.d_mlp, activation_function=c.act_fn, layer_norm_epsilon=c.eps, tie_word_embeddings=False,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )  # fmt: skip
+    hf = GPT2LMHeadModel(config).eval()
+    body = hf.transformer
+
+    def norm(hf_ln, tl_ln):
+        hf_ln.weight.copy_(getattr(tl_ln, "w", torch.ones_like(hf_ln.weight)))
+        hf_ln.bias.copy_(getattr(tl_ln, "b", torch.zeros_like(hf_ln.bias)))
+
+    with torch.no_grad():
+        body.wte.weight.copy_(tl.embed.W_E)
+        body.wpe.weight.copy_(tl.pos_embed.W_pos)
+        for block, h in zip(tl.blocks, body.h, strict=True):
+            a = block.attn
+            norm(h.ln_1, block.ln1)
+            norm(h.ln_2, block.ln2)
+            # Conv1D weights are [in, out]; c_attn's output columns are q | k | v, head-major
+            h.attn.c_attn.weight.copy_(torch.cat([W.permute(1, 0, 2).reshape(c.d_model, -1) for W in (a.W_Q, a.W_K, a.W_V)], 1))
+            h.attn.c_attn.bias.copy_(torch.cat([a.b_Q.reshape(-1), a.b_K.reshape(-1), a.b_V.reshape(-1)]))
+            h.attn.c_proj.weight.copy_(a.W_O.reshape(-1, c.d_model))
+            h.attn.c_proj.bias.copy_(a.b_O)
+            h.mlp.c_fc.weight.copy_(block.mlp.W_in)
+            h.mlp.c_fc.bias.copy_(block.mlp.b_in)
+            h.mlp.c_proj.weight.copy_(block.mlp.W_out)
+            h.mlp.c_proj.bias.copy_(block.mlp.b_out)
+        norm(body.ln_f, tl.ln_final)
+        hf.lm_head.weight.copy_(tl.unembed.W_U.T)
+    _check_same_mlps(tl, hf)
+    return hf
+
+
+def _check_same_mlps(tl, hf) -> None:
+    tokens = torch.randint(0, tl.cfg.d_vocab, (4, 64), generator=torch.Generator().manual_seed(0))
+    got: dict[int, tuple] = {}
+    handles = [h.mlp.register_forward_hook(lambda m, i, o, layer=layer: got.__setitem__(layer, (i[0], o)))
+               for layer, h in enumerate(hf.transformer.h)]  # fmt: skip
+    with torch.no_grad():
+        hf(tokens)
+    for handle in handles:
+        handle.remove()
+    names = [f"blocks.{layer}.{n}" for layer in range(tl.cfg.n_layers) for n in ("ln2.hook_normalized", "hook_mlp_out")]
+    _, cache = tl.run_with_cache(tokens, names_filter=names)
+    for layer, (x, y) in got.items():
+        for mine, name in ((x, f"blocks.{layer}.ln2.hook_normalized"), (y, f"blocks.{layer}.hook_mlp_out")):
+            err = (mine - cache[name]).abs().max().item()
+            if err > 1e-4 * cache[name].abs().max().item():
+                raise RuntimeError(f"the Hugging Face conversion differs at {name} by {err:.2e}")
+
+
 class _TLForSparsify(torch.nn.Module):
     """A transformer-lens model with the attributes sparsify's Trainer reads from a HF model."""
 
@@ -472,6 +557,10 @@ class _TLForSparsify(torch.nn.Module):
         return self.tl(input_ids, return_type=None)
 
 
+INTERP_MODES = ("cached", "e2e", "e2e_tl", "forward", "forward_fused")
+SPARSIFY_MODES = ("cached", "e2e", "e2e_hf")
+
+
 def worker_main(side: str, cfg: BenchConfig, workdir: Path) -> None:
     """Serve ``run MODE N`` lines on stdin with one JSON line each on stdout."""
     torch.set_num_threads(cfg.threads)
@@ -481,7 +570,7 @@ def worker_main(side: str, cfg: BenchConfig, workdir: Path) -> None:
     sys.stdout = sys.stderr  # sparsify prints; keep the protocol channel clean
     worker = InterpWorker(cfg, data) if side == "interp" else SparsifyWorker(cfg, data, workdir)
     states = {}
-    for mode in ("cached", "e2e", "forward") if side == "interp" else ("cached", "e2e"):
+    for mode in INTERP_MODES if side == "interp" else SPARSIFY_MODES:
         states[mode] = worker.stepper(mode)
         if side == "interp":
             worker.run(states[mode], cfg.warmup_steps)
@@ -538,10 +627,9 @@ def main(cfg: BenchConfig) -> dict:
             }
             try:
                 info = {side: _ask(p, None) for side, p in procs.items()}
-                rounds = {side: {"cached": [], "e2e": []} for side in procs}
-                rounds["interp"]["forward"] = []
+                rounds = {"interp": {m: [] for m in INTERP_MODES}, "sparsify": {m: [] for m in SPARSIFY_MODES}}
                 for r in range(cfg.rounds):
-                    for mode in ("cached", "e2e", "forward"):
+                    for mode in dict.fromkeys(INTERP_MODES + SPARSIFY_MODES):
                         order = list(procs) if r % 2 == 0 else list(procs)[::-1]
                         for side in order:
                             if mode not in rounds[side]:
@@ -567,16 +655,35 @@ def main(cfg: BenchConfig) -> dict:
         "impl": {side: info[side]["impl"] for side in info},
         "tokens_per_s_rounds": rounds,
         "tokens_per_s_median": summary,
-        "speedup": {mode: summary["interp"][mode] / summary["sparsify"][mode] for mode in ("cached", "e2e")},
-        # e2e = forward + training step. With the same forward, no trainer can beat sparsify's
-        # e2e by more than (forward + sparsify's step) / forward: its step taking no time at all.
-        "e2e_ceiling": _e2e_ceiling(summary),
+        "speedup": {
+            "cached": summary["interp"]["cached"] / summary["sparsify"]["cached"],
+            "e2e": summary["interp"]["e2e"] / summary["sparsify"]["e2e"],
+            "e2e_vs_sparsify_hf": summary["interp"]["e2e"] / summary["sparsify"]["e2e_hf"],
+            "e2e_tl_forward": summary["interp"]["e2e_tl"] / summary["sparsify"]["e2e"],
+        },
+        # The rounds alternate between the libraries, so round i of each ran side by side.
+        "speedup_per_round": _per_round(rounds),
+        # e2e = forward + training step. With transformer-lens' forward on both sides, no
+        # trainer can beat sparsify's e2e by more than (forward + sparsify's step) / forward.
+        "e2e_ceiling_same_forward": _e2e_ceiling(summary),
         "kernels": kernels,
     }
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     return result
+
+
+PAIRS = {"cached": ("cached", "cached"), "e2e": ("e2e", "e2e"), "e2e_vs_sparsify_hf": ("e2e", "e2e_hf")}
+
+
+def _per_round(rounds: dict) -> dict:
+    """interp / sparsify in each round (the two ran back to back), as min / median / max."""
+    out = {}
+    for name, (mine, theirs) in PAIRS.items():
+        ratios = [a / b for a, b in zip(rounds["interp"][mine], rounds["sparsify"][theirs], strict=True)]
+        out[name] = {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}
+    return out
 
 
 def _e2e_ceiling(summary: dict) -> float:
@@ -587,16 +694,26 @@ def _e2e_ceiling(summary: dict) -> float:
 
 def markdown(result: dict) -> str:
     s, r = result["tokens_per_s_median"], result["speedup"]
+    i, sp = s["interp"], s["sparsify"]
     lines = [
         "| mode | interp tokens/s | sparsify tokens/s | interp / sparsify |",
         "|---|---|---|---|",
+        f"| on cached activations | {i['cached']:,.0f} | {sp['cached']:,.0f} | {r['cached']:.2f}x |",
+        f"| end to end, sparsify on the transformer-lens model | {i['e2e']:,.0f} | {sp['e2e']:,.0f} | {r['e2e']:.2f}x |",
+        f"| end to end, sparsify on the Hugging Face GPT-2 conversion | {i['e2e']:,.0f} | {sp['e2e_hf']:,.0f} "
+        f"| {r['e2e_vs_sparsify_hf']:.2f}x |",
+        f"| end to end, interp with transformer-lens' forward (`--nofused-forward`) | {i['e2e_tl']:,.0f} "
+        f"| {sp['e2e']:,.0f} | {r['e2e_tl_forward']:.2f}x |",
+        f"| forward alone: transformer-lens (stop_at_layer) / interp fused | {i['forward']:,.0f} / "
+        f"{i['forward_fused']:,.0f} | | |",
+        "",
+        "Per round (interp / sparsify of the rounds run back to back; min / median / max): "
+        + "; ".join(f"{name} {v['min']:.2f} / {v['median']:.2f} / {v['max']:.2f}" for name, v in result["speedup_per_round"].items())
+        + ".",
+        "",
+        f"End-to-end ceiling with transformer-lens' forward on both sides (sparsify's training step at zero cost): "
+        f"{result['e2e_ceiling_same_forward']:.2f}x.",
     ]
-    for mode, label in (("cached", "on cached activations"), ("e2e", "end to end from the model")):
-        lines.append(f"| {label} | {s['interp'][mode]:,.0f} | {s['sparsify'][mode]:,.0f} | {r[mode]:.2f}x |")
-    lines.append(f"| the model's forward alone (stop_at_layer, no hooks, no training) | {s['interp']['forward']:,.0f} | | |")
-    lines.append("")
-    lines.append(f"End-to-end ceiling with this forward (sparsify's e2e time with its training step at zero cost): "
-                 f"{result['e2e_ceiling']:.2f}x.")
     k = result["kernels"]
     lines.append("")
     lines.append(f"Sparse decoder, forward + backward, best of {result['config']['microbench_reps']} "

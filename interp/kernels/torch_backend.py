@@ -57,6 +57,7 @@ class _SparseDecode(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         values, indices, W_dec = ctx.saved_tensors
+        grad_out = grad_out.contiguous()  # a broadcast gradient (from .sum()) is slow as an embedding table
         grad_values = grad_W = None
         if ctx.needs_input_grad[2]:
             k, d_sae = indices.shape[1], W_dec.shape[0]
