@@ -700,19 +700,19 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|",
         f"| on cached activations | {i['cached']:,.0f} | {sp['cached']:,.0f} | {r['cached']:.2f}x |",
         f"| end to end, sparsify on the transformer-lens model | {i['e2e']:,.0f} | {sp['e2e']:,.0f} | {r['e2e']:.2f}x |",
-        f"| end to end, sparsify on the Hugging Face GPT-2 conversion | {i['e2e']:,.0f} | {sp['e2e_hf']:,.0f} "
-        f"| {r['e2e_vs_sparsify_hf']:.2f}x |",
-        f"| end to end, interp with transformer-lens' forward (`--nofused-forward`) | {i['e2e_tl']:,.0f} "
-        f"| {sp['e2e']:,.0f} | {r['e2e_tl_forward']:.2f}x |",
-        f"| forward alone: transformer-lens (stop_at_layer) / interp fused | {i['forward']:,.0f} / "
-        f"{i['forward_fused']:,.0f} | | |",
+        (f"| end to end, sparsify on the Hugging Face GPT-2 conversion | {i['e2e']:,.0f} | {sp['e2e_hf']:,.0f} "
+         f"| {r['e2e_vs_sparsify_hf']:.2f}x |"),
+        (f"| end to end, interp with transformer-lens' forward (`--nofused-forward`) | {i['e2e_tl']:,.0f} "
+         f"| {sp['e2e']:,.0f} | {r['e2e_tl_forward']:.2f}x |"),
+        (f"| forward alone: transformer-lens (stop_at_layer) / interp fused | {i['forward']:,.0f} / "
+         f"{i['forward_fused']:,.0f} | | |"),
         "",
-        "Per round (interp / sparsify of the rounds run back to back; min / median / max): "
-        + "; ".join(f"{name} {v['min']:.2f} / {v['median']:.2f} / {v['max']:.2f}" for name, v in result["speedup_per_round"].items())
-        + ".",
+        ("Per round (interp / sparsify of the rounds run back to back; min / median / max): "
+         + "; ".join(f"{name} {v['min']:.2f} / {v['median']:.2f} / {v['max']:.2f}" for name, v in result["speedup_per_round"].items())
+         + "."),
         "",
-        f"End-to-end ceiling with transformer-lens' forward on both sides (sparsify's training step at zero cost): "
-        f"{result['e2e_ceiling_same_forward']:.2f}x.",
+        (f"End-to-end ceiling with transformer-lens' forward on both sides (sparsify's training step at zero cost): "
+         f"{result['e2e_ceiling_same_forward']:.2f}x."),
     ]
     k = result["kernels"]
     lines.append("")

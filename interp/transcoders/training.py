@@ -122,7 +122,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.optim, dict):
             self.optim = OptimConfig(**self.optim)
-        arch = registry.get(self.arch)
+        registry.get(self.arch)  # an unknown name raises here, listing the known ones
+
         def takes(name: str, setting: str) -> bool:
             return setting in {f.name for f in fields(registry.get(name).config)}
 

@@ -37,7 +37,7 @@ def assert_matches_transformer_lens(model, tokens: torch.Tensor, names: list[str
     workspace: dict[str, torch.Tensor] = {}
     for space in (None, workspace, workspace):
         fused: dict[str, torch.Tensor] = {}
-        fused_capture(model, tokens, names, lambda name, act: fused.__setitem__(name, act.clone()), space)
+        fused_capture(model, tokens, names, lambda name, act, into=fused: into.__setitem__(name, act.clone()), space)
         assert set(fused) == set(names)
         for name in names:
             want = cache[name]

@@ -284,8 +284,8 @@ def test_load_pretrained_gemma_scope_transcoder_offline(tmp_path, monkeypatch, a
     """``formats.load_pretrained`` through SAELens' own ``SAE.from_pretrained`` and its Gemma
     Scope 2 converter; only the hub's two network calls are answered from local files
     (a small random checkpoint in the release's layout, since nothing can be downloaded here)."""
-    from safetensors.torch import save_file
     from sae_lens.loading import pretrained_sae_loaders as loaders
+    from safetensors.torch import save_file
 
     from interp.transcoders.jumprelu import JumpReLUTranscoder, SkipJumpReLUTranscoder
 
