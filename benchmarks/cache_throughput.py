@@ -7,6 +7,8 @@ output of every layer) go through four methods, timed end to end:
 - ``bare forward``: ``model(tokens, stop_at_layer=n_layers)`` under inference mode, no
   hooks, nothing kept: the floor any cache can reach.
 - ``interp cache``: :func:`interp.cache.cache_activations` to a fresh store (float32).
+- ``bare fused forward`` / ``interp cache --fused``: the same with interp's fused forward
+  (:mod:`interp.cache.fused`; equal to transformer-lens' to float rounding, opt-in).
 - ``TL run_with_cache + save``: ``model.run_with_cache(tokens, names_filter=hooks)`` per
   batch, as TransformerLens users write it, then ``safetensors.torch.save_file`` of the
   batch's activations. A second row adds ``stop_at_layer`` (the best a TL user can do).
@@ -83,6 +85,18 @@ def interp_cache(model, hooks, tokens, batch, workdir):
     cache_activations(model, hooks, tokens, workdir / "interp", CacheConfig(batch_size=batch, progress=False))
 
 
+def bare_fused_forward(model, hooks, tokens, batch, workdir):
+    from interp.cache.fused import fused_capture
+
+    workspace: dict = {}
+    for start in range(0, len(tokens), batch):
+        fused_capture(model, tokens[start : start + batch], hooks, lambda name, act: None, workspace)
+
+
+def interp_cache_fused(model, hooks, tokens, batch, workdir):
+    cache_activations(model, hooks, tokens, workdir / "interp", CacheConfig(batch_size=batch, progress=False, fused=True))
+
+
 def tl_run_with_cache(stop: bool):
     def run(model, hooks, tokens, batch, workdir):
         from safetensors.torch import save_file
@@ -138,6 +152,8 @@ def saelens_runner(model, hooks, tokens, batch, workdir):
 METHODS: dict[str, Callable] = {
     "bare forward (stop_at_layer)": bare_forward,
     "interp cache": interp_cache,
+    "bare fused forward (interp.cache.fused, nothing kept)": bare_fused_forward,
+    "interp cache --fused": interp_cache_fused,
     "TL run_with_cache + save": tl_run_with_cache(stop=False),
     "TL run_with_cache(stop_at_layer) + save": tl_run_with_cache(stop=True),
     "SAELens CacheActivationsRunner (1 run per hook)": saelens_runner,
@@ -222,8 +238,12 @@ def main() -> None:
         interp = results["interp cache"]["tokens_per_s"]
         sae = results["SAELens CacheActivationsRunner (1 run per hook)"]["tokens_per_s"]
         bare = results["bare forward (stop_at_layer)"]["tokens_per_s"]
+        fused = results["interp cache --fused"]["tokens_per_s"]
+        bare_fused = results["bare fused forward (interp.cache.fused, nothing kept)"]["tokens_per_s"]
         print(f"\ninterp / SAELens throughput: {interp / sae:.2f}x; interp overhead over bare forward: "
-              f"{100 * (bare / interp - 1):.1f}%\n", flush=True)
+              f"{100 * (bare / interp - 1):.1f}%; with --fused: {fused / sae:.2f}x SAELens, "
+              f"{fused / interp:.2f}x interp cache, overhead over the bare fused forward "
+              f"{100 * (bare_fused / fused - 1):.1f}%\n", flush=True)
         del model
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -171,7 +171,7 @@ def capture_forward(
     """Within the block, ``run(tokens)`` runs one forward pass that calls ``sink`` at each hook.
 
     With ``fused``, models and hooks that :mod:`interp.cache.fused` handles
-    run its fused forward (about twice as fast on GPT-2-style models, equal to float
+    run its fused forward (faster: see :mod:`interp.cache.fused`; equal to float
     rounding); everything else runs transformer-lens' forward with temporary hooks,
     stopped after the last needed block. Hooks are removed when the block ends.
     ``workspace`` (a dict kept by the caller) lets the fused forward reuse its buffers

@@ -68,8 +68,9 @@ class CacheConfig:
     progress: bool = True
     """Show a progress bar with tokens/s and the ETA."""
     fused: bool = False
-    """Run the fused forward (interp.cache.fused) where the model and hooks allow it: about
-    twice as fast, equal to transformer-lens' forward to float rounding. Off by default, so
+    """Run the fused forward (interp.cache.fused) where the model and hooks allow it: faster
+    (1.7-2.1x on the reference model, 1.2x at GPT-2 small's shape, on a CPU), equal to
+    transformer-lens' forward to float rounding. Off by default, so
     the store equals run_with_cache exactly."""
     description: str | None = None
     """Free-text description of the token stream, recorded in the manifest."""
