@@ -42,3 +42,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_write(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_json(path: str | Path, data, *, indent: int | None = 1) -> Path:
+    """Write ``data`` as JSON (one trailing newline) to ``path`` atomically; returns the path.
+
+    The results' ``save`` methods all go through here, so a crash never leaves half a file.
+    """
+    import json
+
+    atomic_write_text(path, json.dumps(data, indent=indent) + "\n")
+    return Path(path)

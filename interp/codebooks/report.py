@@ -53,10 +53,9 @@ class CodebookReport:
         return asdict(self)
 
     def save(self, path: str | Path) -> Path:
-        from interp.io import atomic_write_text
+        from interp.io import atomic_write_json
 
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-        return Path(path)
+        return atomic_write_json(path, self.to_dict(), indent=2)
 
     @classmethod
     def load(cls, path: str | Path) -> CodebookReport:

@@ -21,7 +21,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.hooks import resolve
-from interp.io import atomic_write_text
+from interp.io import atomic_write_json
 
 
 @contextlib.contextmanager
@@ -111,8 +111,7 @@ class ClampResult:
         return {**asdict(self), "mean_delta": self.mean_delta, "percentile": self.percentile}
 
     def save(self, path: str | Path) -> Path:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-        return Path(path)
+        return atomic_write_json(path, self.to_dict(), indent=2)
 
     @classmethod
     def load(cls, path: str | Path) -> ClampResult:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from interp.io import atomic_write_text
+from interp.io import atomic_write_json
 from interp.neurons.decoding import NeuronTable, _normalise
 
 
@@ -75,8 +75,7 @@ class ClassReport:
                 "neurons": {c: [asdict(n) for n in ns] for c, ns in self.neurons.items()}}
 
     def save(self, path: str | Path) -> Path:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-        return Path(path)
+        return atomic_write_json(path, self.to_dict(), indent=2)
 
     @classmethod
     def load(cls, path: str | Path) -> ClassReport:
@@ -184,8 +183,7 @@ class ModelComparison:
         return "\n".join(lines)
 
     def save(self, path: str | Path) -> Path:
-        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
-        return Path(path)
+        return atomic_write_json(path, asdict(self), indent=2)
 
     @classmethod
     def load(cls, path: str | Path) -> ModelComparison:

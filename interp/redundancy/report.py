@@ -143,10 +143,9 @@ class RedundancyReport:
 
     def save(self, path: str | Path) -> Path:
         """Write the report as JSON (atomically)."""
-        from interp.io import atomic_write_text
+        from interp.io import atomic_write_json
 
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n")
-        return Path(path)
+        return atomic_write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> RedundancyReport:

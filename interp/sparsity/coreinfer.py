@@ -27,7 +27,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.hooks import resolve
-from interp.io import atomic_write_text
+from interp.io import atomic_write_json
 
 
 def token_core(activations: Float[Tensor, "pos d_mlp"], alpha: float) -> torch.Tensor:
@@ -124,8 +124,7 @@ class CoreSimilarity:
         return "\n".join(lines)
 
     def save(self, path: str | Path) -> Path:
-        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
-        return Path(path)
+        return atomic_write_json(path, asdict(self), indent=2)
 
     @classmethod
     def load(cls, path: str | Path) -> CoreSimilarity:

@@ -30,7 +30,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.hooks import resolve
-from interp.io import atomic_write_text
+from interp.io import atomic_write_json
 
 
 @dataclass
@@ -120,8 +120,7 @@ class SparsityResult:
         return asdict(self)
 
     def save(self, path: str | Path) -> Path:
-        atomic_write_text(path, json.dumps(self.to_dict()) + "\n")
-        return Path(path)
+        return atomic_write_json(path, self.to_dict(), indent=None)
 
     @classmethod
     def load(cls, path: str | Path) -> SparsityResult:

@@ -31,7 +31,7 @@ import torch
 from simple_parsing import field as sp_field
 
 from interp.errors import StoreError
-from interp.io import atomic_write_text
+from interp.io import atomic_write_json, atomic_write_text
 from interp.transcoders.base import Transcoder
 from interp.transcoders.data import layer_hooks, layer_key
 
@@ -119,9 +119,7 @@ class EvalResult:
     features: list[FeatureCard] = field(default_factory=list)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        atomic_write_text(path, json.dumps(asdict(self), indent=1) + "\n")
-        return path
+        return atomic_write_json(path, asdict(self), indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> EvalResult:

@@ -28,7 +28,7 @@ import torch
 from simple_parsing import field as sp_field
 
 from interp.errors import InterpError, StoreError, TrainingDivergedError
-from interp.io import atomic_write, atomic_write_text
+from interp.io import atomic_write, atomic_write_json
 from interp.transcoders import formats, registry
 from interp.transcoders.data import PairedBatches, layer_hooks, layer_key, required_hooks
 from interp.transcoders.trainer import OptimConfig, Trainer
@@ -183,9 +183,7 @@ class TrainResult:
     """Every ``log_every``-th step: step, lr, and the means over layers of loss, L0, FVU, dead."""
 
     def save(self, path: str | Path | None = None) -> Path:
-        path = Path(path) if path is not None else Path(self.out) / RUN_FILE
-        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
-        return path
+        return atomic_write_json(path if path is not None else Path(self.out) / RUN_FILE, asdict(self), indent=2)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainResult:

@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from interp.io import atomic_write_text
+from interp.io import atomic_write_json
 
 KIND_LABELS = {"neurons": "MLP neurons", "transcoder": "transcoder latents", "codebook": "codebook codes"}
 
@@ -98,9 +98,7 @@ class UnitsComparison:
         return list(dict.fromkeys(r.kind for r in self.rows))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        atomic_write_text(path, json.dumps(asdict(self), indent=1) + "\n")
-        return path
+        return atomic_write_json(path, asdict(self), indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> UnitsComparison:
