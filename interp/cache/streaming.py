@@ -17,7 +17,6 @@ from interp.cache.source import (
     mix,
     probe_widths,
     rows_for_memory,
-    stop_layer,
     to_batch,
 )
 
@@ -116,7 +115,6 @@ class StreamingActivations:
         self.buffer_mb = buffer_mb
         self.fused = fused
         self._workspace: dict[str, Tensor] = {}  # the fused forward's reused buffers
-        self.stop_at_layer = stop_layer(model, self.hook_names)
         self._widths = probe_widths(model, self.hook_names)
 
     @property
