@@ -28,6 +28,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.kernels.backend import KernelInputError, check_topk_args
+from interp.kernels.torch_backend import per_latent_sums
 
 
 class _TopKEncode(torch.autograd.Function):
@@ -48,12 +49,7 @@ class _TopKEncode(torch.autograd.Function):
         flat = indices.reshape(-1)
         grad_x = grad_W = grad_b = None
         if ctx.needs_input_grad[1]:
-            flat_sorted, order = flat.sort(stable=True)
-            rows = torch.div(order, indices.shape[1], rounding_mode="floor")
-            counts = torch.bincount(flat_sorted, minlength=d_sae)
-            offsets = torch.zeros(d_sae, dtype=torch.long, device=x.device)
-            offsets[1:] = counts.cumsum(0)[:-1]
-            grad_W = F.embedding_bag(rows, x, offsets, mode="sum", per_sample_weights=g[order]).t()
+            grad_W = per_latent_sums(indices, g, x, d_sae).t()
         if ctx.needs_input_grad[2]:
             grad_b = torch.zeros(d_sae, dtype=g.dtype, device=g.device).index_add_(0, flat, g)
         if ctx.needs_input_grad[0]:

@@ -38,6 +38,23 @@ class TorchBackend(KernelBackend):
         return _SparseDecode.apply(values, indices, W_dec)
 
 
+def per_latent_sums(indices: Tensor, weights: Tensor, table: Tensor, n_latents: int) -> Tensor:
+    """Row ``j`` of the result: the sum of ``weights[r, s] * table[r]`` over the pairs ``(r, s)``
+    with ``indices[r, s] == j`` (zeros for a latent nobody selected); ``[n_latents, table.shape[1]]``.
+
+    The weight gradient of a sparse encoder or decoder. The pairs are sorted by latent (a
+    stable sort, so the summation order, and the result, are deterministic) and each
+    latent's sum is one bag of ``embedding_bag``: ``batch * k * d`` multiply-adds in
+    torch's vectorised kernel, never a dense ``batch x n_latents`` matrix.
+    """
+    k = indices.shape[1]
+    flat_sorted, order = indices.reshape(-1).long().sort(stable=True)
+    rows = torch.div(order, k, rounding_mode="floor")
+    offsets = torch.zeros(n_latents, dtype=torch.long, device=table.device)
+    offsets[1:] = torch.bincount(flat_sorted, minlength=n_latents).cumsum(0)[:-1]
+    return F.embedding_bag(rows, table, offsets, mode="sum", per_sample_weights=weights.reshape(-1)[order])
+
+
 class _SparseDecode(torch.autograd.Function):
     """``embedding_bag`` forward; a backward whose ``W_dec`` gradient is itself an ``embedding_bag``.
 
@@ -60,13 +77,8 @@ class _SparseDecode(torch.autograd.Function):
         grad_out = grad_out.contiguous()  # a broadcast gradient (from .sum()) is slow as an embedding table
         grad_values = grad_W = None
         if ctx.needs_input_grad[2]:
-            k, d_sae = indices.shape[1], W_dec.shape[0]
-            flat_sorted, order = indices.reshape(-1).long().sort(stable=True)
-            rows = torch.div(order, k, rounding_mode="floor")
-            offsets = torch.zeros(d_sae, dtype=torch.long, device=W_dec.device)
-            offsets[1:] = torch.bincount(flat_sorted, minlength=d_sae).cumsum(0)[:-1]
-            weights = values.detach().reshape(-1)[order].to(grad_out.dtype)
-            grad_W = F.embedding_bag(rows, grad_out, offsets, mode="sum", per_sample_weights=weights).to(W_dec.dtype)
+            weights = values.detach().to(grad_out.dtype)
+            grad_W = per_latent_sums(indices, weights, grad_out, W_dec.shape[0]).to(W_dec.dtype)
         if ctx.needs_input_grad[0]:
             with torch.enable_grad():
                 leaf = values.detach().requires_grad_()
