@@ -69,3 +69,24 @@ def gpt2_model():
     from interp.models import load_model
 
     return load_model("gpt2", device="cpu")
+
+
+@pytest.fixture
+def exact_transcoder():
+    """Factory ``make(model, layer=0)``: a ReLU transcoder whose weights are block ``layer``'s
+    MLP, so it computes that MLP exactly when the model's MLPs are ReLU."""
+
+    def make(model, layer: int = 0):
+        from interp.transcoders import registry
+
+        mlp, arch = model.blocks[layer].mlp, registry.get("relu")
+        (d_in, d_sae), d_out = mlp.W_in.shape, mlp.W_out.shape[1]
+        tc = arch.transcoder(arch.config(d_in=d_in, d_out=d_out, d_sae=d_sae))
+        with torch.no_grad():
+            tc.W_enc.copy_(mlp.W_in)
+            tc.b_enc.copy_(mlp.b_in)
+            tc.W_dec.copy_(mlp.W_out)
+            tc.b_dec.copy_(mlp.b_out)
+        return tc
+
+    return make

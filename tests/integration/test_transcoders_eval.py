@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from interp.transcoders import EvalResult, evaluate, registry, splice
+from interp.transcoders import EvalResult, evaluate, splice
 
 
 def tiny_model():
@@ -25,20 +25,7 @@ def tiny_model():
     return model
 
 
-def exact_transcoder(model, layer: int):
-    """A ReLU transcoder whose weights are the MLP's own: it computes the MLP exactly."""
-    arch = registry.get("relu")
-    mlp = model.blocks[layer].mlp
-    tc = arch.transcoder(arch.config(d_in=16, d_out=16, d_sae=32))
-    with torch.no_grad():
-        tc.W_enc.copy_(mlp.W_in)
-        tc.b_enc.copy_(mlp.b_in)
-        tc.W_dec.copy_(mlp.W_out)
-        tc.b_dec.copy_(mlp.b_out)
-    return tc
-
-
-def test_exact_transcoder_recovers_everything_and_report_renders(tmp_path):
+def test_exact_transcoder_recovers_everything_and_report_renders(tmp_path, exact_transcoder):
     model = tiny_model()
     tokens = torch.randint(0, 40, (24, 16), generator=torch.Generator().manual_seed(0))
     transcoders = {0: exact_transcoder(model, 0), 1: exact_transcoder(model, 1)}

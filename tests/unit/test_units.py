@@ -59,20 +59,6 @@ def planted():
     return model, tokens
 
 
-def exact_transcoder(model):
-    """A ReLU transcoder whose weights are the MLP's: it computes the MLP exactly."""
-    from interp.transcoders import registry
-
-    mlp, arch = model.blocks[0].mlp, registry.get("relu")
-    tc = arch.transcoder(arch.config(d_in=32, d_out=32, d_sae=8))
-    with torch.no_grad():
-        tc.W_enc.copy_(mlp.W_in)
-        tc.b_enc.copy_(mlp.b_in)
-        tc.W_dec.copy_(mlp.W_out)
-        tc.b_dec.copy_(mlp.b_out)
-    return tc
-
-
 @torch.no_grad()
 def exact_codebook(model):
     """One code per token: the MLP's output for that token, so the snap reproduces the MLP."""
@@ -88,7 +74,7 @@ def token_masks(tokens):
     return {f"token {t}": tokens == t for t in range(20)}
 
 
-def test_exact_units_are_fully_faithful_and_l0_is_the_planted_count(tmp_path):
+def test_exact_units_are_fully_faithful_and_l0_is_the_planted_count(tmp_path, exact_transcoder):
     model, tokens = planted()
     cfg = UnitsConfig(neuron_k=8, batch_size=8)
     result = compare_units(model, tokens, token_masks(tokens), transcoders={0: exact_transcoder(model)},
@@ -134,7 +120,7 @@ def test_exact_units_are_fully_faithful_and_l0_is_the_planted_count(tmp_path):
     assert "Units comparison" in result._repr_html_()
 
 
-def test_unfaithful_units_recover_nothing_and_neurons_keep_top_k():
+def test_unfaithful_units_recover_nothing_and_neurons_keep_top_k(exact_transcoder):
     model, tokens = planted()
     useless = exact_transcoder(model)
     with torch.no_grad():
