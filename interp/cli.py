@@ -1,55 +1,29 @@
 """The ``interp`` command line: a thin shell over the Python API.
 
-Every subcommand is one :class:`Command`: a config dataclass (its field docstrings are
-the ``--help`` text, read by simple_parsing) and a ``run(cfg)`` that calls the public
-function a notebook would call and prints its result. Subcommands register themselves
-in ``COMMANDS`` with :func:`command`; the parser is built from that registry.
+The parser is built from the registry in :mod:`interp.commands` (each capability's
+``commands.py`` registers its subcommands there). Every flag has a kebab-case and a
+snake_case spelling (``--node-threshold`` / ``--node_threshold``). Errors a user can cause
+are :class:`~interp.errors.InterpError`\\ s, printed as one line ``interp: error: ...`` with
+exit code 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from simple_parsing import ArgumentParser, DashVariant
 
-from interp.reference.train import ReferenceTrainConfig
+from interp.commands import COMMANDS, GROUP_HELP, command, load_all
 
-
-@dataclass(frozen=True)
-class Command:
-    path: tuple[str, ...]
-    help: str
-    config: type
-    run: Callable
-
-
-COMMANDS: dict[tuple[str, ...], Command] = {}
-GROUP_HELP: dict[str, str] = {
-    "reference": "train and evaluate the offline reference model",
-    "neurons": "decode MLP neurons through the unembedding and verify them by clamping",
-    "circuit": "attribution graphs through transcoders: trace, export, report",
-    "codebook": "codebook bottlenecks: train, search and report discrete codes",
-    "cache": "cache activations of hook points to disk and inspect stores",
-    "transcoder": "train transcoders that imitate MLP layers, and evaluate them spliced in",
-}
-COMMAND_MODULES: tuple[str, ...] = ("interp.transcoders.commands", "interp.codebooks.commands", "interp.cache.commands", "interp.redundancy.commands", "interp.neurons.commands", "interp.sparsity.commands", "interp.circuits.commands", "interp.units.commands")
-"""Modules that register more subcommands with :func:`command` when imported
-(one per capability, e.g. ``interp.cache.commands``); imported when the parser is built."""
-
-
-def command(*path: str, help: str, config: type) -> Callable:
-    """Register ``run(cfg)`` as the subcommand ``interp <path...>``."""
-
-    def register(run: Callable) -> Callable:
-        COMMANDS[path] = Command(path, help, config, run)
-        return run
-
-    return register
+EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
 
 
 # --- interp info -------------------------------------------------------------------
@@ -60,83 +34,71 @@ class InfoConfig:
     """Show a model's architecture and hook points."""
 
     model: str = "reference"
-    """'reference', 'gpt2', or a local checkpoint directory."""
+    """'reference', a TransformerLens model name (e.g. 'gpt2'), or a local checkpoint directory."""
     json: bool = False
     """Print JSON instead of a table."""
 
 
 @command("info", help="a model's architecture and hook points", config=InfoConfig)
-def _info(cfg: InfoConfig) -> None:
+def _info(cfg: InfoConfig) -> int:
     from interp.models import load_model, model_info
 
     info = model_info(load_model(cfg.model, device="cpu"))
     print(json.dumps(asdict(info), indent=2) if cfg.json else info.describe())
-
-
-# --- interp reference --------------------------------------------------------------
-
-
-@dataclass
-class ReferenceEvalConfig:
-    """Measure the reference model's task metrics on held-out prompts."""
-
-    model: str = "reference"
-    """'reference' (the bundled weights) or a directory written by `interp reference train`."""
-    n_prompts: int = 512
-    """Prompts per task."""
-    out: str | None = None
-    """Also write the metrics to this JSON file."""
-
-
-@command("reference", "eval", help="print each task metric of the reference model", config=ReferenceEvalConfig)
-def _reference_eval(cfg: ReferenceEvalConfig) -> int:
-    from interp.io import atomic_write_text
-    from interp.models import load_model
-    from interp.reference.tasks import evaluate
-
-    metrics = evaluate(load_model(cfg.model, device="cpu"), n_prompts=cfg.n_prompts)
-    print(metrics.table())
-    if cfg.out:
-        atomic_write_text(cfg.out, json.dumps({"metrics": metrics.to_dict(), "passed": metrics.passed()}, indent=2) + "\n")
-    return 0 if metrics.all_passed() else 1
-
-
-def _reference_train(cfg) -> int:
-    from interp.reference.train import train
-
-    result = train(cfg)
-    print(f"wrote {result.out} in {result.seconds:.0f} s (final loss {result.final_loss:.4f})")
-    for name, ok in result.passed.items():
-        print(f"  {name:28s} {result.metrics[name]:.4f}  {'ok' if ok else 'BELOW TARGET'}")
-    return 0 if all(result.passed.values()) else 1
-
-
-command("reference", "train", help="train the reference model from its seed", config=ReferenceTrainConfig)(
-    _reference_train
-)
+    return 0
 
 
 # --- parser ------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``interp`` parser, built from ``COMMANDS``."""
-    import importlib
+class _Parser(ArgumentParser):
+    """simple_parsing's parser whose unknown-flag error names the subcommand and the closest flag."""
 
-    for module in COMMAND_MODULES:
-        importlib.import_module(module)
-    parser = ArgumentParser(
+    def error(self, message: str):  # noqa: D401 - argparse's signature
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _field_names(config: type) -> set[str]:
+    """Every field name of a config dataclass, nested configs included."""
+    import dataclasses
+
+    names: set[str] = set()
+    for f in dataclasses.fields(config):
+        names.add(f.name)
+        if isinstance(f.type, type) and dataclasses.is_dataclass(f.type):
+            names |= _field_names(f.type)
+        elif isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):  # type: ignore[misc]
+            names |= _field_names(f.default_factory)
+    return names
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool, config: type | None = None) -> None:
+    """``-v``, ``--debug`` and ``--threads``, accepted before the subcommand and after it
+    (a subcommand whose config has a field of the same name keeps its own)."""
+    taken = {f"--{name}" for name in _field_names(config)} if config is not None else set()
+
+    def add(*flags: str, default, **kwargs) -> None:
+        if not taken.intersection(flags):
+            parser.add_argument(*flags, default=default if defaults else argparse.SUPPRESS, **kwargs)
+
+    add("-v", "--verbose", default=False, action="store_true", help="log at INFO level")
+    add("--debug", default=False, action="store_true", help="show the full traceback of an error instead of one line")
+    add("--threads", default=None, type=int, metavar="N",
+        help="CPU threads torch may use (default: torch's choice, one per core). On a machine other jobs "
+        "share, --threads 1 avoids oversubscription, which can slow a run down several times over")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``interp`` parser, built from the command registry."""
+    load_all()
+    parser = _Parser(
         prog="interp",
         description="Mechanistic interpretability of transformer MLPs and attention.",
-        add_option_string_dash_variants=DashVariant.DASH,
+        add_option_string_dash_variants=DashVariant.UNDERSCORE_AND_DASH,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    parser.add_argument(
-        "--threads", type=int, default=None, metavar="N",
-        help="CPU threads torch may use (default: torch's choice, one per core). On a machine other jobs "
-        "share, --threads 1 avoids oversubscription, which can slow a run down several times over",
-    )
-    root = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=ArgumentParser)
+    _add_global_options(parser, defaults=True)
+    root = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     groups: dict[tuple[str, ...], argparse._SubParsersAction] = {(): root}
     for path, cmd in sorted(COMMANDS.items()):
         for depth in range(1, len(path)):
@@ -144,46 +106,97 @@ def build_parser() -> argparse.ArgumentParser:
                 group = groups[path[: depth - 1]].add_parser(
                     path[depth - 1],
                     help=GROUP_HELP.get(" ".join(path[:depth]), ""),
-                    add_option_string_dash_variants=DashVariant.DASH,
+                    add_option_string_dash_variants=DashVariant.UNDERSCORE_AND_DASH,
                 )
                 groups[path[:depth]] = group.add_subparsers(
-                    dest=f"command_{depth}", metavar="COMMAND", required=True, parser_class=ArgumentParser
+                    dest=f"command_{depth}", metavar="COMMAND", required=True, parser_class=_Parser
                 )
         leaf = groups[path[:-1]].add_parser(
             path[-1],
             help=cmd.help,
             description=cmd.config.__doc__,
-            add_option_string_dash_variants=DashVariant.DASH,
+            add_option_string_dash_variants=DashVariant.UNDERSCORE_AND_DASH,
         )
         leaf.add_arguments(cmd.config, dest="cfg")
-        leaf.set_defaults(_command=cmd)
+        _add_global_options(leaf, defaults=False, config=cmd.config)
+        leaf.set_defaults(_command=cmd, _leaf=leaf)
     return parser
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    from interp.errors import InterpError
+
+    try:
+        args, extras = parser.parse_known_args(argv)
+    except (InterpError, ValueError) as err:  # a config's own check of its settings
+        if "--debug" in (argv if argv is not None else sys.argv[1:]):
+            raise
+        parser.exit(EXIT_USAGE, f"interp: error: {_one_line(err)}\n")
+    if extras:
+        leaf = getattr(args, "_leaf", parser)
+        unknown = next((e for e in extras if e.startswith("-")), extras[0])
+        flag = unknown.split("=", 1)[0]
+        close = difflib.get_close_matches(flag, _options(leaf), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else f"; `{leaf.prog} --help` lists the options"
+        what = "option" if flag.startswith("-") else "argument"
+        leaf.error(f"unknown {what} {unknown!r}{hint}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from interp.errors import InterpError
-
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
+    return run_command(args._command, args.cfg, debug=args.debug)
+
+
+def run_command(cmd, cfg, *, debug: bool = False) -> int:
+    """Run one parsed subcommand, turning errors into one line and an exit code."""
+    from interp.errors import InterpError
+
     try:
-        code = args._command.run(args.cfg)
-    except InterpError as err:
-        print(f"interp: error: {err}", file=sys.stderr)
-        return 2
+        return int(cmd.run(cfg) or 0)
     except KeyboardInterrupt:
         print("interp: interrupted; files already written are intact", file=sys.stderr)
-        return 130
-    return int(code or 0)
+        return EXIT_INTERRUPTED
+    except InterpError as err:
+        if debug:
+            raise
+        print(f"interp: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:
+        if debug:
+            raise
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"interp: error: {err.strerror or err}{where}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as err:  # noqa: BLE001 - the last resort: one line, the traceback with --debug
+        if debug:
+            raise
+        print(
+            f"interp: internal error: {type(err).__name__}: {_one_line(err)} "
+            "(this is a bug in interp; rerun with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -24,11 +24,13 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.errors import ConfigError
+
 
 def pack(documents: Iterable[Sequence[int]], ctx_len: int, bos_id: int) -> Iterator[list[int]]:
     """Concatenate documents (each preceded by BOS) and cut into BOS-led contexts."""
     if ctx_len < 2:
-        raise ValueError(f"ctx_len must be at least 2 (BOS and one token), got {ctx_len}")
+        raise ConfigError(f"ctx_len must be at least 2 (BOS and one token), got {ctx_len}")
     body = ctx_len - 1
     buffer: list[int] = []
     for doc in documents:
@@ -84,7 +86,7 @@ def file_documents(paths: Sequence[str | Path], tokenizer, text_field: str = "te
             content = path.read_text(encoding="utf-8")
             texts.extend(p.strip() for p in content.split("\n\n") if p.strip())
         else:
-            raise ValueError(f"{path}: unsupported file type {path.suffix!r}; use .txt or .jsonl")
+            raise ConfigError(f"{path}: unsupported file type {path.suffix!r}; use .txt or .jsonl")
     if seed is not None:
         random.Random(seed).shuffle(texts)
     for text in texts:
@@ -117,5 +119,5 @@ def token_batches(source: str | Sequence[str | Path], tokenizer, ctx_len: int, b
     """BOS-led ``(batch_size, ctx_len)`` token batches from a source, deterministic for ``seed``."""
     bos = tokenizer.bos_token_id
     if bos is None:
-        raise ValueError("the tokenizer has no BOS token; set tokenizer.bos_token before packing")
+        raise ConfigError("the tokenizer has no BOS token; set tokenizer.bos_token before packing")
     return batched(pack(documents(source, tokenizer, seed=seed), ctx_len, bos), batch_size)

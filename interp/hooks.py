@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Literal, get_args
 
-from interp.errors import UnknownHookError
+from interp.errors import ConfigError, UnknownHookError
 
 Site = Literal[
     "resid_pre",
@@ -61,7 +61,7 @@ def hook_name(site: str, layer: int) -> str:
     if site not in _TEMPLATES:
         raise UnknownHookError(str(site), SITES, what="site")
     if layer < 0:
-        raise ValueError(f"layer must be >= 0, got {layer}")
+        raise ConfigError(f"layer must be >= 0, got {layer}")
     return _TEMPLATES[site].format(layer=layer)
 
 
@@ -84,7 +84,7 @@ def resolve(model, site: str, layers: int | Sequence[int] | None = None) -> list
         layers = [layers]
     for layer in layers:
         if not 0 <= layer < n_layers:
-            raise ValueError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
+            raise ConfigError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
     return validate(model, [hook_name(site, layer) for layer in layers])
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from interp.errors import ConfigError
+
 
 def _config(n_layers: int, d_model: int, d_mlp: int, d_vocab: int, n_ctx: int, act_fn: str, seed: int):
     from transformer_lens import HookedTransformerConfig
@@ -46,7 +48,7 @@ def _config(n_layers: int, d_model: int, d_mlp: int, d_vocab: int, n_ctx: int, a
 def orthonormal_embeddings(d_vocab: int, d_model: int, seed: int = 0) -> torch.Tensor:
     """``d_vocab`` orthonormal rows of width ``d_model``, each with mean zero."""
     if d_model < d_vocab + 1:
-        raise ValueError(f"need d_model >= d_vocab + 1 for orthonormal mean-zero embeddings, got {d_model} and {d_vocab}")
+        raise ConfigError(f"need d_model >= d_vocab + 1 for orthonormal mean-zero embeddings, got {d_model} and {d_vocab}")
     generator = torch.Generator().manual_seed(seed)
     raw = torch.randn(d_model, d_vocab, generator=generator, dtype=torch.float64)
     raw = raw - raw.mean(dim=0, keepdim=True)
@@ -103,7 +105,7 @@ def neuron_model(
     other weights of the block are zero. Returns ``(model, PlantedNeuron)``.
     """
     if read_token == write_token:
-        raise ValueError("read_token and write_token must differ")
+        raise ConfigError("read_token and write_token must differ")
     model = _planted_base(1, d_model, d_mlp, d_vocab, 16, "relu", seed)
     embed = model.embed.W_E.detach()
     with torch.no_grad():
@@ -132,9 +134,9 @@ def noop_model(
     from transformer_lens import HookedTransformer
 
     if kind not in ("attn", "mlp"):
-        raise ValueError(f"kind must be 'attn' or 'mlp', got {kind!r}")
+        raise ConfigError(f"kind must be 'attn' or 'mlp', got {kind!r}")
     if mode not in ("zero", "parallel"):
-        raise ValueError(f"mode must be 'zero' or 'parallel', got {mode!r}")
+        raise ConfigError(f"mode must be 'zero' or 'parallel', got {mode!r}")
     cfg = _config(n_layers, d_model, 4 * d_model, d_vocab, 16, "gelu_new", seed)
     cfg.normalization_type = "LN"
     model = HookedTransformer(cfg)
@@ -191,9 +193,9 @@ def density_model(
     if active_tokens is None:
         active_tokens = [(j * d_vocab) // d_mlp for j in range(d_mlp)]
     if len(active_tokens) != d_mlp:
-        raise ValueError(f"active_tokens needs one count per neuron ({d_mlp}), got {len(active_tokens)}")
+        raise ConfigError(f"active_tokens needs one count per neuron ({d_mlp}), got {len(active_tokens)}")
     if any(not 0 <= k <= d_vocab for k in active_tokens):
-        raise ValueError(f"every count must be in [0, {d_vocab}]")
+        raise ConfigError(f"every count must be in [0, {d_vocab}]")
     model = _planted_base(1, d_model, d_mlp, d_vocab, 16, "relu", seed)
     embed = model.embed.W_E.detach()
     with torch.no_grad():
@@ -213,5 +215,5 @@ def uniform_token_stream(d_vocab: int, repeats: int, ctx_len: int, seed: int = 0
     tokens = tokens[torch.randperm(len(tokens), generator=generator)]
     usable = (len(tokens) // ctx_len) * ctx_len
     if usable != len(tokens):
-        raise ValueError(f"d_vocab * repeats ({len(tokens)}) must be a multiple of ctx_len ({ctx_len})")
+        raise ConfigError(f"d_vocab * repeats ({len(tokens)}) must be a multiple of ctx_len ({ctx_len})")
     return tokens.view(-1, ctx_len)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from simple_parsing.helpers import field as simple_field
 
 from interp.cache.writer import CacheConfig
-from interp.cli import command
+from interp.commands import command
 
 
 @dataclass

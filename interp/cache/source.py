@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.errors import ConfigError
 from interp.hooks import layer_of, validate
 
 TOKEN_KEY = "tokens"
@@ -103,11 +104,11 @@ def check_hooks(model, hook_names: Sequence[str]) -> list[str]:
     """
     names = list(dict.fromkeys(hook_names))
     if not names:
-        raise ValueError("no hook names given: name at least one hook point to capture (see `interp info MODEL`)")
+        raise ConfigError("no hook names given: name at least one hook point to capture (see `interp info MODEL`)")
     validate(model, names)
     for name in names:
         if name.endswith(_NOT_PER_TOKEN):
-            raise ValueError(
+            raise ConfigError(
                 f"{name} holds one value per pair of positions, not one vector per token, so it cannot be "
                 "cached as rows; cache blocks.L.attn.hook_z or blocks.L.hook_attn_out instead"
             )
@@ -200,7 +201,7 @@ def probe_widths(model, hook_names: Sequence[str]) -> dict[str, int]:
     for name in hook_names:
         shape = shapes.get(name)
         if shape is None or shape[:2] != (1, pos):
-            raise ValueError(f"{name} did not produce one vector per token position (shape {shape}); it cannot be cached")
+            raise ConfigError(f"{name} did not produce one vector per token position (shape {shape}); it cannot be cached")
         widths[name] = int(np.prod(shape[2:])) if len(shape) > 2 else 1
     return widths
 
@@ -239,7 +240,7 @@ def mix(
     short. Every row is emitted exactly once; the order depends only on ``generator``.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
     capacity = max(capacity, 2 * batch_size)
     pending: list[dict[str, Tensor]] = []
     held = 0

@@ -37,7 +37,7 @@ from interp.cache.source import (
     rows_for_memory,
     to_batch,
 )
-from interp.errors import StoreError, UnknownHookError
+from interp.errors import ConfigError, StoreError, UnknownHookError
 from interp.io import atomic_write, atomic_write_text
 
 FORMAT = "interp-activation-store"
@@ -191,7 +191,7 @@ class ActivationStore:
             names = list(dict.fromkeys(hooks))
         store = cls(path, manifest, names, buffer_mb)
         if verify not in ("full", "sizes"):
-            raise ValueError(f"verify must be 'full' or 'sizes', got {verify!r}")
+            raise ConfigError(f"verify must be 'full' or 'sizes', got {verify!r}")
         store.verify(checksums=verify == "full")
         return store
 

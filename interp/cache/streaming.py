@@ -19,6 +19,7 @@ from interp.cache.source import (
     rows_for_memory,
     to_batch,
 )
+from interp.errors import ConfigError
 
 
 def collect_contexts(
@@ -33,11 +34,11 @@ def collect_contexts(
     """
     if isinstance(tokens, Tensor):
         if tokens.ndim != 2:
-            raise ValueError(f"tokens must be [n_ctx, ctx], got shape {tuple(tokens.shape)}")
+            raise ConfigError(f"tokens must be [n_ctx, ctx], got shape {tuple(tokens.shape)}")
         out = tokens
     else:
         if n_tokens is None and not hasattr(tokens, "__len__"):
-            raise ValueError(
+            raise ConfigError(
                 "tokens is an iterator of unknown length (it may be endless, like interp.data.token_batches): "
                 "pass n_tokens= to say how many tokens to use"
             )
@@ -47,25 +48,25 @@ def collect_contexts(
             part = torch.as_tensor(part)
             part = part.unsqueeze(0) if part.ndim == 1 else part
             if part.ndim != 2:
-                raise ValueError(f"each token batch must be [batch, ctx] or [ctx], got shape {tuple(part.shape)}")
+                raise ConfigError(f"each token batch must be [batch, ctx] or [ctx], got shape {tuple(part.shape)}")
             if parts and part.shape[1] != parts[0].shape[1]:
-                raise ValueError(f"token batches have different context lengths: {parts[0].shape[1]} and {part.shape[1]}")
+                raise ConfigError(f"token batches have different context lengths: {parts[0].shape[1]} and {part.shape[1]}")
             parts.append(part)
             held += part.numel()
             if n_tokens is not None and held >= n_tokens:
                 break
         if not parts:
-            raise ValueError("tokens is empty: there is nothing to run the model on")
+            raise ConfigError("tokens is empty: there is nothing to run the model on")
         out = torch.cat(parts)
     if n_tokens is not None:
         n_ctx = n_tokens // out.shape[1]
         if n_ctx < 1:
-            raise ValueError(f"n_tokens={n_tokens} is less than one context of {out.shape[1]} tokens")
+            raise ConfigError(f"n_tokens={n_tokens} is less than one context of {out.shape[1]} tokens")
         if n_ctx > out.shape[0]:
-            raise ValueError(f"n_tokens={n_tokens} asks for {n_ctx} contexts but the tokens hold only {out.shape[0]}")
+            raise ConfigError(f"n_tokens={n_tokens} asks for {n_ctx} contexts but the tokens hold only {out.shape[0]}")
         out = out[:n_ctx]
     if out.shape[0] == 0:
-        raise ValueError("tokens is empty: there is nothing to run the model on")
+        raise ConfigError("tokens is empty: there is nothing to run the model on")
     return out.detach().to("cpu", torch.long).contiguous()
 
 
@@ -105,12 +106,12 @@ class StreamingActivations:
         fused: bool = False,
     ) -> None:
         if forward_batch < 1:
-            raise ValueError(f"forward_batch must be positive, got {forward_batch}")
+            raise ConfigError(f"forward_batch must be positive, got {forward_batch}")
         self.model = model
         self.hook_names = check_hooks(model, hook_names)
         self.tokens = collect_contexts(tokens, n_tokens)
         if self.tokens.shape[1] > model.cfg.n_ctx:
-            raise ValueError(f"contexts of {self.tokens.shape[1]} tokens exceed the model's n_ctx={model.cfg.n_ctx}")
+            raise ConfigError(f"contexts of {self.tokens.shape[1]} tokens exceed the model's n_ctx={model.cfg.n_ctx}")
         self.forward_batch = forward_batch
         self.buffer_mb = buffer_mb
         self.fused = fused

@@ -42,7 +42,7 @@ from interp.cache.store import (
     write_manifest,
     write_shard,
 )
-from interp.errors import StoreError
+from interp.errors import ConfigError, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +77,17 @@ class CacheConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
         if self.shard_mb <= 0:
-            raise ValueError(f"shard_mb must be positive, got {self.shard_mb}")
+            raise ConfigError(f"shard_mb must be positive, got {self.shard_mb}")
         if self.dtype not in STORAGE_DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(STORAGE_DTYPES)}, got {self.dtype!r}")
+            raise ConfigError(f"dtype must be one of {sorted(STORAGE_DTYPES)}, got {self.dtype!r}")
         if self.n_tokens is not None and self.n_tokens < 1:
-            raise ValueError(f"n_tokens must be positive or None, got {self.n_tokens}")
+            raise ConfigError(f"n_tokens must be positive or None, got {self.n_tokens}")
         if self.resume and self.overwrite:
-            raise ValueError("resume and overwrite exclude each other: resume continues a store, overwrite deletes it")
+            raise ConfigError("resume and overwrite exclude each other: resume continues a store, overwrite deletes it")
         if self.buffers < 1:
-            raise ValueError(f"buffers must be at least 1, got {self.buffers}")
+            raise ConfigError(f"buffers must be at least 1, got {self.buffers}")
 
 
 def model_fingerprint(model) -> str:
@@ -112,7 +112,7 @@ def rebatch(
         part = torch.as_tensor(part)
         part = part.unsqueeze(0) if part.ndim == 1 else part
         if part.ndim != 2:
-            raise ValueError(f"token batches must be [batch, ctx], got shape {tuple(part.shape)}")
+            raise ConfigError(f"token batches must be [batch, ctx], got shape {tuple(part.shape)}")
         carry.append(part)
         held += part.shape[0]
         while held >= batch_size or (max_contexts is not None and emitted + held >= max_contexts):
@@ -296,13 +296,13 @@ def cache_activations(
     stream = iter(rebatch(token_batches, cfg.batch_size, None))
     first = next(stream, None)
     if first is None:
-        raise ValueError("the token stream is empty: there is nothing to cache")
+        raise ConfigError("the token stream is empty: there is nothing to cache")
     ctx_len = int(first.shape[1])
     if ctx_len > model.cfg.n_ctx:
-        raise ValueError(f"contexts of {ctx_len} tokens exceed the model's n_ctx={model.cfg.n_ctx}")
+        raise ConfigError(f"contexts of {ctx_len} tokens exceed the model's n_ctx={model.cfg.n_ctx}")
     target = None if cfg.n_tokens is None else cfg.n_tokens // ctx_len
     if target == 0:
-        raise ValueError(f"n_tokens={cfg.n_tokens} is less than one context of {ctx_len} tokens")
+        raise ConfigError(f"n_tokens={cfg.n_tokens} is less than one context of {ctx_len} tokens")
     row_bytes = dtype.itemsize * sum(widths.values())
     batches_per_shard = max(1, int(cfg.shard_mb * 2**20) // (row_bytes * ctx_len * cfg.batch_size))
     fresh = {

@@ -48,7 +48,13 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from interp.circuits.attribution import (
-        AttributionConfig, LogitTarget, TargetError, attribute, difference_target, head_paths, token_target,
+        AttributionConfig,
+        LogitTarget,
+        TargetError,
+        attribute,
+        difference_target,
+        head_paths,
+        token_target,
     )
     from interp.circuits.export import to_html, to_json, write_all, write_graphml
     from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, prune

@@ -33,13 +33,9 @@ from torch import Tensor
 
 from interp.circuits.graph import Graph, HeadPath, Node, graph_scores
 from interp.circuits.replacement import CleanState, ReplacementModel
-from interp.errors import InterpError
+from interp.errors import ConfigError, TargetError
 
 log = logging.getLogger(__name__)
-
-
-class TargetError(InterpError, ValueError):
-    """A logit target that is not a token of the model's vocabulary (or an empty prompt)."""
 
 
 @dataclass
@@ -122,9 +118,9 @@ class AttributionConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0.0 <= self.min_head_fraction <= 1.0:
-            raise ValueError(f"min_head_fraction must be in [0, 1], got {self.min_head_fraction}")
+            raise ConfigError(f"min_head_fraction must be in [0, 1], got {self.min_head_fraction}")
 
 
 def _node_list(rm: ReplacementModel, state: CleanState, targets: Sequence[LogitTarget], model) -> list[Node]:

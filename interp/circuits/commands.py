@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interp.cli import command
+from interp.commands import command
+from interp.errors import ConfigError
 
 
 @dataclass
@@ -39,7 +40,7 @@ class CircuitTraceConfig:
 
     def __post_init__(self) -> None:
         if self.contexts < 0:
-            raise ValueError(f"contexts must be >= 0, got {self.contexts}")
+            raise ConfigError(f"contexts must be >= 0, got {self.contexts}")
 
 
 def context_tokens(model, dataset: str, n: int, ctx_len: int = 64):

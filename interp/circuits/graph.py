@@ -22,7 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.errors import StoreError
+from interp.errors import ConfigError, StoreError
 from interp.io import atomic_write
 
 NodeKind = Literal["feature", "error", "embedding", "logit"]
@@ -270,7 +270,7 @@ def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.9
     """
     for name, value in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
         if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
+            raise ConfigError(f"{name} must be in [0, 1], got {value}")
     kinds = [n.kind for n in graph.nodes]
     always = torch.tensor([k in ("embedding", "logit") for k in kinds])
     feature = torch.tensor([k == "feature" for k in kinds])

@@ -20,6 +20,7 @@ from interp.circuits.features import describe_features
 from interp.circuits.graph import Graph, prune
 from interp.circuits.replacement import ReplacementModel
 from interp.circuits.transcoder import adapt
+from interp.errors import ConfigError
 
 
 @dataclass
@@ -47,9 +48,9 @@ class TraceConfig:
         for name in ("node_threshold", "edge_threshold", "min_head_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
         if self.n_top_logits < 1:
-            raise ValueError(f"n_top_logits must be >= 1, got {self.n_top_logits}")
+            raise ConfigError(f"n_top_logits must be >= 1, got {self.n_top_logits}")
 
 
 def prompt_tokens(model, prompt: str | Tensor | Sequence[int]) -> Tensor:

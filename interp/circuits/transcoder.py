@@ -22,11 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.errors import InterpError
-
-
-class TranscoderLoadError(InterpError):
-    """Transcoders for circuit tracing could not be loaded or do not fit the model."""
+from interp.errors import TranscoderLoadError
 
 
 @runtime_checkable

@@ -35,6 +35,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from interp.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 EPS = 1e-8
@@ -55,9 +57,9 @@ class BottleneckConfig:
 
     def __post_init__(self) -> None:
         if self.d < 1 or self.n_codes < 1 or self.n_groups < 1:
-            raise ValueError(f"d, n_codes and n_groups must be >= 1, got {self.d}, {self.n_codes}, {self.n_groups}")
+            raise ConfigError(f"d, n_codes and n_groups must be >= 1, got {self.d}, {self.n_codes}, {self.n_groups}")
         if not 1 <= self.k <= self.n_codes:
-            raise ValueError(f"k must be between 1 and n_codes={self.n_codes}, got k={self.k}")
+            raise ConfigError(f"k must be between 1 and n_codes={self.n_codes}, got k={self.k}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,7 +118,7 @@ class Bottleneck(nn.Module):
                 force; None forces everywhere.
         """
         if x.shape[-2:] != (self.cfg.n_groups, self.cfg.d):
-            raise ValueError(
+            raise ConfigError(
                 f"bottleneck expects [..., {self.cfg.n_groups}, {self.cfg.d}] activations, got {tuple(x.shape)}"
             )
         with torch.no_grad():
@@ -138,11 +140,11 @@ class Bottleneck(nn.Module):
     def _boost(self, sim: Tensor, force: Tensor | Sequence[int], force_mask: Tensor | None) -> Tensor:
         force = torch.as_tensor(force, device=sim.device, dtype=torch.long).flatten()
         if force.min() < 0 or force.max() >= self.n_flat:
-            raise ValueError(f"forced code ids must be in 0..{self.n_flat - 1}, got {force.tolist()}")
+            raise ConfigError(f"forced code ids must be in 0..{self.n_flat - 1}, got {force.tolist()}")
         group, code = force // self.cfg.n_codes, force % self.cfg.n_codes
         per_group = torch.bincount(group, minlength=self.cfg.n_groups)
         if per_group.max() > self.cfg.k:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot force {int(per_group.max())} codes into one codebook with k={self.cfg.k}; "
                 "force at most k codes per codebook (per head at attn_z)"
             )
@@ -168,7 +170,7 @@ class Bottleneck(nn.Module):
         """
         n = x.shape[0]
         if n < self.cfg.n_codes:
-            raise ValueError(
+            raise ConfigError(
                 f"k-means needs at least n_codes={self.cfg.n_codes} activation vectors, got {n}; "
                 "cache more tokens (kmeans_tokens)"
             )

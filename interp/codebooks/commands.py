@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from interp.cli import command
 from interp.codebooks.training import CodebookTrainConfig
+from interp.commands import command
+from interp.errors import ConfigError
 
 
 @command("codebook", "train", help="train codebook bottlenecks on the LM loss", config=CodebookTrainConfig)
@@ -38,7 +39,7 @@ class CodebookReportConfig:
 
     def __post_init__(self) -> None:
         if self.n_contexts < 1 or self.top_codes < 1:
-            raise ValueError("n_contexts and top_codes must be >= 1")
+            raise ConfigError("n_contexts and top_codes must be >= 1")
 
 
 def _record(run: str, n_contexts: int, seed: int, device: str | None):
@@ -92,7 +93,7 @@ class CodebookSearchConfig:
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.regex, self.tokens, self.label)) != 1:
-            raise ValueError("give exactly one property: --regex, --tokens or --label")
+            raise ConfigError("give exactly one property: --regex, --tokens or --label")
 
 
 @command("codebook", "search", help="codes that best match a property", config=CodebookSearchConfig)

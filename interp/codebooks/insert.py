@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from interp import hooks as H
 from interp.codebooks.bottleneck import Bottleneck, BottleneckConfig, Snap
-from interp.errors import StoreError
+from interp.errors import ConfigError, StoreError
 
 CodebookSite = Literal["mlp_out", "attn_out", "attn_z", "resid_post"]
 CODEBOOK_SITES: tuple[str, ...] = get_args(CodebookSite)
@@ -64,7 +64,7 @@ class Codebooks(nn.Module):
         configs = {}
         for site in sites:
             if site not in CODEBOOK_SITES:
-                raise ValueError(f"codebooks can sit at {', '.join(CODEBOOK_SITES)}; got site {site!r}")
+                raise ConfigError(f"codebooks can sit at {', '.join(CODEBOOK_SITES)}; got site {site!r}")
             for hook in H.resolve(model, site, layers):
                 if site == "attn_z":
                     cfg = BottleneckConfig(d=model.cfg.d_head, n_codes=n_codes, k=k, n_groups=model.cfg.n_heads)
@@ -154,7 +154,7 @@ def _force_mask(shape: torch.Size, positions: Positions, device) -> Tensor | Non
             mask = torch.zeros(batch, pos, dtype=torch.bool, device=device)
             mask[:, -1] = True
             return mask
-        raise ValueError(f"positions must be 'all', 'last' or a list of positions, got {positions!r}")
+        raise ConfigError(f"positions must be 'all', 'last' or a list of positions, got {positions!r}")
     mask = torch.zeros(batch, pos, dtype=torch.bool, device=device)
     index = torch.as_tensor(list(positions), dtype=torch.long, device=device)
     mask[:, index] = True

@@ -27,6 +27,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.codebooks.insert import Codebooks, inserted
+from interp.errors import ConfigError
 
 
 @dataclass
@@ -187,10 +188,10 @@ def property_mask(
     """
     given = [x is not None for x in (regex, token_class, labels)]
     if sum(given) != 1:
-        raise ValueError("describe the property with exactly one of regex=, token_class= or labels=")
+        raise ConfigError("describe the property with exactly one of regex=, token_class= or labels=")
     if regex is not None:
         if tokenizer is None:
-            raise ValueError("a regex property needs the tokenizer to decode contexts")
+            raise ConfigError("a regex property needs the tokenizer to decode contexts")
         pattern = re.compile(regex)
         rows = tokens.tolist()
         mask = torch.zeros(tokens.shape, dtype=torch.bool)
@@ -203,22 +204,22 @@ def property_mask(
         items = list(token_class)
         if items and isinstance(items[0], str):
             if tokenizer is None:
-                raise ValueError("a token class given as strings needs the tokenizer")
+                raise ConfigError("a token class given as strings needs the tokenizer")
             vocab = tokenizer.get_vocab()
             missing = [t for t in items if t not in vocab]
             if missing:
-                raise ValueError(f"tokens not in the vocabulary: {missing[:5]}")
+                raise ConfigError(f"tokens not in the vocabulary: {missing[:5]}")
             items = [vocab[t] for t in items]
         return torch.isin(tokens, torch.tensor(items, dtype=tokens.dtype))
     if isinstance(labels, Tensor):
         if labels.shape != tokens.shape:
-            raise ValueError(f"labels shape {tuple(labels.shape)} differs from tokens {tuple(tokens.shape)}")
+            raise ConfigError(f"labels shape {tuple(labels.shape)} differs from tokens {tuple(tokens.shape)}")
         return labels.bool()
     if label is None:
-        raise ValueError("with string labels, pass label= to say which label marks the property")
+        raise ConfigError("with string labels, pass label= to say which label marks the property")
     mask = torch.tensor([[lab == label for lab in row] for row in labels], dtype=torch.bool)
     if mask.shape != tokens.shape:
-        raise ValueError(f"labels shape {tuple(mask.shape)} differs from tokens {tuple(tokens.shape)}")
+        raise ConfigError(f"labels shape {tuple(mask.shape)} differs from tokens {tuple(tokens.shape)}")
     return mask
 
 
@@ -252,7 +253,7 @@ def precision_recall(
 def match_property(record: CodeRecord, hook: str, mask: Bool[Tensor, "n ctx"], top: int = 5) -> list[CodeMatch]:
     """The ``top`` codes at ``hook`` ranked by F1 for the property ``mask``."""
     if mask.shape != record.tokens.shape:
-        raise ValueError(f"mask shape {tuple(mask.shape)} differs from the record's {tuple(record.tokens.shape)}")
+        raise ConfigError(f"mask shape {tuple(mask.shape)} differs from the record's {tuple(record.tokens.shape)}")
     precision, recall, fired = precision_recall(record.flat_codes(hook), mask.flatten(), record.n_flat[hook])
     f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
     order = torch.argsort(f1, descending=True)[:top]
@@ -281,9 +282,9 @@ def best_neuron_at_recall(
     whose "on" positions have the highest precision.
     """
     if not 0 < recall <= 1:
-        raise ValueError(f"recall must be in (0, 1], got {recall}")
+        raise ConfigError(f"recall must be in (0, 1], got {recall}")
     if not mask.any():
-        raise ValueError("the property holds nowhere; no neuron can reach a recall")
+        raise ConfigError("the property holds nowhere; no neuron can reach a recall")
     acts = acts.float()
     positives = acts[mask]
     n_pos = positives.shape[0]

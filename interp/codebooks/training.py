@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from interp.codebooks.insert import CODEBOOK_SITES, Codebooks, inserted
-from interp.errors import StoreError, TrainingDivergedError
+from interp.errors import ConfigError, StoreError, TrainingDivergedError
 
 logger = logging.getLogger(__name__)
 
@@ -92,16 +92,16 @@ class CodebookTrainConfig:
     def __post_init__(self) -> None:
         bad = [s for s in self.sites if s not in CODEBOOK_SITES]
         if bad or not self.sites:
-            raise ValueError(f"sites must be some of {', '.join(CODEBOOK_SITES)}; got {self.sites}")
+            raise ConfigError(f"sites must be some of {', '.join(CODEBOOK_SITES)}; got {self.sites}")
         for name in ("n_codes", "k", "batch_size", "steps", "eval_batches", "checkpoint_every", "kmeans_tokens"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.k > self.n_codes:
-            raise ValueError(f"k={self.k} exceeds n_codes={self.n_codes}")
+            raise ConfigError(f"k={self.k} exceeds n_codes={self.n_codes}")
         if self.replace_dead_every is not None and self.replace_dead_every < 1:
-            raise ValueError("replace_dead_every must be >= 1, or unset to never replace codes")
+            raise ConfigError("replace_dead_every must be >= 1, or unset to never replace codes")
         if self.lr <= 0 or self.model_lr <= 0:
-            raise ValueError("learning rates must be positive")
+            raise ConfigError("learning rates must be positive")
 
 
 @dataclass
@@ -178,7 +178,7 @@ def lm_loss(model, batches: Iterable[Tensor], codebooks: Codebooks | None = None
             for hook, codes in (run.codes.items() if run is not None else []):
                 used.setdefault(hook, set()).update(codes.unique().tolist())
     if n == 0:
-        raise ValueError("no evaluation batches: the data source is empty or shorter than one batch")
+        raise ConfigError("no evaluation batches: the data source is empty or shorter than one batch")
     return total / n, {h: len(s) for h, s in used.items()}
 
 

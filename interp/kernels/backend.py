@@ -22,11 +22,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-from interp.errors import InterpError
-
-
-class KernelInputError(InterpError, ValueError):
-    """Arguments of a top-k kernel with the wrong shape, dtype, device or range."""
+from interp.errors import KernelInputError
 
 
 class KernelBackend(ABC):

@@ -20,6 +20,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.errors import ConfigError
 from interp.hooks import resolve
 from interp.io import atomic_write_json
 
@@ -35,7 +36,7 @@ def clamp(model, layer: int, neurons: int | Sequence[int], value: float) -> Iter
     ids = [neurons] if isinstance(neurons, int) else list(neurons)
     d_mlp = model.cfg.d_mlp
     if any(not 0 <= n < d_mlp for n in ids):
-        raise ValueError(f"neuron ids must be in [0, {d_mlp}), got {ids}")
+        raise ConfigError(f"neuron ids must be in [0, {d_mlp}), got {ids}")
 
     def set_value(activation: Tensor, hook) -> Tensor:
         activation = activation.clone()
@@ -161,9 +162,9 @@ def clamp_test(
     """
     targets = torch.as_tensor(list(target_ids), dtype=torch.long)
     if not len(targets):
-        raise ValueError("clamp_test needs at least one target token id")
+        raise ConfigError("clamp_test needs at least one target token id")
     if tokens.ndim != 2 or tokens.shape[1] < 2:
-        raise ValueError(f"tokens must be [batch, pos] with pos >= 2, got shape {tuple(tokens.shape)}")
+        raise ConfigError(f"tokens must be [batch, pos] with pos >= 2, got shape {tuple(tokens.shape)}")
     if value is None:
         value = 2.0 * max(max_activation(model, layer, tokens), 1e-3)
     base = _target_logprob(model, tokens, targets)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from interp.errors import ConfigError
 from interp.io import atomic_write_json
 from interp.neurons.decoding import NeuronTable, _normalise
 
@@ -128,7 +129,7 @@ def classify(
     neuron is listed under every class that holds all its top tokens.
     """
     if not 1 <= top <= table.k:
-        raise ValueError(f"top must be in [1, {table.k}] (the table keeps {table.k} tokens), got {top}")
+        raise ConfigError(f"top must be in [1, {table.k}] (the table keeps {table.k} tokens), got {top}")
     ids = (table.top_ids if where == "top" else table.bottom_ids)[:, :top]
     values = (table.top_values if where == "top" else table.bottom_values)[:, :top]
     normalised = list(table.vocab) if exact else [_normalise(t) for t in table.vocab]
@@ -203,9 +204,9 @@ class ModelComparison:
 def compare(a: NeuronTable, b: NeuronTable) -> ModelComparison:
     """Compare two decodings of same-shape models (same layers, neurons, side and vocabulary)."""
     if a.side != b.side or not torch.equal(a.layer, b.layer) or not torch.equal(a.neuron, b.neuron):
-        raise ValueError("the tables must decode the same side of the same layers and neurons; decode both models alike")
+        raise ConfigError("the tables must decode the same side of the same layers and neurons; decode both models alike")
     if a.vocab != b.vocab:
-        raise ValueError("the two models have different vocabularies; top tokens cannot be compared by id")
+        raise ConfigError("the two models have different vocabularies; top tokens cannot be compared by id")
     k = min(a.k, b.k)
     same = a.top_ids[:, 0] == b.top_ids[:, 0]
     overlap = (a.top_ids[:, :k, None] == b.top_ids[:, None, :k]).any(dim=2).float().mean(dim=1)

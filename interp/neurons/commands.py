@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from interp.cli import command
+from interp.commands import command
+from interp.errors import ConfigError
 from interp.io import atomic_write_text
 
 
@@ -22,7 +23,7 @@ def _layers(text: str | None) -> list[int] | None:
     try:
         return [int(part) for part in text.replace(",", " ").split()]
     except ValueError as err:
-        raise ValueError(f"layers must be integers separated by commas, e.g. '0,2', or 'all'; got {text!r}") from err
+        raise ConfigError(f"layers must be integers separated by commas, e.g. '0,2', or 'all'; got {text!r}") from err
 
 
 def _load(spec: str):
@@ -35,7 +36,7 @@ def _prompts(model, data: str, n_prompts: int, ctx_len: int, seed: int):
     from interp.data import token_batches
 
     if model.tokenizer is None:
-        raise ValueError("the model has no tokenizer, so prompts cannot be built from data")
+        raise ConfigError("the model has no tokenizer, so prompts cannot be built from data")
     return next(iter(token_batches(data, model.tokenizer, ctx_len=ctx_len, batch_size=n_prompts, seed=seed)))
 
 
@@ -60,9 +61,9 @@ class DecodeConfig:
 
     def __post_init__(self) -> None:
         if self.k < 1:
-            raise ValueError(f"k must be at least 1, got {self.k}")
+            raise ConfigError(f"k must be at least 1, got {self.k}")
         if not 1 <= self.class_top <= self.k:
-            raise ValueError(f"class_top must be in [1, k={self.k}], got {self.class_top}")
+            raise ConfigError(f"class_top must be in [1, k={self.k}], got {self.class_top}")
 
 
 @command("neurons", "decode", help="top and bottom tokens of every neuron through the unembedding", config=DecodeConfig)
@@ -111,7 +112,7 @@ class ClampConfig:
 
     def __post_init__(self) -> None:
         if self.targets < 1 or self.n_random < 0 or self.n_prompts < 1 or self.ctx_len < 2:
-            raise ValueError("targets and n_prompts must be >= 1, n_random >= 0 and ctx_len >= 2")
+            raise ConfigError("targets and n_prompts must be >= 1, n_random >= 0 and ctx_len >= 2")
 
 
 @command("neurons", "clamp", help="clamp a neuron and measure its decoded tokens against random neurons", config=ClampConfig)
@@ -120,7 +121,7 @@ def _clamp(cfg: ClampConfig) -> int:
 
     model = _load(cfg.model)
     if not 0 <= cfg.neuron < model.cfg.d_mlp:
-        raise ValueError(f"neuron must be in [0, {model.cfg.d_mlp}), got {cfg.neuron}")
+        raise ConfigError(f"neuron must be in [0, {model.cfg.d_mlp}), got {cfg.neuron}")
     table = decode(model, cfg.layer, "out", k=cfg.targets)
     row = table.row_of(cfg.layer, cfg.neuron)
     tokens = _prompts(model, cfg.data, cfg.n_prompts, cfg.ctx_len, cfg.seed)

@@ -47,6 +47,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.errors import ConfigError
 from interp.io import atomic_write
 from interp.neurons.topk import Method, topk_scores
 
@@ -69,7 +70,7 @@ def unembedding(model) -> tuple[Float[Tensor, "d_model d_vocab"], bool]:
     if norm in ("LN", "RMS"):
         W = model.ln_final.w.detach()[:, None] * W
     if norm not in (None, "LN", "LNPre", "RMS", "RMSPre"):
-        raise ValueError(f"unsupported final normalization {norm!r}; expected LN, LNPre, RMS, RMSPre or None")
+        raise ConfigError(f"unsupported final normalization {norm!r}; expected LN, LNPre, RMS, RMSPre or None")
     return W, norm in ("LN", "LNPre")
 
 
@@ -87,7 +88,7 @@ def neuron_vectors(model, layer: int, side: Side = "out") -> Float[Tensor, "d_ml
         if model.cfg.normalization_type in ("LN", "RMS"):
             W_in = model.blocks[layer].ln2.w.detach()[:, None] * W_in
         return W_in.T
-    raise ValueError(f"side must be 'out' (W_out rows) or 'in' (W_in columns), got {side!r}")
+    raise ConfigError(f"side must be 'out' (W_out rows) or 'in' (W_in columns), got {side!r}")
 
 
 # --- the table -------------------------------------------------------------------------
@@ -162,7 +163,7 @@ class NeuronTable:
         words = [query] if isinstance(query, str) else list(query)
         wanted = {_normalise(w) for w in words}
         if not wanted or "" in wanted:
-            raise ValueError("search needs at least one non-empty token or word")
+            raise ConfigError("search needs at least one non-empty token or word")
         hit_ids = torch.tensor([i for i, t in enumerate(self.vocab) if _normalise(t) in wanted], dtype=torch.long)
         ids = (self.top_ids if where == "top" else self.bottom_ids)[:, :within]
         values = (self.top_values if where == "top" else self.bottom_values)[:, :within]
@@ -264,11 +265,11 @@ def decode(
     layer_list = list(range(n_layers)) if layers is None else ([layers] if isinstance(layers, int) else list(layers))
     for layer in layer_list:
         if not 0 <= layer < n_layers:
-            raise ValueError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
+            raise ConfigError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
     if model.cfg.d_mlp is None or model.cfg.attn_only:
-        raise ValueError("this model has no MLP neurons to decode")
+        raise ConfigError("this model has no MLP neurons to decode")
     if neuron_chunk < 1 or vocab_chunk < 1:
-        raise ValueError("neuron_chunk and vocab_chunk must be positive")
+        raise ConfigError("neuron_chunk and vocab_chunk must be positive")
     W, centre = unembedding(model)
     # One search over every layer's vectors, so the unembedding's bfloat16 copy, transpose
     # and norms are computed once, not once per layer.

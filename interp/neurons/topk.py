@@ -15,6 +15,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 Method = Literal["certified", "exact"]
@@ -161,9 +163,9 @@ def topk_scores(
     ``(top_values, top_ids, bottom_values, bottom_ids)``, each sorted from the extreme.
     """
     if k < 1 or k > W.shape[1]:
-        raise ValueError(f"k must be in [1, d_vocab={W.shape[1]}], got {k}")
+        raise ConfigError(f"k must be in [1, d_vocab={W.shape[1]}], got {k}")
     if method not in ("certified", "exact"):
-        raise ValueError(f"method must be 'certified' or 'exact', got {method!r}")
+        raise ConfigError(f"method must be 'certified' or 'exact', got {method!r}")
     vectors = vectors.float()
     W = W.float()
     results: list[tuple[Tensor, ...]] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from interp.cli import command
+from interp.commands import command
 from interp.redundancy.report import RedundancyConfig
 
 

@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor, nn
 
+from interp.errors import ConfigError
 from interp.redundancy.importance import Module, _batches, check_model, importance
 
 logger = logging.getLogger(__name__)
@@ -42,9 +43,9 @@ def _check_modules(model, modules: Iterable[Module]) -> list[Module]:
     modules = [m if isinstance(m, Module) else Module(*m) for m in modules]
     for m in modules:
         if m.kind not in STRATEGY_KINDS["joint"] + ("block",):
-            raise ValueError(f"unknown module kind {m.kind!r} in {m}; use 'attn', 'mlp' or 'block'")
+            raise ConfigError(f"unknown module kind {m.kind!r} in {m}; use 'attn', 'mlp' or 'block'")
         if not 0 <= m.layer < model.cfg.n_layers:
-            raise ValueError(f"{m}: layer out of range, the model has layers 0..{model.cfg.n_layers - 1}")
+            raise ConfigError(f"{m}: layer out of range, the model has layers 0..{model.cfg.n_layers - 1}")
     return modules
 
 
@@ -158,7 +159,7 @@ def speedup(model, modules: Sequence[Module], tokens: Int[Tensor, "batch pos"], 
     time, so the fastest run is the best estimate of the computation's own cost.
     """
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+        raise ConfigError(f"repeats must be >= 1, got {repeats}")
     tokens = tokens.to(model.cfg.device)
     sync = torch.cuda.synchronize if tokens.is_cuda else (lambda: None)
 
@@ -207,9 +208,9 @@ def drop_order(
     so far, re-measures, and drops the least important remaining module, repeatedly.
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        raise ConfigError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        raise ConfigError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     kinds = STRATEGY_KINDS[strategy]
     total = len(kinds) * model.cfg.n_layers
     n = total if max_drop is None else min(max_drop, total)

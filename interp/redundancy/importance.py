@@ -31,7 +31,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.errors import RedundancyError
+from interp.errors import ConfigError, RedundancyError
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Module(NamedTuple):
         """``"attn.3"`` -> ``Module("attn", 3)``."""
         kind, _, layer = text.partition(".")
         if kind not in KINDS or not layer.isdigit():
-            raise ValueError(f"not a module name: {text!r}; expected KIND.LAYER with KIND in {KINDS}, e.g. 'attn.3'")
+            raise ConfigError(f"not a module name: {text!r}; expected KIND.LAYER with KIND in {KINDS}, e.g. 'attn.3'")
         return cls(kind, int(layer))
 
 
@@ -79,9 +79,9 @@ def check_model(model) -> None:
 
 def _batches(tokens: Int[Tensor, "n pos"], batch_size: int | None) -> Iterable[Tensor]:
     if tokens.ndim != 2 or tokens.shape[0] == 0 or tokens.shape[1] < 2:
-        raise ValueError(f"tokens must be a non-empty (n_sequences, pos) tensor with pos >= 2, got shape {tuple(tokens.shape)}")
+        raise ConfigError(f"tokens must be a non-empty (n_sequences, pos) tensor with pos >= 2, got shape {tuple(tokens.shape)}")
     if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     size = batch_size or tokens.shape[0]
     return tokens.split(size)
 
@@ -91,7 +91,7 @@ def token_mask(tokens: Tensor, include_bos: bool, bos_token_id: int | None) -> T
     if include_bos:
         return torch.ones_like(tokens, dtype=torch.bool)
     if bos_token_id is None:
-        raise ValueError("include_bos=False needs the BOS id: the model has no tokenizer, so pass bos_token_id=")
+        raise ConfigError("include_bos=False needs the BOS id: the model has no tokenizer, so pass bos_token_id=")
     return tokens != bos_token_id
 
 
@@ -123,7 +123,7 @@ class Importance:
 
     def score(self, module: Module, metric: str = "residual") -> float:
         if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+            raise ConfigError(f"metric must be one of {METRICS}, got {metric!r}")
         values = getattr(self, module.kind if metric == "residual" else f"{module.kind}_output")
         return values[module.layer]
 
@@ -258,7 +258,7 @@ def importance(
             model(batch.to(model.cfg.device), return_type=None)
             store.clear()
     if count == 0:
-        raise ValueError("no tokens to average over: every token is BOS; pass longer sequences or include_bos=True")
+        raise ConfigError("no tokens to average over: every token is BOS; pass longer sequences or include_bos=True")
     means = {key: (value / count).tolist() for key, value in sums.items()}
     return Importance(**means, n_tokens=count, include_bos=include_bos, dropped=[str(m) for m in dropped])
 
@@ -266,7 +266,7 @@ def importance(
 def spearman(x: Sequence[int | float], y: Sequence[int | float]) -> float:
     """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
     if len(x) != len(y):
-        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+        raise ConfigError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     if len(x) < 2:
         return float("nan")
     rx, ry = _ranks(x), _ranks(y)

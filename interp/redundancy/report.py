@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.errors import ConfigError
 from interp.redundancy.dropping import SCHEDULES, STRATEGIES, DropCurve, ablated, drop_curve, heldout_loss, speedup
 from interp.redundancy.importance import KINDS, METRICS, Importance, Module, importance, spearman
 
@@ -75,23 +76,23 @@ class RedundancyConfig:
     def __post_init__(self) -> None:
         for name in ("ctx_len", "n_calibration", "n_heldout", "batch_size", "n_task_prompts", "timing_repeats"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.ctx_len < 2:
-            raise ValueError(f"ctx_len must be >= 2, got {self.ctx_len}")
+            raise ConfigError(f"ctx_len must be >= 2, got {self.ctx_len}")
         if self.timing_batch < 0:
-            raise ValueError(f"timing_batch must be >= 0, got {self.timing_batch}")
+            raise ConfigError(f"timing_batch must be >= 0, got {self.timing_batch}")
         if self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
+            raise ConfigError(f"metric must be one of {METRICS}, got {self.metric!r}")
         for value in self.strategies:
             if value not in STRATEGIES:
-                raise ValueError(f"unknown strategy {value!r}; choose from {STRATEGIES}")
+                raise ConfigError(f"unknown strategy {value!r}; choose from {STRATEGIES}")
         for value in self.schedules:
             if value not in SCHEDULES:
-                raise ValueError(f"unknown schedule {value!r}; choose from {SCHEDULES}")
+                raise ConfigError(f"unknown schedule {value!r}; choose from {SCHEDULES}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1 when set, got {self.threads}")
+            raise ConfigError(f"threads must be >= 1 when set, got {self.threads}")
         if self.max_drop is not None and self.max_drop < 1:
-            raise ValueError(f"max_drop must be >= 1 when set, got {self.max_drop}")
+            raise ConfigError(f"max_drop must be >= 1 when set, got {self.max_drop}")
 
 
 @dataclass
@@ -136,7 +137,7 @@ class RedundancyReport:
     def from_dict(cls, data: dict) -> RedundancyReport:
         data = dict(data)
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"unsupported redundancy report schema {data.get('schema_version')!r}; expected {SCHEMA_VERSION}")
+            raise ConfigError(f"unsupported redundancy report schema {data.get('schema_version')!r}; expected {SCHEMA_VERSION}")
         data["importance"] = Importance.from_dict(data["importance"])
         data["curves"] = [DropCurve.from_dict(c) for c in data["curves"]]
         return cls(**data)
@@ -279,11 +280,11 @@ def load_tokens(model, source: str, ctx_len: int, n: int, seed: int) -> Tensor:
     from interp.data import token_batches
 
     if model.tokenizer is None:
-        raise ValueError("the model has no tokenizer; pass token tensors to interp.redundancy.analyze instead")
+        raise ConfigError("the model has no tokenizer; pass token tensors to interp.redundancy.analyze instead")
     ctx_len = min(ctx_len, model.cfg.n_ctx)
     rows = next(iter(token_batches(source, model.tokenizer, ctx_len, n, seed=seed)), None)
     if rows is None:
-        raise ValueError(f"the data source {source!r} holds fewer than {n} sequences of {ctx_len} tokens")
+        raise ConfigError(f"the data source {source!r} holds fewer than {n} sequences of {ctx_len} tokens")
     return rows
 
 

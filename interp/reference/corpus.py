@@ -23,6 +23,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from interp.errors import ConfigError
 from interp.reference import vocab as V
 
 WORLD_SEED = 20240501
@@ -104,7 +105,7 @@ class World:
             return self.born_in
         if name == "works_as":
             return self.works_as
-        raise ValueError(f"unknown relation {name!r}; the relations are 'born_in' and 'works_as'")
+        raise ConfigError(f"unknown relation {name!r}; the relations are 'born_in' and 'works_as'")
 
 
 @dataclass
@@ -165,7 +166,7 @@ class CorpusGenerator:
         self.mixture = dict(mixture if mixture is not None else DEFAULT_MIXTURE)
         unknown = set(self.mixture) - set(DEFAULT_MIXTURE)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown task families {sorted(unknown)}; choose from {sorted(DEFAULT_MIXTURE)}"
             )
         self._tasks = list(self.mixture)

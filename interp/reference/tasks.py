@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 
+from interp.config import check_positive
 from interp.reference import vocab as V
 from interp.reference.corpus import GT_MAX_YY, GT_MIN_YY, INDUCTION_POOL, World
+from interp.results import Result
 
 TARGETS: dict[str, tuple[str, float]] = {
     "greater_than_valid_prob": (">=", 0.80),
@@ -110,8 +113,26 @@ def fsm_prompts(ids: TokenIds, world: World, n: int, length: int = 24, seed: int
 
 
 @dataclass
-class ReferenceMetrics:
+class ReferenceEvalConfig:
+    """Measure the reference model's task metrics on held-out prompts."""
+
+    model: str = "reference"
+    """'reference' (the bundled weights) or a directory written by `interp reference train`."""
+    n_prompts: int = 512
+    """Prompts per task."""
+    out: str | None = None
+    """Also write the metrics to this JSON file."""
+
+    def __post_init__(self) -> None:
+        check_positive(n_prompts=self.n_prompts)
+
+
+@dataclass
+class ReferenceMetrics(Result):
     """The reference model's task metrics, measured on held-out prompts."""
+
+    stem: ClassVar[str] = "metrics"
+    title: ClassVar[str] = "Reference-model task metrics"
 
     greater_than_valid_prob: float
     greater_than_invalid_prob: float
@@ -130,8 +151,12 @@ class ReferenceMetrics:
     def all_passed(self) -> bool:
         return all(self.passed().values())
 
-    def to_dict(self) -> dict[str, float]:
+    def metrics(self) -> dict[str, float]:
+        """The metrics by name (without the file's kind and version)."""
         return asdict(self)
+
+    def summary(self) -> str:
+        return self.table()
 
     def __repr__(self) -> str:
         from interp.reports import plain_repr
@@ -154,6 +179,13 @@ class ReferenceMetrics:
             op, threshold = TARGETS[name]
             lines.append(f"{name:28s} {getattr(self, name):8.4f}  {op} {threshold:.2f}  {'yes' if ok else 'NO'}")
         return "\n".join(lines)
+
+
+def run(cfg: ReferenceEvalConfig) -> ReferenceMetrics:
+    """What ``interp reference eval`` runs: load ``cfg.model`` and measure every task metric."""
+    from interp.models import load_model
+
+    return evaluate(load_model(cfg.model, device="cpu"), n_prompts=cfg.n_prompts)
 
 
 @torch.no_grad()

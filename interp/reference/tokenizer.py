@@ -17,7 +17,6 @@ from pathlib import Path
 
 from interp.reference import vocab as V
 
-
 _NAME = "interp-reference"
 
 

@@ -13,10 +13,14 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
+from interp.config import check_positive
+from interp.errors import ConfigError, TrainingDivergedError
 from interp.io import atomic_write_text
+from interp.results import Result
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +53,19 @@ class ReferenceTrainConfig:
     """Show a progress bar with the loss (a notebook bar in Jupyter, text in a terminal)."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_positive(steps=self.steps, batch_size=self.batch_size, threads=self.threads)
         if self.ctx_len < 2 or self.ctx_len > 128:
-            raise ValueError(f"ctx_len must be in [2, 128] (the model's context), got {self.ctx_len}")
+            raise ConfigError(f"ctx-len must be in [2, 128] (the model's context), got {self.ctx_len}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ConfigError(f"lr must be positive, got {self.lr}")
 
 
 @dataclass
-class ReferenceTrainResult:
+class ReferenceTrainResult(Result):
     """What a training run produced."""
+
+    stem: ClassVar[str] = "train_result"
+    title: ClassVar[str] = "Reference-model training run"
 
     out: str
     steps: int
@@ -68,6 +73,11 @@ class ReferenceTrainResult:
     seconds: float
     metrics: dict[str, float]
     passed: dict[str, bool]
+
+    def summary(self) -> str:
+        lines = [f"wrote {self.out} in {self.seconds:.0f} s (final loss {self.final_loss:.4f})"]
+        lines += [f"  {name:28s} {self.metrics[name]:.4f}  {'ok' if ok else 'BELOW TARGET'}" for name, ok in self.passed.items()]
+        return "\n".join(lines)
 
     def __repr__(self) -> str:
         from interp.reports import plain_repr
@@ -126,7 +136,7 @@ def train(cfg: ReferenceTrainConfig) -> ReferenceTrainResult:
         tokens = next(batches)
         loss = model(tokens, return_type="loss")
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"reference training diverged at step {step} (loss {loss.item()}); lower --lr")
+            raise TrainingDivergedError(f"reference training diverged at step {step} (loss {loss.item()}); lower --lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -146,7 +156,7 @@ def train(cfg: ReferenceTrainConfig) -> ReferenceTrainResult:
         steps=cfg.steps,
         final_loss=loss_value,
         seconds=seconds,
-        metrics=metrics.to_dict(),
+        metrics=metrics.metrics(),
         passed=metrics.passed(),
     )
     record = {"config": asdict(cfg), "result": asdict(result), "torch": torch.__version__}

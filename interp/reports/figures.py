@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from interp.errors import ConfigError
+
 
 def figure_html(fig, include_plotlyjs: bool = True, div_id: str | None = None) -> str:
     """One figure as an HTML fragment, with the plotly.js bundle inlined when ``include_plotlyjs``."""
@@ -21,7 +23,7 @@ def figures_html(figures: Sequence, div_ids: Sequence[str] | None = None, includ
     """
     figures = list(figures)
     if div_ids is not None and len(div_ids) != len(figures):
-        raise ValueError(f"{len(div_ids)} div ids for {len(figures)} figures")
+        raise ConfigError(f"{len(div_ids)} div ids for {len(figures)} figures")
     return "\n".join(
         figure_html(fig, include_plotlyjs and i == 0, None if div_ids is None else div_ids[i])
         for i, fig in enumerate(figures)

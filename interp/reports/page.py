@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping
 
+from interp.errors import ConfigError
 from interp.reports.tables import fmt
 
 BASE_CSS = """
@@ -31,7 +32,7 @@ def settings_line(settings: Mapping[str, object]) -> str:
 def section(heading: str, *parts: str, note: str | None = None, level: int = 2) -> str:
     """A heading (escaped), an optional muted note (escaped) and HTML ``parts``."""
     if level not in (2, 3, 4):
-        raise ValueError(f"section level must be 2, 3 or 4, got {level}")
+        raise ConfigError(f"section level must be 2, 3 or 4, got {level}")
     out = [f"<h{level}>{html.escape(heading)}</h{level}>"]
     if note:
         out.append(f'<p class="muted">{html.escape(note)}</p>')

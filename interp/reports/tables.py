@@ -6,6 +6,8 @@ import html
 import math
 from collections.abc import Sequence
 
+from interp.errors import ConfigError
+
 
 class Raw(str):
     """Trusted HTML: a table cell (or summary value) that is inserted without escaping."""
@@ -47,7 +49,7 @@ def table(
     """
     formats = [float_format] * len(header) if isinstance(float_format, str) else list(float_format)
     if len(formats) != len(header):
-        raise ValueError(f"float_format has {len(formats)} entries for {len(header)} columns")
+        raise ConfigError(f"float_format has {len(formats)} entries for {len(header)} columns")
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
     hidden = 0

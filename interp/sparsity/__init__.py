@@ -18,7 +18,14 @@
 See docs/sparsity.md.
 """
 
-from interp.sparsity.coreinfer import CoreSimilarity, core_similarity, jaccard, related_sentences, sentence_core, token_core
+from interp.sparsity.coreinfer import (
+    CoreSimilarity,
+    core_similarity,
+    jaccard,
+    related_sentences,
+    sentence_core,
+    token_core,
+)
 from interp.sparsity.density import LayerSparsity, SparsityResult, deft_density, measure
 from interp.sparsity.report import sparsity_report
 from interp.sparsity.topk import TopKCurve, default_ks, keep_topk, topk_curve, topk_thresholding

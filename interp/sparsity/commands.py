@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from interp.cli import command
+from interp.commands import command
+from interp.errors import ConfigError
 from interp.io import atomic_write_text
 
 
@@ -21,7 +22,7 @@ def _ints(text: str | None) -> list[int] | None:
     try:
         return [int(part) for part in text.replace(",", " ").split()]
     except ValueError as err:
-        raise ValueError(f"ks must be integers separated by commas, e.g. '512,128,32'; got {text!r}") from err
+        raise ConfigError(f"ks must be integers separated by commas, e.g. '512,128,32'; got {text!r}") from err
 
 
 @dataclass
@@ -57,7 +58,7 @@ class SparsityConfig:
 
     def __post_init__(self) -> None:
         if self.n_batches < 1 or self.batch_size < 1 or self.ctx_len < 2:
-            raise ValueError("n_batches and batch_size must be >= 1 and ctx_len >= 2")
+            raise ConfigError("n_batches and batch_size must be >= 1 and ctx_len >= 2")
 
 
 @command("sparsity", help="activation density, top-k thresholding and core neurons of every MLP", config=SparsityConfig)
@@ -68,7 +69,7 @@ def _sparsity(cfg: SparsityConfig) -> int:
 
     model = load_model(cfg.model, device="cpu")
     if model.tokenizer is None:
-        raise ValueError("the model has no tokenizer, so tokens cannot be built from data")
+        raise ConfigError("the model has no tokenizer, so tokens cannot be built from data")
     batches = token_batches(cfg.data, model.tokenizer, ctx_len=cfg.ctx_len, batch_size=cfg.batch_size, seed=cfg.seed)
     result = measure(model, batches, threshold=cfg.threshold, deft_eps=cfg.deft_eps, max_batches=cfg.n_batches,
                      progress=cfg.progress)

@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.errors import ConfigError
 from interp.hooks import resolve
 from interp.io import atomic_write_json
 
@@ -33,7 +34,7 @@ from interp.io import atomic_write_json
 def token_core(activations: Float[Tensor, "pos d_mlp"], alpha: float) -> torch.Tensor:
     """Boolean ``[pos, d_mlp]``: the top ``alpha`` fraction of each token's positive activations."""
     if not 0 < alpha <= 1:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        raise ConfigError(f"alpha must be in (0, 1], got {alpha}")
     positive = activations > 0
     n_keep = (positive.sum(dim=1).float() * alpha).ceil().long()
     order = activations.argsort(dim=1, descending=True)
@@ -45,7 +46,7 @@ def token_core(activations: Float[Tensor, "pos d_mlp"], alpha: float) -> torch.T
 def sentence_core(activations: Float[Tensor, "pos d_mlp"], alpha: float, beta: float) -> set[int]:
     """The ``beta`` fraction (at least one) of token-wise core neurons that are core most often."""
     if not 0 < beta <= 1:
-        raise ValueError(f"beta must be in (0, 1], got {beta}")
+        raise ConfigError(f"beta must be in (0, 1], got {beta}")
     counts = token_core(activations, alpha).sum(dim=0)
     candidates = (counts > 0).nonzero().flatten()
     if not len(candidates):
@@ -66,7 +67,7 @@ def related_sentences(n_templates: int = 6, per_template: int = 6, seed: int = 0
 
     slots = {"colour": V.COLOURS, "animal": V.ANIMALS, "name": V.NAMES, "number": V.NUMBERS, "place": V.PLACES}
     if not 1 <= n_templates <= len(PROSE_TEMPLATES):
-        raise ValueError(f"n_templates must be in [1, {len(PROSE_TEMPLATES)}], got {n_templates}")
+        raise ConfigError(f"n_templates must be in [1, {len(PROSE_TEMPLATES)}], got {n_templates}")
     rng = random.Random(seed)
     groups = []
     for template in PROSE_TEMPLATES[:n_templates]:
@@ -159,7 +160,7 @@ def core_similarity(
     from tqdm.auto import tqdm
 
     if len(groups) < 2 or any(len(g) < 2 for g in groups):
-        raise ValueError("core_similarity needs at least two groups of at least two sentences each")
+        raise ConfigError("core_similarity needs at least two groups of at least two sentences each")
     names = resolve(model, "mlp_post", layers)
     cores: list[list[set[int]]] = [[] for _ in names]
     labels = []

@@ -29,6 +29,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.errors import ConfigError
 from interp.hooks import resolve
 from interp.io import atomic_write_json
 
@@ -94,7 +95,7 @@ class SparsityResult:
     def mean(self, field: str) -> float:
         """A density averaged over layers (each layer sees the same tokens and neurons, so this is the overall fraction)."""
         if field not in ("nonzero", "positive", "above", "deft"):
-            raise ValueError(f"field must be 'nonzero', 'positive', 'above' or 'deft', got {field!r}")
+            raise ConfigError(f"field must be 'nonzero', 'positive', 'above' or 'deft', got {field!r}")
         return sum(getattr(s, field) for s in self.layers) / len(self.layers) if self.layers else float("nan")
 
     def __repr__(self) -> str:
@@ -192,9 +193,9 @@ def measure(
     from tqdm.auto import tqdm
 
     if deft_eps <= 0:
-        raise ValueError(f"deft_eps must be positive, got {deft_eps}")
+        raise ConfigError(f"deft_eps must be positive, got {deft_eps}")
     if not 0 <= dense_frequency <= 1:
-        raise ValueError(f"dense_frequency must be in [0, 1], got {dense_frequency}")
+        raise ConfigError(f"dense_frequency must be in [0, 1], got {dense_frequency}")
     pre_names = resolve(model, "mlp_pre", layers)
     post_names = resolve(model, "mlp_post", layers)
     device = next(model.parameters()).device
@@ -210,7 +211,7 @@ def measure(
             acc.add(cache[pre][:, start:], cache[post][:, start:], threshold, deft_eps)
         n += 1
     if n == 0 or accs[0].tokens == 0:
-        raise ValueError("no tokens were measured: pass at least one batch with more than one position")
+        raise ConfigError("no tokens were measured: pass at least one batch with more than one position")
     out = []
     for name, acc in zip(pre_names, accs):
         tokens = acc.tokens

@@ -18,6 +18,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.errors import ConfigError
 from interp.hooks import resolve
 from interp.io import atomic_write_text
 
@@ -25,7 +26,7 @@ from interp.io import atomic_write_text
 def keep_topk(activations: Float[Tensor, "... d_mlp"], k: int) -> Float[Tensor, "... d_mlp"]:
     """Zero all but the ``k`` largest entries of the last dimension."""
     if not 1 <= k <= activations.shape[-1]:
-        raise ValueError(f"k must be in [1, {activations.shape[-1]}], got {k}")
+        raise ConfigError(f"k must be in [1, {activations.shape[-1]}], got {k}")
     best = activations.topk(k, dim=-1)
     return torch.zeros_like(activations).scatter(-1, best.indices, best.values)
 
@@ -38,7 +39,7 @@ def topk_thresholding(model, k: int, layers: int | Sequence[int] | None = None) 
     """
     names = resolve(model, "mlp_post", layers)
     if not 1 <= k <= model.cfg.d_mlp:
-        raise ValueError(f"k must be in [1, d_mlp={model.cfg.d_mlp}], got {k}")
+        raise ConfigError(f"k must be in [1, d_mlp={model.cfg.d_mlp}], got {k}")
 
     def threshold(activation: Tensor, hook) -> Tensor:
         return keep_topk(activation, k)

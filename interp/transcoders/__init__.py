@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from interp.transcoders.data import InMemoryActivations, PairedBatches
     from interp.transcoders.evaluation import EvalConfig, EvalResult, evaluate, splice
     from interp.transcoders.formats import from_saelens, load, load_pretrained, save
-    from interp.transcoders.training import TrainConfig, TrainResult, load_run, train
     from interp.transcoders.trainer import OptimConfig, Trainer
+    from interp.transcoders.training import TrainConfig, TrainResult, load_run, train
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

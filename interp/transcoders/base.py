@@ -29,6 +29,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
+from interp.errors import ConfigError
+
 
 @dataclass
 class ArchConfig:
@@ -44,7 +46,7 @@ class ArchConfig:
     def __post_init__(self) -> None:
         for name in ("d_in", "d_out", "d_sae"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interp.cli import command
+from interp.commands import command
 from interp.transcoders.evaluation import EvalConfig
 from interp.transcoders.training import TrainConfig
 

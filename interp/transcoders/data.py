@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.errors import StoreError
+from interp.errors import ConfigError, StoreError
 from interp.hooks import hook_name
 
 Pair = tuple[Float[Tensor, "batch d_in"], Float[Tensor, "batch d_out"]]
@@ -56,7 +56,7 @@ class InMemoryActivations:
     def __init__(self, acts: dict[str, Tensor], tokens: Tensor | None = None) -> None:
         lengths = {name: t.shape[0] for name, t in acts.items()}
         if len(set(lengths.values())) != 1:
-            raise ValueError(f"every hook needs the same number of rows, got {lengths}")
+            raise ConfigError(f"every hook needs the same number of rows, got {lengths}")
         self.acts = {name: t.reshape(t.shape[0], -1) for name, t in acts.items()}
         self.hook_names = list(acts)
         n = next(iter(lengths.values()))
@@ -106,7 +106,7 @@ class PairedBatches:
             raise StoreError(f"the activation source holds {len(source)} rows, fewer than one batch of {batch_size}")
         rank, world = shard
         if batch_size % world:
-            raise ValueError(f"batch_size {batch_size} must divide evenly over {world} processes")
+            raise ConfigError(f"batch_size {batch_size} must divide evenly over {world} processes")
         self.source, self.layers, self.batch_size, self.seed = source, list(layers), batch_size, seed
         self.position = start
         self.shard = shard

@@ -30,6 +30,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from interp.errors import ConfigError
 from interp.transcoders.base import ArchConfig, LossOutput, Transcoder, fired_and_l0, ramped, reconstruction_stats
 from interp.transcoders.registry import register
 
@@ -65,17 +66,17 @@ class JumpReLUConfig(ArchConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.l0_coefficient < 0:
-            raise ValueError(f"l0_coefficient must be >= 0, got {self.l0_coefficient}")
+            raise ConfigError(f"l0_coefficient must be >= 0, got {self.l0_coefficient}")
         if self.bandwidth <= 0:
-            raise ValueError(f"bandwidth must be positive, got {self.bandwidth}")
+            raise ConfigError(f"bandwidth must be positive, got {self.bandwidth}")
         if self.initial_threshold <= 0:
-            raise ValueError(f"initial_threshold must be positive, got {self.initial_threshold}")
+            raise ConfigError(f"initial_threshold must be positive, got {self.initial_threshold}")
         if not 0 <= self.l0_warmup <= 1:
-            raise ValueError(f"l0_warmup is a fraction of training in [0, 1], got {self.l0_warmup}")
+            raise ConfigError(f"l0_warmup is a fraction of training in [0, 1], got {self.l0_warmup}")
         if self.threshold_lr_scale <= 0:
-            raise ValueError(f"threshold_lr_scale must be positive, got {self.threshold_lr_scale}")
+            raise ConfigError(f"threshold_lr_scale must be positive, got {self.threshold_lr_scale}")
         if self.initial_density is not None and not 0 < self.initial_density <= 1:
-            raise ValueError(f"initial_density is a fraction of the latents in (0, 1] (or None), got {self.initial_density}")
+            raise ConfigError(f"initial_density is a fraction of the latents in (0, 1] (or None), got {self.initial_density}")
 
 
 _MIN_THRESHOLD = 1e-6

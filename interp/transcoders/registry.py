@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from interp.errors import InterpError
+from interp.errors import UnknownArchitectureError
 
 ARCH_MODULES = (
     "interp.transcoders.relu",
@@ -33,13 +33,6 @@ class Architecture:
 
 
 _REGISTRY: dict[str, Architecture] = {}
-
-
-class UnknownArchitectureError(InterpError, KeyError):
-    """An architecture name that is not registered."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def register(name: str, config: type, *, sparse_k: bool = False, saelens: str | None = None) -> Callable:

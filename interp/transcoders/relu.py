@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.errors import ConfigError
 from interp.transcoders.base import ArchConfig, LossOutput, Transcoder, fired_and_l0, ramped, reconstruction_stats
 from interp.transcoders.registry import register
 
@@ -33,9 +34,9 @@ class ReLUConfig(ArchConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.l1_coefficient < 0:
-            raise ValueError(f"l1_coefficient must be >= 0, got {self.l1_coefficient}")
+            raise ConfigError(f"l1_coefficient must be >= 0, got {self.l1_coefficient}")
         if not 0 <= self.l1_warmup <= 1:
-            raise ValueError(f"l1_warmup is a fraction of training in [0, 1], got {self.l1_warmup}")
+            raise ConfigError(f"l1_warmup is a fraction of training in [0, 1], got {self.l1_warmup}")
 
 
 @register("relu", ReLUConfig, saelens="transcoder")

@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.errors import ConfigError
 from interp.transcoders.base import ArchConfig, LossOutput, Transcoder, reconstruction_stats
 from interp.transcoders.registry import register
 
@@ -43,11 +44,11 @@ class TopKConfig(ArchConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 1 <= self.k <= self.d_sae:
-            raise ValueError(f"k must be between 1 and d_sae={self.d_sae}, got {self.k}")
+            raise ConfigError(f"k must be between 1 and d_sae={self.d_sae}, got {self.k}")
         if self.aux_k is not None and not 1 <= self.aux_k <= self.d_sae:
-            raise ValueError(f"aux_k must be between 1 and d_sae={self.d_sae}, got {self.aux_k}")
+            raise ConfigError(f"aux_k must be between 1 and d_sae={self.d_sae}, got {self.aux_k}")
         if self.aux_coefficient < 0:
-            raise ValueError(f"aux_coefficient must be >= 0, got {self.aux_coefficient}")
+            raise ConfigError(f"aux_coefficient must be >= 0, got {self.aux_coefficient}")
 
 
 class TopKMixin:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from interp.errors import TrainingDivergedError
+from interp.errors import ConfigError, TrainingDivergedError
 from interp.transcoders.base import Transcoder
 from interp.transcoders.data import PairBatch
 
@@ -49,13 +49,13 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise ConfigError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.decay <= 1:
-            raise ValueError(f"decay is a fraction of training in [0, 1], got {self.decay}")
+            raise ConfigError(f"decay is a fraction of training in [0, 1], got {self.decay}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.dead_after_tokens < 1:
-            raise ValueError(f"dead_after_tokens must be positive, got {self.dead_after_tokens}")
+            raise ConfigError(f"dead_after_tokens must be positive, got {self.dead_after_tokens}")
 
 
 @dataclass
@@ -114,7 +114,7 @@ class Trainer:
         world: int = 1,
     ) -> None:
         if total_steps < 1:
-            raise ValueError(f"total_steps must be positive, got {total_steps}")
+            raise ConfigError(f"total_steps must be positive, got {total_steps}")
         self.transcoders = transcoders
         self.cfg = cfg
         self.total_steps = total_steps

@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from simple_parsing import field as sp_field
 
-from interp.errors import InterpError, StoreError, TrainingDivergedError
+from interp.errors import ConfigError, InterpError, StoreError, TrainingDivergedError
 from interp.io import atomic_write, atomic_write_json
 from interp.transcoders import formats, registry
 from interp.transcoders.data import PairedBatches, layer_hooks, layer_key, required_hooks
@@ -46,7 +46,7 @@ def parse_count(text: str | int) -> int:
         return text
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMbBgG]?)\s*", str(text))
     if not match:
-        raise ValueError(f"not a count: {text!r}; write e.g. 5M, 500k or 1200000")
+        raise ConfigError(f"not a count: {text!r}; write e.g. 5M, 500k or 1200000")
     return int(float(match.group(1)) * _SUFFIX[match.group(2).lower()])
 
 
@@ -63,10 +63,10 @@ def parse_layers(text: str, n_layers: int) -> list[int]:
         elif part.isdigit():
             layers.append(int(part))
         else:
-            raise ValueError(f"bad --layers {text!r}: write 'all', '0,1,2' or '0-3'")
+            raise ConfigError(f"bad --layers {text!r}: write 'all', '0,1,2' or '0-3'")
     bad = [layer for layer in layers if not 0 <= layer < n_layers]
     if bad:
-        raise ValueError(f"layers {bad} do not exist: the model has layers 0..{n_layers - 1}")
+        raise ConfigError(f"layers {bad} do not exist: the model has layers 0..{n_layers - 1}")
     return sorted(set(layers))
 
 
@@ -130,13 +130,13 @@ class TrainConfig:
         for setting in ("k", "l1_coefficient", "l0_coefficient"):
             if getattr(self, setting) is not None and not takes(self.arch, setting):
                 users = [name for name in registry.names() if takes(name, setting)]
-                raise ValueError(f"--{setting.replace('_', '-')} applies to {', '.join(users)}, not {self.arch!r}")
+                raise ConfigError(f"--{setting.replace('_', '-')} applies to {', '.join(users)}, not {self.arch!r}")
         if self.expansion < 1:
-            raise ValueError(f"expansion must be >= 1, got {self.expansion}")
+            raise ConfigError(f"expansion must be >= 1, got {self.expansion}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ValueError("checkpoint_every must be >= 1 (or None for only at the end)")
+            raise ConfigError("checkpoint_every must be >= 1 (or None for only at the end)")
         parse_count(self.tokens)
 
     @property

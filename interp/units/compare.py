@@ -54,6 +54,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from interp.errors import ConfigError
 from interp.units.measures import best_precision_at_recall
 from interp.units.result import ClassRow, UnitRow, UnitsComparison
 
@@ -80,11 +81,11 @@ class UnitsConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.recall <= 1:
-            raise ValueError(f"recall must be in (0, 1], got {self.recall}")
+            raise ConfigError(f"recall must be in (0, 1], got {self.recall}")
         if self.neuron_k is not None and self.neuron_k < 1:
-            raise ValueError(f"neuron_k must be >= 1 (or None to match the transcoder's L0), got {self.neuron_k}")
+            raise ConfigError(f"neuron_k must be >= 1 (or None to match the transcoder's L0), got {self.neuron_k}")
         if self.min_positives < 1 or self.batch_size < 1:
-            raise ValueError("min_positives and batch_size must be >= 1")
+            raise ConfigError("min_positives and batch_size must be >= 1")
 
 
 @torch.no_grad()
@@ -130,9 +131,9 @@ def compare_units(
     layers = list(layers)
     bad = [layer for layer in [*layers, *transcoders] if not 0 <= layer < model.cfg.n_layers]
     if bad:
-        raise ValueError(f"layers {sorted(set(bad))} do not exist: the model has layers 0..{model.cfg.n_layers - 1}")
+        raise ConfigError(f"layers {sorted(set(bad))} do not exist: the model has layers 0..{model.cfg.n_layers - 1}")
     if tokens.ndim != 2 or tokens.shape[1] < 2:
-        raise ValueError(f"tokens must be [n_contexts, ctx_len >= 2], got {tuple(tokens.shape)}")
+        raise ConfigError(f"tokens must be [n_contexts, ctx_len >= 2], got {tuple(tokens.shape)}")
     device = next(model.parameters()).device
     tokens = tokens.to(device)
     keep = _class_masks(classes, tokens, cfg.min_positives)
@@ -180,7 +181,7 @@ def _class_masks(classes: Mapping[str, Tensor], tokens: Tensor, min_positives: i
     keep = {}
     for name, mask in classes.items():
         if tuple(mask.shape) != tuple(tokens.shape):
-            raise ValueError(f"class {name!r}: mask shape {tuple(mask.shape)} differs from tokens {tuple(tokens.shape)}")
+            raise ConfigError(f"class {name!r}: mask shape {tuple(mask.shape)} differs from tokens {tuple(tokens.shape)}")
         flat = mask[:, 1:].reshape(-1).bool().cpu()
         if int(flat.sum()) >= min_positives:
             keep[name] = flat
@@ -246,7 +247,7 @@ def _codebook_unit(model, layer: int, y: Tensor, codebooks, hook: str) -> dict:
 
     book = codebooks[hook]
     if book.cfg.n_groups != 1 or book.cfg.d != y.shape[-1]:
-        raise ValueError(f"the codebook at layer {layer} does not fit the MLP output ({book.cfg}); train one at mlp_out")
+        raise ConfigError(f"the codebook at layer {layer} does not fit the MLP output ({book.cfg}); train one at mlp_out")
     device = book.codebook.device
     scores = torch.full((y.shape[0], book.n_flat), float("-inf"))
     for start in range(0, y.shape[0], 4096):

@@ -18,6 +18,7 @@ from pathlib import Path
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from interp.errors import ConfigError
 from interp.units.measures import reference_classes, token_classes
 
 
@@ -47,7 +48,7 @@ def labelled_data(model, n_contexts: int = 128, ctx_len: int | None = None, seed
     classes; otherwise classes are the semantic-class words found as single tokens.
     """
     if n_contexts < 1:
-        raise ValueError(f"n_contexts must be >= 1, got {n_contexts}")
+        raise ConfigError(f"n_contexts must be >= 1, got {n_contexts}")
     tokenizer = model.tokenizer
     ctx_len = ctx_len or model.cfg.n_ctx
     if dataset == "reference" and has_reference_vocab(tokenizer):

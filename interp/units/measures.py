@@ -19,6 +19,8 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from interp.errors import ConfigError
+
 SEMANTIC_LABELS: tuple[str, ...] = ("colour", "animal", "name", "number", "place", "job", "subject", "year", "century")
 """Reference-corpus labels that name a token class (a label per token, from the corpus generator)."""
 FSM_PREFIX = "state "
@@ -53,12 +55,12 @@ def best_precision_at_recall(
     (class positions among the positions where it fires) wins.
     """
     if not 0 < recall <= 1:
-        raise ValueError(f"recall must be in (0, 1], got {recall}")
+        raise ConfigError(f"recall must be in (0, 1], got {recall}")
     if scores.shape[0] != mask.shape[0]:
-        raise ValueError(f"scores cover {scores.shape[0]} positions but the mask {mask.shape[0]}")
+        raise ConfigError(f"scores cover {scores.shape[0]} positions but the mask {mask.shape[0]}")
     n_pos = int(mask.sum())
     if n_pos == 0:
-        raise ValueError("the class holds at no position; no unit can reach a recall on it")
+        raise ConfigError("the class holds at no position; no unit can reach a recall on it")
     scores = scores.float()
     positives = scores[mask]
     rank = max(1, math.ceil(recall * n_pos - 1e-9))
@@ -100,11 +102,11 @@ def reference_classes(
     from interp.reference import vocab as V
 
     if len(labels) != tokens.shape[0] or any(len(row) != tokens.shape[1] for row in labels):
-        raise ValueError(f"labels must give one label per token of the {tuple(tokens.shape)} tokens")
+        raise ConfigError(f"labels must give one label per token of the {tuple(tokens.shape)} tokens")
     present = {lab for row in labels for lab in row if lab is not None}
     unknown = [s for s in semantic if s not in V.SEMANTIC_CLASSES and s not in ("year", "century")]
     if unknown:
-        raise ValueError(f"unknown label classes {unknown}; the corpus labels {sorted(present)}")
+        raise ConfigError(f"unknown label classes {unknown}; the corpus labels {sorted(present)}")
     masks: dict[str, Tensor] = {}
     groups: dict[str, list[str]] = {"token classes": [], "FSM states": []}
     for name in semantic:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interp.errors import ConfigError
 from interp.units.compare import UnitsConfig
 from interp.units.result import UnitsComparison
 
@@ -46,7 +47,7 @@ class UnitsRunConfig:
         if isinstance(self.measure, dict):
             self.measure = UnitsConfig(**self.measure)
         if self.n_contexts < 1:
-            raise ValueError(f"n_contexts must be >= 1, got {self.n_contexts}")
+            raise ConfigError(f"n_contexts must be >= 1, got {self.n_contexts}")
 
 
 def compare_runs(cfg: UnitsRunConfig, *, model=None) -> tuple[UnitsComparison, Path]:

@@ -116,7 +116,7 @@ def built(tmp_path_factory):
     metrics = reference_tasks(model, n_prompts=8)
     out["ReferenceMetrics"] = (metrics, f"{metrics.facts_top1:.4f}")
     result = ReferenceTrainResult(out=str(tmp / "ref"), steps=3, final_loss=2.5, seconds=1.0,
-                                  metrics=metrics.to_dict(), passed=metrics.passed())
+                                  metrics=metrics.metrics(), passed=metrics.passed())
     out["ReferenceTrainResult"] = (result, "final loss 2.5000")
     world = World.from_seed()
     out["World"] = (world, f"{len(world.born_in)} subjects")
