@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from interp.circuits import TraceConfig, ablate_features, difference_target, load_transcoders, trace, write_all
-from interp.circuits.transcoder import adapt
+from interp.circuits import TraceConfig, ablate_features, difference_target, trace, write_all
+from interp.transcoders import for_model, load_run
 from interp.hooks import hook_name
 from interp.io import atomic_write_text
 
@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
     if args.transcoders is None:
         summary["note"] = "no transcoders given: clean probability difference only"
     else:
-        transcoders = {k: adapt(v) for k, v in load_transcoders(args.transcoders).items()}
+        transcoders = for_model(model, load_run(args.transcoders))
         cfg = TraceConfig()
         main_tokens = model.to_tokens(prompt)[0]
         prompts = [(main_tokens, main_yy)]

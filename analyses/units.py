@@ -170,8 +170,9 @@ def main() -> int:
     torch.set_num_threads(2)
     from interp.io import atomic_write_text
     from interp.models import load_model
-    from interp.transcoders.training import parse_layers
-    from interp.units import compare_units, labelled_data, load_codebooks, load_transcoders
+    from interp.config import parse_layers
+    from interp.transcoders import load_run
+    from interp.units import compare_units, labelled_data, load_codebooks
 
     t0 = time.time()
     runs = Path(args.runs)
@@ -184,7 +185,7 @@ def main() -> int:
         cb_info = train_codebooks(args, spec, layers, runs)
         cb_seconds = sum(v["seconds"] for v in cb_info.values())
         print(f"codebooks: {cb_seconds:.0f} s", flush=True)
-    transcoders = load_transcoders(runs / "transcoders")
+    transcoders = load_run(runs / "transcoders")
     books = load_codebooks([runs / f"codebook_layer_{layer}" for layer in layers])
     data = labelled_data(model, args.n_contexts, 128, seed=args.seed + 1)
     t1 = time.time()

@@ -39,13 +39,13 @@ def main() -> None:
     from safetensors.torch import load_file
     from transformer_lens import HookedTransformerConfig
 
-    from interp.circuits.transcoder import load_transcoders
     from interp.reference.model import weights_dir
     from interp.reference.tokenizer import load_tokenizer
+    from interp.transcoders import load_run
 
     config = json.loads((weights_dir() / "config.json").read_text())
-    ours = load_transcoders(args.transcoders)
-    k = ours[0].inner.cfg.k
+    ours = {layer: tc.folded() for layer, tc in load_run(args.transcoders).items()}  # weights on raw activations
+    k = ours[0].cfg.k
 
     def topk(pre):
         values, idx = torch.topk(pre, k, dim=-1)

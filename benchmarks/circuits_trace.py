@@ -36,17 +36,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     from interp.circuits import TraceConfig, trace
-    from interp.circuits.transcoder import adapt, load_transcoders
+    from interp.transcoders import load_run
     from interp.models import load_model
 
     model = load_model("reference", device="cpu")
     tokens = model.to_tokens(PROMPT)[0][:20]
     assert len(tokens) == 20, len(tokens)
     if args.transcoders and Path(args.transcoders).exists():
-        tcs, source = load_transcoders(args.transcoders), args.transcoders
+        tcs, source = load_run(args.transcoders), args.transcoders
     else:
         tcs, source = random_transcoders(model), "random TopK (8x, k=16)"
-    tcs = {k: adapt(v) for k, v in tcs.items()}
     results = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)

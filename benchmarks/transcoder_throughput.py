@@ -247,7 +247,7 @@ class InterpWorker:
 
     def _trainer_iter(self, source):
         from interp.transcoders.data import PairedBatches
-        from interp.transcoders.topk import TopKConfig, TopKTranscoder
+        from interp.transcoders.architectures.topk import TopKConfig, TopKTranscoder
         from interp.transcoders.trainer import OptimConfig, Trainer
 
         d = self.data["x"].shape[1]

@@ -2,9 +2,10 @@
 
 ::
 
-    from interp.circuits import trace, load_transcoders, write_all
+    from interp.circuits import trace, write_all
+    from interp.transcoders import load_run
     model = interp.load_model("reference")
-    graph = trace(model, load_transcoders("runs/tc"), "The war lasted from the year 1745 to the year 17")
+    graph = trace(model, load_run("runs/tc"), "The war lasted from the year 1745 to the year 17")
     write_all(graph, "graph/")      # graph.json (Neuronpedia schema), graph.graphml, graph.html, graph.pt
 
 See docs/circuits.md.
@@ -19,13 +20,13 @@ from interp._lazy import lazy_exports
 _LAZY = {
     "TranscoderLike": ("interp.circuits.transcoder", "TranscoderLike"),
     "PlantedTranscoder": ("interp.circuits.transcoder", "PlantedTranscoder"),
-    "TranscoderLoadError": ("interp.circuits.transcoder", "TranscoderLoadError"),
+    "TranscoderLoadError": ("interp.errors", "TranscoderLoadError"),
     "load_transcoders": ("interp.circuits.transcoder", "load_transcoders"),
+    "TargetError": ("interp.errors", "TargetError"),
     "ReplacementModel": ("interp.circuits.replacement", "ReplacementModel"),
     "ablate_features": ("interp.circuits.replacement", "ablate_features"),
     "AttributionConfig": ("interp.circuits.attribution", "AttributionConfig"),
     "LogitTarget": ("interp.circuits.attribution", "LogitTarget"),
-    "TargetError": ("interp.circuits.attribution", "TargetError"),
     "token_target": ("interp.circuits.attribution", "token_target"),
     "difference_target": ("interp.circuits.attribution", "difference_target"),
     "attribute": ("interp.circuits.attribution", "attribute"),
@@ -60,7 +61,8 @@ if TYPE_CHECKING:
     from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, prune
     from interp.circuits.replacement import ReplacementModel, ablate_features
     from interp.circuits.tracing import TraceConfig, trace
-    from interp.circuits.transcoder import PlantedTranscoder, TranscoderLike, TranscoderLoadError, load_transcoders
+    from interp.circuits.transcoder import PlantedTranscoder, TranscoderLike, load_transcoders
+    from interp.errors import TargetError, TranscoderLoadError
     from interp.circuits.virtual import deembedding, direct_logit_effects, virtual_weights
 
 

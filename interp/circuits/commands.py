@@ -56,14 +56,14 @@ def context_tokens(model, dataset: str, n: int, ctx_len: int = 64):
 def _trace(cfg: CircuitTraceConfig) -> int:
     from interp.circuits.export import write_all
     from interp.circuits.tracing import TraceConfig, trace
-    from interp.circuits.transcoder import load_transcoders
     from interp.errors import InterpError
     from interp.models import load_model
+    from interp.transcoders.loading import load_run
 
     if not cfg.prompt:
         raise InterpError('give the prompt to trace: --prompt "The war lasted from the year 1745 to the year 17"')
     model = load_model(cfg.model, device=cfg.device)
-    transcoders = load_transcoders(cfg.transcoders, device=cfg.device)
+    transcoders = load_run(cfg.transcoders, device=cfg.device)
     tcfg = TraceConfig(
         node_threshold=cfg.node_threshold, edge_threshold=cfg.edge_threshold, batch_size=cfg.batch_size, heads=cfg.heads
     )

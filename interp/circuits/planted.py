@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp.circuits.transcoder import PlantedTranscoder
+from interp.transcoders.base import Transcoder
 
 A, B, C, D, Z = 1, 2, 3, 4, 5
 
@@ -22,7 +22,7 @@ A, B, C, D, Z = 1, 2, 3, 4, 5
 @dataclass
 class PlantedCircuit:
     model: HookedTransformer
-    transcoders: dict[int, PlantedTranscoder]
+    transcoders: dict[int, Transcoder]
     prompt: torch.Tensor
     """[B, A, C, D, D]: A at position 1, the target read at position 4."""
     target_token: int = Z
@@ -70,7 +70,7 @@ def planted_circuit(d_model: int = 32, d_vocab: int = 12, seed: int = 0) -> Plan
         model.unembed.W_U[:, Z] += out_dir * 3.0
     model.eval()
     transcoders = {
-        layer: PlantedTranscoder(b.mlp.W_in.detach(), b.mlp.b_in.detach(), b.mlp.W_out.detach(), b.mlp.b_out.detach())
+        layer: Transcoder.from_weights(b.mlp.W_in.detach(), b.mlp.b_in.detach(), b.mlp.W_out.detach(), b.mlp.b_out.detach())
         for layer, b in enumerate(model.blocks)
     }
     return PlantedCircuit(model, transcoders, torch.tensor([B, A, C, D, D]))

@@ -23,8 +23,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.circuits.transcoder import adapt, check_transcoders, decode, pre_activation
 from interp.hooks import hook_name
+from interp.transcoders.loading import for_model
 
 
 @dataclass
@@ -51,12 +51,13 @@ class ReplacementModel:
 
     Args:
         model: a ``HookedTransformer``.
-        transcoders: ``{layer: transcoder}`` (see :class:`~interp.circuits.transcoder.TranscoderLike`).
+        transcoders: ``{layer: transcoder}``: interp transcoders or SAELens ones (converted by
+            :func:`interp.transcoders.for_model`, which also folds their normalisation).
     """
 
     def __init__(self, model, transcoders: dict[int, object]) -> None:
         self.model = model
-        self.transcoders = check_transcoders(model, {k: adapt(v) for k, v in transcoders.items()})
+        self.transcoders = for_model(model, transcoders)
         self.n_layers = model.cfg.n_layers
         names = model.hook_dict
         self._frozen_names = [
@@ -96,7 +97,7 @@ class ReplacementModel:
         def write_out(layer, tc):
             def hook(out, hook):
                 x = x_in[layer]
-                recon = decode(tc, tc.encode(x), x)
+                recon = _write(tc, tc.encode(x), x)
                 return out + (recon - recon.detach())
 
             return hook
@@ -131,7 +132,7 @@ class ReplacementModel:
             acts = tc.encode(x)
             state.x_in[layer] = x
             state.acts[layer] = acts
-            state.errors[layer] = mlp_out - decode(tc, acts, x)
+            state.errors[layer] = mlp_out - _write(tc, acts, x)
         return state
 
     # -- frozen (linearised) forward -------------------------------------------------
@@ -171,7 +172,7 @@ class ReplacementModel:
 
             def hook(x, hook):
                 x_live[layer] = x
-                pre[layer] = pre_activation(tc, x)
+                pre[layer] = tc.pre_activation(x)
                 return x
 
             return hook
@@ -182,7 +183,7 @@ class ReplacementModel:
             def hook(out, hook):
                 if tc is None:
                     return errors[layer]
-                return decode(tc, acts[layer], x_live[layer]) + errors[layer]
+                return _write(tc, acts[layer], x_live[layer]) + errors[layer]
 
             return hook
 
@@ -224,6 +225,11 @@ class ReplacementModel:
         return logits[0], {k: v[0] for k, v in pre.items()}
 
 
+def _write(tc, acts: Tensor, x: Tensor) -> Tensor:
+    """What a transcoder writes to the MLP output: its latents' decoding plus its skip path."""
+    return tc.decode(acts) + tc.skip(x)
+
+
 def ablate_features(
     model,
     transcoders: dict[int, object],
@@ -237,7 +243,7 @@ def ablate_features(
     (the error term and everything else stay live), so the ablation propagates through
     attention and later layers as it would in the real model.
     """
-    transcoders = {k: adapt(v) for k, v in transcoders.items()}
+    transcoders = for_model(model, transcoders)
     by_layer: dict[int, list[tuple[int, int]]] = {}
     for layer, pos, feat in features:
         if layer not in transcoders:

@@ -19,7 +19,7 @@ from interp.circuits.attribution import (
 from interp.circuits.features import describe_features
 from interp.circuits.graph import Graph, prune
 from interp.circuits.replacement import ReplacementModel
-from interp.circuits.transcoder import adapt
+from interp.transcoders.loading import for_model
 from interp.errors import ConfigError
 
 
@@ -79,7 +79,7 @@ def trace(
     ``model_name`` is recorded in the graph and its exports (default: ``model.cfg.model_name``).
     """
     cfg = cfg or TraceConfig()
-    transcoders = {layer: adapt(tc) for layer, tc in transcoders.items()}
+    transcoders = for_model(model, transcoders)
     tokens = prompt_tokens(model, prompt)
     if target is None:
         with torch.no_grad():

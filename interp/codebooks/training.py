@@ -14,6 +14,7 @@ bottleneck's LM-loss and perplexity cost against the original model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -169,7 +170,7 @@ class TrainResult:
 def lm_loss(model, batches: Iterable[Tensor], codebooks: Codebooks | None = None) -> tuple[float, dict[str, int]]:
     """Mean next-token loss over ``batches`` (with the bottlenecks when given) and active codes."""
     total, n, used = 0.0, 0, {}
-    ctx = inserted(model, codebooks) if codebooks is not None else _null_run()
+    ctx = inserted(model, codebooks) if codebooks is not None else contextlib.nullcontext()
     with ctx as run:
         for tokens in batches:
             tokens = tokens.to(model.cfg.device)
@@ -180,14 +181,6 @@ def lm_loss(model, batches: Iterable[Tensor], codebooks: Codebooks | None = None
     if n == 0:
         raise ConfigError("no evaluation batches: the data source is empty or shorter than one batch")
     return total / n, {h: len(s) for h, s in used.items()}
-
-
-class _null_run:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 @torch.no_grad()

@@ -5,9 +5,15 @@
     from interp.transcoders import TrainConfig, train, evaluate
     result = train(TrainConfig(model="reference", layers="0-3", arch="topk", k=16, tokens="2M", out="runs/tc"))
     report = evaluate("runs/tc")          # L0, FVU, CE loss recovered, HTML report
+    tcs = load_run("runs/tc")             # {layer: Transcoder}
     tc = load("runs/tc/layer_0")          # one transcoder (SAELens layout)
 
-Architectures register themselves in :mod:`interp.transcoders.registry`: ``relu``
+This package owns the transcoder contract: one class hierarchy (:class:`Transcoder`), one
+loader of runs (:func:`load_run`), one check that transcoders fit a model (:func:`for_model`),
+and one converter of SAELens transcoders (:func:`from_saelens`); circuits, units and
+evaluation all use these. Architectures (one module each in
+:mod:`interp.transcoders.architectures`) register themselves in
+:mod:`interp.transcoders.registry`: ``relu``
 (L1, Dunefsky et al. 2024), ``topk`` (+AuxK, Gao et al. 2024), ``skip`` and ``skip_topk``
 (skip transcoders, Paulo et al. 2025). See docs/transcoders.md.
 """
@@ -24,7 +30,9 @@ _LAZY = {
     "TrainConfig": ("interp.transcoders.training", "TrainConfig"),
     "TrainResult": ("interp.transcoders.training", "TrainResult"),
     "train": ("interp.transcoders.training", "train"),
-    "load_run": ("interp.transcoders.training", "load_run"),
+    "load_run": ("interp.transcoders.loading", "load_run"),
+    "for_model": ("interp.transcoders.loading", "for_model"),
+    "as_transcoder": ("interp.transcoders.formats", "as_transcoder"),
     "OptimConfig": ("interp.transcoders.trainer", "OptimConfig"),
     "Trainer": ("interp.transcoders.trainer", "Trainer"),
     "InMemoryActivations": ("interp.transcoders.data", "InMemoryActivations"),

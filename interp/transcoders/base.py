@@ -22,7 +22,7 @@ An architecture subclasses :class:`Transcoder` (its ``activation`` and ``normali
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import torch
@@ -104,16 +104,20 @@ class Transcoder(nn.Module, abc.ABC):
         self.register_buffer("in_scale", torch.ones(()))
         self.register_buffer("out_mean", torch.zeros(d_out))
         self.register_buffer("out_scale", torch.ones(()))
+        self.hook_name: str | None = None
+        """The hook point the transcoder reads (set when it is loaded from a run or file)."""
+        self.hook_name_out: str | None = None
+        """The hook point whose value it predicts."""
 
     # --- normalisation -------------------------------------------------------------
 
-    def normalise_in(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_in"]:
+    def normalise_in(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_in"]:
         return (x - self.in_mean) / self.in_scale
 
-    def normalise_out(self, y: Float[Tensor, "batch d_out"]) -> Float[Tensor, "batch d_out"]:
+    def normalise_out(self, y: Float[Tensor, "*batch d_out"]) -> Float[Tensor, "*batch d_out"]:
         return (y - self.out_mean) / self.out_scale
 
-    def denormalise_out(self, y_n: Float[Tensor, "batch d_out"]) -> Float[Tensor, "batch d_out"]:
+    def denormalise_out(self, y_n: Float[Tensor, "*batch d_out"]) -> Float[Tensor, "*batch d_out"]:
         return y_n * self.out_scale + self.out_mean
 
     @torch.no_grad()
@@ -175,24 +179,108 @@ class Transcoder(nn.Module, abc.ABC):
         acts = self.activation(self.pre_acts(self.normalise_in(x.reshape(-1, self.cfg.d_in))))
         return acts.reshape(*lead, self.cfg.d_sae)
 
+    def pre_activation(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_sae"]:
+        """The latents' pre-activations of raw inputs, linear in ``x`` (what an attribution edge targets)."""
+        return self.normalise_in(x) @ self.W_enc + self.b_enc
+
+    def decode(self, acts: Float[Tensor, "*batch d_sae"]) -> Float[Tensor, "*batch d_out"]:
+        """What the latents write, in the output's raw space: ``acts @ W_dec + b_dec`` (then
+        de-normalised). As in SAELens, the skip path is not included: add :meth:`skip`."""
+        return self.denormalise_out(acts @ self.W_dec + self.b_dec)
+
+    def skip(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
+        """The linear skip path ``x @ W_skip.T`` in raw space (zeros without one)."""
+        if not self.has_skip:
+            return x.new_zeros(*x.shape[:-1], self.cfg.d_out)
+        return (self.normalise_in(x) @ self.W_skip.T) * self.out_scale
+
     def forward(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
         """Predicted MLP output for raw MLP inputs (any leading shape is flattened and restored)."""
         lead = x.shape[:-1]
         x_flat = x.reshape(-1, self.cfg.d_in)
-        y = self.forward_with_acts(x_flat)[0]
+        y = self.forward_with_activations(x_flat)[0]
         return y.reshape(*lead, self.cfg.d_out)
 
-    def forward_with_acts(
+    def forward_with_activations(
         self, x: Float[Tensor, "batch d_in"]
     ) -> tuple[Float[Tensor, "batch d_out"], Float[Tensor, "batch d_sae"]]:
+        """``(output, latent activations)`` for raw inputs (SAELens' name for this)."""
         x_n = self.normalise_in(x)
         acts = self.activation(self.pre_acts(x_n))
         return self.denormalise_out(self.decode_normalised(acts, x_n)), acts
 
+    def forward_with_acts(self, x: Float[Tensor, "batch d_in"]) -> tuple[Tensor, Tensor]:
+        """Deprecated name of :meth:`forward_with_activations`."""
+        return self.forward_with_activations(x)
+
+    @property
+    def d_in(self) -> int:
+        return self.cfg.d_in
+
+    @property
+    def d_sae(self) -> int:
+        return self.cfg.d_sae
+
+    @property
+    def d_out(self) -> int:
+        return self.cfg.d_out
+
+    def folded(self) -> Transcoder:
+        """A frozen copy with the normalisation folded into the weights: the same function,
+        with ``W_enc``, ``W_dec``, ``W_skip`` acting on raw activations (what analyses that read
+        the weights directly, such as attribution and virtual weights, need)."""
+        from interp.transcoders import registry
+
+        arch = registry.get(self.arch)
+        copy = arch.transcoder(arch.config(**{f.name: getattr(self.cfg, f.name) for f in fields(self.cfg)}))
+        copy.load_state_dict(self.state_dict())
+        copy.fold_normalisation()
+        copy.hook_name, copy.hook_name_out = self.hook_name, self.hook_name_out
+        return copy.to(self.W_enc.device).eval().requires_grad_(False)
+
+    @property
+    def is_folded(self) -> bool:
+        """True when the normalisation is the identity (weights act on raw activations)."""
+        return bool((self.in_mean == 0).all() and (self.out_mean == 0).all() and self.in_scale == 1 and self.out_scale == 1)
+
+    @classmethod
+    def from_weights(
+        cls,
+        W_enc: Float[Tensor, "d_in d_sae"],
+        b_enc: Float[Tensor, " d_sae"],
+        W_dec: Float[Tensor, "d_sae d_out"],
+        b_dec: Float[Tensor, " d_out"] | None = None,
+        W_skip: Float[Tensor, "d_out d_in"] | None = None,
+        **settings,
+    ) -> Transcoder:
+        """A transcoder with the given weights, e.g. one planted by hand in a test.
+
+        Called on the base class it builds a ``relu`` transcoder (``skip`` when ``W_skip`` is
+        given); called on an architecture's class, that architecture (``settings`` go to its
+        config, e.g. ``k`` for TopK). ``W_skip`` is ``[d_out, d_in]``, as SAELens stores it.
+        """
+        from interp.transcoders import registry
+
+        name = cls.arch or ("skip" if W_skip is not None else "relu")
+        arch = registry.get(name)
+        d_in, d_sae = W_enc.shape
+        d_out = W_dec.shape[1]
+        tc = arch.transcoder(arch.config(d_in=d_in, d_out=d_out, d_sae=d_sae, **settings))
+        if (W_skip is not None) != tc.has_skip:
+            raise ConfigError(f"the {name} architecture {'needs' if tc.has_skip else 'has no'} W_skip")
+        with torch.no_grad():
+            tc.W_enc.copy_(W_enc)
+            tc.b_enc.copy_(b_enc)
+            tc.W_dec.copy_(W_dec)
+            tc.b_dec.copy_(b_dec if b_dec is not None else torch.zeros(d_out))
+            if W_skip is not None:
+                if tuple(W_skip.shape) != (d_out, d_in):
+                    raise ConfigError(f"W_skip must be [d_out, d_in] = [{d_out}, {d_in}], got {list(W_skip.shape)}")
+                tc.W_skip.copy_(W_skip)
+        return tc.eval()
+
     def extra_repr(self) -> str:
         """What ``repr`` shows: the shape, then the architecture's own settings."""
-        from dataclasses import fields
-
         c = self.cfg
         settings = ", ".join(f"{f.name}={getattr(c, f.name)!r}" for f in fields(c) if f.name not in ("d_in", "d_out", "d_sae"))
         return f"d_in={c.d_in}, d_sae={c.d_sae}, d_out={c.d_out}" + (f", {settings}" if settings else "")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interp.commands import command
+from interp.commands import command, finish
 from interp.transcoders.evaluation import EvalConfig
 from interp.transcoders.training import TrainConfig
 
@@ -12,24 +12,11 @@ def _train(cfg: TrainConfig) -> int:
     from interp.transcoders.training import train
 
     result = train(cfg)
-    if result.config is not None and _is_main():
-        print(f"trained {result.arch} transcoders for layers {result.layers} on {result.tokens} tokens in {result.seconds:.0f} s")
-        print(result.table())
-        print(f"wrote {result.out} (SAELens layout per layer; run.json)")
-    return 0
+    return finish(result, written={"run": result.out})
 
 
 @command("transcoder", "eval", help="L0, FVU, CE loss recovered with transcoders spliced in; JSON + HTML report", config=EvalConfig)
 def _eval(cfg: EvalConfig) -> int:
-    from interp.transcoders.evaluation import run_eval
+    from interp.transcoders.evaluation import output_dir, run
 
-    result, out = run_eval(cfg)
-    print(result.table())
-    print(f"wrote {out / 'eval.json'} and {out / 'report.html'}")
-    return 0
-
-
-def _is_main() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
+    return finish(run(cfg), output_dir(cfg))

@@ -22,16 +22,17 @@ tokens of their decoder direction read through the unembedding (``W_dec[i] @ W_U
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from simple_parsing import field as sp_field
 
 from interp.errors import StoreError
-from interp.io import atomic_write_json, atomic_write_text
+from interp.interventions import ablate_mlps, recovered_fraction
+from interp.results import Result
 from interp.transcoders.base import Transcoder
 from interp.transcoders.data import layer_hooks, layer_key
 
@@ -102,8 +103,11 @@ class FeatureCard:
 
 
 @dataclass
-class EvalResult:
+class EvalResult(Result):
     """Everything `interp transcoder eval` measures; ``save``/``load`` JSON, ``to_html`` report."""
+
+    stem: ClassVar[str] = "eval"
+    title: ClassVar[str] = "Transcoder evaluation"
 
     model: str
     n_tokens: int
@@ -118,15 +122,8 @@ class EvalResult:
     """Per layer key: log10 firing frequency of every latent (-10 for never)."""
     features: list[FeatureCard] = field(default_factory=list)
 
-    def save(self, path: str | Path) -> Path:
-        return atomic_write_json(path, asdict(self), indent=1)
-
-    @classmethod
-    def load(cls, path: str | Path) -> EvalResult:
-        raw = json.loads(Path(path).read_text())
-        raw["layers"] = [LayerEval(**x) for x in raw["layers"]]
-        raw["features"] = [FeatureCard(**{**x, "decoder_top_tokens": [tuple(t) for t in x["decoder_top_tokens"]]}) for x in raw["features"]]
-        return cls(**raw)
+    def summary(self) -> str:
+        return self.table()
 
     def table(self) -> str:
         lines = [f"clean CE {self.ce_clean:.4f} on {self.n_tokens} tokens of {self.model}",
@@ -143,7 +140,7 @@ class EvalResult:
         return "\n".join(lines)
 
     def to_html(self) -> str:
-        from interp.transcoders.report import render
+        from interp.transcoders.html import render
 
         return render(self)
 
@@ -158,7 +155,7 @@ class EvalResult:
 
     def _repr_html_(self) -> str:
         from interp.reports import bar_svg, summary_html
-        from interp.transcoders.report import summary_table
+        from interp.transcoders.html import summary_table
 
         rows = [("model", self.model), ("held-out tokens", self.n_tokens), ("clean CE", self.ce_clean),
                 ("CE, all layers spliced", self.ce_all_spliced), ("recovered vs zero-ablation", self.recovered_all_vs_zero),
@@ -194,26 +191,13 @@ def splice(model, transcoders: dict[int, Transcoder]) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def ablate(model, replacements: dict[int, torch.Tensor | None]) -> Iterator[None]:
-    """Replace each layer's MLP output by a constant vector (``None`` = zeros) within the block."""
-    hooks = []
-    for layer, value in replacements.items():
-        def write(act, hook, value=value):
-            return torch.zeros_like(act) if value is None else value.to(act.dtype).expand_as(act).clone()
-
-        hooks.append((layer_hooks(layer)[1], write))
-    with model.hooks(fwd_hooks=hooks):
-        yield
+def ablate(model, replacements: dict[int, torch.Tensor | None]):
+    """Deprecated name of :func:`interp.interventions.ablate_mlps`."""
+    return ablate_mlps(model, replacements)
 
 
 def _ce(model, tokens: torch.Tensor) -> float:
     return model(tokens, return_type="loss").item()
-
-
-def _recovered(ablated: float, spliced: float, clean: float) -> float:
-    gap = ablated - clean
-    return (ablated - spliced) / gap if abs(gap) > 1e-12 else float("nan")
 
 
 @torch.no_grad()
@@ -223,33 +207,33 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
     ``model`` and ``tokens`` (``[n_contexts, ctx_len]``) may be passed directly; otherwise
     they come from ``cfg`` and the run's ``run.json``.
     """
+    from interp.config import parse_count
     from interp.models import default_device
-    from interp.transcoders.training import TrainResult, parse_count
+    from interp.transcoders.loading import for_model, load_run
+    from interp.transcoders.training import TrainResult
 
     cfg = cfg or EvalConfig(run=str(run) if not isinstance(run, dict) else "")
     device = cfg.device or default_device()
     run_cfg: dict = {}
     if isinstance(run, dict):
-        transcoders = {int(k): v.to(device).eval() for k, v in run.items()}
+        given = dict(run)
     else:
-        from interp.transcoders.formats import load
-
-        result = TrainResult.load(run)
-        run_cfg = result.config
-        transcoders = {layer: load(Path(run) / layer_key(layer), device=device) for layer in result.layers}
+        given = load_run(run, device=device)
+        run_cfg = TrainResult.load(run).config
     model_name = cfg.model or run_cfg.get("model", "reference")
     if model is None:
         from interp.models import load_model
 
         model = load_model(model_name, device=device)
+    if not given:
+        raise StoreError("nothing to evaluate: the run has no transcoders")
+    transcoders = {layer: tc.eval() for layer, tc in for_model(model, given, fold=False).items()}
     if tokens is None:
         from interp.data import token_batches
 
         ctx_len = cfg.ctx_len or run_cfg.get("ctx_len", 128)
-        n_contexts = max(1, -(-parse_count(cfg.tokens) // ctx_len))
+        n_contexts = max(1, -(-parse_count(cfg.tokens, "tokens") // ctx_len))
         tokens = next(token_batches(cfg.dataset or run_cfg.get("dataset", "reference"), model.tokenizer, ctx_len, n_contexts, seed=cfg.seed))
-    if not transcoders:
-        raise StoreError("nothing to evaluate: the run has no transcoders")
     tokens = tokens.to(device)
     layers = sorted(transcoders)
     stats = _first_pass(model, transcoders, tokens, cfg)
@@ -273,8 +257,8 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
                 ce_spliced=ce["splice"][layer],
                 ce_zero_ablated=ce["zero"][layer],
                 ce_mean_ablated=ce["mean"][layer],
-                recovered_vs_zero=_recovered(ce["zero"][layer], ce["splice"][layer], ce["clean"]),
-                recovered_vs_mean=_recovered(ce["mean"][layer], ce["splice"][layer], ce["clean"]),
+                recovered_vs_zero=recovered_fraction(ce["zero"][layer], ce["splice"][layer], ce["clean"]),
+                recovered_vs_mean=recovered_fraction(ce["mean"][layer], ce["splice"][layer], ce["clean"]),
             )
         )
     return EvalResult(
@@ -285,8 +269,8 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
         ce_all_spliced=ce["splice_all"],
         ce_all_zero_ablated=ce["zero_all"],
         ce_all_mean_ablated=ce["mean_all"],
-        recovered_all_vs_zero=_recovered(ce["zero_all"], ce["splice_all"], ce["clean"]),
-        recovered_all_vs_mean=_recovered(ce["mean_all"], ce["splice_all"], ce["clean"]),
+        recovered_all_vs_zero=recovered_fraction(ce["zero_all"], ce["splice_all"], ce["clean"]),
+        recovered_all_vs_mean=recovered_fraction(ce["mean_all"], ce["splice_all"], ce["clean"]),
         log10_frequencies=freqs,
         features=_feature_cards(model, transcoders, tokens, stats, cfg),
     )
@@ -315,7 +299,7 @@ def _first_pass(model, transcoders: dict[int, Transcoder], tokens: torch.Tensor,
             hin, hout = layer_hooks(layer)
             x = cache[hin].reshape(rows, -1)
             y = cache[hout].reshape(rows, -1)
-            y_hat, acts = tc.forward_with_acts(x)
+            y_hat, acts = tc.forward_with_activations(x)
             s = stats[layer]
             s["n"] += rows
             s["l0_sum"] += (acts > 0).sum().item()
@@ -354,15 +338,15 @@ def _ce_passes(model, transcoders, tokens, means, batch_size: int, progress: boo
         for layer in layers:
             with splice(model, {layer: transcoders[layer]}):
                 sums["splice"][layer] += weight * _ce(model, batch)
-            with ablate(model, {layer: None}):
+            with ablate_mlps(model, {layer: None}):
                 sums["zero"][layer] += weight * _ce(model, batch)
-            with ablate(model, {layer: mean_vectors[layer]}):
+            with ablate_mlps(model, {layer: mean_vectors[layer]}):
                 sums["mean"][layer] += weight * _ce(model, batch)
         with splice(model, transcoders):
             sums["splice_all"] += weight * _ce(model, batch)
-        with ablate(model, {layer: None for layer in layers}):
+        with ablate_mlps(model, {layer: None for layer in layers}):
             sums["zero_all"] += weight * _ce(model, batch)
-        with ablate(model, mean_vectors):
+        with ablate_mlps(model, mean_vectors):
             sums["mean_all"] += weight * _ce(model, batch)
     scale = lambda v: {k: x / n_batches for k, x in v.items()} if isinstance(v, dict) else v / n_batches  # noqa: E731
     return {k: scale(v) for k, v in sums.items()}
@@ -381,7 +365,7 @@ def _feature_cards(model, transcoders, tokens, stats, cfg: EvalConfig) -> list[F
         if len(alive) == 0:
             continue
         chosen = alive[torch.randperm(len(alive), generator=generator)[: cfg.n_features]].sort().values
-        logits = tc.W_dec.detach()[chosen] @ W_U.to(tc.W_dec.device)
+        logits = tc.folded().W_dec[chosen] @ W_U.to(tc.W_dec.device)
         top_tokens = logits.topk(min(8, logits.shape[1]), dim=1)
         for row, index in enumerate(chosen.tolist()):
             contexts = []
@@ -397,10 +381,22 @@ def _feature_cards(model, transcoders, tokens, stats, cfg: EvalConfig) -> list[F
     return cards
 
 
+def run(cfg: EvalConfig) -> EvalResult:
+    """What ``interp transcoder eval`` runs: :func:`evaluate` the run directory ``cfg.run``."""
+    return evaluate(cfg.run, cfg)
+
+
+def output_dir(cfg: EvalConfig) -> Path:
+    """Where ``interp transcoder eval`` writes ``eval.json`` and ``eval.html``: ``--out``, or RUN/eval."""
+    return Path(cfg.out) if cfg.out else Path(cfg.run) / "eval"
+
+
 def run_eval(cfg: EvalConfig) -> tuple[EvalResult, Path]:
-    """Evaluate ``cfg.run`` and write ``eval.json`` and ``report.html`` (to ``cfg.out`` or RUN/eval)."""
-    result = evaluate(cfg.run, cfg)
-    out = Path(cfg.out) if cfg.out else Path(cfg.run) / "eval"
-    result.save(out / "eval.json")
-    atomic_write_text(out / "report.html", result.to_html())
+    """Deprecated: :func:`run`, then ``result.write(output_dir(cfg))``."""
+    import warnings
+
+    warnings.warn("run_eval is deprecated: use interp.transcoders.evaluation.run(cfg) and result.write(out)", DeprecationWarning, stacklevel=2)
+    result = run(cfg)
+    out = output_dir(cfg)
+    result.write(out)
     return result, out

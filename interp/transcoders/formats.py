@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from interp.errors import StoreError
+from interp.errors import StoreError, TranscoderLoadError
 from interp.io import atomic_write, atomic_write_text
 from interp.transcoders import registry
 from interp.transcoders.base import Transcoder
@@ -52,21 +52,12 @@ def saelens_architecture(arch: str) -> str:
     return registry.get(arch).saelens or f"interp_{arch}_transcoder"
 
 
-def folded_copy(tc: Transcoder) -> Transcoder:
-    """A copy of ``tc`` with its normalisation folded into the weights (same function)."""
-    arch = registry.get(tc.arch)
-    copy = arch.transcoder(arch.config(**asdict(tc.cfg)))
-    copy.load_state_dict(tc.state_dict())
-    copy.fold_normalisation()
-    return copy.eval()
-
-
 def save(tc: Transcoder, directory: str | Path, *, hook_name: str, hook_name_out: str, metadata: dict | None = None) -> Path:
     """Write ``tc`` (normalisation folded) to ``directory`` in SAELens' layout, atomically per file."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    folded = folded_copy(tc)
+    folded = tc.folded()
     weights = {k: v.detach().float().cpu().contiguous() for k, v in _tensors_out(folded).items()}
     layer = _layer(hook_name)
     meta = {
@@ -150,6 +141,8 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Transcode
     if set(state) != expected:
         raise StoreError(f"{weights_path} holds tensors {sorted(state)}, expected {sorted(expected)} for {arch.name}")
     _tensors_in(tc, state)
+    meta = cfg.get("metadata", {})
+    tc.hook_name, tc.hook_name_out = meta.get("hook_name"), meta.get("hook_name_out")
     return tc.to(device).eval()
 
 
@@ -162,8 +155,25 @@ def from_saelens(sae) -> Transcoder:
         raise StoreError(f"SAELens transcoder with normalize_activations={sae.cfg.normalize_activations!r} is not supported")
     arch = registry.get(_FROM_SAELENS[name])
     tc = arch.transcoder(arch.config(d_in=sae.cfg.d_in, d_out=sae.cfg.d_out, d_sae=sae.cfg.d_sae))
+    # interp's parameter names and layouts are SAELens' own (W_skip is [d_out, d_in] in both)
     _tensors_in(tc, {name: getattr(sae, name).detach().float().cpu() for name in _tensors_out(tc)})
-    return tc.eval()
+    meta = getattr(sae.cfg, "metadata", None)
+    tc.hook_name = getattr(meta, "hook_name", None)
+    tc.hook_name_out = getattr(meta, "hook_name_out", None)
+    return tc.to(sae.W_enc.device).eval()
+
+
+def as_transcoder(obj) -> Transcoder:
+    """``obj`` as an interp :class:`Transcoder`: an interp transcoder as it is, a SAELens
+    transcoder converted by :func:`from_saelens` (the one place that knows SAELens' conventions)."""
+    if isinstance(obj, Transcoder):
+        return obj
+    if type(obj).__module__.startswith("sae_lens"):
+        return from_saelens(obj)
+    raise TranscoderLoadError(
+        f"{type(obj).__name__} is not a transcoder interp can use: pass an interp.transcoders.Transcoder "
+        "(trained, loaded with interp.transcoders.load_run, or built with Transcoder.from_weights) or a SAELens transcoder"
+    )
 
 
 def load_pretrained(release: str, sae_id: str, device: str = "cpu") -> Transcoder:

@@ -1,24 +1,20 @@
-"""Architectures by name: each module registers its config and transcoder class here.
+"""Architectures by name: each module of :mod:`interp.transcoders.architectures` registers
+its config and transcoder class here.
 
-The CLI's ``--arch`` choices, the loaders and the trainer all read this registry, so an
-architecture is listed in exactly one place (its own module's ``@register``).
+The CLI's ``--arch`` choices and per-architecture flags, the loaders and the trainer all
+read this registry, so an architecture is described in exactly one place: its own module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from interp.errors import UnknownArchitectureError
-
-ARCH_MODULES = (
-    "interp.transcoders.relu",
-    "interp.transcoders.topk",
-    "interp.transcoders.skip",
-    "interp.transcoders.jumprelu",
-)
-"""Modules imported (once) to fill the registry."""
 
 
 @dataclass(frozen=True)
@@ -31,8 +27,16 @@ class Architecture:
     saelens: str | None
     """SAELens ``architecture`` this one exports as, or None when SAELens has no equivalent."""
 
+    def settings(self) -> list[dataclasses.Field]:
+        """The fields of this architecture's config beyond the shape (``d_in``, ``d_out``, ``d_sae``)."""
+        from interp.transcoders.base import ArchConfig
+
+        shape = {f.name for f in dataclasses.fields(ArchConfig)}
+        return [f for f in dataclasses.fields(self.config) if f.name not in shape]
+
 
 _REGISTRY: dict[str, Architecture] = {}
+_loaded = False
 
 
 def register(name: str, config: type, *, sparse_k: bool = False, saelens: str | None = None) -> Callable:
@@ -47,8 +51,14 @@ def register(name: str, config: type, *, sparse_k: bool = False, saelens: str | 
 
 
 def _load_all() -> None:
-    for module in ARCH_MODULES:
-        importlib.import_module(module)
+    global _loaded
+    if _loaded:
+        return
+    from interp.transcoders import architectures
+
+    for module in pkgutil.iter_modules(architectures.__path__):
+        importlib.import_module(f"{architectures.__name__}.{module.name}")
+    _loaded = True
 
 
 def names() -> list[str]:
@@ -65,3 +75,24 @@ def get(name: str) -> Architecture:
             f"unknown transcoder architecture {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}"
         )
     return _REGISTRY[name]
+
+
+def settings() -> dict[str, tuple[Any, str, list[str]]]:
+    """Every architecture setting by name: ``(type, help text, architectures that take it)``.
+
+    The help text is the field's docstring in the first architecture that has the setting.
+    """
+    from simple_parsing.docstring import get_attribute_docstring
+
+    _load_all()
+    out: dict[str, tuple[Any, str, list[str]]] = {}
+    for name in sorted(_REGISTRY):
+        arch = _REGISTRY[name]
+        for f in arch.settings():
+            if f.name in out:
+                out[f.name][2].append(name)
+                continue
+            doc = get_attribute_docstring(arch.config, f.name)
+            text = (doc.docstring_below or doc.comment_inline or doc.comment_above or "").strip()
+            out[f.name] = (f.type, text, [name])
+    return out

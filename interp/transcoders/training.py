@@ -15,20 +15,20 @@ each process whole layers (``parallel="layers"``), on gloo for CPU and NCCL for 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal, Optional
 
 import torch
 from simple_parsing import field as sp_field
 
+from interp.config import check_positive, parse_count, parse_layers, parse_positive_count
 from interp.errors import ConfigError, InterpError, StoreError, TrainingDivergedError
-from interp.io import atomic_write, atomic_write_json
+from interp.io import atomic_write
+from interp.results import Result
 from interp.transcoders import formats, registry
 from interp.transcoders.data import PairedBatches, layer_hooks, layer_key, required_hooks
 from interp.transcoders.trainer import OptimConfig, Trainer
@@ -37,55 +37,23 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 RUN_FILE = "run.json"
-_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
-
-
-def parse_count(text: str | int) -> int:
-    """``"5M"`` -> 5_000_000, ``"500k"`` -> 500_000, ``"1200"`` -> 1200."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMbBgG]?)\s*", str(text))
-    if not match:
-        raise ConfigError(f"not a count: {text!r}; write e.g. 5M, 500k or 1200000")
-    return int(float(match.group(1)) * _SUFFIX[match.group(2).lower()])
-
-
-def parse_layers(text: str, n_layers: int) -> list[int]:
-    """``"all"`` or ``"0,1,2"`` (``"0-3"`` ranges allowed), checked against the model's depth."""
-    if text.strip() == "all":
-        return list(range(n_layers))
-    layers: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if re.fullmatch(r"\d+-\d+", part):
-            lo, hi = map(int, part.split("-"))
-            layers.extend(range(lo, hi + 1))
-        elif part.isdigit():
-            layers.append(int(part))
-        else:
-            raise ConfigError(f"bad --layers {text!r}: write 'all', '0,1,2' or '0-3'")
-    bad = [layer for layer in layers if not 0 <= layer < n_layers]
-    if bad:
-        raise ConfigError(f"layers {bad} do not exist: the model has layers 0..{n_layers - 1}")
-    return sorted(set(layers))
 
 
 @dataclass
-class TrainConfig:
-    """Train transcoders that imitate a model's MLP layers."""
+class _TrainConfigBase:
+    """Train transcoders that imitate a model's MLP layers.
+
+    The settings of the chosen architecture (``k`` for TopK, ``l1_coefficient`` for ReLU,
+    ...) are fields too: :class:`TrainConfig` has one per setting any registered
+    architecture takes, read from the registry, unset (None) meaning the architecture's default.
+    """
 
     model: str = "reference"
-    """'reference', 'gpt2', or a local checkpoint directory (the model whose MLPs are imitated)."""
-    layers: str = "all"
-    """Layers to train, e.g. '0,1,2,3', '0-3' or 'all'; all train together off one forward pass."""
+    """'reference', a TransformerLens model name, or a local checkpoint directory (the model whose MLPs are imitated)."""
+    layers: str | None = None
+    """Layers to train, e.g. '0,1,2,3', '0-3' or 'all' (default: all); all train together off one forward pass."""
     arch: str = sp_field(default="topk", choices=registry.names())
-    """Architecture, from interp.transcoders.registry (TopK ones take --k, ReLU ones --l1-coefficient, JumpReLU ones --l0-coefficient)."""
-    k: int | None = None
-    """Active latents per row for topk / skip_topk (unset: 32)."""
-    l1_coefficient: float | None = None
-    """L1 penalty for relu / skip (unset: the default of interp.transcoders.relu.ReLUConfig)."""
-    l0_coefficient: float | None = None
-    """L0 penalty for jumprelu / skip_jumprelu (unset: the default of interp.transcoders.jumprelu.JumpReLUConfig)."""
+    """Architecture, from interp.transcoders.registry; its own settings (e.g. --k for topk) are listed below."""
     expansion: int = 16
     """Latents per input dimension: d_sae = expansion * d_model."""
     tokens: str = "5M"
@@ -122,41 +90,30 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.optim, dict):
             self.optim = OptimConfig(**self.optim)
-        registry.get(self.arch)  # an unknown name raises here, listing the known ones
-
-        def takes(name: str, setting: str) -> bool:
-            return setting in {f.name for f in fields(registry.get(name).config)}
-
-        for setting in ("k", "l1_coefficient", "l0_coefficient"):
-            if getattr(self, setting) is not None and not takes(self.arch, setting):
-                users = [name for name in registry.names() if takes(name, setting)]
-                raise ConfigError(f"--{setting.replace('_', '-')} applies to {', '.join(users)}, not {self.arch!r}")
-        if self.expansion < 1:
-            raise ConfigError(f"expansion must be >= 1, got {self.expansion}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ConfigError("checkpoint_every must be >= 1 (or None for only at the end)")
-        parse_count(self.tokens)
+        arch = registry.get(self.arch)  # an unknown name raises here, listing the known ones
+        takes = {f.name for f in arch.settings()}
+        for name, (_, _, users) in registry.settings().items():
+            if getattr(self, name, None) is not None and name not in takes:
+                raise ConfigError(f"--{name.replace('_', '-')} applies to {', '.join(users)}, not {self.arch!r}")
+        check_positive(expansion=self.expansion, batch_size=self.batch_size, checkpoint_every=self.checkpoint_every)
+        parse_positive_count(self.tokens, "tokens")
+        arch.config(d_in=1, d_out=1, d_sae=2**31 - 1, **self.arch_settings())  # the architecture checks its settings
 
     @property
     def n_tokens(self) -> int:
-        return parse_count(self.tokens)
+        return parse_count(self.tokens, "tokens")
 
     @property
     def steps(self) -> int:
         return max(1, self.n_tokens // self.batch_size)
 
+    def arch_settings(self) -> dict[str, Any]:
+        """The architecture's settings given in this config (the unset ones keep their defaults)."""
+        return {f.name: getattr(self, f.name) for f in registry.get(self.arch).settings() if getattr(self, f.name, None) is not None}
+
     def arch_config(self, d_in: int, d_out: int):
-        arch = registry.get(self.arch)
-        extra = {}
-        if self.k is not None:
-            extra["k"] = self.k
-        if self.l1_coefficient is not None:
-            extra["l1_coefficient"] = self.l1_coefficient
-        if self.l0_coefficient is not None:
-            extra["l0_coefficient"] = self.l0_coefficient
-        return arch.config(d_in=d_in, d_out=d_out, d_sae=self.expansion * d_in, **extra)
+        """The architecture's config for a transcoder from ``d_in`` to ``d_out`` dimensions."""
+        return registry.get(self.arch).config(d_in=d_in, d_out=d_out, d_sae=self.expansion * d_in, **self.arch_settings())
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the original."""
@@ -166,9 +123,33 @@ class TrainConfig:
         return keep
 
 
+def _arch_setting_fields() -> list[tuple[str, Any, Any]]:
+    """One optional field per setting of any registered architecture, its help from the architecture's docstring."""
+    import typing
+
+    out = []
+    for name, (_, text, users) in registry.settings().items():
+        kind = typing.get_type_hints(registry.get(users[0]).config)[name]
+        note = f"For {', '.join(users)} only (unset: the architecture's default)."
+        out.append((name, Optional[kind], sp_field(default=None, help=f"{text} {note}".strip())))  # noqa: UP045
+    return out
+
+
+TrainConfig = make_dataclass(
+    "TrainConfig",
+    _arch_setting_fields(),
+    bases=(_TrainConfigBase,),
+    namespace={"__doc__": _TrainConfigBase.__doc__, "__module__": __name__},
+)
+"""The config of :func:`train`: the fields of ``_TrainConfigBase`` plus one per architecture setting."""
+
+
 @dataclass
-class TrainResult:
-    """What a training run produced; ``OUT/run.json`` holds it."""
+class TrainResult(Result):
+    """What a transcoder training run produced; ``OUT/run.json`` holds it."""
+
+    stem: ClassVar[str] = "run"
+    title: ClassVar[str] = "Transcoder training run"
 
     out: str
     layers: list[int]
@@ -183,16 +164,19 @@ class TrainResult:
     """Every ``log_every``-th step: step, lr, and the means over layers of loss, L0, FVU, dead."""
 
     def save(self, path: str | Path | None = None) -> Path:
-        return atomic_write_json(path if path is not None else Path(self.out) / RUN_FILE, asdict(self), indent=2)
+        """Write ``run.json`` (into the run directory unless ``path`` is given)."""
+        return super().save(path if path is not None else Path(self.out) / RUN_FILE)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainResult:
         path = Path(path)
-        if path.is_dir():
-            path = path / RUN_FILE
-        if not path.is_file():
-            raise StoreError(f"{path} not found: not a finished `interp transcoder train` run directory")
-        return cls(**json.loads(path.read_text()))
+        if path.is_dir() and not (path / RUN_FILE).is_file():
+            raise StoreError(f"{path / RUN_FILE} not found: not a finished `interp transcoder train` run directory")
+        return super().load(path)
+
+    def summary(self) -> str:
+        head = f"trained {self.arch} transcoders for layers {self.layers} on {self.tokens:,} tokens in {self.seconds:.0f} s"
+        return head + "\n" + self.table() + f"\nwrote {self.out} (SAELens layout per layer; run.json)"
 
     def __repr__(self) -> str:
         from interp.reports import brief, plain_repr
@@ -433,9 +417,3 @@ def _wandb(cfg: TrainConfig):
     except ImportError as err:
         raise InterpError("--wandb_project needs Weights & Biases: pip install wandb (or drop --wandb_project)") from err
     return wandb.init(project=cfg.wandb_project, config=asdict(cfg))
-
-
-def load_run(directory: str | Path, device: str = "cpu") -> dict[str, object]:
-    """The transcoders of a finished run, by layer key (``layer_0``, ...)."""
-    result = TrainResult.load(directory)
-    return {layer_key(layer): formats.load(Path(directory) / layer_key(layer), device=device) for layer in result.layers}

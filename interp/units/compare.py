@@ -46,6 +46,7 @@ affects only that layer, so every layer is compared with the rest of the model i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
@@ -55,6 +56,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from interp.errors import ConfigError
+from interp.interventions import ablate_mlps, recovered_fraction
 from interp.units.measures import best_precision_at_recall
 from interp.units.result import ClassRow, UnitRow, UnitsComparison
 
@@ -139,7 +141,7 @@ def compare_units(
     keep = _class_masks(classes, tokens, cfg.min_positives)
     groups = {g: [c for c in names if c in keep] for g, names in (groups or {"all": list(classes)}).items()}
     batches = [tokens[i : i + cfg.batch_size] for i in range(0, tokens.shape[0], cfg.batch_size)]
-    ce_clean = _mean_loss(model, batches, lambda: _nothing())
+    ce_clean = _mean_loss(model, batches, contextlib.nullcontext)
     rows: list[UnitRow] = []
     class_rows: list[ClassRow] = []
     ce_zero: dict[int, float] = {}
@@ -156,7 +158,7 @@ def compare_units(
             rows.append(
                 UnitRow(
                     layer=layer, kind=kind, n_units=unit["n_units"], l0=unit["l0"], l0_above=unit.get("l0_above"),
-                    kept=unit.get("kept"), ce=ce, recovered=_recovered(zero, ce, ce_clean), fvu=fvu,
+                    kept=unit.get("kept"), ce=ce, recovered=recovered_fraction(zero, ce, ce_clean), fvu=fvu,
                     specificity=_mean([m.precision for m in spec.values()]), specificity_groups=per_group,
                 )
             )
@@ -217,7 +219,7 @@ def _layer_units(model, layer: int, clean: dict[str, Tensor], tc, book, cfg: Uni
     if tc is not None:
         device = next(model.parameters()).device
         tc = tc.to(device).eval()
-        acts = torch.cat([tc.forward_with_acts(x.to(device))[1].cpu() for x in clean["x"].split(4096)])
+        acts = torch.cat([tc.forward_with_activations(x.to(device))[1].cpu() for x in clean["x"].split(4096)])
         tc_l0 = float((acts > 0).sum(-1).float().mean())
         from interp.transcoders import splice
 
@@ -295,22 +297,7 @@ def _mean_loss(model, batches: list[Tensor], context: Callable[[], AbstractConte
 
 
 def _zero_ablated(model, layer: int):
-    from interp.transcoders.evaluation import ablate
-
-    return ablate(model, {layer: None})
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc) -> bool:
-        return False
-
-
-def _recovered(zero: float, unit: float, clean: float) -> float:
-    gap = zero - clean
-    return (zero - unit) / gap if abs(gap) > 1e-12 else float("nan")
+    return ablate_mlps(model, {layer: None})
 
 
 def _mean(values: Sequence[float]) -> float:

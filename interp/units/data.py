@@ -78,13 +78,13 @@ def _reference_text(tokenizer, seed: int) -> Iterator[list[int]]:
 
 
 def load_transcoders(run: str | Path, device: str | None = None) -> dict[int, object]:
-    """The transcoders of a finished ``interp transcoder train`` run, by layer."""
-    from interp.transcoders.data import layer_key
-    from interp.transcoders.formats import load
-    from interp.transcoders.training import TrainResult
+    """Deprecated: :func:`interp.transcoders.load_run` (same result)."""
+    import warnings
 
-    result = TrainResult.load(run)
-    return {layer: load(Path(run) / layer_key(layer), device=device or "cpu") for layer in result.layers}
+    from interp.transcoders.loading import load_run
+
+    warnings.warn("interp.units.load_transcoders is deprecated: use interp.transcoders.load_run", DeprecationWarning, stacklevel=2)
+    return load_run(run, device=device or "cpu")
 
 
 def load_codebooks(runs: Sequence[str | Path], device: str | None = None):

@@ -54,13 +54,14 @@ def compare_runs(cfg: UnitsRunConfig, *, model=None) -> tuple[UnitsComparison, P
     """Run the comparison ``cfg`` describes and write ``OUT/units.json`` and ``OUT/units.html``."""
     from interp.io import atomic_write_text
     from interp.models import default_device, load_model
-    from interp.transcoders.training import parse_layers
+    from interp.config import parse_layers
     from interp.units.compare import compare_units
-    from interp.units.data import labelled_data, load_codebooks, load_transcoders
+    from interp.transcoders.loading import load_run
+    from interp.units.data import labelled_data, load_codebooks
 
     device = cfg.device or default_device()
     model = model if model is not None else load_model(cfg.model, device=device)
-    transcoders = load_transcoders(cfg.transcoders, device=device) if cfg.transcoders else {}
+    transcoders = load_run(cfg.transcoders, device=device) if cfg.transcoders else {}
     books = load_codebooks(cfg.codebooks, device=device) if cfg.codebooks else None
     layers = parse_layers(cfg.layers, model.cfg.n_layers) if cfg.layers else None
     data = labelled_data(model, cfg.n_contexts, cfg.ctx_len, seed=cfg.seed, dataset=cfg.dataset)

@@ -10,7 +10,8 @@ from interp.circuits.attribution import AttributionConfig, attribute, difference
 from interp.circuits.planted import A, planted_circuit
 from interp.circuits.replacement import ReplacementModel, ablate_features
 from interp.circuits.tracing import TraceConfig, trace
-from interp.circuits.transcoder import PlantedTranscoder, TranscoderLoadError
+from interp.errors import TranscoderLoadError
+from interp.transcoders import Transcoder
 
 
 
@@ -44,7 +45,7 @@ def random_setup():
     g = torch.Generator().manual_seed(2)
     tcs = {}
     for layer in range(3):
-        tcs[layer] = PlantedTranscoder(
+        tcs[layer] = Transcoder.from_weights(
             torch.randn(d, d_sae, generator=g) / d**0.5,
             torch.full((d_sae,), -1.3),
             torch.randn(d_sae, d, generator=g) * 0.3 / d**0.5,
@@ -159,8 +160,43 @@ def test_ablating_the_planted_feature_removes_the_logit(planted):
 
 
 def test_transcoders_that_do_not_fit_are_rejected(planted):
-    bad = PlantedTranscoder(torch.zeros(7, 3), torch.zeros(3), torch.zeros(3, 7))
+    bad = Transcoder.from_weights(torch.zeros(7, 3), torch.zeros(3), torch.zeros(3, 7))
     with pytest.raises(TranscoderLoadError, match="d_model"):
         ReplacementModel(planted.model, {0: bad})
     with pytest.raises(TranscoderLoadError, match="not a layer"):
         ReplacementModel(planted.model, {5: planted.transcoders[0]})
+
+
+@pytest.mark.parametrize("kind", ["transcoder", "skip_transcoder"])
+def test_saelens_transcoders_run_through_circuits_as_saelens_computes_them(planted, kind):
+    """SAELens' own Transcoder and SkipTranscoder objects, given to circuits, write exactly what
+    SAELens computes: the replacement model's reconstruction equals ``sae(x)`` (the skip matrix
+    keeps SAELens' ``[d_out, d_in]`` orientation; a transposed one differs by far more than 1e-5)."""
+    from sae_lens import SkipTranscoder, SkipTranscoderConfig
+    from sae_lens import Transcoder as SAELensTranscoder
+    from sae_lens import TranscoderConfig
+
+    from interp.hooks import hook_name
+
+    model = planted.model
+    d = model.cfg.d_model
+    config = SkipTranscoderConfig if kind == "skip_transcoder" else TranscoderConfig
+    sae = (SkipTranscoder if kind == "skip_transcoder" else SAELensTranscoder)(config(d_in=d, d_out=d, d_sae=16, apply_b_dec_to_input=False))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in sae.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    tokens = planted.prompt
+    _, cache = model.run_with_cache(tokens[None])
+    x = cache[hook_name("mlp_in", 0)][0]
+    mlp_out = cache[hook_name("mlp_out", 0)][0]
+    with torch.no_grad():
+        expected = sae(x)
+    state = ReplacementModel(model, {0: sae}).clean_state(tokens)
+    torch.testing.assert_close(mlp_out - state.errors[0], expected, rtol=1e-5, atol=1e-5)
+    if kind == "skip_transcoder":  # the transposed skip matrix would not pass the check above
+        with torch.no_grad():
+            transposed = (sae.encode(x) @ sae.W_dec + sae.b_dec) + x @ sae.W_skip
+        assert (transposed - expected).abs().max() > 1e-3
+    graph = trace(model, {0: sae, 1: planted.transcoders[1]}, tokens, target=planted.target_token)
+    assert graph.nodes

@@ -197,7 +197,7 @@ def test_normalisation_folds_exactly():
             if tc.has_skip:
                 tc.W_skip.normal_()
         before = tc(x)
-        folded = formats.folded_copy(tc)
+        folded = tc.folded()
         assert float(folded.in_scale) == 1.0 and float(folded.out_mean.abs().sum()) == 0.0
         torch.testing.assert_close(folded(x), before, rtol=1e-4, atol=1e-4)
 
@@ -239,7 +239,7 @@ def test_lr_schedule():
 
 def test_jumprelu_threshold_gradients_are_the_papers_pseudo_derivatives():
     """d f/d theta = -(theta/eps) K((z - theta)/eps), d L0/d theta = -(1/eps) K(...), K a rectangle."""
-    from interp.transcoders.jumprelu import _JumpReLU, _Step
+    from interp.transcoders.architectures.jumprelu import _JumpReLU, _Step
 
     eps = 0.5
     z = torch.tensor([[0.1, 1.2, 2.0], [0.9, 3.0, -1.0]])
@@ -287,7 +287,7 @@ def test_load_pretrained_gemma_scope_transcoder_offline(tmp_path, monkeypatch, a
     from sae_lens.loading import pretrained_sae_loaders as loaders
     from safetensors.torch import save_file
 
-    from interp.transcoders.jumprelu import JumpReLUTranscoder, SkipJumpReLUTranscoder
+    from interp.transcoders.architectures.jumprelu import JumpReLUTranscoder, SkipJumpReLUTranscoder
 
     release, sae_id = "gemma-scope-2-270m-pt-transcoders-all", "layer_0_width_16k_l0_small"
     if affine:

@@ -172,6 +172,6 @@ class SkipJumpReLUConfig(JumpReLUConfig):
 
 @register("skip_jumprelu", SkipJumpReLUConfig, saelens="jumprelu_skip_transcoder")
 class SkipJumpReLUTranscoder(JumpReLUTranscoder):
-    """JumpReLU transcoder plus ``x_n @ W_skip.T`` (see :mod:`interp.transcoders.skip`)."""
+    """JumpReLU transcoder plus ``x_n @ W_skip.T`` (see :mod:`interp.transcoders.architectures.skip`)."""
 
     has_skip = True

@@ -5,9 +5,9 @@
 zero. The linear part of the MLP goes through ``W_skip`` and costs no latents, so the
 sparse part spends its budget on the nonlinear part. Two variants:
 
-- ``skip``: ReLU + L1 (as :mod:`interp.transcoders.relu`); exports to SAELens as
+- ``skip``: ReLU + L1 (as :mod:`interp.transcoders.architectures.relu`); exports to SAELens as
   ``architecture: skip_transcoder``, whose ``W_skip`` has the same layout.
-- ``skip_topk``: TopK + AuxK (as :mod:`interp.transcoders.topk`), the variant Paulo et
+- ``skip_topk``: TopK + AuxK (as :mod:`interp.transcoders.architectures.topk`), the variant Paulo et
   al. train; SAELens has no equivalent, so only interp loads it.
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from interp.transcoders.registry import register
-from interp.transcoders.relu import ReLUConfig, ReLUTranscoder
-from interp.transcoders.topk import TopKConfig, TopKTranscoder
+from interp.transcoders.architectures.relu import ReLUConfig, ReLUTranscoder
+from interp.transcoders.architectures.topk import TopKConfig, TopKTranscoder
 
 
 @dataclass

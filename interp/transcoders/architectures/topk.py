@@ -78,7 +78,7 @@ class TopKMixin:
             y_n = y_n + x_n @ self.W_skip.T
         return y_n
 
-    def forward_with_acts(self, x):
+    def forward_with_activations(self, x):
         x_n = self.normalise_in(x)
         pre = self.pre_acts(x_n)
         values, indices = self.sparse_acts(pre)
