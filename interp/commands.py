@@ -84,7 +84,7 @@ def say(*lines: str) -> None:
             print(line)
 
 
-def finish(result, out: str | Path | None = None, *, code: int = 0, written: Mapping[str, Path] | None = None) -> int:
+def finish(result, out: str | Path | None = None, *, code: int = 0, written: Mapping[str, str | Path] | None = None) -> int:
     """Print ``result.summary()``, write it into ``out`` (unless ``written`` lists the files
     already written), print the paths and return ``code``."""
     say(result.summary())

@@ -23,7 +23,7 @@ def load_run(path: str | Path, device: str = "cpu") -> dict[int, Transcoder]:
 
     Each transcoder knows the hooks it reads and writes (``hook_name``, ``hook_name_out``).
     """
-    from interp.transcoders.training import RUN_FILE, TrainResult
+    from interp.transcoders.training import CHECKPOINT_DIR, RUN_FILE, TrainResult
 
     path = Path(path)
     if not path.exists():
@@ -32,26 +32,43 @@ def load_run(path: str | Path, device: str = "cpu") -> dict[int, Transcoder]:
             "or pass the run directory it wrote"
         )
     if (path / formats.CFG_FILE).is_file():
-        tc = formats.load(path, device=device)
+        tc = _load_one(path, device)
         return {_mlp_layer(tc, path): tc}
     if not (path / RUN_FILE).is_file():
-        partial = sorted(p.name for p in path.iterdir() if (p / formats.CFG_FILE).is_file())
-        hint = (f" It holds {', '.join(partial)} but no {RUN_FILE}: the run did not finish; continue it with "
-                "`interp transcoder train --resume true --out DIR` (same settings)") if partial else ""
-        raise TranscoderLoadError(
-            f"{path} is not a finished transcoder run (no {RUN_FILE}) nor a saved transcoder (no {formats.CFG_FILE}).{hint}"
-        )
+        saved = sorted(p for p in path.iterdir() if (p / formats.CFG_FILE).is_file())
+        if (path / CHECKPOINT_DIR).is_dir():
+            raise TranscoderLoadError(
+                f"{path} is an unfinished transcoder run (a checkpoint but no {RUN_FILE}); continue it with "
+                f"`interp transcoder train --resume true --out {path}` (same settings) before using it"
+            )
+        if not saved:
+            raise TranscoderLoadError(
+                f"{path} is not a transcoder run (no {RUN_FILE}), a saved transcoder (no {formats.CFG_FILE}), "
+                "nor a folder of saved transcoders"
+            )
+        out: dict[int, Transcoder] = {}
+        for directory in saved:  # a folder of saved transcoders, one per layer (e.g. SAELens files)
+            tc = _load_one(directory, device)
+            layer = _mlp_layer(tc, directory)
+            if layer in out:
+                raise TranscoderLoadError(f"{path} holds two transcoders for layer {layer}; keep one per layer")
+            out[layer] = tc
+        return dict(sorted(out.items()))
     result = TrainResult.load(path)
     out = {}
     for layer in result.layers:
-        try:
-            tc = formats.load(path / layer_key(layer), device=device)
-        except StoreError as err:
-            raise TranscoderLoadError(f"run {path}, layer {layer}: {err}") from err
+        tc = _load_one(path / layer_key(layer), device)
         if _mlp_layer(tc, path / layer_key(layer)) != layer:
             raise TranscoderLoadError(f"{path / layer_key(layer)} holds the transcoder of another layer ({tc.hook_name})")
         out[layer] = tc
     return out
+
+
+def _load_one(directory: Path, device: str) -> Transcoder:
+    try:
+        return formats.load(directory, device=device)
+    except StoreError as err:
+        raise TranscoderLoadError(str(err)) from err
 
 
 def _mlp_layer(tc: Transcoder, where: Path) -> int:

@@ -53,7 +53,7 @@ def test_run_writes_a_loadable_model_and_a_log(runs):
 
 
 def test_bad_config_is_rejected_with_the_reason():
-    with pytest.raises(ValueError, match="ctx_len"):
+    with pytest.raises(ValueError, match="ctx.len"):
         ReferenceTrainConfig(ctx_len=256)
     with pytest.raises(ValueError, match="steps"):
         ReferenceTrainConfig(steps=0)
