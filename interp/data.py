@@ -7,60 +7,33 @@ Three sources of documents, all yielding lists of token ids:
   paragraph) and ``.jsonl`` files (one document per line, from a text field);
 - :func:`hf_documents`: a Hugging Face ``datasets`` name, streamed (needs the hub).
 
-:func:`pack` concatenates documents, separated by BOS, and cuts the stream into
-contexts of ``ctx_len`` tokens whose first token is BOS, as SAELens and TransformerLens'
-``tokenize_and_concatenate`` do. :func:`token_batches` is the one call most code needs.
+:func:`pack` (from :mod:`interp.packing`) concatenates documents, separated by BOS, and cuts
+the stream into contexts of ``ctx_len`` tokens whose first token is BOS, as SAELens and
+TransformerLens' ``tokenize_and_concatenate`` do. :func:`token_batches` is the one call most
+code needs.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Iterator, Sequence
-from itertools import islice
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import torch
 from jaxtyping import Int
 from torch import Tensor
 
 from interp.errors import ConfigError
+from interp.packing import batched, pack
 
-
-def pack(documents: Iterable[Sequence[int]], ctx_len: int, bos_id: int) -> Iterator[list[int]]:
-    """Concatenate documents (each preceded by BOS) and cut into BOS-led contexts."""
-    if ctx_len < 2:
-        raise ConfigError(f"ctx_len must be at least 2 (BOS and one token), got {ctx_len}")
-    body = ctx_len - 1
-    buffer: list[int] = []
-    for doc in documents:
-        if doc and doc[0] == bos_id:
-            buffer.extend(doc)
-        else:
-            buffer.append(bos_id)
-            buffer.extend(doc)
-        while len(buffer) >= body:
-            yield [bos_id] + buffer[:body]
-            del buffer[:body]
-
-
-def batched(contexts: Iterable[list[int]], batch_size: int) -> Iterator[Int[Tensor, "batch ctx"]]:
-    """Stack contexts into LongTensors of ``batch_size`` rows; a short last batch is dropped."""
-    iterator = iter(contexts)
-    while True:
-        rows = list(islice(iterator, batch_size))
-        if len(rows) < batch_size:
-            return
-        yield torch.tensor(rows, dtype=torch.long)
+__all__ = ["batched", "documents", "file_documents", "hf_documents", "pack", "reference_documents", "token_batches"]
 
 
 def reference_documents(tokenizer, seed: int = 0, mixture: dict[str, float] | None = None) -> Iterator[list[int]]:
     """Endless reference-corpus documents as token ids (no text round trip)."""
-    from interp.reference.corpus import CorpusGenerator
+    from interp.reference.corpus import token_ids
 
-    vocab = tokenizer.get_vocab()
-    for doc in CorpusGenerator(seed=seed, mixture=mixture):
-        yield [vocab[t] for t in doc.tokens]
+    return token_ids(tokenizer, seed=seed, mixture=mixture)
 
 
 def file_documents(paths: Sequence[str | Path], tokenizer, text_field: str = "text", seed: int | None = None) -> Iterator[list[int]]:

@@ -260,3 +260,10 @@ class CorpusGenerator:
         doc = Document("prose")
         self._fill(doc, self.rng.choice(PROSE_TEMPLATES))
         return doc
+
+
+def token_ids(tokenizer, seed: int = 0, mixture: dict[str, float] | None = None) -> Iterator[list[int]]:
+    """Endless corpus documents as token ids of ``tokenizer`` (the reference vocabulary; no text round trip)."""
+    vocab = tokenizer.get_vocab()
+    for doc in CorpusGenerator(seed=seed, mixture=mixture):
+        yield [vocab[t] for t in doc.tokens]

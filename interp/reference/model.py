@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from interp.errors import ModelLoadError
+
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -102,7 +104,7 @@ def load(
     directory = Path(directory) if directory is not None else weights_dir()
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
-        raise FileNotFoundError(
+        raise ModelLoadError(
             f"no reference weights at {weights}. Train them with `interp reference train "
             f"--out {directory}` or reinstall interp (the weights ship as package data)."
         )

@@ -183,9 +183,9 @@ class ReferenceMetrics(Result):
 
 def run(cfg: ReferenceEvalConfig) -> ReferenceMetrics:
     """What ``interp reference eval`` runs: load ``cfg.model`` and measure every task metric."""
-    from interp.models import load_model
+    from interp.reference.model import load
 
-    return evaluate(load_model(cfg.model, device="cpu"), n_prompts=cfg.n_prompts)
+    return evaluate(load(None if cfg.model == "reference" else cfg.model, device="cpu"), n_prompts=cfg.n_prompts)
 
 
 @torch.no_grad()

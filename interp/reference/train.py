@@ -108,8 +108,9 @@ def train(cfg: ReferenceTrainConfig) -> ReferenceTrainResult:
     """Train the reference model from ``cfg.seed`` and write it to ``cfg.out``."""
     from tqdm.auto import tqdm
 
-    from interp.data import batched, pack, reference_documents
+    from interp.packing import batched, pack
     from interp.reference import model as ref_model
+    from interp.reference.corpus import token_ids
     from interp.reference.tasks import evaluate
     from interp.reference.tokenizer import build_tokenizer
 
@@ -126,7 +127,7 @@ def train(cfg: ReferenceTrainConfig) -> ReferenceTrainResult:
         lr=cfg.lr,
         betas=(0.9, 0.95),
     )
-    batches = batched(pack(reference_documents(tokenizer, seed=cfg.seed), cfg.ctx_len, tokenizer.bos_token_id), cfg.batch_size)
+    batches = batched(pack(token_ids(tokenizer, seed=cfg.seed), cfg.ctx_len, tokenizer.bos_token_id), cfg.batch_size)
     start = time.perf_counter()
     loss_value = float("nan")
     bar = tqdm(range(cfg.steps), desc="reference", unit="step", disable=not cfg.progress)
