@@ -98,11 +98,16 @@ def _parse_layer_text(text: str, n_layers: int) -> list[int]:
     return layers
 
 
+def flag(name: str) -> str:
+    """A config field's command-line flag: ``n_calibration`` -> ``--n-calibration``."""
+    return "--" + name.lstrip("-").replace("_", "-")
+
+
 def check_positive(**values: float | int | None) -> None:
-    """Raise :class:`ConfigError` naming the first of ``values`` that is set but below 1."""
+    """Raise :class:`ConfigError` naming (as its flag) the first of ``values`` that is set but below 1."""
     for name, value in values.items():
         if value is not None and value < 1:
-            raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {value}")
+            raise ConfigError(f"{flag(name)} must be at least 1, got {value}")
 
 
 def check_fraction(name: str, value: float, *, open_low: bool = False) -> None:
@@ -110,7 +115,7 @@ def check_fraction(name: str, value: float, *, open_low: bool = False) -> None:
     low_ok = value > 0 if open_low else value >= 0
     if not (low_ok and value <= 1):
         interval = "(0, 1]" if open_low else "[0, 1]"
-        raise ConfigError(f"{name.replace('_', '-')} must be in {interval}, got {value}")
+        raise ConfigError(f"{flag(name)} must be in {interval}, got {value}")
 
 
-__all__ = ["Layers", "check_fraction", "check_positive", "parse_count", "parse_ints", "parse_layers", "parse_positive_count"]
+__all__ = ["Layers", "check_fraction", "flag", "check_positive", "parse_count", "parse_ints", "parse_layers", "parse_positive_count"]
