@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import logging
 import platform
 import re
@@ -23,8 +22,7 @@ from pathlib import Path
 
 import torch
 
-from interp.redundancy import KINDS, METRICS, Module, importance
-from interp.redundancy.report import RedundancyConfig, RedundancyReport, load_tokens, run
+from interp.redundancy import KINDS, METRICS, Module, RedundancyConfig, RedundancyResult, importance, load_tokens, run
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "redundancy.md"
@@ -43,7 +41,7 @@ def _f(x, digits: int = 4) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def results_markdown(report: RedundancyReport, extra: dict, command: str, html_name: str) -> str:
+def results_markdown(report: RedundancyResult, extra: dict, command: str, html_name: str) -> str:
     imp = report.importance
     n = report.n_layers
     lines = [
@@ -95,7 +93,7 @@ def results_markdown(report: RedundancyReport, extra: dict, command: str, html_n
     return "\n".join(lines)
 
 
-def findings(report: RedundancyReport) -> list[str]:
+def findings(report: RedundancyResult) -> list[str]:
     """Headline findings, computed from the report (bullets)."""
     imp = report.importance
     joint = imp.ranking(("attn", "mlp"))
@@ -162,6 +160,7 @@ def main(argv=None) -> int:
         max_drop=12 if args.gpt2 else None, tasks=not args.gpt2,
     )
     report = run(cfg)
+    report.write(out)
     print(report.summary())
     extra = {}
     if not args.gpt2:
@@ -172,7 +171,7 @@ def main(argv=None) -> int:
         no_bos = importance(model, calibration, batch_size=cfg.batch_size, include_bos=False)
         extra["no_bos"] = {k: getattr(no_bos, k) for k in KINDS} | {
             "n_tokens": no_bos.n_tokens, "joint_ranking": [str(m) for m in no_bos.ranking(("attn", "mlp"))]}
-        (out / "no_bos_importance.json").write_text(json.dumps(no_bos.to_dict(), indent=1) + "\n")
+        no_bos.save(out / "no_bos_importance.json")
     if not args.no_docs:
         write_section(f"results-{name}", results_markdown(report, extra, command, f"redundancy_{name}/redundancy.html"))
     print(f"wrote {out}/redundancy.json, {out}/redundancy.html" + ("" if args.no_docs else f" and {DOC}"))

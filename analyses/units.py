@@ -168,7 +168,6 @@ def update_docs(section: str) -> None:
 def main() -> int:
     args = parse()
     torch.set_num_threads(2)
-    from interp.io import atomic_write_text
     from interp.models import load_model
     from interp.config import parse_layers
     from interp.transcoders import load_run
@@ -207,11 +206,10 @@ def main() -> int:
         },
     })
     out = Path(args.out)
-    result.save(out / "units.json")
-    atomic_write_text(out / "units.html", result.to_html())
+    result.write(out)
     if not args.no_docs:
         update_docs(docs_section(result, result.metadata))
-    print(result.table())
+    print(result.summary())
     print(f"wrote {out / 'units.json'} and {out / 'units.html'} in {time.time() - t0:.0f} s")
     return 0
 

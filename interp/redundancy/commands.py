@@ -1,19 +1,13 @@
-"""``interp redundancy``: the CLI over :func:`interp.redundancy.report.run`."""
+"""``interp redundancy``: the CLI over :func:`interp.redundancy.run`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from interp.commands import command
-from interp.redundancy.report import RedundancyConfig
+from interp.commands import command, finish
+from interp.redundancy.analysis import RedundancyConfig
 
 
 @command("redundancy", help="rank attention/MLP/block redundancy and measure what dropping them costs", config=RedundancyConfig)
 def _redundancy(cfg: RedundancyConfig) -> int:
-    from interp.redundancy.report import run
+    from interp.redundancy.analysis import run
 
-    report = run(cfg)
-    print(report.summary())
-    out = Path(cfg.out)
-    print(f"wrote {out / 'redundancy.json'} and {out / 'redundancy.html'}")
-    return 0
+    return finish(run(cfg), cfg.out)

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from jaxtyping import Int
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from interp.errors import ConfigError
 from interp.redundancy.importance import Module, _batches, check_model, importance
+from interp.results import Result
 
 logger = logging.getLogger(__name__)
 
@@ -250,8 +251,11 @@ class DropPoint:
 
 
 @dataclass
-class DropCurve:
+class DropCurve(Result):
     """Loss, task metrics and speed-up as modules are dropped in one strategy's order."""
+
+    stem: ClassVar[str] = "drop_curve"
+    title: ClassVar[str] = "Drop curve"
 
     strategy: str
     schedule: str
@@ -261,10 +265,10 @@ class DropCurve:
     """Each dropped module's importance when it was picked."""
     points: list[DropPoint] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        from dataclasses import asdict
-
-        return asdict(self)
+    def summary(self) -> str:
+        """One line: strategy, schedule, drop order and the held-out loss at each point."""
+        losses = " ".join(f"{p.loss:.3f}" for p in self.points)
+        return f"{self.strategy:5s} {self.schedule:9s} order {','.join(self.order)}  loss {losses}"
 
     def __repr__(self) -> str:
         from interp.reports import brief, plain_repr
@@ -276,23 +280,9 @@ class DropCurve:
         return plain_repr("DropCurve", head, lines)
 
     def _repr_html_(self) -> str:
-        from interp.reports import brief, line_svg, summary_html, table
+        from interp.redundancy.html import curve_block
 
-        rows = [("strategy", self.strategy), ("schedule", self.schedule), ("metric", self.metric),
-                ("order", brief(self.order, 8))]
-        points = table(["dropped", "module", "loss", "perplexity", "speed-up"],
-                       [[p.n_dropped, p.dropped[-1] if p.dropped else "", p.loss, p.perplexity, p.speedup] for p in self.points],
-                       ["", "", ".4f", ".3f", ".2f"], max_rows=25)
-        chart = line_svg({"loss": [p.loss for p in self.points]}, [p.n_dropped for p in self.points],
-                         title="held-out loss vs modules dropped", x_label="modules dropped")
-        return summary_html(f"Drop curve: {self.strategy} ({self.schedule})", rows, chart or None, table=points)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DropCurve:
-        data = dict(data)
-        data["points"] = [DropPoint(**p) for p in data["points"]]
-        return cls(**data)
-
+        return curve_block(self)
 
 def drop_curve(
     model,

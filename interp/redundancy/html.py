@@ -1,7 +1,10 @@
-"""Render a :class:`~interp.redundancy.report.RedundancyReport` as one self-contained HTML page.
+"""The redundancy analysis as HTML: the full page and the compact notebook blocks.
 
-Plotly's JavaScript is inlined once (no CDN), so the page opens offline; the page is built
-with :mod:`interp.reports`.
+:func:`render` turns a :class:`~interp.redundancy.result.RedundancyResult` into one
+self-contained page (plotly's JavaScript inlined once, no CDN, so it opens offline);
+:func:`compact`, :func:`importance_block` and :func:`curve_block` are the small static
+blocks a notebook shows for a result, an :class:`~interp.redundancy.importance.Importance`
+and a :class:`~interp.redundancy.dropping.DropCurve`. All are built with :mod:`interp.reports`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import html
 import math
 
 from interp.redundancy.importance import KINDS, METRICS, Module
-from interp.reports import figures_html, page, section, table
+from interp.reports import brief, figures_html, line_svg, page, section, summary_html, table
 
 _COLOURS = {"attn": "#1f77b4", "mlp": "#ff7f0e", "block": "#2ca02c", "joint": "#d62728"}
 _DASH = {"one-shot": "solid", "iterative": "dash"}
@@ -127,3 +130,46 @@ the module's output (identical to removing it and its LayerNorm).</p>"""
         model=report.model,
         settings={k: v for k, v in report.settings.items() if not isinstance(v, (list, dict))},
     )
+
+
+def compact(report) -> str:
+    """The notebook block of a result: headline numbers, the drop curves' table and a static loss chart."""
+    rows = [("model", report.model), ("layers", report.n_layers), ("baseline held-out loss", report.baseline_loss),
+            ("calibration / held-out tokens", f"{report.n_calibration_tokens:,} / {report.n_heldout_tokens:,}"),
+            (f"most redundant ({report.metric})", ", ".join(report.most_redundant())),
+            ("Spearman(importance, loss increase)",
+             ", ".join(f"{g} {v[report.metric]:+.3f}" for g, v in report.rank_correlation.items()))]
+    curves = table(["strategy", "schedule", "first dropped", "loss (none)", "loss (all)"],
+                   [[c.strategy, c.schedule, ", ".join(c.order[:3]), c.points[0].loss, c.points[-1].loss]
+                    for c in report.curves if c.points])
+    longest = max((len(c.points) for c in report.curves), default=0)
+    chart = line_svg({f"{c.strategy} {c.schedule}": [p.loss for p in c.points] + [float("nan")] * (longest - len(c.points))
+                      for c in report.curves}, title="held-out loss vs modules dropped", x_label="modules dropped", log_y=True)
+    return summary_html(f"Redundancy of {report.model}", rows, chart or None, table=curves,
+                        note="to_html() for the full report with all plots")
+
+
+def importance_block(imp) -> str:
+    """The notebook block of an :class:`~interp.redundancy.importance.Importance`."""
+    rows = [("layers", imp.n_layers), ("tokens", imp.n_tokens), ("BOS", "counted" if imp.include_bos else "not counted"),
+            ("most redundant (residual)", ", ".join(str(m) for m in imp.ranking()[:3]))]
+    if imp.dropped:
+        rows.append(("dropped while measuring", ", ".join(imp.dropped)))
+    values = table(["layer", "attn", "mlp", "block", "attn (output)", "mlp (output)", "block (output)"],
+                   [[layer, imp.attn[layer], imp.mlp[layer], imp.block[layer], imp.attn_output[layer],
+                     imp.mlp_output[layer], imp.block_output[layer]] for layer in range(imp.n_layers)], ".5f", max_rows=48)
+    chart = line_svg({"attn": imp.attn, "mlp": imp.mlp, "block": imp.block},
+                     title="1 - cos(input, input + output) by layer", x_label="layer")
+    return summary_html("Importance (low = redundant)", rows, chart or None, table=values)
+
+
+def curve_block(curve) -> str:
+    """The notebook block of a :class:`~interp.redundancy.dropping.DropCurve`."""
+    rows = [("strategy", curve.strategy), ("schedule", curve.schedule), ("metric", curve.metric),
+            ("order", brief(curve.order, 8))]
+    points = table(["dropped", "module", "loss", "perplexity", "speed-up"],
+                   [[p.n_dropped, p.dropped[-1] if p.dropped else "", p.loss, p.perplexity, p.speedup] for p in curve.points],
+                   ["", "", ".4f", ".3f", ".2f"], max_rows=25)
+    chart = line_svg({"loss": [p.loss for p in curve.points]}, [p.n_dropped for p in curve.points],
+                     title="held-out loss vs modules dropped", x_label="modules dropped")
+    return summary_html(f"Drop curve: {curve.strategy} ({curve.schedule})", rows, chart or None, table=points)

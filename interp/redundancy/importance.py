@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Literal, NamedTuple
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
 from interp.errors import ConfigError, RedundancyError
+from interp.results import Result
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +102,11 @@ def _one_minus_cos(a: Tensor, b: Tensor) -> Tensor:
 
 
 @dataclass
-class Importance:
+class Importance(Result):
     """Per-layer importance of every attention layer, MLP and block (index = layer)."""
+
+    stem: ClassVar[str] = "importance"
+    title: ClassVar[str] = "Importance (low = redundant)"
 
     attn: list[float]
     mlp: list[float]
@@ -137,13 +141,6 @@ class Importance:
         candidates = [Module(k, layer) for layer in range(self.n_layers) for k in kinds if Module(k, layer) not in excluded]
         return sorted(candidates, key=lambda m: (self.score(m, metric), m.layer, list(kinds).index(m.kind)))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Importance:
-        return cls(**data)
-
     def __repr__(self) -> str:
         from interp.reports import plain_repr
 
@@ -155,20 +152,12 @@ class Importance:
         return plain_repr("Importance", head, lines)
 
     def _repr_html_(self) -> str:
-        from interp.reports import line_svg, summary_html, table
+        from interp.redundancy.html import importance_block
 
-        rows = [("layers", self.n_layers), ("tokens", self.n_tokens), ("BOS", "counted" if self.include_bos else "not counted"),
-                ("most redundant (residual)", ", ".join(str(m) for m in self.ranking()[:3]))]
-        if self.dropped:
-            rows.append(("dropped while measuring", ", ".join(self.dropped)))
-        values = table(["layer", "attn", "mlp", "block", "attn (output)", "mlp (output)", "block (output)"],
-                       [[layer, self.attn[layer], self.mlp[layer], self.block[layer], self.attn_output[layer],
-                         self.mlp_output[layer], self.block_output[layer]] for layer in range(self.n_layers)], ".5f", max_rows=48)
-        chart = line_svg({"attn": self.attn, "mlp": self.mlp, "block": self.block},
-                         title="1 - cos(input, input + output) by layer", x_label="layer")
-        return summary_html("Importance (low = redundant)", rows, chart or None, table=values)
+        return importance_block(self)
 
-    def table(self) -> str:
+    def summary(self) -> str:
+        """The scores as a text table, one row per layer."""
         lines = [f"{'layer':>5s} {'attn':>9s} {'mlp':>9s} {'block':>9s}   {'attn_out':>9s} {'mlp_out':>9s} {'block_out':>9s}"]
         for layer in range(self.n_layers):
             lines.append(
@@ -176,6 +165,10 @@ class Importance:
                 f"{self.attn_output[layer]:9.5f} {self.mlp_output[layer]:9.5f} {self.block_output[layer]:9.5f}"
             )
         return "\n".join(lines)
+
+    def table(self) -> str:
+        """The older name of :meth:`summary`."""
+        return self.summary()
 
 
 @torch.no_grad()

@@ -6,7 +6,10 @@
     data = units.labelled_data(model, n_contexts=128)          # reference corpus, a label per token
     result = units.compare_units(model, data.tokens, data.classes, groups=data.groups,
                                  transcoders={0: tc0}, codebooks=books)
-    result.markdown(); result.to_html()
+    result.summary(); result.markdown(); result.write("runs/units/report")  # units.json + units.html
+
+or, from trained run directories as ``interp units`` does,
+``units.run(units.UnitsRunConfig(transcoders="runs/units/transcoders"))``.
 
 Measures (L0 per token, faithfulness, specificity) are defined in
 :mod:`interp.units.compare`; see docs/units.md.
@@ -32,6 +35,7 @@ _LAZY = {
     "SEMANTIC_LABELS": "interp.units.measures",
     "UnitsRunConfig": "interp.units.runs",
     "compare_runs": "interp.units.runs",
+    "run": "interp.units.runs",
     "UnitData": "interp.units.data",
     "labelled_data": "interp.units.data",
     "load_transcoders": "interp.units.data",
@@ -49,7 +53,7 @@ if TYPE_CHECKING:
         token_classes,
     )
     from interp.units.result import ClassRow, UnitRow, UnitsComparison
-    from interp.units.runs import UnitsRunConfig, compare_runs
+    from interp.units.runs import UnitsRunConfig, compare_runs, run
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
@@ -71,5 +75,6 @@ __all__ = [
     "load_codebooks",
     "load_transcoders",
     "reference_classes",
+    "run",
     "token_classes",
 ]

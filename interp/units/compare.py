@@ -55,6 +55,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from interp.config import check_fraction, check_positive
 from interp.errors import ConfigError
 from interp.interventions import ablate_mlps, recovered_fraction
 from interp.units.measures import best_precision_at_recall
@@ -82,12 +83,10 @@ class UnitsConfig:
     """Show a progress bar over layers (notebook bar in Jupyter, text in a terminal)."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.recall <= 1:
-            raise ConfigError(f"recall must be in (0, 1], got {self.recall}")
+        check_fraction("--recall", self.recall, open_low=True)
         if self.neuron_k is not None and self.neuron_k < 1:
-            raise ConfigError(f"neuron_k must be >= 1 (or None to match the transcoder's L0), got {self.neuron_k}")
-        if self.min_positives < 1 or self.batch_size < 1:
-            raise ConfigError("min_positives and batch_size must be >= 1")
+            raise ConfigError(f"--neuron-k must be at least 1 (or unset to match the transcoder's L0), got {self.neuron_k}")
+        check_positive(**{"--min-positives": self.min_positives, "--batch-size": self.batch_size})
 
 
 @torch.no_grad()

@@ -1,18 +1,18 @@
-"""The units comparison's result: rows per layer and kind, per-class detail, table and report.
+"""The units comparison's result: rows per layer and kind, per-class detail, text tables.
 
-:class:`UnitsComparison` is plain data (``save``/``load`` JSON); :meth:`UnitsComparison.markdown`
-is the table docs/units.md shows, :meth:`UnitsComparison.to_html` the self-contained
-report (plotly inlined once, opens offline).
+:class:`UnitsComparison` is plain data on :class:`interp.results.Result` (``save``/``load``
+JSON; ``write(out)`` gives ``units.json`` and ``units.html``); :meth:`UnitsComparison.summary`
+is the text table the command line prints, :meth:`UnitsComparison.markdown` the table
+docs/units.md shows; the HTML is rendered by :mod:`interp.units.html`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-from interp.io import atomic_write_json
+from interp.results import Result
 
 KIND_LABELS = {"neurons": "MLP neurons", "transcoder": "transcoder latents", "codebook": "codebook codes"}
 
@@ -61,8 +61,11 @@ class ClassRow:
 
 
 @dataclass
-class UnitsComparison:
+class UnitsComparison(Result):
     """Neurons vs transcoder latents vs codebook codes per MLP layer (see :mod:`interp.units.compare`)."""
+
+    stem: ClassVar[str] = "units"
+    title: ClassVar[str] = "Units comparison"
 
     model: str
     n_contexts: int
@@ -97,19 +100,10 @@ class UnitsComparison:
     def kinds(self) -> list[str]:
         return list(dict.fromkeys(r.kind for r in self.rows))
 
-    def save(self, path: str | Path) -> Path:
-        return atomic_write_json(path, asdict(self), indent=1)
-
-    @classmethod
-    def load(cls, path: str | Path) -> UnitsComparison:
-        raw = json.loads(Path(path).read_text())
-        raw["rows"] = [UnitRow(**r) for r in raw["rows"]]
-        raw["classes"] = [ClassRow(**c) for c in raw["classes"]]
-        return cls(**raw)
-
     # --- text ------------------------------------------------------------------------
 
-    def _columns(self) -> list[tuple[str, list]]:
+    def columns(self) -> list[tuple[str, list[str]]]:
+        """The comparison's columns, ``(header, cells)``, one cell per row (what every table shows)."""
         groups = list(self.groups)
         header = ["layer", "unit", "units", "L0 / token", "CE loss", "recovered", "FVU"]
         header += [f"spec. {g}" for g in groups] + (["spec. all"] if len(groups) > 1 else [])
@@ -128,21 +122,25 @@ class UnitsComparison:
 
     def markdown(self) -> str:
         """The comparison as a Markdown table (what docs/units.md shows)."""
-        columns = self._columns()
+        columns = self.columns()
         lines = ["| " + " | ".join(h for h, _ in columns) + " |", "|" + "---|" * len(columns)]
         for i in range(len(self.rows)):
             lines.append("| " + " | ".join(col[i] for _, col in columns) + " |")
         return "\n".join(lines)
 
-    def table(self) -> str:
-        """The comparison as a plain-text table."""
-        columns = self._columns()
+    def summary(self) -> str:
+        """The comparison as a plain-text table (what ``interp units`` prints)."""
+        columns = self.columns()
         widths = [max(len(h), *(len(c) for c in col)) for h, col in columns]
         lines = [f"clean CE {self.ce_clean:.4f} on {self.n_positions} positions of {self.model}",
                  "  ".join(h.ljust(w) for (h, _), w in zip(columns, widths))]
         for i in range(len(self.rows)):
             lines.append("  ".join(col[i].ljust(w) for (_, col), w in zip(columns, widths)))
         return "\n".join(lines)
+
+    def table(self) -> str:
+        """The older name of :meth:`summary`."""
+        return self.summary()
 
     def __repr__(self) -> str:
         from interp.reports import brief, plain_repr
@@ -152,89 +150,27 @@ class UnitsComparison:
             rows = [r for r in self.rows if r.kind == kind]
             lines.append(f"{kind}: L0 {_mean(r.l0 for r in rows):.1f}, recovered {_mean(r.recovered for r in rows):.3f}, "
                          f"specificity {_mean(r.specificity for r in rows):.3f} (means over layers)")
-        return plain_repr("UnitsComparison", f"model={self.model!r}, layers={brief(self.layers)}, "
+        return plain_repr(type(self).__name__, f"model={self.model!r}, layers={brief(self.layers)}, "
                           f"positions={self.n_positions}, classes={len(self.base_rates)}", lines)
 
-    # --- HTML ------------------------------------------------------------------------
-
-    def _html_table(self) -> str:
-        from interp.reports import table
-
-        columns = self._columns()
-        return table([h for h, _ in columns], [[col[i] for _, col in columns] for i in range(len(self.rows))])
+    # --- HTML (rendered by interp.units.html) ------------------------------------------
 
     def _repr_html_(self) -> str:
-        from interp.reports import bar_svg, summary_html
+        from interp.units.html import compact
 
-        labels = [f"L{r.layer} {r.kind[:2]}" for r in self.rows]
-        chart = bar_svg(labels, [r.recovered for r in self.rows], title="CE gap recovered", width=420)
-        return summary_html(
-            "Units comparison: neurons vs transcoder latents vs codebook codes",
-            {"model": self.model, "positions": self.n_positions, "clean CE": self.ce_clean, "classes": len(self.base_rates)},
-            chart, table=self._html_table(), note="to_html() gives the full report with per-class detail",
-        )
+        return compact(self)
 
     def figures(self) -> list:
         """Plotly figures: the measures per layer and kind, and the best precision per class."""
-        import plotly.graph_objects as go
-        from plotly.subplots import make_subplots
+        from interp.units.html import figures
 
-        panels = [("L0 per token (log)", "l0"), ("CE gap recovered", "recovered"), ("FVU", "fvu"), ("specificity (all classes)", "specificity")]
-        fig = make_subplots(rows=2, cols=2, subplot_titles=[t for t, _ in panels])
-        colours = {"neurons": "#1f77b4", "transcoder": "#ff7f0e", "codebook": "#2ca02c"}
-        for i, (_, attr) in enumerate(panels):
-            for kind in self.kinds:
-                rows = [r for r in self.rows if r.kind == kind]
-                fig.add_trace(
-                    go.Bar(x=[f"layer {r.layer}" for r in rows], y=[getattr(r, attr) for r in rows], name=KIND_LABELS.get(kind, kind),
-                           marker_color=colours.get(kind), showlegend=i == 0, legendgroup=kind),
-                    row=i // 2 + 1, col=i % 2 + 1,
-                )
-        fig.update_yaxes(type="log", row=1, col=1)
-        fig.update_layout(barmode="group", height=620, title="Per layer and kind of unit")
-        names = list(dict.fromkeys(c.cls for c in self.classes))
-        columns = [(layer, kind) for layer in self.layers for kind in self.kinds]
-        lookup = {(c.layer, c.kind, c.cls): c for c in self.classes}
-        z = [[lookup[(layer, kind, n)].precision if (layer, kind, n) in lookup else None for layer, kind in columns] for n in names]
-        heat = go.Figure(go.Heatmap(z=z, x=[f"L{layer} {kind}" for layer, kind in columns], y=names, zmin=0, zmax=1,
-                                    colorscale="Viridis", colorbar={"title": "precision"}))
-        heat.update_layout(title=f"Best unit's precision at recall >= {self.config.get('recall', 0.5)} per class",
-                           height=max(400, 18 * len(names) + 150))
-        return [fig, heat]
+        return figures(self)
 
     def to_html(self) -> str:
         """The self-contained report: table, figures, per-class detail, definitions."""
-        from interp.reports import figures_html, page, section, table
+        from interp.units.html import render
 
-        detail = table(
-            ["layer", "unit", "class", "positions", "base rate", "precision", "best unit", "threshold", "recall"],
-            [[c.layer, c.kind, c.cls, c.positives, self.base_rates.get(c.cls, float("nan")), c.precision,
-              c.unit, c.threshold, c.recall] for c in self.classes],
-        )
-        zero = ", ".join(f"layer {k}: {v:.4f}" for k, v in self.ce_zero.items())
-        sections = [
-            section("Comparison", self._html_table(),
-                    note=f"Clean CE {self.ce_clean:.4f}; zero-ablated CE {zero}. Specificity: mean over classes of the "
-                         "best unit's precision at its threshold for the recall (0 where no unit reaches it)."),
-            section("Figures", figures_html(self.figures())),
-            section("Per class", detail, note="Base rate: the precision of a unit that fires everywhere."),
-            section("Definitions", f"<pre>{_definitions()}</pre>"),
-        ]
-        if self.metadata:
-            import html
-
-            sections.append(section("Provenance", f"<pre>{html.escape(json.dumps(self.metadata, indent=1))}</pre>"))
-        settings = {"positions": self.n_positions, "contexts": self.n_contexts, "ctx_len": self.ctx_len, **self.config}
-        return page("Units comparison: neurons vs transcoder latents vs codebook codes", sections, model=self.model,
-                    settings=settings)
-
-
-def _definitions() -> str:
-    import html
-
-    from interp.units import compare
-
-    return html.escape((compare.__doc__ or "").strip())
+        return render(self)
 
 
 def _mean(values) -> float:

@@ -1,9 +1,10 @@
 """The units comparison from trained run directories: what ``interp units`` runs.
 
-:func:`compare_runs` loads the model, a transcoder run (``interp transcoder train``) and
-codebook runs (``interp codebook train --freeze-model true``), draws the tokens and
-classes (:func:`interp.units.labelled_data`), runs :func:`interp.units.compare_units`, and
-writes ``units.json`` and ``units.html``.
+:func:`run` loads the model, a transcoder run (``interp transcoder train``) and codebook
+runs (``interp codebook train --freeze-model true``), draws the tokens and classes
+(:func:`interp.units.labelled_data`) and returns :func:`interp.units.compare_units`'s
+:class:`~interp.units.result.UnitsComparison`; ``result.write(cfg.out)`` saves
+``units.json`` and ``units.html``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interp.config import check_positive
 from interp.errors import ConfigError
 from interp.units.compare import UnitsConfig
 from interp.units.result import UnitsComparison
@@ -46,17 +48,18 @@ class UnitsRunConfig:
     def __post_init__(self) -> None:
         if isinstance(self.measure, dict):
             self.measure = UnitsConfig(**self.measure)
-        if self.n_contexts < 1:
-            raise ConfigError(f"n_contexts must be >= 1, got {self.n_contexts}")
+        check_positive(**{"--n-contexts": self.n_contexts})
+        if self.ctx_len is not None and self.ctx_len < 2:
+            raise ConfigError(f"--ctx-len must be at least 2 (BOS and one measured position), got {self.ctx_len}")
 
 
-def compare_runs(cfg: UnitsRunConfig, *, model=None) -> tuple[UnitsComparison, Path]:
-    """Run the comparison ``cfg`` describes and write ``OUT/units.json`` and ``OUT/units.html``."""
-    from interp.io import atomic_write_text
-    from interp.models import default_device, load_model
+def run(cfg: UnitsRunConfig, *, model=None) -> UnitsComparison:
+    """Run the comparison ``cfg`` describes (``model``: an already loaded model to use instead of
+    ``cfg.model``). Writes nothing: ``result.write(cfg.out)`` saves ``units.json`` and ``units.html``."""
     from interp.config import parse_layers
+    from interp.models import default_device, load_model
+    from interp.transcoders import load_run
     from interp.units.compare import compare_units
-    from interp.transcoders.loading import load_run
     from interp.units.data import labelled_data, load_codebooks
 
     device = cfg.device or default_device()
@@ -68,10 +71,17 @@ def compare_runs(cfg: UnitsRunConfig, *, model=None) -> tuple[UnitsComparison, P
     result = compare_units(model, data.tokens, data.classes, layers=layers, transcoders=transcoders, codebooks=books,
                            groups=data.groups, cfg=cfg.measure, model_name=cfg.model)
     result.metadata.update({"classes": data.source, "transcoders": cfg.transcoders, "codebooks": list(cfg.codebooks)})
-    out = Path(cfg.out)
-    result.save(out / "units.json")
-    atomic_write_text(out / "units.html", result.to_html())
-    return result, out
+    return result
 
 
-__all__ = ["UnitsRunConfig", "compare_runs"]
+def compare_runs(cfg: UnitsRunConfig, *, model=None) -> tuple[UnitsComparison, Path]:
+    """Deprecated: :func:`run`, then ``result.write(cfg.out)``; returns ``(result, out)``."""
+    import warnings
+
+    warnings.warn("compare_runs is deprecated: use interp.units.run(cfg) and result.write(cfg.out)", DeprecationWarning, stacklevel=2)
+    result = run(cfg, model=model)
+    result.write(cfg.out)
+    return result, Path(cfg.out)
+
+
+__all__ = ["UnitsRunConfig", "compare_runs", "run"]

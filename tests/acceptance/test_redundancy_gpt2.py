@@ -39,7 +39,7 @@ def test_gpt2_ranking_and_attention_drop_curve(gpt2_model, tmp_path):
     assert len(calibration) >= 2 and len(heldout) >= 2
 
     imp = importance(gpt2_model, calibration, batch_size=2)
-    print("\nGPT-2 small importance (1 - cos):\n" + imp.table())
+    print("\nGPT-2 small importance (1 - cos):\n" + imp.summary())
     print("most redundant (joint):", ", ".join(str(m) for m in imp.ranking(("attn", "mlp"))))
     assert all(0 <= v <= 2 for v in imp.attn + imp.mlp + imp.block)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from interp.redundancy import Module, ablated, heldout_loss, importance, skip_matches_ablation
-from interp.redundancy.report import load_tokens
+from interp.redundancy import load_tokens
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -25,9 +25,9 @@ def test_units_comparison_on_gpt2(gpt2_model, tmp_path):
     cfg = TrainConfig(model="gpt2", layers="0,5", arch="topk", k=32, expansion=4, tokens="16k", batch_size=1024,
                       out=str(tmp_path / "tc"), device="cpu", progress=False, checkpoint_every=None)
     run = train(cfg, model=model, source=source)
-    from interp.units import load_transcoders
+    from interp.transcoders import load_run
 
-    transcoders = load_transcoders(run.out)
+    transcoders = load_run(run.out)
     books = Codebooks.create(model, ["mlp_out"], layers, n_codes=64, k=1)
     kmeans_init(model, books, iter(train_tokens.split(32)), 4096)
     result = compare_units(model, data.tokens, data.classes, transcoders=transcoders, codebooks=books,

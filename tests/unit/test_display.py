@@ -90,10 +90,10 @@ def built(tmp_path_factory):
     neuron = best_neuron_at_recall(collect_activations(model, tokens, "blocks.1.mlp.hook_post").flatten(0, 1), mask.flatten(), 0.5)
     out["NeuronMatch"] = (neuron, f"neuron={neuron.neuron}")
 
-    from interp.redundancy.report import analyze
+    from interp.redundancy import analyze
 
     red = analyze(model, tokens[:4], tokens[4:], strategies=["attn"], schedules=["one-shot"], max_drop=2, progress=False)
-    out["RedundancyReport"] = (red, f"{red.baseline_loss:.4f}")
+    out["RedundancyResult"] = (red, f"{red.baseline_loss:.4f}")
     out["Importance"] = (red.importance, str(red.importance.ranking()[0]))
     out["DropCurve"] = (red.curves[0], f"{red.curves[0].points[-1].loss:.4f}")
     out["DropPoint"] = (red.curves[0].points[1], f"{red.curves[0].points[1].loss:.4f}")
@@ -130,13 +130,13 @@ NAMES = [
     "transcoders.TrainResult", "EvalResult", "FeatureCard", "StepMetrics",
     "codebooks.TrainResult", "CodeRecord", "CodebookReport", "Shift", "LabelledTokens", "CodebookRun", "CodeMatch",
     "NeuronMatch",
-    "RedundancyReport", "Importance", "DropCurve", "DropPoint",
+    "RedundancyResult", "Importance", "DropCurve", "DropPoint",
     "Graph", "PlantedCircuit", "LogitTarget", "Node",
     "ReferenceMetrics", "ReferenceTrainResult", "World", "Document",
 ]
 WITH_HTML = {
     "ActivationStore", "StreamingActivations", "transcoders.TrainResult", "EvalResult", "codebooks.TrainResult",
-    "CodeRecord", "CodebookReport", "Shift", "RedundancyReport", "Importance", "DropCurve", "Graph",
+    "CodeRecord", "CodebookReport", "Shift", "RedundancyResult", "Importance", "DropCurve", "Graph",
     "ReferenceMetrics", "ReferenceTrainResult",
 }
 
@@ -161,7 +161,7 @@ def test_html_summary_is_self_contained(built, name):
 
 
 def test_full_reports_still_open_offline(built):
-    for name in ("EvalResult", "CodebookReport", "RedundancyReport", "Graph"):
+    for name in ("EvalResult", "CodebookReport", "RedundancyResult", "Graph"):
         page = built[name][0].to_html()
         has_plotly = "Plotly.newPlot" in page
         assert page.startswith("<!DOCTYPE html>") and has_plotly and EXTERNAL.findall(page) == [], name
@@ -180,7 +180,7 @@ def test_helpers_escape_and_truncate():
 
 def test_progress_bars_show_and_can_be_turned_off(capfd):
     from interp.models import load_model
-    from interp.redundancy.report import analyze
+    from interp.redundancy import analyze
 
     model = load_model("reference", device="cpu")
     tokens = torch.randint(1, model.cfg.d_vocab, (4, 8))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from interp import units
-from interp.units import UnitsComparison, UnitsConfig, best_precision_at_recall, compare_units
+from interp.errors import ConfigError
+from interp.units import ClassRow, UnitRow, UnitsComparison, UnitsConfig, UnitsRunConfig, best_precision_at_recall, compare_units
 
 ACTIVE = [1, 2, 3, 4, 5, 6, 7, 8]
 """Neuron j of the planted model fires (pre-activation +1) on tokens 0 .. ACTIVE[j] - 1."""
@@ -110,11 +113,18 @@ def test_exact_units_are_fully_faithful_and_l0_is_the_planted_count(tmp_path, ex
                 assert (got.precision, got.unit) == (0.0, -1)
     assert result.row(0, "codebook").specificity == pytest.approx((8 + 1) / 20)  # the shared code's precisions sum to 1
     assert result.row(0, "neurons").specificity <= 8 / 20
-    # round trip, table, reports
-    again = UnitsComparison.load(result.save(tmp_path / "units.json"))
-    assert again.rows == result.rows and again.classes == result.classes
+    # round trip, text, reports
+    paths = result.write(tmp_path)
+    assert paths == {"json": tmp_path / "units.json", "html": tmp_path / "units.html"}
+    again = UnitsComparison.load(tmp_path)
+    assert again == result and isinstance(again.rows[0], UnitRow) and isinstance(again.classes[0], ClassRow)
+    assert json.loads(paths["json"].read_text())["kind"] == "UnitsComparison"
+    old = {k: v for k, v in result.to_dict().items() if k not in ("kind", "schema_version")}  # before the result base
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert UnitsComparison.load(tmp_path / "old.json") == result
     assert "| 0 | transcoder latents | 8 |" in result.markdown()
-    assert result.table().count("\n") == 4 and "UnitsComparison(" in repr(result) and len(repr(result)) < 800
+    assert result.summary().count("\n") == 4 and result.table() == result.summary()
+    assert "UnitsComparison(" in repr(result) and len(repr(result)) < 800
     page = result.to_html()
     assert "<script src=" not in page and "plotly" in page and "token 19" in page
     assert "Units comparison" in result._repr_html_()
@@ -147,8 +157,16 @@ def test_inputs_are_checked():
 
     with pytest.raises(ValueError, match="mask shape"):
         _class_masks({"bad": tokens[:2] == 0}, tokens, 1)
-    with pytest.raises(ValueError, match="neuron_k"):
+    with pytest.raises(ConfigError, match="--neuron-k must be at least 1"):
         UnitsConfig(neuron_k=0)
+    with pytest.raises(ConfigError, match=r"--recall must be in \(0, 1\], got 0"):
+        UnitsConfig(recall=0.0)
+    with pytest.raises(ConfigError, match="--min-positives must be at least 1"):
+        UnitsConfig(min_positives=0)
+    with pytest.raises(ConfigError, match="--n-contexts must be at least 1, got 0"):
+        UnitsRunConfig(n_contexts=0)
+    with pytest.raises(ConfigError, match="--ctx-len must be at least 2"):
+        UnitsRunConfig(ctx_len=1)
     # classes too small for min_positives are left out, not scored 0
     result = compare_units(model, tokens, {"rare": tokens == 99, **token_masks(tokens)}, cfg=UnitsConfig(batch_size=8))
     assert "rare" not in result.base_rates and "token 0" in result.base_rates
@@ -188,7 +206,8 @@ def test_cli_writes_json_and_html_and_refuses_fine_tuned_codebooks(tmp_path, ref
     books.save(tmp_path / "cb", extra={"model": "reference", "fine_tuned": False})
     code = main(["units", "--transcoders", str(tmp_path / "tc"), "--codebooks", str(tmp_path / "cb"),
                  "--n-contexts", "4", "--out", str(tmp_path / "out"), "--device", "cpu"])
-    assert code == 0 and "transcoder latents" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert code == 0 and "transcoder latents" in printed and str(tmp_path / "out" / "units.json") in printed
     result = UnitsComparison.load(tmp_path / "out" / "units.json")
     assert [(r.layer, r.kind) for r in result.rows] == [(1, "neurons"), (1, "transcoder"), (1, "codebook")]
     assert result.row(1, "transcoder").l0 <= 8 and result.row(1, "codebook").l0 == 1
@@ -196,3 +215,15 @@ def test_cli_writes_json_and_html_and_refuses_fine_tuned_codebooks(tmp_path, ref
     books.save(tmp_path / "tuned", extra={"model": "reference", "fine_tuned": True})
     code = main(["units", "--codebooks", str(tmp_path / "tuned"), "--n-contexts", "2", "--out", str(tmp_path / "o2")])
     assert code == 2 and "fine-tuned" in capsys.readouterr().err
+
+
+def test_run_returns_the_comparison_and_compare_runs_still_writes(tmp_path, reference_model):
+    cfg = UnitsRunConfig(layers="1-2", n_contexts=2, ctx_len=16, out=str(tmp_path / "out"), device="cpu",
+                         measure=UnitsConfig(batch_size=2, min_positives=1, progress=False))
+    result = units.run(cfg, model=reference_model)
+    assert result.layers == [1, 2] and result.kinds == ["neurons"] and result.n_positions == 2 * 15
+    assert not (tmp_path / "out").exists()  # run() writes nothing; result.write(cfg.out) does
+    with pytest.warns(DeprecationWarning, match="compare_runs"):
+        again, out = units.compare_runs(cfg, model=reference_model)
+    assert out == tmp_path / "out" and (out / "units.html").is_file()
+    assert UnitsComparison.load(out).summary() == again.summary() == result.summary()  # (NaN != NaN: compare text)
