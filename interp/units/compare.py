@@ -83,10 +83,10 @@ class UnitsConfig:
     """Show a progress bar over layers (notebook bar in Jupyter, text in a terminal)."""
 
     def __post_init__(self) -> None:
-        check_fraction("--recall", self.recall, open_low=True)
+        check_fraction("recall", self.recall, open_low=True)
         if self.neuron_k is not None and self.neuron_k < 1:
             raise ConfigError(f"--neuron-k must be at least 1 (or unset to match the transcoder's L0), got {self.neuron_k}")
-        check_positive(**{"--min-positives": self.min_positives, "--batch-size": self.batch_size})
+        check_positive(min_positives=self.min_positives, batch_size=self.batch_size)
 
 
 @torch.no_grad()

@@ -48,7 +48,7 @@ class UnitsRunConfig:
     def __post_init__(self) -> None:
         if isinstance(self.measure, dict):
             self.measure = UnitsConfig(**self.measure)
-        check_positive(**{"--n-contexts": self.n_contexts})
+        check_positive(n_contexts=self.n_contexts)
         if self.ctx_len is not None and self.ctx_len < 2:
             raise ConfigError(f"--ctx-len must be at least 2 (BOS and one measured position), got {self.ctx_len}")
 
