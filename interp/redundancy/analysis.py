@@ -72,8 +72,7 @@ class RedundancyConfig:
     """Show progress bars over the single drops and the drop curves."""
 
     def __post_init__(self) -> None:
-        # flag names as the command line spells them ("--n-calibration must be at least 1, got 0")
-        check_positive(**{f"--{name}": getattr(self, name) for name in (
+        check_positive(**{name: getattr(self, name) for name in (
             "ctx_len", "n_calibration", "n_heldout", "batch_size", "n_task_prompts", "timing_repeats", "max_drop")})
         if self.ctx_len < 2:
             raise ConfigError(f"--ctx-len must be at least 2 (a token and the one it predicts), got {self.ctx_len}")
