@@ -279,8 +279,8 @@ def train_codebook(args, spec: str):
 def main() -> int:
     args = parse()
     torch.set_num_threads(2)
-    from interp.codebooks.report import build_report
     from interp.codebooks.search import labelled_contexts
+    from interp.codebooks.summary import summarize_codes
     from interp.reference.corpus import World
 
     t0 = time.time()
@@ -324,10 +324,10 @@ def main() -> int:
 
     OUT.mkdir(parents=True, exist_ok=True)
     atomic_write_text(OUT / "result.json", json.dumps(result, indent=2) + "\n")
-    report = build_report(model, books, record, title="Codebook at the reference model's MLP: FSM states", top_codes=60,
-                          extra={k: v for k, v in result.items() if k not in ("states", "steering")})
-    report.save(OUT / "report.json")
-    page = report.to_html()
+    codes = summarize_codes(model, books, record, title="Codebook at the reference model's MLP: FSM states", top_codes=60,
+                            extra={k: v for k, v in result.items() if k not in ("states", "steering")})
+    codes.save(OUT / "report.json")
+    page = codes.to_html()
     page = page.replace("</body>", figures_html(rows, steer) + "</body>", 1)
     atomic_write_text(OUT / "report.html", page)
     if not args.no_docs:

@@ -236,8 +236,9 @@ class ActivationStore:
         shown = table(["hook", "d"], [[name, d] for name, d in self.widths().items()], max_rows=12)
         return summary_html("Activation store", rows, table=shown)
 
-    def describe(self) -> str:
-        """A human-readable summary (``interp cache info``)."""
+    def summary(self) -> str:
+        """What the command line prints (``interp cache run`` and ``interp cache info``): status,
+        model, rows, shards, size, data and every hook with its width."""
         m = self.manifest
         size = sum(s.bytes for s in self.shards)
         lines = [
@@ -250,6 +251,10 @@ class ActivationStore:
         ]
         lines += [f"  {name}  d={m['widths'][name]}" for name in m["hook_names"]]
         return "\n".join(lines)
+
+    def describe(self) -> str:
+        """The same text as :meth:`summary`."""
+        return self.summary()
 
     # --- integrity ----------------------------------------------------------------------
 

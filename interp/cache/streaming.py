@@ -19,19 +19,22 @@ from interp.cache.source import (
     rows_for_memory,
     to_batch,
 )
+from interp.config import parse_positive_count
 from interp.errors import ConfigError
 
 
 def collect_contexts(
     tokens: Int[Tensor, "n_ctx ctx"] | Iterable[Tensor],
-    n_tokens: int | None = None,
+    n_tokens: int | str | None = None,
 ) -> Int[Tensor, "n_ctx ctx"]:
     """Token contexts as one ``[n_ctx, ctx]`` CPU LongTensor.
 
     ``tokens`` is a 2-D tensor or an iterable of ``[batch, ctx]`` (or ``[ctx]``) tensors,
     such as :func:`interp.data.token_batches`. ``n_tokens`` caps the total, rounded down
-    to whole contexts; it is required for an iterator without a length (it may be endless).
+    to whole contexts (``16k`` and ``5M`` are read as counts); it is required for an iterator
+    without a length (it may be endless).
     """
+    n_tokens = None if n_tokens is None else parse_positive_count(n_tokens, "n_tokens")
     if isinstance(tokens, Tensor):
         if tokens.ndim != 2:
             raise ConfigError(f"tokens must be [n_ctx, ctx], got shape {tuple(tokens.shape)}")
@@ -83,8 +86,8 @@ class StreamingActivations:
         model: a transformer-lens ``HookedTransformer`` (its device runs the forward).
         hook_names: hook points to capture, e.g. ``interp.hooks.resolve(model, "mlp_in")``.
         tokens: ``[n_ctx, ctx]`` token ids, or an iterable of such batches.
-        n_tokens: use this many tokens (rounded down to whole contexts); needed when
-            ``tokens`` is an endless iterator.
+        n_tokens: use this many tokens (rounded down to whole contexts), e.g. ``4096`` or
+            ``"16k"``; needed when ``tokens`` is an endless iterator.
         forward_batch: contexts per forward pass.
         buffer_mb: size of the mixing buffer.
         fused: run the fused forward of :mod:`interp.cache.fused` where the model and
@@ -100,7 +103,7 @@ class StreamingActivations:
         hook_names: Sequence[str],
         tokens: Int[Tensor, "n_ctx ctx"] | Iterable[Tensor],
         *,
-        n_tokens: int | None = None,
+        n_tokens: int | str | None = None,
         forward_batch: int = 32,
         buffer_mb: float = 256.0,
         fused: bool = False,

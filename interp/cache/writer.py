@@ -42,6 +42,7 @@ from interp.cache.store import (
     write_manifest,
     write_shard,
 )
+from interp.config import check_positive, parse_count, parse_positive_count
 from interp.errors import ConfigError, StoreError
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ class CacheConfig:
     """Target size of one shard in MiB; a shard holds whole forward batches (at least one)."""
     dtype: StorageDtype = "float32"
     """Storage dtype of the activations (float32 keeps them exact)."""
-    n_tokens: int | None = None
-    """Tokens to cache, rounded down to whole contexts; None caches until the token stream ends."""
+    n_tokens: str | None = None
+    """Tokens to cache, e.g. 16k or 5M, rounded down to whole contexts; unset caches until the token stream ends."""
     resume: bool = False
     """Continue an interrupted run in the same directory (same model, hooks, data and settings)."""
     overwrite: bool = False
@@ -76,18 +77,20 @@ class CacheConfig:
     """Free-text description of the token stream, recorded in the manifest."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+        check_positive(batch_size=self.batch_size, buffers=self.buffers)
         if self.shard_mb <= 0:
-            raise ConfigError(f"shard_mb must be positive, got {self.shard_mb}")
+            raise ConfigError(f"--shard-mb must be positive, got {self.shard_mb}")
         if self.dtype not in STORAGE_DTYPES:
-            raise ConfigError(f"dtype must be one of {sorted(STORAGE_DTYPES)}, got {self.dtype!r}")
-        if self.n_tokens is not None and self.n_tokens < 1:
-            raise ConfigError(f"n_tokens must be positive or None, got {self.n_tokens}")
+            raise ConfigError(f"--dtype must be one of {', '.join(STORAGE_DTYPES)}, got {self.dtype!r}")
+        if self.n_tokens is not None:
+            parse_positive_count(self.n_tokens, "--n-tokens")
         if self.resume and self.overwrite:
-            raise ConfigError("resume and overwrite exclude each other: resume continues a store, overwrite deletes it")
-        if self.buffers < 1:
-            raise ConfigError(f"buffers must be at least 1, got {self.buffers}")
+            raise ConfigError("--resume and --overwrite exclude each other: resume continues a store, overwrite deletes it")
+
+    @property
+    def token_budget(self) -> int | None:
+        """``n_tokens`` as a number (None: until the token stream ends)."""
+        return None if self.n_tokens is None else parse_count(self.n_tokens, "--n-tokens")
 
 
 def model_fingerprint(model) -> str:
@@ -300,9 +303,10 @@ def cache_activations(
     ctx_len = int(first.shape[1])
     if ctx_len > model.cfg.n_ctx:
         raise ConfigError(f"contexts of {ctx_len} tokens exceed the model's n_ctx={model.cfg.n_ctx}")
-    target = None if cfg.n_tokens is None else cfg.n_tokens // ctx_len
+    budget = cfg.token_budget
+    target = None if budget is None else budget // ctx_len
     if target == 0:
-        raise ConfigError(f"n_tokens={cfg.n_tokens} is less than one context of {ctx_len} tokens")
+        raise ConfigError(f"--n-tokens {cfg.n_tokens} is less than one context of {ctx_len} tokens")
     row_bytes = dtype.itemsize * sum(widths.values())
     batches_per_shard = max(1, int(cfg.shard_mb * 2**20) // (row_bytes * ctx_len * cfg.batch_size))
     fresh = {
@@ -334,7 +338,7 @@ def cache_activations(
     per_shard = manifest["contexts_per_shard"]
     done = manifest["n_contexts"]
     if target is not None and done > target:
-        raise StoreError(f"cannot resume {out} with n_tokens={cfg.n_tokens}: it already holds {manifest['n_tokens']:,} tokens")
+        raise StoreError(f"cannot resume {out} with --n-tokens {cfg.n_tokens}: it already holds {manifest['n_tokens']:,} tokens")
 
     batches = _chain(first, stream, target)
     if done:
@@ -401,7 +405,7 @@ def cache_activations(
     bar.close()
     manifest = {**writer.manifest, "complete": True}
     if target is not None and manifest["n_contexts"] < target:
-        logger.warning("the token stream ended after %d contexts, before n_tokens=%d", manifest["n_contexts"], cfg.n_tokens)
+        logger.warning("the token stream ended after %d contexts, before n_tokens=%s", manifest["n_contexts"], cfg.n_tokens)
     write_manifest(out, manifest)
     logger.info("cached %d tokens in %.1f s", manifest["n_tokens"], time.perf_counter() - started)
     return ActivationStore.open(out, verify="sizes")

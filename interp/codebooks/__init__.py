@@ -7,7 +7,9 @@ Submodules load lazily::
     with codebooks.inserted(model, books) as run:
         model(tokens)
 
-See docs/codebooks.md.
+The command line's analyses are functions of a config: :func:`train` (``interp codebook
+train``), :func:`run_summary` (``interp codebook report``) and :func:`run_search`
+(``interp codebook search``). See docs/codebooks.md.
 """
 
 from __future__ import annotations
@@ -22,12 +24,17 @@ _LAZY = {
     "inserted": "interp.codebooks.insert",
     "CODEBOOK_SITES": "interp.codebooks.insert",
     "CodebookTrainConfig": "interp.codebooks.training",
-    "TrainResult": "interp.codebooks.training",
+    "CodebookTrainResult": "interp.codebooks.training",
     "train": "interp.codebooks.training",
     "train_codebooks": "interp.codebooks.training",
     "lm_loss": "interp.codebooks.training",
     "load_trained": "interp.codebooks.training",
     "CodeRecord": "interp.codebooks.search",
+    "CodeMatch": "interp.codebooks.search",
+    "CodeSearchConfig": "interp.codebooks.search",
+    "CodeSearchResult": "interp.codebooks.search",
+    "run_search": ("interp.codebooks.search", "run"),
+    "record_run": "interp.codebooks.search",
     "collect_codes": "interp.codebooks.search",
     "labelled_contexts": "interp.codebooks.search",
     "precision_recall": "interp.codebooks.search",
@@ -38,8 +45,13 @@ _LAZY = {
     "generate_with_codes": "interp.codebooks.steer",
     "next_token_shift": "interp.codebooks.steer",
     "js_divergence": "interp.codebooks.steer",
-    "CodebookReport": "interp.codebooks.report",
-    "build_report": "interp.codebooks.report",
+    "CodebookSummary": "interp.codebooks.summary",
+    "CodebookSummaryConfig": "interp.codebooks.summary",
+    "summarize_codes": "interp.codebooks.summary",
+    "run_summary": ("interp.codebooks.summary", "run"),
+    # former names, kept working
+    "CodebookReport": "interp.codebooks.summary",
+    "build_report": "interp.codebooks.summary",
 }
 
 

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from interp import hooks as H
 from interp.codebooks.bottleneck import Bottleneck, BottleneckConfig, Snap
+from interp.config import parse_layers
 from interp.errors import ConfigError, StoreError
 
 CodebookSite = Literal["mlp_out", "attn_out", "attn_z", "resid_post"]
@@ -56,16 +57,21 @@ class Codebooks(nn.Module):
         cls,
         model,
         sites: Sequence[str],
-        layers: int | Sequence[int] | None,
+        layers: str | int | Sequence[int] | None,
         n_codes: int,
         k: int = 1,
     ) -> Codebooks:
-        """Bottlenecks at ``sites`` x ``layers`` of ``model`` (all layers when None)."""
+        """Bottlenecks at ``sites`` x ``layers`` of ``model``.
+
+        ``layers`` is anything :func:`interp.config.parse_layers` reads: ``'0-3'``, ``'1,2'``,
+        an int, a list of ints, or None for every layer.
+        """
+        chosen = parse_layers(layers, model.cfg.n_layers)
         configs = {}
         for site in sites:
             if site not in CODEBOOK_SITES:
                 raise ConfigError(f"codebooks can sit at {', '.join(CODEBOOK_SITES)}; got site {site!r}")
-            for hook in H.resolve(model, site, layers):
+            for hook in H.resolve(model, site, chosen):
                 if site == "attn_z":
                     cfg = BottleneckConfig(d=model.cfg.d_head, n_codes=n_codes, k=k, n_groups=model.cfg.n_heads)
                 else:

@@ -14,6 +14,10 @@ ids of the codes active at every position (:func:`collect_codes`). From it:
   property), F1);
 - :func:`best_neuron_at_recall` finds the single neuron that, thresholded to reach the
   same recall as a code, has the highest precision: the baseline a code should beat.
+
+:func:`run` is what ``interp codebook search`` runs: it loads a trained run, records its
+codes on reference-corpus contexts and ranks them for one property (:class:`CodeSearchConfig`
+in, :class:`CodeSearchResult` out).
 """
 
 from __future__ import annotations
@@ -21,13 +25,17 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.codebooks.insert import Codebooks, inserted
+from interp.config import check_positive
 from interp.errors import ConfigError
+from interp.results import Result
 
 
 @dataclass
@@ -318,3 +326,107 @@ def ranked_codes(record: CodeRecord, hook: str, limit: int | None = None) -> lis
     order = [int(c) for c in torch.argsort(freq, descending=True) if freq[c] > 0]
     return order[:limit] if limit is not None else order
 
+
+
+def record_run(
+    run: str | Path, n_contexts: int, seed: int = 1, device: str | None = None
+) -> tuple[object, Codebooks, LabelledTokens, CodeRecord]:
+    """Load a run written by ``interp codebook train`` and record its codes on ``n_contexts``
+    labelled reference-corpus contexts: ``(model, codebooks, contexts, record)``."""
+    from interp.codebooks.training import load_trained
+
+    model, books = load_trained(run, device=device)
+    data = labelled_contexts(model.tokenizer, n_contexts, model.cfg.n_ctx, seed=seed)
+    return model, books, data, collect_codes(model, books, data.tokens)
+
+
+@dataclass
+class CodeSearchConfig:
+    """Rank a run's codes by how well they predict a property (precision, recall, F1)."""
+
+    run: str
+    """Directory written by `interp codebook train`."""
+    regex: str | None = None
+    """Property: a regex searched in the text of the last `window` tokens (anchor with $)."""
+    tokens: list[str] | None = None
+    """Property: the position's token is one of these vocabulary entries."""
+    label: str | None = None
+    """Property: the reference corpus labels the position with this label (e.g. fsm_state)."""
+    window: int = 8
+    """Tokens of context the regex sees."""
+    top: int = 5
+    """Codes listed per bottleneck."""
+    n_contexts: int = 64
+    """Reference-corpus contexts to search."""
+    seed: int = 1
+    """Seed of the corpus sample."""
+    json: bool = False
+    """Print the result as JSON instead of a table."""
+    out: str | None = None
+    """Directory to write search.json into (default: nothing is written)."""
+    device: str | None = None
+    """'cpu' or 'cuda'."""
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.regex, self.tokens, self.label)) != 1:
+            raise ConfigError("give exactly one property: --regex, --tokens or --label")
+        check_positive(window=self.window, top=self.top, n_contexts=self.n_contexts)
+
+    def describe_property(self) -> str:
+        if self.label is not None:
+            return f"label {self.label}"
+        if self.regex is not None:
+            return f"regex {self.regex!r} over {self.window} tokens"
+        return f"token in {self.tokens}"
+
+
+@dataclass
+class CodeSearchResult(Result):
+    """The codes of every bottleneck that best predict one property, ranked by F1."""
+
+    stem: ClassVar[str] = "search"
+    title: ClassVar[str] = "Code search"
+
+    run: str
+    property: str
+    """The property, as the search was given it."""
+    n_positions: int
+    n_positive: int
+    """Positions where the property holds."""
+    matches: dict[str, list[CodeMatch]]
+    """hook -> best codes, highest F1 first."""
+
+    def summary(self) -> str:
+        lines = [f"{self.property}: holds at {self.n_positive} of {self.n_positions} positions"]
+        for hook, found in self.matches.items():
+            lines.append(hook)
+            lines += [f"  code {m.code:5d}  precision {m.precision:.3f}  recall {m.recall:.3f}  F1 {m.f1:.3f}  fired {m.fired}"
+                      for m in found]
+        return "\n".join(lines)
+
+    def _best(self) -> dict[str, str]:
+        """hook -> its best code and that code's F1."""
+        return {hook: f"code {found[0].code}, F1 {found[0].f1:.3f}" for hook, found in self.matches.items() if found}
+
+    def headline(self) -> list[tuple[str, object]]:
+        rows: list[tuple[str, object]] = [("property", self.property), ("positive positions", f"{self.n_positive} / {self.n_positions}")]
+        return rows + list(self._best().items())
+
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        head = f"{self.property}: holds at {self.n_positive:,} of {self.n_positions:,} positions"
+        return plain_repr("CodeSearchResult", head, [f"{hook}: {best}" for hook, best in self._best().items()])
+
+
+def run(cfg: CodeSearchConfig) -> CodeSearchResult:
+    """What ``interp codebook search`` runs: record the run's codes and rank them for the property."""
+    model, books, data, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device)
+    if cfg.label is not None:
+        mask = property_mask(data.tokens, labels=data.labels, label=cfg.label)
+    else:
+        mask = property_mask(data.tokens, model.tokenizer, regex=cfg.regex, token_class=cfg.tokens, window=cfg.window)
+    return CodeSearchResult(
+        run=str(cfg.run), property=cfg.describe_property(), n_positions=mask.numel(), n_positive=int(mask.sum()),
+        matches={hook: match_property(record, hook, mask, top=cfg.top) for hook in books.hooks},
+    )

@@ -23,12 +23,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from interp.codebooks.insert import CODEBOOK_SITES, Codebooks, inserted
+from interp.config import check_positive, parse_count, parse_layers, parse_positive_count
 from interp.errors import ConfigError, StoreError, TrainingDivergedError
+from interp.results import Result
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +50,8 @@ class CodebookTrainConfig:
     """'reference', 'gpt2', or a local checkpoint directory."""
     sites: list[str] = field(default_factory=lambda: ["mlp_out"])
     """Where to insert bottlenecks: mlp_out, attn_out, attn_z (per head, before W_O), resid_post."""
-    layers: list[int] | None = None
-    """Layers to insert them in (all layers when unset)."""
+    layers: str | None = None
+    """Layers to insert them in, e.g. '3', '0,2' or '0-3' (default: all layers)."""
     n_codes: int = 96
     """Codes per codebook (per head at attn_z)."""
     k: int = 1
@@ -73,8 +76,8 @@ class CodebookTrainConfig:
     """Weight of the VQ-VAE commitment term (pulls activations toward their codes)."""
     kmeans_init: bool = True
     """Initialise each codebook with spherical k-means of the site's activations."""
-    kmeans_tokens: int = 16384
-    """Activation vectors used for the k-means initialisation."""
+    kmeans_tokens: str = "16384"
+    """Activation vectors (tokens) used for the k-means initialisation, e.g. 16k."""
     replace_dead_every: int | None = 100
     """Re-seed codes unused for this many steps (never when unset)."""
     eval_batches: int = 8
@@ -93,21 +96,31 @@ class CodebookTrainConfig:
     def __post_init__(self) -> None:
         bad = [s for s in self.sites if s not in CODEBOOK_SITES]
         if bad or not self.sites:
-            raise ConfigError(f"sites must be some of {', '.join(CODEBOOK_SITES)}; got {self.sites}")
-        for name in ("n_codes", "k", "batch_size", "steps", "eval_batches", "checkpoint_every", "kmeans_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+            raise ConfigError(f"--sites must be some of {', '.join(CODEBOOK_SITES)}; got {self.sites}")
+        check_positive(n_codes=self.n_codes, k=self.k, batch_size=self.batch_size, steps=self.steps,
+                       eval_batches=self.eval_batches, checkpoint_every=self.checkpoint_every)
+        parse_positive_count(self.kmeans_tokens, "--kmeans-tokens")
         if self.k > self.n_codes:
-            raise ConfigError(f"k={self.k} exceeds n_codes={self.n_codes}")
+            raise ConfigError(f"--k ({self.k}) must not exceed --n-codes ({self.n_codes})")
         if self.replace_dead_every is not None and self.replace_dead_every < 1:
-            raise ConfigError("replace_dead_every must be >= 1, or unset to never replace codes")
+            raise ConfigError(
+                f"--replace-dead-every must be at least 1, or unset to never replace codes; got {self.replace_dead_every}"
+            )
         if self.lr <= 0 or self.model_lr <= 0:
-            raise ConfigError("learning rates must be positive")
+            raise ConfigError(f"--lr and --model-lr must be positive, got {self.lr} and {self.model_lr}")
+
+    @property
+    def n_kmeans_tokens(self) -> int:
+        """``kmeans_tokens`` as a number."""
+        return parse_count(self.kmeans_tokens, "--kmeans-tokens")
 
 
 @dataclass
-class TrainResult:
-    """What a codebook training run produced and what the bottlenecks cost."""
+class CodebookTrainResult(Result):
+    """What a codebook training run produced and what the bottlenecks cost; ``OUT/train_result.json`` holds it."""
+
+    stem: ClassVar[str] = "train_result"
+    title: ClassVar[str] = "Codebook training run"
 
     out: str
     steps: int
@@ -134,36 +147,48 @@ class TrainResult:
         return math.exp(self.loss_codebooks)
 
     def to_dict(self) -> dict:
+        """The fields plus the derived cost and perplexities (ignored when read back)."""
         return {
-            **asdict(self),
+            **super().to_dict(),
             "relative_cost": self.relative_cost,
             "perplexity_original": self.perplexity_original,
             "perplexity_codebooks": self.perplexity_codebooks,
         }
 
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write ``train_result.json`` (into the run directory unless ``path`` is given)."""
+        return super().save(path if path is not None else Path(self.out) / RESULT_FILE)
+
     def __repr__(self) -> str:
         from interp.reports import plain_repr
 
         head = f"{self.steps} steps, {self.seconds:.0f} s: LM loss {self.loss_original:.4f} -> {self.loss_codebooks:.4f} ({100 * self.relative_cost:+.1f}%)"
-        return plain_repr("TrainResult", head, [f"{hook}: {n} codes active" for hook, n in self.active_codes.items()])
+        return plain_repr("CodebookTrainResult", head, [f"{hook}: {n} codes active" for hook, n in self.active_codes.items()])
 
-    def _repr_html_(self) -> str:
-        from interp.reports import bar_svg, summary_html
-
-        rows = [("steps", self.steps), ("seconds", round(self.seconds, 1)),
+    def headline(self) -> list[tuple[str, object]]:
+        return [("steps", self.steps), ("seconds", round(self.seconds, 1)),
                 ("LM loss, original model", self.loss_original), ("LM loss, with codebooks", self.loss_codebooks),
                 ("relative cost", f"{100 * self.relative_cost:+.2f}%"),
                 ("perplexity", f"{self.perplexity_original:.3f} -> {self.perplexity_codebooks:.3f}"),
                 ("final training loss", self.final_train_loss), ("run directory", self.out)]
+
+    def _repr_html_(self) -> str:
+        from interp.reports import bar_svg, summary_html
+
         chart = bar_svg(list(self.active_codes), list(self.active_codes.values()), title="active codes per bottleneck (held out)")
-        return summary_html("Codebook training run", rows, chart)
+        return summary_html(self.title, self.headline(), chart)
 
     def summary(self) -> str:
         return (
             f"LM loss {self.loss_original:.4f} -> {self.loss_codebooks:.4f} with codebooks "
             f"({100 * self.relative_cost:+.1f}%), perplexity {self.perplexity_original:.2f} -> "
-            f"{self.perplexity_codebooks:.2f}; active codes {self.active_codes}"
+            f"{self.perplexity_codebooks:.2f}; active codes {self.active_codes}\n"
+            f"{self.steps} steps in {self.seconds:.0f} s"
         )
+
+
+TrainResult = CodebookTrainResult
+"""Former name of :class:`CodebookTrainResult` (``interp.transcoders`` has its own ``TrainResult``)."""
 
 
 @torch.no_grad()
@@ -285,7 +310,19 @@ def _save_checkpoint(path: Path, step: int, cfg, model, codebooks, optimizer) ->
 _SHAPE_KEYS = ("model", "sites", "layers", "n_codes", "k", "freeze_model")
 
 
-def train(cfg: CodebookTrainConfig) -> TrainResult:
+def _setup_mismatch(saved: dict, cfg: CodebookTrainConfig, n_layers: int) -> dict:
+    """The settings that shape the codebooks and differ between a checkpoint's config and ``cfg``
+    (layers compared as the layers they name: ``[3]`` and ``'3'`` agree)."""
+    differ = {}
+    for key in _SHAPE_KEYS:
+        old, new = saved.get(key), getattr(cfg, key)
+        same = parse_layers(old, n_layers) == parse_layers(new, n_layers) if key == "layers" else old == new
+        if not same:
+            differ[key] = (old, new)
+    return differ
+
+
+def train(cfg: CodebookTrainConfig) -> CodebookTrainResult:
     """Train codebooks as ``cfg`` says; write them (and fine-tuned weights) to ``cfg.out``."""
     from interp.models import load_model
 
@@ -296,14 +333,14 @@ def train(cfg: CodebookTrainConfig) -> TrainResult:
         p.requires_grad_(not cfg.freeze_model)
     eval_set = list(islice(_batches(cfg, model, seed=cfg.seed + 10_000), cfg.eval_batches))
     loss_original, _ = lm_loss(model, eval_set)
-    codebooks = Codebooks.create(model, cfg.sites, cfg.layers, cfg.n_codes, cfg.k)
+    codebooks = Codebooks.create(model, cfg.sites, parse_layers(cfg.layers, model.cfg.n_layers), cfg.n_codes, cfg.k)
     optimizer = _optimizer(cfg, model, codebooks)
     start = 0
     ckpt_path = out / CHECKPOINT_FILE
     if cfg.resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=model.cfg.device, weights_only=False)
         saved = state["config"]
-        mismatch = {k: (saved.get(k), getattr(cfg, k)) for k in _SHAPE_KEYS if saved.get(k) != getattr(cfg, k)}
+        mismatch = _setup_mismatch(saved, cfg, model.cfg.n_layers)
         if mismatch:
             raise StoreError(
                 f"{ckpt_path} was written with a different setup {mismatch} (saved, now); "
@@ -316,7 +353,7 @@ def train(cfg: CodebookTrainConfig) -> TrainResult:
         start = state["step"] + 1
         logger.info("resuming from step %d", start)
     elif cfg.kmeans_init:
-        kmeans_init(model, codebooks, _batches(cfg, model, seed=cfg.seed + 20_000), cfg.kmeans_tokens, cfg.seed)
+        kmeans_init(model, codebooks, _batches(cfg, model, seed=cfg.seed + 20_000), cfg.n_kmeans_tokens, cfg.seed)
     batches = _batches(cfg, model, seed=cfg.seed)
     for _ in range(start):  # the same stream as an uninterrupted run
         next(batches)
@@ -334,7 +371,7 @@ def train(cfg: CodebookTrainConfig) -> TrainResult:
         )
     model.eval()
     loss_cb, active = lm_loss(model, eval_set, codebooks)
-    result = TrainResult(
+    result = CodebookTrainResult(
         out=str(out), steps=cfg.steps, seconds=time.monotonic() - t0, loss_original=loss_original,
         loss_codebooks=loss_cb, active_codes=active, final_train_loss=last,
     )
@@ -342,17 +379,17 @@ def train(cfg: CodebookTrainConfig) -> TrainResult:
     return result
 
 
-def _write_outputs(out: Path, cfg: CodebookTrainConfig, model, codebooks: Codebooks, result: TrainResult) -> None:
+def _write_outputs(out: Path, cfg: CodebookTrainConfig, model, codebooks: Codebooks, result: CodebookTrainResult) -> None:
     from safetensors.torch import save_file
 
-    from interp.io import atomic_write, atomic_write_text
+    from interp.io import atomic_write
 
     codebooks.save(out, extra={"model": cfg.model, "fine_tuned": not cfg.freeze_model, "config": asdict(cfg)})
     if not cfg.freeze_model:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         with atomic_write(out / MODEL_FILE) as tmp:
             save_file(state, str(tmp))
-    atomic_write_text(out / RESULT_FILE, json.dumps(result.to_dict(), indent=2) + "\n")
+    result.save(out / RESULT_FILE)
 
 
 def load_trained(directory: str | Path, device: str | None = None):

@@ -32,7 +32,7 @@ SHARD_MB = 1.25
 
 def cache_config(**overrides) -> CacheConfig:
     return CacheConfig(
-        **{"batch_size": BATCH, "shard_mb": SHARD_MB, "n_tokens": N_CTX * CTX, "progress": False, **overrides}
+        **{"batch_size": BATCH, "shard_mb": SHARD_MB, "n_tokens": str(N_CTX * CTX), "progress": False, **overrides}
     )
 
 
@@ -98,7 +98,7 @@ def stream():
                 time.sleep(0.05)
         yield tokens
 
-cfg = CacheConfig(batch_size={batch}, shard_mb={shard_mb}, n_tokens={n_tokens}, progress=False)
+cfg = CacheConfig(batch_size={batch}, shard_mb={shard_mb}, n_tokens="{n_tokens}", progress=False)
 cache_activations(model, resolve(model, "mlp_in") + resolve(model, "mlp_out"), stream(), out, cfg)
 """
 

@@ -175,7 +175,7 @@ def test_forward_stops_after_the_last_needed_block(model, tokens, tmp_path):
 
 def test_batches_of_any_size_and_a_budget_give_the_same_store(model, tokens, tmp_path, uninterrupted):
     ragged = [tokens[:3], tokens[3:10], tokens[10:11], tokens[11:40], tokens[:5]]
-    store = cache_activations(model, HOOKS, iter(ragged), tmp_path / "store", config(n_tokens=40 * CTX + 5))
+    store = cache_activations(model, HOOKS, iter(ragged), tmp_path / "store", config(n_tokens=str(40 * CTX + 5)))
     assert len(store) == 40 * CTX
     assert_same_store(store, uninterrupted)
 

@@ -1,4 +1,4 @@
-"""Codebook training end to end on a random-init reference-shaped model: train, resume, CLI, report."""
+"""Codebook training end to end on a random-init reference-shaped model: train, resume, CLI, code summary, search."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from interp.codebooks.training import CodebookTrainConfig, load_trained, train
+from interp.codebooks.training import CodebookTrainConfig, CodebookTrainResult, load_trained, train
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +21,8 @@ def model_dir(tmp_path_factory):
 
 def _cfg(model_dir, out, **kw) -> CodebookTrainConfig:
     base = dict(
-        out=str(out), model=str(model_dir), sites=["mlp_out"], layers=[1], n_codes=16, k=1, ctx_len=32,
-        batch_size=4, steps=6, eval_batches=1, checkpoint_every=3, kmeans_tokens=256, replace_dead_every=2,
+        out=str(out), model=str(model_dir), sites=["mlp_out"], layers="1", n_codes=16, k=1, ctx_len=32,
+        batch_size=4, steps=6, eval_batches=1, checkpoint_every=3, kmeans_tokens="256", replace_dead_every=2,
         device="cpu",
     )
     return CodebookTrainConfig(**{**base, **kw})
@@ -34,6 +34,8 @@ def test_train_writes_codebooks_and_cost(model_dir, tmp_path):
     assert (tmp_path / "run" / "model.safetensors").is_file()
     saved = json.loads((tmp_path / "run" / "train_result.json").read_text())
     assert saved["loss_codebooks"] == pytest.approx(result.loss_codebooks)
+    assert saved["kind"] == "CodebookTrainResult" and saved["relative_cost"] == pytest.approx(result.relative_cost)
+    assert CodebookTrainResult.load(tmp_path / "run") == result  # the directory finds train_result.json
     assert result.loss_original > 0 and result.relative_cost == pytest.approx(
         (result.loss_codebooks - result.loss_original) / result.loss_original
     )
@@ -54,10 +56,17 @@ def test_resume_continues_from_the_checkpoint(model_dir, tmp_path):
     result = train(_cfg(model_dir, out, steps=5, freeze_model=True, resume=True))
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 4
     assert result.steps == 5
+    # a checkpoint written when layers was a list resumes under the same layers given as text
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    state["config"]["layers"] = [1]
+    torch.save(state, out / "checkpoint.pt")
+    assert train(_cfg(model_dir, out, steps=6, freeze_model=True, resume=True)).steps == 6
     from interp.errors import StoreError
 
     with pytest.raises(StoreError, match="different setup"):
-        train(_cfg(model_dir, out, steps=6, n_codes=8, freeze_model=True, resume=True))
+        train(_cfg(model_dir, out, steps=7, n_codes=8, freeze_model=True, resume=True))
+    with pytest.raises(StoreError, match="layers"):
+        train(_cfg(model_dir, out, steps=7, layers="0-1", freeze_model=True, resume=True))
 
 
 def test_frozen_training_leaves_the_model_untouched(model_dir, tmp_path):
@@ -76,20 +85,37 @@ def test_cli_train_search_report(model_dir, tmp_path, capsys):
 
     out = tmp_path / "run"
     args = ["codebook", "train", "--out", str(out), "--model", str(model_dir), "--layers", "0", "--n-codes", "8",
-            "--ctx-len", "32", "--batch-size", "2", "--steps", "2", "--eval-batches", "1", "--kmeans-tokens", "64",
+            "--ctx-len", "32", "--batch-size", "2", "--steps", "2", "--eval-batches", "1", "--kmeans-tokens", "1k",
             "--device", "cpu"]
     assert main(args) == 0
     assert "LM loss" in capsys.readouterr().out
-    assert main(["codebook", "search", "--run", str(out), "--label", "fsm_state", "--n-contexts", "4"]) == 0
+    assert main(["codebook", "search", "--run", str(out), "--label", "fsm_state", "--n-contexts", "4",
+                 "--out", str(tmp_path / "search")]) == 0
     assert "precision" in capsys.readouterr().out
-    assert main(["codebook", "report", "--run", str(out), "--n-contexts", "4", "--top-codes", "3"]) == 0
-    html = (out / "report.html").read_text()
-    assert "Plotly" in html and 'src="https://cdn' not in html  # plotly.js inlined, no CDN
-    from interp.codebooks.report import CodebookReport
+    from interp.codebooks import CodeSearchConfig, CodeSearchResult, run_search
 
-    report = CodebookReport.load(out / "report.json")
-    assert report.sites[0].hook == "blocks.0.hook_mlp_out" and len(report.sites[0].codes) <= 3
-    assert report.sites[0].codes[0].top_tokens and report.sites[0].codes[0].top_contexts
+    found = CodeSearchResult.load(tmp_path / "search")
+    again = run_search(CodeSearchConfig(run=str(out), label="fsm_state", n_contexts=4))
+    assert found == again and found.n_positive > 0 and list(found.matches) == ["blocks.0.hook_mlp_out"]
+    assert main(["codebook", "search", "--run", str(out), "--label", "fsm_state", "--n-contexts", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_positive"] == found.n_positive
+    assert main(["codebook", "report", "--run", str(out), "--n-contexts", "4", "--top-codes", "3"]) == 0
+    html = (out / "codes.html").read_text()
+    assert "Plotly" in html and 'src="https://cdn' not in html  # plotly.js inlined, no CDN
+    from interp.codebooks import CodebookReport, CodebookSummary
+
+    summary = CodebookSummary.load(out)
+    assert summary.sites[0].hook == "blocks.0.hook_mlp_out" and len(summary.sites[0].codes) <= 3
+    assert summary.sites[0].codes[0].top_tokens and summary.sites[0].codes[0].top_contexts
+    assert isinstance(summary.sites[0].codes[0].top_tokens[0], tuple)
+    # a file written before the result base (no kind, no schema_version) still loads, under the old name too
+    old = json.loads((out / "codes.json").read_text())
+    del old["kind"], old["schema_version"]
+    (tmp_path / "report.json").write_text(json.dumps(old))
+    assert CodebookReport.load(tmp_path / "report.json") == summary
+    with pytest.raises(SystemExit):  # no property, or two: refused while parsing
+        main(["codebook", "search", "--run", str(out), "--label", "fsm_state", "--regex", "S"])
+    assert "exactly one property" in capsys.readouterr().err
 
 
 def test_generate_with_codes_forces_generation(model_dir):

@@ -1,16 +1,18 @@
-"""`interp cache run` and `interp cache info`: thin shells over cache_activations / ActivationStore."""
+"""`interp cache run` and `interp cache info`: thin shells over interp.cache.run / interp.cache.info."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from interp.cache import ActivationStore
+from interp.cache import ActivationStore, CacheConfig, CacheRunConfig, run
 from interp.cli import main
+from interp.errors import ConfigError
 
 
 def run_args(out, *extra):
-    return ["cache", "run", "--out", str(out), "--model", "reference", "--n-tokens", "256", "--ctx-len", "32",
-            "--batch-size", "4", "--layers", "0", "1", "--noprogress", *extra]
+    return ["cache", "run", "--out", str(out), "--model", "reference", "--n-tokens", "1k", "--ctx-len", "32",
+            "--batch-size", "4", "--layers", "0,1", "--noprogress", *extra]
 
 
 def test_run_then_info_then_resume(tmp_path, capsys):
@@ -20,9 +22,12 @@ def test_run_then_info_then_resume(tmp_path, capsys):
     assert store.hook_names == [
         "blocks.0.ln2.hook_normalized", "blocks.1.ln2.hook_normalized", "blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out",
     ]
-    assert len(store) == 256 and store.manifest["data"] == "reference (seed 0, ctx_len 32)"
+    # --n-tokens 1k: 1000 tokens, rounded down to whole contexts of 32
+    assert len(store) == 31 * 32 and store.manifest["data"] == "reference (seed 0, ctx_len 32)"
+    printed = capsys.readouterr().out
+    assert "992 rows" in printed and f"wrote store    {out}" in printed
     assert main(["cache", "info", str(out)]) == 0
-    assert "256 rows" in capsys.readouterr().out
+    assert "992 rows" in capsys.readouterr().out
     assert main(run_args(out)) == 2
     assert "--resume" in capsys.readouterr().err
     before = store.read_all()
@@ -33,7 +38,37 @@ def test_run_then_info_then_resume(tmp_path, capsys):
 def test_unknown_site_and_missing_budget_are_clear_errors(tmp_path, capsys):
     assert main(["cache", "run", "--out", str(tmp_path / "a"), "--sites", "mlp_outt", "--n-tokens", "64"]) == 2
     assert "Close matches: mlp_out" in capsys.readouterr().err
-    assert main(["cache", "run", "--out", str(tmp_path / "b")]) == 2
-    assert "--n-tokens" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # the config refuses it while the arguments are parsed
+        main(["cache", "run", "--out", str(tmp_path / "b")])
+    assert exit_.value.code == 2 and "--n-tokens" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["cache", "run", "--out", str(tmp_path / "c"), "--n-tokens", "64", "--hooks", "blocks.0.hook_mlp_out",
+              "--layers", "0"])
+    assert exit_.value.code == 2 and "either --hooks or --sites/--layers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["cache", "run", "--out", str(tmp_path / "d"), "--n-tokens", "lots"])
+    assert "--n-tokens is not a count" in capsys.readouterr().err
     assert main(["cache", "info", str(tmp_path / "nothing")]) == 2
     assert "not an activation store" in capsys.readouterr().err
+
+
+def test_run_is_the_python_api_of_the_command(tmp_path):
+    """A notebook calls interp.cache.run with the same config the command line builds."""
+    cfg = CacheRunConfig(out=str(tmp_path / "store"), layers="1", sites=["mlp_out"], ctx_len=16,
+                         cache=CacheConfig(n_tokens="0.1k", batch_size=2, progress=False))
+    store = run(cfg)
+    assert store.hook_names == ["blocks.1.hook_mlp_out"] and len(store) == 6 * 16  # 100 tokens -> 6 contexts
+    assert store.summary() == store.describe() and "96 rows" in store.summary()
+    assert cfg.cache.description is None  # run does not write into the caller's config
+
+
+def test_config_errors_name_the_flag():
+    with pytest.raises(ConfigError, match="--n-tokens must be at least 1"):
+        CacheConfig(n_tokens="0")
+    with pytest.raises(ConfigError, match="--resume and --overwrite"):
+        CacheConfig(resume=True, overwrite=True)
+    with pytest.raises(ConfigError, match="--shard-mb"):
+        CacheConfig(shard_mb=0.0)
+    assert CacheConfig(n_tokens="5M").token_budget == 5_000_000 and CacheConfig().token_budget is None
+    with pytest.raises(ConfigError, match="bad layers"):
+        run(CacheRunConfig(out="unused", layers="0;1", cache=CacheConfig(n_tokens="64")))

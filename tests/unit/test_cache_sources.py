@@ -159,6 +159,7 @@ def test_endless_token_iterator_needs_a_budget(model):
         StreamingActivations(model, HOOKS, endless())
     source = StreamingActivations(model, HOOKS, endless(), n_tokens=5 * CTX + 3)
     assert len(source) == 5 * CTX
+    assert len(StreamingActivations(model, HOOKS, endless(), n_tokens="0.1k")) == (100 // CTX) * CTX  # counts as text too
 
 
 def test_batches_can_feed_autograd(source):

@@ -55,28 +55,28 @@ def built(tmp_path_factory):
     from interp.codebooks import (
         CodebookTrainConfig,
         best_neuron_at_recall,
-        build_report,
         collect_codes,
         inserted,
         labelled_contexts,
         load_trained,
         match_property,
         next_token_shift,
+        summarize_codes,
     )
     from interp.codebooks import train as train_codebooks
     from interp.codebooks.search import collect_activations
 
-    cb = train_codebooks(CodebookTrainConfig(out=str(tmp / "cb"), layers=[1], n_codes=16, steps=2, batch_size=2, ctx_len=16,
-                                             kmeans_tokens=64, eval_batches=1, checkpoint_every=2, freeze_model=True,
+    cb = train_codebooks(CodebookTrainConfig(out=str(tmp / "cb"), layers="1", n_codes=16, steps=2, batch_size=2, ctx_len=16,
+                                             kmeans_tokens="64", eval_batches=1, checkpoint_every=2, freeze_model=True,
                                              device="cpu", progress=False))
-    out["codebooks.TrainResult"] = (cb, f"{cb.loss_codebooks:.4f}")
+    out["CodebookTrainResult"] = (cb, f"{cb.loss_codebooks:.4f}")
     cb_model, books = load_trained(cb.out, device="cpu")
     record = collect_codes(cb_model, books, tokens)
     hook = books.hooks[0]
     active = int((record.frequency(hook) > 0).sum())
     out["CodeRecord"] = (record, f"{active}/16 codes active")
-    report = build_report(cb_model, books, record, top_codes=3, n_contexts=2, n_tokens=3)
-    out["CodebookReport"] = (report, f"{tokens.numel():,} positions")
+    codes = summarize_codes(cb_model, books, record, top_codes=3, n_contexts=2, n_tokens=3)
+    out["CodebookSummary"] = (codes, f"{tokens.numel():,} positions")
     shift = next_token_shift(cb_model, books, tokens[:2], force={hook: [0]})
     out["Shift"] = (shift, f"{shift.js.mean().item():.4f}")
     labelled = labelled_contexts(model.tokenizer, 2, 16)
@@ -87,6 +87,11 @@ def built(tmp_path_factory):
     mask = tokens == tokens[0, 1]
     match = match_property(record, hook, mask, top=1)[0]
     out["CodeMatch"] = (match, f"code={match.code}")
+    from interp.codebooks import CodeSearchResult
+
+    found = CodeSearchResult(run=cb.out, property="token 1", n_positions=mask.numel(), n_positive=int(mask.sum()),
+                             matches={hook: match_property(record, hook, mask, top=3)})
+    out["CodeSearchResult"] = (found, f"code {match.code}, F1 {match.f1:.3f}")
     neuron = best_neuron_at_recall(collect_activations(model, tokens, "blocks.1.mlp.hook_post").flatten(0, 1), mask.flatten(), 0.5)
     out["NeuronMatch"] = (neuron, f"neuron={neuron.neuron}")
 
@@ -128,15 +133,16 @@ def built(tmp_path_factory):
 NAMES = [
     "ActivationStore", "StreamingActivations", "ActivationBatch",
     "transcoders.TrainResult", "EvalResult", "FeatureCard", "StepMetrics",
-    "codebooks.TrainResult", "CodeRecord", "CodebookReport", "Shift", "LabelledTokens", "CodebookRun", "CodeMatch",
+    "CodebookTrainResult", "CodeRecord", "CodebookSummary", "CodeSearchResult", "Shift", "LabelledTokens", "CodebookRun",
+    "CodeMatch",
     "NeuronMatch",
     "RedundancyResult", "Importance", "DropCurve", "DropPoint",
     "Graph", "PlantedCircuit", "LogitTarget", "Node",
     "ReferenceMetrics", "ReferenceTrainResult", "World", "Document",
 ]
 WITH_HTML = {
-    "ActivationStore", "StreamingActivations", "transcoders.TrainResult", "EvalResult", "codebooks.TrainResult",
-    "CodeRecord", "CodebookReport", "Shift", "RedundancyResult", "Importance", "DropCurve", "Graph",
+    "ActivationStore", "StreamingActivations", "transcoders.TrainResult", "EvalResult", "CodebookTrainResult",
+    "CodeRecord", "CodebookSummary", "CodeSearchResult", "Shift", "RedundancyResult", "Importance", "DropCurve", "Graph",
     "ReferenceMetrics", "ReferenceTrainResult",
 }
 
@@ -161,7 +167,7 @@ def test_html_summary_is_self_contained(built, name):
 
 
 def test_full_reports_still_open_offline(built):
-    for name in ("EvalResult", "CodebookReport", "RedundancyResult", "Graph"):
+    for name in ("EvalResult", "CodebookSummary", "RedundancyResult", "Graph"):
         page = built[name][0].to_html()
         has_plotly = "Plotly.newPlot" in page
         assert page.startswith("<!DOCTYPE html>") and has_plotly and EXTERNAL.findall(page) == [], name
