@@ -108,8 +108,8 @@ def train_codebooks(args, spec: str, layers: list[int], runs: Path) -> dict:
             continue
         start = time.time()
         cfg = CodebookTrainConfig(
-            out=str(out), model=spec, sites=["mlp_out"], layers=[layer], n_codes=args.n_codes, k=args.cb_k,
-            batch_size=args.cb_batch_size, steps=args.cb_steps, freeze_model=True, kmeans_tokens=args.kmeans_tokens,
+            out=str(out), model=spec, sites=["mlp_out"], layers=str(layer), n_codes=args.n_codes, k=args.cb_k,
+            batch_size=args.cb_batch_size, steps=args.cb_steps, freeze_model=True, kmeans_tokens=str(args.kmeans_tokens),
             replace_dead_every=None, eval_batches=4, checkpoint_every=args.cb_steps, seed=args.seed + layer,
             device="cpu",
         )
