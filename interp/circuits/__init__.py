@@ -1,12 +1,12 @@
-"""Circuits through transcoders: replacement model, attribution graphs, exports, reports.
+"""Circuits through transcoders: replacement model, attribution graphs, exports, HTML pages.
 
 ::
 
-    from interp.circuits import trace, write_all
+    from interp.circuits import trace
     from interp.transcoders import load_run
     model = interp.load_model("reference")
     graph = trace(model, load_run("runs/tc"), "The war lasted from the year 1745 to the year 17")
-    write_all(graph, "graph/")      # graph.json (Neuronpedia schema), graph.graphml, graph.html, graph.pt
+    graph.write("graph/")     # graph.json (Neuronpedia schema), graph.graphml, graph.html, graph.pt
 
 See docs/circuits.md.
 """
@@ -42,7 +42,7 @@ _LAZY = {
     "TraceConfig": ("interp.circuits.tracing", "TraceConfig"),
     "trace": ("interp.circuits.tracing", "trace"),
     "to_json": ("interp.circuits.export", "to_json"),
-    "to_html": ("interp.circuits.export", "to_html"),
+    "to_html": ("interp.circuits.html", "to_html"),
     "write_all": ("interp.circuits.export", "write_all"),
     "write_graphml": ("interp.circuits.export", "write_graphml"),
 }
@@ -51,13 +51,13 @@ if TYPE_CHECKING:
     from interp.circuits.attribution import (
         AttributionConfig,
         LogitTarget,
-        TargetError,
         attribute,
         difference_target,
         head_paths,
         token_target,
     )
-    from interp.circuits.export import to_html, to_json, write_all, write_graphml
+    from interp.circuits.export import to_json, write_all, write_graphml
+    from interp.circuits.html import to_html
     from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, prune
     from interp.circuits.replacement import ReplacementModel, ablate_features
     from interp.circuits.tracing import TraceConfig, trace
