@@ -8,6 +8,10 @@
     graph = trace(model, load_run("runs/tc"), "The war lasted from the year 1745 to the year 17")
     graph.write("graph/")     # graph.json (Neuronpedia schema), graph.graphml, graph.html, graph.pt
 
+or, from a config naming the model and the transcoders (what ``interp circuit trace`` runs)::
+
+    graph = interp.circuits.run(CircuitTraceConfig(prompt="The war lasted from the year 1745 to the year 17"))
+
 See docs/circuits.md.
 """
 
@@ -41,6 +45,8 @@ _LAZY = {
     "graph_scores": ("interp.circuits.graph", "graph_scores"),
     "TraceConfig": ("interp.circuits.tracing", "TraceConfig"),
     "trace": ("interp.circuits.tracing", "trace"),
+    "CircuitTraceConfig": ("interp.circuits.tracing", "CircuitTraceConfig"),
+    "run": ("interp.circuits.tracing", "run"),
     "to_json": ("interp.circuits.export", "to_json"),
     "to_html": ("interp.circuits.html", "to_html"),
     "write_all": ("interp.circuits.export", "write_all"),
@@ -60,7 +66,7 @@ if TYPE_CHECKING:
     from interp.circuits.html import to_html
     from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, prune
     from interp.circuits.replacement import ReplacementModel, ablate_features
-    from interp.circuits.tracing import TraceConfig, trace
+    from interp.circuits.tracing import CircuitTraceConfig, TraceConfig, run, trace
     from interp.circuits.transcoder import PlantedTranscoder, TranscoderLike, load_transcoders
     from interp.errors import TargetError, TranscoderLoadError
     from interp.circuits.virtual import deembedding, direct_logit_effects, virtual_weights
