@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from interp.circuits import TraceConfig, ablate_features, difference_target, trace, write_all
+from interp.circuits import TraceConfig, ablate_features, difference_target, trace
 from interp.transcoders import for_model, load_run
 from interp.hooks import hook_name
 from interp.io import atomic_write_text
@@ -151,7 +151,7 @@ def main(argv=None) -> dict:
         results = [analyse_prompt(model, transcoders, t, yy, years, cfg, args.n_random, rng) for t, yy in prompts]
         first = results[0]
         graph = first["graph"]
-        paths = write_all(graph, out, stem="graph")
+        paths = graph.write(out)
         pos = yy_position(model, main_tokens, main_yy)
         yy_features = sorted(
             ((graph.node_id(i), n.influence, n.activation, [t for t, _ in graph.feature_info[graph.node_id(i)]["top_tokens"][:5]])

@@ -1,12 +1,16 @@
-"""Circuits through transcoders: replacement model, attribution graphs, exports, reports.
+"""Circuits through transcoders: replacement model, attribution graphs, exports, HTML pages.
 
 ::
 
-    from interp.circuits import trace, write_all
+    from interp.circuits import trace
     from interp.transcoders import load_run
     model = interp.load_model("reference")
     graph = trace(model, load_run("runs/tc"), "The war lasted from the year 1745 to the year 17")
-    write_all(graph, "graph/")      # graph.json (Neuronpedia schema), graph.graphml, graph.html, graph.pt
+    graph.write("graph/")     # graph.json (Neuronpedia schema), graph.graphml, graph.html, graph.pt
+
+or, from a config naming the model and the transcoders (what ``interp circuit trace`` runs)::
+
+    graph = interp.circuits.run(CircuitTraceConfig(prompt="The war lasted from the year 1745 to the year 17"))
 
 See docs/circuits.md.
 """
@@ -41,8 +45,10 @@ _LAZY = {
     "graph_scores": ("interp.circuits.graph", "graph_scores"),
     "TraceConfig": ("interp.circuits.tracing", "TraceConfig"),
     "trace": ("interp.circuits.tracing", "trace"),
+    "CircuitTraceConfig": ("interp.circuits.tracing", "CircuitTraceConfig"),
+    "run": ("interp.circuits.tracing", "run"),
     "to_json": ("interp.circuits.export", "to_json"),
-    "to_html": ("interp.circuits.export", "to_html"),
+    "to_html": ("interp.circuits.html", "to_html"),
     "write_all": ("interp.circuits.export", "write_all"),
     "write_graphml": ("interp.circuits.export", "write_graphml"),
 }
@@ -51,16 +57,16 @@ if TYPE_CHECKING:
     from interp.circuits.attribution import (
         AttributionConfig,
         LogitTarget,
-        TargetError,
         attribute,
         difference_target,
         head_paths,
         token_target,
     )
-    from interp.circuits.export import to_html, to_json, write_all, write_graphml
+    from interp.circuits.export import to_json, write_all, write_graphml
+    from interp.circuits.html import to_html
     from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, prune
     from interp.circuits.replacement import ReplacementModel, ablate_features
-    from interp.circuits.tracing import TraceConfig, trace
+    from interp.circuits.tracing import CircuitTraceConfig, TraceConfig, run, trace
     from interp.circuits.transcoder import PlantedTranscoder, TranscoderLike, load_transcoders
     from interp.errors import TargetError, TranscoderLoadError
     from interp.circuits.virtual import deembedding, direct_logit_effects, virtual_weights

@@ -105,22 +105,16 @@ def resolve_token(model, text: str) -> int:
 
 @dataclass
 class AttributionConfig:
-    """How an attribution graph is computed."""
+    """How the edge matrix is computed: what :func:`attribute` reads."""
 
     batch_size: int = 64
     """Targets per backward pass (rows of one-hot gradient seeds)."""
-    heads: bool = True
-    """Split the kept edges over the attention heads that carry them (see head_paths)."""
-    min_head_fraction: float = 0.05
-    """Keep a head path when it carries at least this fraction of its edge's |weight|."""
     progress: bool = True
     """Show a progress bar over the backward passes."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not 0.0 <= self.min_head_fraction <= 1.0:
-            raise ConfigError(f"min_head_fraction must be in [0, 1], got {self.min_head_fraction}")
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
 
 
 def _node_list(rm: ReplacementModel, state: CleanState, targets: Sequence[LogitTarget], model) -> list[Node]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from jaxtyping import Float
@@ -24,6 +24,7 @@ from torch import Tensor
 
 from interp.errors import ConfigError, StoreError
 from interp.io import atomic_write
+from interp.results import Result
 
 NodeKind = Literal["feature", "error", "embedding", "logit"]
 
@@ -59,7 +60,7 @@ class HeadPath:
 
 
 @dataclass
-class Graph:
+class Graph(Result):
     """An attribution graph: nodes (features, error terms, input tokens, logit targets) and
     the direct effect of every source node on every target node.
 
@@ -70,7 +71,13 @@ class Graph:
     edges excite, negative ones inhibit. ``head_paths`` splits an edge
     that goes through attention into the heads that carry it. Node indices are positions in
     ``nodes``; :meth:`index_of` finds them, :meth:`node_id` names them.
+
+    It holds tensors, so :meth:`save` / :meth:`load` use one ``.pt`` file; :meth:`write`
+    writes that file beside the Neuronpedia JSON, the GraphML and the HTML page.
     """
+
+    stem: ClassVar[str] = "graph"
+    title: ClassVar[str] = "Attribution graph"
 
     prompt: str
     tokens: list[int]
@@ -192,13 +199,15 @@ class Graph:
         return {k: sum(1 for n in self.nodes if n.kind == k) for k in ("feature", "error", "embedding", "logit")}
 
     def summary(self) -> str:
-        """One line: the prompt, how many nodes of each kind, edges, head paths and scores."""
+        """The prompt, how many nodes of each kind, edges, head paths and scores; then the
+        time the attribution took (what ``interp circuit trace`` prints)."""
         kinds = self.counts()
         scores = ", ".join(f"{k} {v:.3f}" for k, v in self.scores.items())
         return (
             f"Graph of {self.prompt!r}: {kinds['feature']} features, {kinds['error']} error nodes, "
             f"{kinds['embedding']} tokens, {kinds['logit']} logits, {len(self.edges())} edges, "
-            f"{len(self.head_paths)} head paths; {scores}"
+            f"{len(self.head_paths)} head paths; {scores}\n"
+            f"attribution (edge matrix) took {self.seconds:.2f} s"
         )
 
     def to_json(self) -> dict:
@@ -209,9 +218,27 @@ class Graph:
 
     def to_html(self) -> str:
         """A self-contained HTML page with the interactive graph and its node table (offline)."""
-        from interp.circuits.export import to_html
+        from interp.circuits.html import to_html
 
         return to_html(self)
+
+    def write(self, directory: str | Path, stem: str | None = None) -> dict[str, Path]:
+        """Write ``graph.json`` (Neuronpedia schema), ``graph.graphml``, ``graph.html`` and
+        ``graph.pt`` (:meth:`save`) into ``directory``; returns their paths by kind."""
+        from interp.circuits.export import write_graphml, write_json
+        from interp.io import atomic_write_text
+
+        directory = Path(directory)
+        stem = stem or self.stem
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "json": write_json(self, directory / f"{stem}.json", slug=stem),
+            "graphml": write_graphml(self, directory / f"{stem}.graphml"),
+            "html": directory / f"{stem}.html",
+        }
+        atomic_write_text(paths["html"], self.to_html())
+        paths["graph"] = self.save(directory / f"{stem}.pt")
+        return paths
 
     def __repr__(self) -> str:
         from interp.reports import clip, plain_repr
@@ -225,7 +252,7 @@ class Graph:
         ])
 
     def _repr_html_(self) -> str:
-        from interp.circuits.export import notebook_summary
+        from interp.circuits.html import notebook_summary
 
         return notebook_summary(self)
 

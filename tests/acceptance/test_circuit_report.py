@@ -1,5 +1,5 @@
-"""The circuit report end to end: CLI -> JSON (schema-valid), GraphML, HTML that
-renders in headless Chromium without console errors."""
+"""The circuit page end to end: CLI -> JSON (schema-valid), GraphML, HTML that
+renders in headless Chromium without console errors; ``interp.circuits.run`` and its flags."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import networkx as nx
 import pytest
 import torch
 
-from interp.circuits.export import write_all
 from interp.circuits.planted import planted_circuit
-from interp.circuits.tracing import trace
+from interp.circuits.tracing import CircuitTraceConfig, TraceConfig, run, trace
+from interp.errors import TargetError
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 needs_chromium = pytest.mark.skipif(
@@ -91,7 +91,7 @@ def report(tmp_path_factory):
     pc = planted_circuit()
     graph = trace(pc.model, pc.transcoders, pc.prompt, target=pc.target_token, context_tokens=pc.prompt[None])
     out = tmp_path_factory.mktemp("graph")
-    return graph, write_all(graph, out)
+    return graph, graph.write(out)
 
 
 def test_report_is_self_contained(report):
@@ -129,30 +129,42 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert len(colours) > 20
 
 
-def test_cli_trace_writes_json_graphml_html(tmp_path, capsys):
-    """`interp circuit trace` on a model and transcoders saved to disk as interp writes them."""
-    from interp.cli import main
+PROMPT = "The war lasted from the year 1745 to the year 17"
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A reference-shaped model and two transcoders saved to disk as interp writes them."""
     from interp.reference.model import architecture, build, save
     from interp.reference.tokenizer import build_tokenizer
     from interp.transcoders import registry
     from interp.transcoders.formats import save as save_tc
 
+    root = tmp_path_factory.mktemp("saved")
     tok = build_tokenizer()
     model = build(architecture(len(tok)), tok, seed=3)
-    save(model, tmp_path / "model")
+    save(model, root / "model")
     arch = registry.get("topk")
     for layer in (0, 2):
         tc = arch.transcoder(arch.config(d_in=128, d_out=128, d_sae=256, k=8), seed=layer)
-        save_tc(tc, tmp_path / "tc" / f"layer_{layer}", hook_name=f"blocks.{layer}.ln2.hook_normalized",
+        save_tc(tc, root / "tc" / f"layer_{layer}", hook_name=f"blocks.{layer}.ln2.hook_normalized",
                 hook_name_out=f"blocks.{layer}.hook_mlp_out")
+    return root
+
+
+def test_cli_trace_writes_json_graphml_html(saved, tmp_path, capsys):
+    """`interp circuit trace` on a model and transcoders saved to disk as interp writes them."""
+    from interp.cli import main
+
     code = main([
-        "circuit", "trace", "--model", str(tmp_path / "model"), "--transcoders", str(tmp_path / "tc"),
-        "--prompt", "The war lasted from the year 1745 to the year 17", "--target", "50",
-        "--out", str(tmp_path / "graph"), "--contexts", "4",
+        "circuit", "trace", "--model", str(saved / "model"), "--transcoders", str(saved / "tc"),
+        "--prompt", PROMPT, "--target", "50", "--out", str(tmp_path / "graph"), "--contexts", "4",
     ])
     assert code == 0
     out = capsys.readouterr().out
     assert "attribution (edge matrix) took" in out
+    for name in ("graph.json", "graph.graphml", "graph.html", "graph.pt"):
+        assert str(tmp_path / "graph" / name) in out
     schema = json.loads(resources.files("interp.circuits").joinpath("schemas/attribution-graph.schema.json").read_text())
     data = json.loads((tmp_path / "graph" / "graph.json").read_text())
     jsonschema.validate(data, schema)
@@ -161,6 +173,67 @@ def test_cli_trace_writes_json_graphml_html(tmp_path, capsys):
     g = nx.read_graphml(tmp_path / "graph" / "graph.graphml")
     assert g.number_of_nodes() == len(data["nodes"])
     assert (tmp_path / "graph" / "graph.html").stat().st_size > 1_000_000  # plotly.js inlined
+
+
+def test_cli_flags_reach_the_trace(saved, tmp_path, monkeypatch, capsys):
+    """--node-threshold, --edge-threshold, --batch-size and --heads set the nested configs
+    and change what is traced."""
+    from interp.circuits import tracing
+    from interp.circuits.graph import Graph
+    from interp.cli import main
+
+    seen = []
+    real = tracing.attribute
+    monkeypatch.setattr(tracing, "attribute", lambda *a, **k: seen.append(a[4]) or real(*a, **k))
+    code = main([
+        "circuit", "trace", "--model", str(saved / "model"), "--transcoders", str(saved / "tc"),
+        "--prompt", PROMPT, "--target", "50", "--out", str(tmp_path / "g"), "--contexts", "0",
+        "--node-threshold", "0.5", "--edge-threshold", "0.7", "--batch-size", "7", "--heads", "false",
+    ])
+    assert code == 0, capsys.readouterr().err
+    graph = Graph.load(tmp_path / "g" / "graph.pt")
+    assert (graph.node_threshold, graph.edge_threshold) == (0.5, 0.7)
+    assert graph.head_paths == [] and len(graph.edges()) > 0
+    assert [cfg.batch_size for cfg in seen] == [7]
+    seen.clear()
+    assert main([
+        "circuit", "trace", "--model", str(saved / "model"), "--transcoders", str(saved / "tc"),
+        "--prompt", PROMPT, "--target", "50", "--out", str(tmp_path / "h"), "--contexts", "0",
+    ]) == 0
+    default = Graph.load(tmp_path / "h" / "graph.pt")
+    assert (default.node_threshold, default.edge_threshold) == (0.8, 0.98) and len(default.head_paths) > 0
+    assert [cfg.batch_size for cfg in seen] == [64]
+
+
+def test_help_offers_the_nested_flags(capsys):
+    from interp.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["circuit", "trace", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--node-threshold", "--edge-threshold", "--batch-size", "--heads", "--min-head-fraction", "--prompt"):
+        assert flag in out, flag
+    assert "--attribution." not in out  # nested settings keep plain flag names
+
+
+def test_run_is_the_cli_without_printing(saved, capsys):
+    cfg = CircuitTraceConfig(prompt=PROMPT, model=str(saved / "model"), transcoders=str(saved / "tc"), target="50",
+                             contexts=3, trace=TraceConfig(node_threshold=0.6))
+    graph = run(cfg)
+    assert capsys.readouterr().out == ""
+    assert graph.prompt == PROMPT and graph.node_threshold == 0.6 and graph.model_name == str(saved / "model")
+    assert {n.layer for n in graph.nodes if n.kind == "feature"} <= {0, 2}
+    assert graph.feature_info and any(info["contexts"] for info in graph.feature_info.values())  # --contexts 3 scanned
+
+
+def test_an_empty_prompt_is_refused_by_run_and_the_cli(saved, capsys):
+    from interp.cli import main
+
+    with pytest.raises(TargetError, match="the prompt is empty"):
+        run(CircuitTraceConfig(prompt="", model=str(saved / "model"), transcoders=str(saved / "tc")))
+    code = main(["circuit", "trace", "--model", str(saved / "model"), "--transcoders", str(saved / "tc"), "--prompt", ""])
+    assert code == 2
+    assert "interp: error: the prompt is empty" in capsys.readouterr().err
 
 
 def test_cli_reports_a_missing_transcoder_run(tmp_path, capsys):

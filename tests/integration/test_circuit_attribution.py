@@ -10,7 +10,7 @@ from interp.circuits.attribution import AttributionConfig, attribute, difference
 from interp.circuits.planted import A, planted_circuit
 from interp.circuits.replacement import ReplacementModel, ablate_features
 from interp.circuits.tracing import TraceConfig, trace
-from interp.errors import TranscoderLoadError
+from interp.errors import TargetError, TranscoderLoadError
 from interp.transcoders import Transcoder
 
 
@@ -74,6 +74,32 @@ def test_planted_graph_recovers_the_path_and_nothing_else(planted):
     assert paths[0].weight == pytest.approx(float(g.adjacency[f1, f0]), rel=1e-4)
     assert all(p.head == 0 for p in g.head_paths)  # the decoy head carries nothing kept
     assert g.scores["replacement"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_trace_reads_its_nested_settings(planted, monkeypatch, capfd):
+    """The AttributionConfig inside TraceConfig is what attribute() gets; heads=False skips head paths."""
+    from interp.circuits import tracing
+
+    seen = []
+    real = tracing.attribute
+    monkeypatch.setattr(tracing, "attribute", lambda *a, **k: seen.append(a[4]) or real(*a, **k))
+    acfg = AttributionConfig(batch_size=1, progress=False)
+    capfd.readouterr()
+    g = trace(planted.model, planted.transcoders, planted.prompt, target=planted.target_token,
+              cfg=TraceConfig(attribution=acfg, heads=False))
+    assert seen == [acfg] and g.head_paths == [] and len(g.edges()) == 3
+    assert capfd.readouterr().err == ""  # progress=False: no bar
+
+
+def test_an_empty_prompt_is_refused(planted, random_setup):
+    model, tcs, _ = random_setup
+    # a string prompt gets BOS prepended, so "" would be traced as the BOS token alone
+    assert model.to_tokens("").shape == (1, 1)
+    with pytest.raises(TargetError, match="the prompt is empty"):
+        trace(model, tcs, "")
+    for empty in ([], torch.zeros(0, dtype=torch.long)):
+        with pytest.raises(TargetError, match="the prompt is empty"):
+            trace(planted.model, planted.transcoders, empty, target=planted.target_token)
 
 
 def test_replacement_model_reproduces_the_original_exactly(planted, random_setup):

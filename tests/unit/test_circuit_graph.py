@@ -128,3 +128,48 @@ def test_graphml_round_trips_through_networkx(tmp_path):
     assert h.has_edge("E_11_0", "0_7_0")
     assert h.edges["0_7_0", "2_5_1"]["weight"] == pytest.approx(3.0)
     assert h.nodes["0_7_0"]["feature_type"] == "transcoder"
+
+
+def test_graph_is_a_result_whose_summary_gives_counts_scores_and_time():
+    from interp.results import Result
+
+    g = chain_graph()
+    g.scores = {"replacement": 0.5}
+    g.seconds = 1.25
+    assert isinstance(g, Result) and g.stem == "graph"
+    first, second = g.summary().splitlines()
+    assert first == ("Graph of 'xy': 2 features, 1 error nodes, 2 tokens, 1 logits, 5 edges, 1 head paths; "
+                     "replacement 0.500")
+    assert second == "attribution (edge matrix) took 1.25 s"
+
+
+def test_write_puts_every_export_in_the_directory(tmp_path):
+    from interp.circuits import write_all
+
+    g = chain_graph()
+    paths = g.write(tmp_path / "out")
+    assert list(paths) == ["json", "graphml", "html", "graph"]
+    assert {p.name for p in paths.values()} == {"graph.json", "graph.graphml", "graph.html", "graph.pt"}
+    assert all(p.parent == tmp_path / "out" and p.is_file() for p in paths.values())
+    schema = json.loads(resources.files("interp.circuits").joinpath("schemas/attribution-graph.schema.json").read_text())
+    data = json.loads(paths["json"].read_text())
+    jsonschema.validate(data, schema)
+    assert data["metadata"]["slug"] == "graph"
+    assert nx.read_graphml(paths["graphml"]).has_edge("E_11_0", "0_7_0")
+    assert paths["html"].read_text().startswith("<!DOCTYPE html>")
+    back = Graph.load(paths["graph"])
+    assert back.nodes == g.nodes and torch.equal(back.adjacency, g.adjacency)
+    # write_all is the same call under its old name, with a stem
+    again = write_all(g, tmp_path / "again", stem="g2")
+    assert {p.name for p in again.values()} == {"g2.json", "g2.graphml", "g2.html", "g2.pt"}
+    assert json.loads(again["json"].read_text())["nodes"] == data["nodes"]
+
+
+def test_the_page_is_rendered_in_circuits_html():
+    from interp.circuits import html as renderers
+    from interp.circuits import to_html
+
+    assert to_html is renderers.to_html
+    page = chain_graph().to_html()
+    has_plot = "Plotly.newPlot" in page  # booleans first: a failed assert would diff the 4 MB page
+    assert page.startswith("<!DOCTYPE html>") and has_plot and "Attribution graph: xy" in page and "0_7_0" in page

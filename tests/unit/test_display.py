@@ -103,12 +103,12 @@ def built(tmp_path_factory):
     out["DropCurve"] = (red.curves[0], f"{red.curves[0].points[-1].loss:.4f}")
     out["DropPoint"] = (red.curves[0].points[1], f"{red.curves[0].points[1].loss:.4f}")
 
-    from interp.circuits import TraceConfig, trace
+    from interp.circuits import AttributionConfig, TraceConfig, trace
     from interp.circuits.attribution import token_target
     from interp.circuits.planted import planted_circuit
 
     pc = planted_circuit()
-    graph = trace(pc.model, pc.transcoders, pc.prompt, target=pc.target_token, cfg=TraceConfig(progress=False))
+    graph = trace(pc.model, pc.transcoders, pc.prompt, target=pc.target_token, cfg=TraceConfig(attribution=AttributionConfig(progress=False)))
     out["Graph"] = (graph, f"{len(graph.edges())} edges")
     out["PlantedCircuit"] = (pc, f"target token {pc.target_token}")
     out["LogitTarget"] = (token_target(pc.model, pc.target_token), f"token {pc.target_token}")
