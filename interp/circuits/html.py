@@ -2,7 +2,7 @@
 
 Rendering is separate from computing: every function here reads a finished
 :class:`~interp.circuits.graph.Graph`. The page is one file with plotly.js inlined (no CDN,
-no server); its template ships as package data (``interp/circuits/templates/report.html``).
+no server); its template ships as package data (``interp/circuits/templates/graph.html``).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def meta_line(graph: Graph) -> str:
 def to_html(graph: Graph) -> str:
     """The graph as one self-contained HTML page: the interactive graph (plotly.js inlined),
     the prompt and the node table."""
-    template = resources.files("interp.circuits").joinpath("templates/report.html").read_text(encoding="utf-8")
+    template = resources.files("interp.circuits").joinpath("templates/graph.html").read_text(encoding="utf-8")
     return string.Template(template).substitute(
         title=html.escape(f"Attribution graph: {graph.prompt}"), base_css=BASE_CSS, meta=html.escape(meta_line(graph)),
         prompt=_prompt(graph), plot=figure_html(figure(graph)), table=_node_table(graph),

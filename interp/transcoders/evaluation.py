@@ -62,7 +62,7 @@ class EvalConfig:
     dense_threshold: float = 0.1
     """A latent firing on more than this fraction of tokens counts as dense."""
     out: str | None = None
-    """Where to write eval.json and report.html (default: RUN/eval)."""
+    """Where to write eval.json and eval.html (default: RUN/eval)."""
     device: str | None = None
     """'cpu' or 'cuda' (default: CUDA when available)."""
     progress: bool = True
