@@ -19,7 +19,8 @@ import torch
 
 from interp.errors import ConfigError
 from interp.io import atomic_write_json
-from interp.neurons.decoding import NeuronTable, _normalise
+from interp.neurons.decoding import NeuronTable
+from interp.reports.tables import token_key
 
 
 @dataclass
@@ -132,11 +133,11 @@ def classify(
         raise ConfigError(f"top must be in [1, {table.k}] (the table keeps {table.k} tokens), got {top}")
     ids = (table.top_ids if where == "top" else table.bottom_ids)[:, :top]
     values = (table.top_values if where == "top" else table.bottom_values)[:, :top]
-    normalised = list(table.vocab) if exact else [_normalise(t) for t in table.vocab]
+    normalised = list(table.vocab) if exact else [token_key(t) for t in table.vocab]
     counts: dict[str, int] = {}
     found: dict[str, list[ClassNeuron]] = {}
     for cls, words in classes.items():
-        wanted = set(words) if exact else {_normalise(w) for w in words}
+        wanted = set(words) if exact else {token_key(w) for w in words}
         member = torch.tensor([t in wanted for t in normalised])
         rows = member[ids].all(dim=1).nonzero().flatten().tolist()
         entries = [
@@ -169,8 +170,7 @@ class ModelComparison:
         return sum(self.unchanged) / len(self.unchanged) if self.unchanged else float("nan")
 
     def __repr__(self) -> str:
-        from interp.neurons.report import layer_span
-        from interp.reports import plain_repr
+        from interp.reports import layer_span, plain_repr
 
         head = (f"{self.model_a!r} vs {self.model_b!r}, {self.side} side, {layer_span(self.layers)}: "
                 f"top-1 unchanged {self.mean_unchanged:.3f}")

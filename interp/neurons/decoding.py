@@ -50,6 +50,7 @@ from torch import Tensor
 from interp.errors import ConfigError
 from interp.io import atomic_write
 from interp.neurons.topk import Method, topk_scores
+from interp.reports.tables import token_key
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +95,6 @@ def neuron_vectors(model, layer: int, side: Side = "out") -> Float[Tensor, "d_ml
 # --- the table -------------------------------------------------------------------------
 
 
-def _normalise(token: str) -> str:
-    return token.replace("Ġ", " ").replace("▁", " ").strip().lower()
-
-
 @dataclass
 class NeuronTable:
     """Top and bottom tokens of every decoded neuron: one row per (layer, neuron)."""
@@ -121,8 +118,7 @@ class NeuronTable:
         return len(self.layer)
 
     def __repr__(self) -> str:
-        from interp.neurons.report import layer_span
-        from interp.reports import plain_repr
+        from interp.reports import layer_span, plain_repr
 
         head = (f"{len(self):,} neurons of {layer_span(self.layer.tolist())}, side {self.side!r}, k {self.k}, "
                 f"model {self.model_name!r}")
@@ -161,10 +157,10 @@ class NeuronTable:
         tokens. Rows come back ordered by the best rank of a match, then by score.
         """
         words = [query] if isinstance(query, str) else list(query)
-        wanted = {_normalise(w) for w in words}
+        wanted = {token_key(w) for w in words}
         if not wanted or "" in wanted:
             raise ConfigError("search needs at least one non-empty token or word")
-        hit_ids = torch.tensor([i for i, t in enumerate(self.vocab) if _normalise(t) in wanted], dtype=torch.long)
+        hit_ids = torch.tensor([i for i, t in enumerate(self.vocab) if token_key(t) in wanted], dtype=torch.long)
         ids = (self.top_ids if where == "top" else self.bottom_ids)[:, :within]
         values = (self.top_values if where == "top" else self.bottom_values)[:, :within]
         match = torch.isin(ids, hit_ids)

@@ -13,92 +13,29 @@ Rendering is separate from computing: every function takes a result object.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 
-from interp.reports import Raw, bar_svg, figures_html, line_svg, page, section, summary_html, token_text
+from interp.reports import PROMOTED as _POS
+from interp.reports import SUPPRESSED as _NEG
+from interp.reports import (
+    bar_svg,
+    figures_html,
+    histogram_counts,
+    layer_numbers,
+    line_svg,
+    neuron_table_html,
+    page,
+    section,
+    summary_html,
+    token_text,
+)
 from interp.reports import table as html_table
-
-_FILTER_JS = """
-<script>
-function filterRows(){
-  const q=document.getElementById('q').value.toLowerCase().trim();
-  const terms=q.split(/[ ,]+/).filter(t=>t.length);
-  let shown=0;
-  for(const row of document.querySelectorAll('#neurons tbody tr')){
-    const text=row.dataset.tokens;
-    const ok=!terms.length||terms.some(t=>text.split('|').includes(t));
-    row.style.display=ok?'':'none'; if(ok) shown++;
-  }
-  document.getElementById('count').textContent=shown+' rows';
-}
-</script>
-"""
+from interp.reports import token_chips as _tokens
 
 _SCORES = ("Scores are direct logit contributions per unit activation through the final norm's weight and W_U "
            "(the norm's scale and all biases left out; see docs/neurons.md).")
 
 
-def layer_numbers(layers: Sequence[int]) -> str:
-    """``3``, ``0-11`` (consecutive) or ``0, 2, 5`` (at most six shown); ``none`` when empty."""
-    unique = sorted(set(int(layer) for layer in layers))
-    if not unique:
-        return "none"
-    if len(unique) > 2 and unique == list(range(unique[0], unique[-1] + 1)):
-        return f"{unique[0]}-{unique[-1]}"
-    shown = ", ".join(str(layer) for layer in unique[:6])
-    return shown + (f", ... (+{len(unique) - 6} more)" if len(unique) > 6 else "")
-
-
-def layer_span(layers: Sequence[int]) -> str:
-    """``layer 3``, ``layers 0-11`` or ``layers 0, 2, 5``, for reprs and headers."""
-    return ("layer " if len(set(layers)) == 1 else "layers ") + layer_numbers(layers)
-
-
-_POS, _NEG = "#0a6", "#c33"
-
-
-def _tokens(tokens: Sequence[str], colour: str | None = None) -> Raw:
-    """Tokens as ``<code>`` chips (word markers shown as spaces), coloured inline so they also work in notebooks."""
-    style = "background:#f3f3f3;padding:0 3px;white-space:pre" + (f";color:{colour}" if colour else "")
-    return Raw(" ".join(f"<code style='{style}'>{html.escape(token_text(t))}</code>" for t in tokens))
-
-
-def histogram_counts(values: Sequence[float], bins: int = 12) -> tuple[list[str], list[float]]:
-    """Counts of ``values`` in ``bins`` equal bins, labelled by their centres."""
-    lo, hi = min(values), max(values)
-    width = (hi - lo) / bins or 1.0
-    counts = [0.0] * bins
-    for v in values:
-        counts[min(int((v - lo) / width), bins - 1)] += 1
-    return [f"{lo + (i + 0.5) * width:.3g}" for i in range(bins)], counts
-
-
 # --- decoded neurons -------------------------------------------------------------------
-
-
-def neuron_table_html(table, max_rows: int = 5000) -> str:
-    """A searchable HTML table of decoded neurons (type words in the box to filter)."""
-    from interp.neurons.decoding import _normalise
-
-    rows = []
-    for i in range(min(len(table), max_rows)):
-        top, bottom = table.top_tokens(i), table.bottom_tokens(i)
-        keys = "|".join(html.escape(_normalise(t)) for t in top)
-        cells = [
-            str(int(table.layer[i])),
-            str(int(table.neuron[i])),
-            _tokens(top, _POS),
-            f"{float(table.top_values[i, 0]):.3f}",
-            _tokens(bottom, _NEG),
-        ]
-        rows.append(f"<tr data-tokens='{keys}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    note = f"<p>showing the first {max_rows} of {len(table)} neurons</p>" if len(table) > max_rows else ""
-    return (
-        f"{_FILTER_JS}<p>Search top tokens: <input id='q' oninput='filterRows()' placeholder='e.g. red fox 17'> "
-        f"<span id='count'></span></p>{note}<table id='neurons'><thead><tr><th>layer</th><th>neuron</th>"
-        f"<th>top tokens (promoted)</th><th>top score</th><th>bottom tokens (suppressed)</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
 
 
 def decode_report(table, max_rows: int = 5000, classes=None) -> str:

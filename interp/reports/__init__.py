@@ -8,20 +8,25 @@
 - :mod:`interp.reports.charts`: small static SVG charts for notebook summaries (no
   JavaScript, so they also show where notebooks are rendered without it, e.g. on GitHub);
 - :mod:`interp.reports.notebook`: the compact ``_repr_html_`` block and short plain
-  ``__repr__`` strings.
+  ``__repr__`` strings;
+- :mod:`interp.reports.neuron_table`: the searchable table of decoded neurons, shown by
+  the neuron and the sparsity pages.
 
 Each area keeps its own content (which numbers, which plots) and builds it from these
 parts. See docs/index.md, "Notebook display".
 """
 
-from interp.reports.charts import bar_svg, line_svg
+from interp.reports.charts import bar_svg, histogram_counts, line_svg
 from interp.reports.figures import figure_html, figures_html
+from interp.reports.neuron_table import PROMOTED, SUPPRESSED, neuron_table_html
 from interp.reports.notebook import brief, clip, plain_repr, summary_html
 from interp.reports.page import BASE_CSS, page, section, settings_line
-from interp.reports.tables import Raw, fmt, table, token_text
+from interp.reports.tables import Raw, fmt, layer_numbers, layer_span, table, token_chips, token_key, token_text
 
 __all__ = [
     "BASE_CSS",
+    "PROMOTED",
+    "SUPPRESSED",
     "Raw",
     "bar_svg",
     "brief",
@@ -29,12 +34,18 @@ __all__ = [
     "figure_html",
     "figures_html",
     "fmt",
+    "histogram_counts",
+    "layer_numbers",
+    "layer_span",
     "line_svg",
+    "neuron_table_html",
     "page",
     "plain_repr",
     "section",
     "settings_line",
     "summary_html",
     "table",
+    "token_chips",
+    "token_key",
     "token_text",
 ]

@@ -130,3 +130,13 @@ def bar_svg(
         if len(vals) <= 16:
             body.append(_text(x0 + 0.35 * step, bottom + 12, str(label)[:8], "middle", 9))
     return _frame(width, height, title, body)
+
+
+def histogram_counts(values: Sequence[float], bins: int = 12) -> tuple[list[str], list[float]]:
+    """Counts of ``values`` in ``bins`` equal bins, labelled by their centres (for :func:`bar_svg`)."""
+    lo, hi = min(values), max(values)
+    width = (hi - lo) / bins or 1.0
+    counts = [0.0] * bins
+    for v in values:
+        counts[min(int((v - lo) / width), bins - 1)] += 1
+    return [f"{lo + (i + 0.5) * width:.3g}" for i in range(bins)], counts

@@ -71,3 +71,35 @@ def table(
 def token_text(token) -> str:
     """A vocabulary entry as readable text: byte-level BPE's ``Ġ`` and SentencePiece's ``▁`` as spaces."""
     return str(token).replace("\u0120", " ").replace("\u2581", " ")
+
+
+def token_key(token) -> str:
+    """A token as a search key: :func:`token_text` without surrounding spaces, lower case.
+
+    ``"\u0120Red"``, ``"\u2581red"`` and ``" red"`` all give ``"red"``. Searching decoded neurons
+    (:meth:`interp.neurons.NeuronTable.search`), sorting them into classes and the search
+    box of the neuron table (:func:`interp.reports.neuron_table_html`) all match by this key.
+    """
+    return token_text(token).strip().lower()
+
+
+def token_chips(tokens: Sequence[str], colour: str | None = None) -> Raw:
+    """Tokens as ``<code>`` chips (word markers shown as spaces), styled inline so they also show in notebooks."""
+    style = "background:#f3f3f3;padding:0 3px;white-space:pre" + (f";color:{colour}" if colour else "")
+    return Raw(" ".join(f"<code style='{style}'>{html.escape(token_text(t))}</code>" for t in tokens))
+
+
+def layer_numbers(layers: Sequence[int]) -> str:
+    """``3``, ``0-11`` (consecutive) or ``0, 2, 5`` (at most six shown); ``none`` when empty."""
+    unique = sorted({int(layer) for layer in layers})
+    if not unique:
+        return "none"
+    if len(unique) > 2 and unique == list(range(unique[0], unique[-1] + 1)):
+        return f"{unique[0]}-{unique[-1]}"
+    shown = ", ".join(str(layer) for layer in unique[:6])
+    return shown + (f", ... (+{len(unique) - 6} more)" if len(unique) > 6 else "")
+
+
+def layer_span(layers: Sequence[int]) -> str:
+    """``layer 3``, ``layers 0-11`` or ``layers 0, 2, 5``, for reprs and headers."""
+    return ("layer " if len(set(layers)) == 1 else "layers ") + layer_numbers(layers)

@@ -107,8 +107,7 @@ class CoreSimilarity:
         return sum(self.unrelated) / len(self.unrelated) if self.unrelated else float("nan")
 
     def __repr__(self) -> str:
-        from interp.neurons.report import layer_span
-        from interp.reports import plain_repr
+        from interp.reports import layer_span, plain_repr
 
         head = (f"model {self.model_name!r}, {layer_span(self.layers)}, {self.n_sentences} sentences in {self.n_groups} "
                 f"groups, alpha {self.alpha}, beta {self.beta}: Jaccard related {self.mean_related:.3f} vs "

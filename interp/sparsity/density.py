@@ -99,8 +99,7 @@ class SparsityResult:
         return sum(getattr(s, field) for s in self.layers) / len(self.layers) if self.layers else float("nan")
 
     def __repr__(self) -> str:
-        from interp.neurons.report import layer_span
-        from interp.reports import plain_repr
+        from interp.reports import layer_span, plain_repr
 
         tokens = self.layers[0].n_tokens if self.layers else 0
         head = (f"model {self.model_name!r}, {layer_span([s.layer for s in self.layers])}, {tokens:,} tokens: "

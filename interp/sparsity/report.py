@@ -16,8 +16,17 @@ from __future__ import annotations
 
 import math
 
-from interp.neurons.report import histogram_counts, layer_numbers, neuron_table_html
-from interp.reports import bar_svg, figures_html, line_svg, page, section, summary_html
+from interp.reports import (
+    bar_svg,
+    figures_html,
+    histogram_counts,
+    layer_numbers,
+    line_svg,
+    neuron_table_html,
+    page,
+    section,
+    summary_html,
+)
 from interp.reports import table as html_table
 
 _DENSITIES = ("nonzero", "positive", "above", "deft")

@@ -65,8 +65,7 @@ class TopKCurve:
         return [loss - self.baseline_loss for loss in self.losses]
 
     def __repr__(self) -> str:
-        from interp.neurons.report import layer_span
-        from interp.reports import plain_repr
+        from interp.reports import layer_span, plain_repr
 
         head = (f"model {self.model_name!r}, {layer_span(self.layers)}, d_mlp {self.d_mlp}, {self.n_tokens:,} tokens: "
                 f"baseline loss {self.baseline_loss:.4f}")
