@@ -6,23 +6,27 @@ follows "Decoding specialised feature neurons in LLMs with the final projection 
 during the forward pass, and measure the change in log-probability of its decoded tokens.
 The same clamp applied to random neurons of the same layer, with the same value and the
 same target tokens, is the baseline: a clamp that works beats most random neurons.
+
+:func:`run` is what ``interp neurons clamp`` runs: decode the neuron's layer for its top
+tokens, build prompts from a token source, and :func:`clamp_test`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.config import check_positive
 from interp.errors import ConfigError
 from interp.hooks import resolve
-from interp.io import atomic_write_json
+from interp.neurons.decoding import decode
+from interp.results import Result
 
 
 @contextlib.contextmanager
@@ -56,8 +60,11 @@ def _target_logprob(model, tokens: Tensor, targets: Tensor) -> Tensor:
 
 
 @dataclass
-class ClampResult:
+class ClampResult(Result):
     """The effect of clamping one neuron on its decoded tokens, against random neurons."""
+
+    stem: ClassVar[str] = "clamp"
+    title: ClassVar[str] = "Neuron clamp test"
 
     layer: int
     neuron: int
@@ -88,6 +95,7 @@ class ClampResult:
         return sum(d < self.mean_delta for d in self.random_delta) / len(self.random_delta)
 
     def summary(self) -> str:
+        """One line: the targets' log-probability change, against random neurons, and the first target's probability."""
         return (
             f"L{self.layer}N{self.neuron} clamped to {self.value:.3g}: targets {self.targets[:5]} "
             f"log-prob {self.mean_delta:+.3f} (random neurons {self.mean_random_delta:+.3f}, beats "
@@ -108,26 +116,17 @@ class ClampResult:
                  f"p({self.targets[0]!r}) {self.baseline_prob:.4f} -> {self.clamped_prob:.4f}"]
         return plain_repr("ClampResult", head, lines)
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "mean_delta": self.mean_delta, "percentile": self.percentile}
-
-    def save(self, path: str | Path) -> Path:
-        return atomic_write_json(path, self.to_dict(), indent=2)
-
-    @classmethod
-    def load(cls, path: str | Path) -> ClampResult:
-        data = json.loads(Path(path).read_text())
-        data.pop("mean_delta", None)
-        data.pop("percentile", None)
-        return cls(**data)
+    def to_dict(self) -> dict[str, Any]:
+        """The fields plus ``mean_delta`` and ``percentile``, for readers of the JSON (ignored on load)."""
+        return {**super().to_dict(), "mean_delta": self.mean_delta, "percentile": self.percentile}
 
     def to_html(self) -> str:
-        from interp.neurons.report import clamp_report
+        from interp.neurons.html import clamp_page
 
-        return clamp_report([self])
+        return clamp_page([self])
 
     def _repr_html_(self) -> str:
-        from interp.neurons.report import clamp_summary
+        from interp.neurons.html import clamp_summary
 
         return clamp_summary(self)
 
@@ -191,3 +190,60 @@ def clamp_test(
         baseline_prob=float(base[0].exp()),
         clamped_prob=float(clamped[0].exp()),
     )
+
+
+# --- the clamp command's analysis ------------------------------------------------------
+
+
+@dataclass
+class ClampConfig:
+    """Clamp one neuron on prompts and measure its decoded tokens' log-probability."""
+
+    layer: int
+    """Layer of the neuron."""
+    neuron: int
+    """Index of the neuron in its layer."""
+    model: str = "reference"
+    """'reference', 'gpt2', or a local checkpoint directory."""
+    targets: int = 3
+    """Watch the neuron's first this-many decoded (top, write-side) tokens."""
+    value: float | None = None
+    """Clamp value (default: twice the layer's largest activation on the prompts)."""
+    n_random: int = 20
+    """Random neurons of the same layer clamped for comparison."""
+    data: str = "reference"
+    """Prompt source: 'reference', a .txt/.jsonl path, or a Hugging Face dataset name."""
+    n_prompts: int = 16
+    """Prompts (rows) to average over."""
+    ctx_len: int = 64
+    """Tokens per prompt."""
+    seed: int = 0
+    """Seed of the prompts and of the random neurons."""
+    out: str = "runs/neurons/clamp"
+    """Output directory: clamp.json and clamp.html."""
+
+    def __post_init__(self) -> None:
+        check_positive(targets=self.targets, n_prompts=self.n_prompts)
+        for name, value, low in (("layer", self.layer, 0), ("neuron", self.neuron, 0), ("n-random", self.n_random, 0),
+                                 ("ctx-len", self.ctx_len, 2)):
+            if value < low:
+                raise ConfigError(f"{name} must be at least {low}, got {value}")
+
+
+def run(cfg: ClampConfig) -> ClampResult:
+    """What ``interp neurons clamp`` runs: the neuron's first ``cfg.targets`` decoded tokens
+    watched while it is clamped on ``cfg.n_prompts`` prompts of ``cfg.data``."""
+    from interp.data import token_batches
+    from interp.models import load_model
+
+    model = load_model(cfg.model, device="cpu")
+    if cfg.layer >= model.cfg.n_layers:
+        raise ConfigError(f"layer must be in [0, {model.cfg.n_layers}), got {cfg.layer}")
+    if cfg.neuron >= model.cfg.d_mlp:
+        raise ConfigError(f"neuron must be in [0, {model.cfg.d_mlp}), got {cfg.neuron}")
+    if model.tokenizer is None:
+        raise ConfigError("the model has no tokenizer, so prompts cannot be built from data")
+    table = decode(model, cfg.layer, "out", k=cfg.targets)
+    targets = table.top_ids[table.row_of(cfg.layer, cfg.neuron)].tolist()
+    tokens = next(iter(token_batches(cfg.data, model.tokenizer, ctx_len=cfg.ctx_len, batch_size=cfg.n_prompts, seed=cfg.seed)))
+    return clamp_test(model, cfg.layer, cfg.neuron, tokens, targets, cfg.value, cfg.n_random, cfg.seed)

@@ -10,17 +10,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
 from interp.errors import ConfigError
-from interp.io import atomic_write_json
-from interp.neurons.decoding import NeuronTable
-from interp.reports.tables import token_key
+from interp.reports.tables import layer_span, token_key
+from interp.results import Result
+
+if TYPE_CHECKING:  # decoding imports this module (its run() classifies what it decodes)
+    from interp.neurons.decoding import NeuronTable
 
 
 @dataclass
@@ -39,8 +40,11 @@ class ClassNeuron:
 
 
 @dataclass
-class ClassReport:
-    """Neurons per semantic class, strongest first."""
+class SemanticClasses(Result):
+    """Neurons per semantic class, strongest first (what :func:`classify` returns)."""
+
+    stem: ClassVar[str] = "classes"
+    title: ClassVar[str] = "Semantic-class neurons"
 
     top: int
     """How many top tokens had to be in the class."""
@@ -55,38 +59,29 @@ class ClassReport:
         """Neurons listed under at least one class."""
         return len({(n.layer, n.neuron) for ns in self.neurons.values() for n in ns})
 
+    def _headline(self) -> str:
+        return (f"{self.n_class_neurons:,} of {self.n_neurons:,} neurons have their top {self.top} {self.side}-side "
+                f"tokens in one of {len(self.counts)} classes")
+
     def __repr__(self) -> str:
         from interp.reports import plain_repr
 
-        head = (f"{self.n_class_neurons:,} of {self.n_neurons:,} neurons have their top {self.top} {self.side}-side "
-                f"tokens in one of {len(self.counts)} classes")
         lines = []
         for cls, count in sorted(self.counts.items(), key=lambda item: -item[1]):
             best = self.neurons[cls][0] if self.neurons.get(cls) else None
             lines.append(f"{cls}: {count}" + (f", strongest L{best.layer}N{best.neuron} {best.tokens} "
                                               f"({best.strength:.3f})" if best else ""))
-        return plain_repr("ClassReport", head, lines)
+        return plain_repr("SemanticClasses", self._headline(), lines)
 
     def strongest(self, cls: str) -> ClassNeuron:
+        """The class's neuron with the largest strength (KeyError when the class has none)."""
         if not self.neurons.get(cls):
             raise KeyError(f"no neuron's top {self.top} tokens are all in class {cls!r}")
         return self.neurons[cls][0]
 
-    def to_dict(self) -> dict:
-        return {"top": self.top, "side": self.side, "counts": self.counts, "n_neurons": self.n_neurons,
-                "neurons": {c: [asdict(n) for n in ns] for c, ns in self.neurons.items()}}
-
-    def save(self, path: str | Path) -> Path:
-        return atomic_write_json(path, self.to_dict(), indent=2)
-
-    @classmethod
-    def load(cls, path: str | Path) -> ClassReport:
-        data = json.loads(Path(path).read_text())
-        neurons = {c: [ClassNeuron(**n) for n in ns] for c, ns in data.pop("neurons").items()}
-        return cls(neurons=neurons, **data)
-
-    def table(self) -> str:
-        lines = [f"{'class':12s} {'neurons':>7s}  strongest"]
+    def summary(self) -> str:
+        """The headline, then per class: how many neurons, and the strongest with its top tokens."""
+        lines = [self._headline(), f"{'class':12s} {'neurons':>7s}  strongest"]
         for cls, count in self.counts.items():
             best = self.neurons[cls][0] if self.neurons[cls] else None
             shown = f"L{best.layer}N{best.neuron} {best.tokens} ({best.strength:.3f})" if best else "-"
@@ -94,14 +89,18 @@ class ClassReport:
         return "\n".join(lines)
 
     def to_html(self) -> str:
-        from interp.neurons.report import class_report_html
+        from interp.neurons.html import classes_page
 
-        return class_report_html(self)
+        return classes_page(self)
 
     def _repr_html_(self) -> str:
-        from interp.neurons.report import class_summary
+        from interp.neurons.html import classes_summary
 
-        return class_summary(self)
+        return classes_summary(self)
+
+
+ClassReport = SemanticClasses
+"""Former name of :class:`SemanticClasses` (it is a result, not a report)."""
 
 
 def semantic_classes(tokens: bool = True) -> dict[str, tuple[str, ...]]:
@@ -121,7 +120,7 @@ def semantic_classes(tokens: bool = True) -> dict[str, tuple[str, ...]]:
 
 def classify(
     table: NeuronTable, classes: Mapping[str, Sequence[str]], top: int = 3, where: str = "top", exact: bool = False
-) -> ClassReport:
+) -> SemanticClasses:
     """Neurons whose first ``top`` decoded tokens all belong to one class.
 
     ``classes`` maps a class name to its words or token strings: matched as in
@@ -148,12 +147,15 @@ def classify(
         entries.sort(key=lambda e: -e.strength)
         counts[cls] = len(entries)
         found[cls] = entries
-    return ClassReport(top=top, side=table.side, counts=counts, neurons=found, n_neurons=len(table))
+    return SemanticClasses(top=top, side=table.side, counts=counts, neurons=found, n_neurons=len(table))
 
 
 @dataclass
-class ModelComparison:
+class ModelComparison(Result):
     """Per layer, the fraction of neurons whose top decoded token is the same in two models."""
+
+    stem: ClassVar[str] = "comparison"
+    title: ClassVar[str] = "Neuron decoding: model comparison"
 
     model_a: str
     model_b: str
@@ -170,7 +172,7 @@ class ModelComparison:
         return sum(self.unchanged) / len(self.unchanged) if self.unchanged else float("nan")
 
     def __repr__(self) -> str:
-        from interp.reports import layer_span, plain_repr
+        from interp.reports import plain_repr
 
         head = (f"{self.model_a!r} vs {self.model_b!r}, {self.side} side, {layer_span(self.layers)}: "
                 f"top-1 unchanged {self.mean_unchanged:.3f}")
@@ -178,25 +180,20 @@ class ModelComparison:
                  for layer, u, o in zip(self.layers, self.unchanged, self.overlap)]
         return plain_repr("ModelComparison", head, lines)
 
-    def table(self) -> str:
-        lines = [f"{self.model_a} vs {self.model_b} ({self.side} side)", "layer  top-1 unchanged  top-k overlap"]
+    def summary(self) -> str:
+        """Per layer: the fraction of neurons with an unchanged top-1 token, and the top-k overlap."""
+        lines = [f"{self.model_a} vs {self.model_b} ({self.side} side): top-1 unchanged {self.mean_unchanged:.3f}",
+                 "layer  top-1 unchanged  top-k overlap"]
         lines += [f"{layer:5d}  {u:15.3f}  {o:13.3f}" for layer, u, o in zip(self.layers, self.unchanged, self.overlap)]
         return "\n".join(lines)
 
-    def save(self, path: str | Path) -> Path:
-        return atomic_write_json(path, asdict(self), indent=2)
-
-    @classmethod
-    def load(cls, path: str | Path) -> ModelComparison:
-        return cls(**json.loads(Path(path).read_text()))
-
     def to_html(self) -> str:
-        from interp.neurons.report import comparison_report
+        from interp.neurons.html import comparison_page
 
-        return comparison_report(self)
+        return comparison_page(self)
 
     def _repr_html_(self) -> str:
-        from interp.neurons.report import comparison_summary
+        from interp.neurons.html import comparison_summary
 
         return comparison_summary(self)
 

@@ -32,6 +32,9 @@ The work is chunked over neurons and over the vocabulary so memory stays bounded
 finds candidates with a bfloat16 matmul, rescores them in float32 and proves, with a
 rounding-error bound, that no other token can enter the top or bottom ``k``; rows it
 cannot prove are recomputed in float32, so the answer equals ``method="exact"``.
+
+:func:`run` is what ``interp neurons decode`` runs (decode, then sort the neurons into
+semantic classes); a notebook calls the same function with a :class:`DecodeConfig`.
 """
 
 from __future__ import annotations
@@ -41,16 +44,19 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.config import Layers, check_positive, parse_layers
 from interp.errors import ConfigError
-from interp.io import atomic_write
+from interp.io import atomic_write, atomic_write_json, atomic_write_text
+from interp.neurons.classes import SemanticClasses, classify, semantic_classes
 from interp.neurons.topk import Method, topk_scores
-from interp.reports.tables import token_key
+from interp.reports.tables import layer_span, token_key
+from interp.results import Result
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +102,16 @@ def neuron_vectors(model, layer: int, side: Side = "out") -> Float[Tensor, "d_ml
 
 
 @dataclass
-class NeuronTable:
-    """Top and bottom tokens of every decoded neuron: one row per (layer, neuron)."""
+class NeuronTable(Result):
+    """Top and bottom tokens of every decoded neuron: one row per (layer, neuron).
+
+    Its tensors make JSON large, so :meth:`save` writes one ``.safetensors`` file and
+    :meth:`write` adds ``neurons.json`` (one record per neuron, for reading elsewhere)
+    and ``neurons.html`` (the searchable page).
+    """
+
+    stem: ClassVar[str] = "neurons"
+    title: ClassVar[str] = "Decoded neurons"
 
     side: str
     """'out' (write vectors, rows of W_out) or 'in' (read vectors, columns of W_in)."""
@@ -117,9 +131,7 @@ class NeuronTable:
     def __len__(self) -> int:
         return len(self.layer)
 
-    def __repr__(self) -> str:
-        from interp.reports import layer_span, plain_repr
-
+    def _headline(self) -> tuple[str, list[str]]:
         head = (f"{len(self):,} neurons of {layer_span(self.layer.tolist())}, side {self.side!r}, k {self.k}, "
                 f"model {self.model_name!r}")
         lines = []
@@ -127,7 +139,17 @@ class NeuronTable:
             best = int(self.top_values[:, 0].argmax())
             lines.append(f"strongest top-1: L{int(self.layer[best])}N{int(self.neuron[best])} "
                          f"{self.top_tokens(best, 3)} ({float(self.top_values[best, 0]):.3f})")
-        return plain_repr("NeuronTable", head, lines)
+        return head, lines
+
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        return plain_repr("NeuronTable", *self._headline())
+
+    def summary(self) -> str:
+        """How many neurons of which layers, and the strongest neuron's top tokens."""
+        head, lines = self._headline()
+        return "\n".join([f"decoded {head}", *(f"  {line}" for line in lines)])
 
     def top_tokens(self, row: int, n: int | None = None) -> list[str]:
         return [self.vocab[i] for i in self.top_ids[row, :n].tolist()]
@@ -190,7 +212,11 @@ class NeuronTable:
         return pd.DataFrame(self.records())
 
     def save(self, path: str | Path) -> Path:
-        """Write the table to one ``.safetensors`` file (tensors, vocabulary and settings), atomically."""
+        """Write the table to one ``.safetensors`` file (tensors, vocabulary and settings), atomically.
+
+        (:meth:`to_dict` still gives the whole table as plain data, for a JSON of a result
+        that holds a table.)
+        """
         from safetensors.torch import save_file
 
         tensors = {name: getattr(self, name).contiguous() for name in _TENSORS}
@@ -202,10 +228,14 @@ class NeuronTable:
 
     @classmethod
     def load(cls, path: str | Path) -> NeuronTable:
+        """Read a table written by :meth:`save` (a directory means ``directory/neurons.safetensors``)."""
         from safetensors import SafetensorError, safe_open
 
         from interp.errors import StoreError
 
+        path = Path(path)
+        if path.is_dir():
+            path = path / f"{cls.stem}.safetensors"
         try:
             with safe_open(str(path), framework="pt") as handle:
                 header = handle.metadata()
@@ -215,13 +245,26 @@ class NeuronTable:
         return cls(header["side"], int(header["k"]), header["model_name"], json.loads(header["vocab"]),
                    meta=json.loads(header.get("meta", "{}")), **tensors)
 
-    def to_html(self, max_rows: int = 5000) -> str:
-        from interp.neurons.report import decode_report
+    def save_records(self, path: str | Path) -> Path:
+        """Write :meth:`records` (every row, all ``k`` tokens) as one JSON list, atomically."""
+        return atomic_write_json(path, list(self.records()), indent=None)
 
-        return decode_report(self, max_rows=max_rows)
+    def write(self, directory: str | Path) -> dict[str, Path]:
+        """``neurons.safetensors`` (:meth:`save`), ``neurons.json`` (:meth:`records`) and
+        ``neurons.html`` (:meth:`to_html`) in ``directory``."""
+        directory = Path(directory)
+        paths = {"table": self.save(directory / f"{self.stem}.safetensors"),
+                 "records": self.save_records(directory / f"{self.stem}.json")}
+        atomic_write_text(directory / f"{self.stem}.html", self.to_html())
+        return {**paths, "html": directory / f"{self.stem}.html"}
+
+    def to_html(self, max_rows: int = 5000) -> str:
+        from interp.neurons.html import decode_page
+
+        return decode_page(self, max_rows=max_rows)
 
     def _repr_html_(self) -> str:
-        from interp.neurons.report import neuron_table_summary
+        from interp.neurons.html import neuron_table_summary
 
         return neuron_table_summary(self)
 
@@ -239,7 +282,7 @@ def _vocab(model) -> list[str]:
 
 def decode(
     model,
-    layers: int | Sequence[int] | None = None,
+    layers: Layers | int | Sequence[int] = None,
     side: Side = "out",
     k: int = 10,
     method: Method = "certified",
@@ -250,18 +293,15 @@ def decode(
 
     Args:
         model: a HookedTransformer (processed or not; see the module docstring).
-        layers: a layer, several, or None for all.
+        layers: a layer, several, a spec such as ``'0,2'`` or ``'0-3'``, or None for all
+            (:func:`interp.config.parse_layers`).
         side: "out" decodes write vectors (rows of W_out), "in" read vectors (columns of W_in).
         k: tokens kept at each end.
         method: "certified" (bfloat16 candidates, float32 proof; same answer) or "exact".
         neuron_chunk: neurons scored at once (with ``vocab_chunk``, the block of scores held in memory).
         vocab_chunk: vocabulary entries scored at once.
     """
-    n_layers = model.cfg.n_layers
-    layer_list = list(range(n_layers)) if layers is None else ([layers] if isinstance(layers, int) else list(layers))
-    for layer in layer_list:
-        if not 0 <= layer < n_layers:
-            raise ConfigError(f"layer {layer} is out of range: the model has layers 0..{n_layers - 1}")
+    layer_list = parse_layers(layers, model.cfg.n_layers)
     if model.cfg.d_mlp is None or model.cfg.attn_only:
         raise ConfigError("this model has no MLP neurons to decode")
     if neuron_chunk < 1 or vocab_chunk < 1:
@@ -285,3 +325,93 @@ def decode(
         meta={"method": method, "final_norm": str(model.cfg.normalization_type), "centred": centre},
     )
 
+
+
+# --- the decode command's analysis -----------------------------------------------------
+
+
+@dataclass
+class DecodeConfig:
+    """Decode every MLP neuron through the final norm and the unembedding."""
+
+    model: str = "reference"
+    """'reference', 'gpt2', or a local checkpoint directory."""
+    layers: str | None = None
+    """Layers to decode: 'all', '0,3' or '0-2' (default: all)."""
+    side: Literal["out", "in"] = "out"
+    """'out': what each neuron writes (rows of W_out); 'in': what it reads (columns of W_in)."""
+    k: int = 10
+    """Top and bottom tokens kept per neuron."""
+    method: Literal["certified", "exact"] = "certified"
+    """'certified': bfloat16 candidates proven exact in float32; 'exact': float32 throughout."""
+    class_top: int = 3
+    """A neuron belongs to a semantic class when its first this-many top tokens all do."""
+    out: str = "runs/neurons/decode"
+    """Output directory: neurons.safetensors, neurons.json, classes.json, decode.html."""
+
+    def __post_init__(self) -> None:
+        check_positive(k=self.k)
+        if not 1 <= self.class_top <= self.k:
+            raise ConfigError(f"class-top must be in [1, k={self.k}], got {self.class_top}")
+
+
+@dataclass
+class DecodeResult(Result):
+    """What ``interp neurons decode`` computes: the decoded neurons and their semantic classes."""
+
+    stem: ClassVar[str] = "decode"
+    title: ClassVar[str] = "Neuron decoding"
+
+    table: NeuronTable
+    classes: SemanticClasses
+
+    def summary(self) -> str:
+        return f"{self.table.summary()}\n{self.classes.summary()}"
+
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        head, lines = self.table._headline()
+        classes = self.classes
+        in_classes = (f"{classes.n_class_neurons:,} in one of {len(classes.counts)} semantic classes "
+                      f"(top {classes.top} tokens)")
+        return plain_repr("DecodeResult", head, [*lines, in_classes])
+
+    def to_html(self) -> str:
+        from interp.neurons.html import decode_page
+
+        return decode_page(self.table, classes=self.classes)
+
+    def _repr_html_(self) -> str:
+        return self.table._repr_html_() + self.classes._repr_html_()
+
+    def write(self, directory: str | Path) -> dict[str, Path]:
+        """``neurons.safetensors`` (the table), ``neurons.json`` (its records), ``classes.json``
+        and ``decode.html`` (the page with both) in ``directory``."""
+        directory = Path(directory)
+        paths = {"table": self.table.save(directory / f"{self.table.stem}.safetensors"),
+                 "records": self.table.save_records(directory / f"{self.table.stem}.json"),
+                 "classes": self.classes.save(directory / f"{self.classes.stem}.json")}
+        atomic_write_text(directory / f"{self.stem}.html", self.to_html())
+        return {**paths, "html": directory / f"{self.stem}.html"}
+
+    @classmethod
+    def load(cls, path: str | Path) -> DecodeResult:
+        """Read what :meth:`write` wrote into a directory, or a JSON file written by :meth:`save`."""
+        path = Path(path)
+        if path.is_dir():
+            return cls(NeuronTable.load(path), SemanticClasses.load(path))
+        return super().load(path)
+
+
+def run(cfg: DecodeConfig) -> DecodeResult:
+    """What ``interp neurons decode`` runs: load ``cfg.model``, :func:`decode` its neurons and
+    :func:`~interp.neurons.classify` them into the semantic classes (the reference model's exact
+    token classes, or the same words matched loosely for other tokenizers)."""
+    from interp.models import load_model
+
+    model = load_model(cfg.model, device="cpu")
+    table = decode(model, cfg.layers, cfg.side, cfg.k, cfg.method)
+    reference = cfg.model == "reference"
+    classes = classify(table, semantic_classes(tokens=reference), top=cfg.class_top, exact=reference)
+    return DecodeResult(table, classes)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from interp.cli import main
-from interp.neurons import NeuronTable
+from interp.neurons import ClampResult, DecodeResult, NeuronTable, SemanticClasses
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,10 @@ def test_neurons_decode_cli(tmp_path):
     rows = json.loads((out / "neurons.json").read_text())
     assert len(rows) == 512 and len(rows[0]["top"]) == 5
     assert "year" in json.loads((out / "classes.json").read_text())["counts"]
-    assert _no_cdn((out / "report.html").read_text())
+    assert _no_cdn((out / "decode.html").read_text())
+    result = DecodeResult.load(out)  # what the command wrote reads back as one result
+    assert isinstance(result.classes, SemanticClasses) and result.classes.counts == SemanticClasses.load(out).counts
+    assert torch.equal(result.table.top_ids, table.top_ids)
 
 
 def test_neurons_clamp_cli(tmp_path):
@@ -34,7 +38,8 @@ def test_neurons_clamp_cli(tmp_path):
     assert main(args) == 0
     result = json.loads((out / "clamp.json").read_text())
     assert result["layer"] == 1 and result["neuron"] == 3 and len(result["random_delta"]) == 2
-    assert _no_cdn((out / "report.html").read_text())
+    assert result["mean_delta"] == ClampResult.load(out).mean_delta  # derived numbers stay in the JSON
+    assert _no_cdn((out / "clamp.html").read_text())
 
 
 def test_sparsity_cli(tmp_path):

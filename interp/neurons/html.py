@@ -2,18 +2,21 @@
 
 Two kinds of output, both built from :mod:`interp.reports` and both offline (no CDN):
 
-- full pages (``*_report``, ``class_report_html``), returned by the results' ``to_html()``:
-  plotly charts with plotly.js inlined once, and the searchable neuron table;
+- full pages (``*_page``), returned by the results' ``to_html()``: plotly charts with
+  plotly.js inlined once, and the searchable neuron table;
 - compact notebook summaries (``*_summary``), returned by ``_repr_html_``: the headline
   numbers, a short table and a small static SVG chart, a few kilobytes and no scripts.
 
-Rendering is separate from computing: every function takes a result object.
+Rendering is separate from computing: every function takes a result object. The old
+names (``decode_report``, ``class_report_html``, ``clamp_report``, ``comparison_report``)
+still work and warn; use the results' ``to_html()``.
 """
 
 from __future__ import annotations
 
 import html
 
+from interp._deprecation import renamed
 from interp.reports import PROMOTED as _POS
 from interp.reports import SUPPRESSED as _NEG
 from interp.reports import (
@@ -38,8 +41,8 @@ _SCORES = ("Scores are direct logit contributions per unit activation through th
 # --- decoded neurons -------------------------------------------------------------------
 
 
-def decode_report(table, max_rows: int = 5000, classes=None) -> str:
-    """Histogram of each neuron's top score by layer, optional class counts, and the table."""
+def decode_page(table, max_rows: int = 5000, classes=None) -> str:
+    """Histogram of each neuron's top score by layer, the semantic classes (when given), and the table."""
     import plotly.graph_objects as go
 
     hist = go.Figure()
@@ -47,11 +50,13 @@ def decode_report(table, max_rows: int = 5000, classes=None) -> str:
         hist.add_trace(go.Histogram(x=table.top_values[table.layer == layer, 0].tolist(), name=f"layer {layer}", opacity=0.6))
     hist.update_layout(title="top-1 score per neuron (logit per unit activation)", barmode="overlay", height=350)
     figures = [hist]
+    sections = [section("Decoded neurons", neuron_table_html(table, max_rows))]
     if classes is not None:
-        figures.append(_class_figure(classes))
+        figures.append(_classes_figure(classes))
+        sections.insert(0, section("Strongest neurons per class", _classes_grid(classes)))
     return page(
         "Neuron decoding",
-        [f"<p>{_SCORES}</p>", figures_html(figures), section("Decoded neurons", neuron_table_html(table, max_rows))],
+        [f"<p>{_SCORES}</p>", figures_html(figures), *sections],
         model=table.model_name,
         settings={"neurons": len(table), "side": table.side, "k": table.k, "method": table.meta.get("method")},
     )
@@ -82,28 +87,31 @@ def neuron_table_summary(table, n_rows: int = 10) -> str:
 # --- semantic classes ------------------------------------------------------------------
 
 
-def _class_figure(report):
+def _classes_figure(classes):
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Bar(x=list(report.counts), y=list(report.counts.values())))
-    fig.update_layout(title=f"neurons whose top {report.top} tokens are all in one class", height=350)
+    fig = go.Figure(go.Bar(x=list(classes.counts), y=list(classes.counts.values())))
+    fig.update_layout(title=f"neurons whose top {classes.top} tokens are all in one class", height=350)
     return fig
 
 
-def class_report_html(report) -> str:
-    """Counts per class and the ten strongest neurons of each."""
+def _classes_grid(classes) -> str:
     rows = [(cls, f"L{n.layer}N{n.neuron}", _tokens(n.tokens), n.strength)
-            for cls, neurons in report.neurons.items() for n in neurons[:10]]
-    grid = html_table(["class", "neuron", "top tokens", "strength"], rows, ".3f")
+            for cls, neurons in classes.neurons.items() for n in neurons[:10]]
+    return html_table(["class", "neuron", "top tokens", "strength"], rows, ".3f")
+
+
+def classes_page(classes) -> str:
+    """Counts per class and the ten strongest neurons of each."""
     return page(
         "Semantic-class neurons",
-        [figures_html([_class_figure(report)]), section("Strongest neurons per class", grid)],
-        settings={"neurons decoded": report.n_neurons, "top": report.top, "side": report.side},
+        [figures_html([_classes_figure(classes)]), section("Strongest neurons per class", _classes_grid(classes))],
+        settings={"neurons decoded": classes.n_neurons, "top": classes.top, "side": classes.side},
     )
 
 
-def class_summary(report) -> str:
-    """The notebook view of a :class:`~interp.neurons.ClassReport`: counts per class and the strongest neurons."""
+def classes_summary(report) -> str:
+    """The notebook view of :class:`~interp.neurons.SemanticClasses`: counts per class and the strongest neurons."""
     rows = [("neurons decoded", report.n_neurons), ("in a class", report.n_class_neurons),
             ("classes", len(report.counts)), ("rule", f"top {report.top} {report.side}-side tokens all in the class")]
     grid = []
@@ -112,7 +120,7 @@ def class_summary(report) -> str:
         grid.append((cls, count, f"L{best.layer}N{best.neuron}" if best else None,
                      _tokens(best.tokens) if best else None, best.strength if best else None))
     chart = bar_svg(list(report.counts), list(report.counts.values()), title="neurons per class", y_label="neurons")
-    return summary_html("ClassReport", rows, chart or None,
+    return summary_html("SemanticClasses", rows, chart or None,
                         table=html_table(["class", "neurons", "strongest", "its top tokens", "strength"], grid, ".3f"),
                         note="strongest(cls) gives a class's best neuron; to_html() the full report")
 
@@ -120,15 +128,16 @@ def class_summary(report) -> str:
 # --- clamp tests -----------------------------------------------------------------------
 
 
-def clamp_report(results) -> str:
-    """Per clamped neuron: the effect on its targets against the random-neuron distribution."""
+def clamp_page(results) -> str:
+    """Per clamped neuron (one or several :class:`~interp.neurons.ClampResult`): the effect on its
+    targets against the random-neuron distribution."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for r in results:
         label = f"L{r.layer}N{r.neuron}"
         fig.add_trace(go.Box(y=r.random_delta, name=label, boxpoints="all", marker_color="#999", showlegend=False))
-        fig.add_trace(go.Scatter(x=[label], y=[r.mean_delta], mode="markers", marker=dict(size=14, color="#c33"),
+        fig.add_trace(go.Scatter(x=[label], y=[r.mean_delta], mode="markers", marker={"size": 14, "color": _NEG},
                                  name=f"{label} (clamped neuron)"))
     fig.update_layout(title="change in mean log-prob of the decoded tokens: neuron (red) vs random neurons (grey)",
                       yaxis_title="delta log-prob", height=450)
@@ -162,7 +171,7 @@ def _comparison_rows(comparison) -> list[tuple]:
     return [(layer, u, o) for layer, u, o in zip(comparison.layers, comparison.unchanged, comparison.overlap)]
 
 
-def comparison_report(comparison) -> str:
+def comparison_page(comparison) -> str:
     """Per layer, the fraction of neurons with an unchanged top-1 token and the top-k overlap."""
     import plotly.graph_objects as go
 
@@ -183,3 +192,11 @@ def comparison_summary(comparison) -> str:
                     title="top-1 unchanged by layer", y_label="fraction")
     return summary_html("ModelComparison", rows, chart or None,
                         table=html_table(["layer", "top-1 unchanged", "top-k overlap"], _comparison_rows(comparison), ".3f"))
+
+
+# --- old names -------------------------------------------------------------------------
+
+decode_report = renamed("decode_report", decode_page, "NeuronTable.to_html() or DecodeResult.to_html()")
+class_report_html = renamed("class_report_html", classes_page, "SemanticClasses.to_html()")
+clamp_report = renamed("clamp_report", clamp_page, "ClampResult.to_html() (interp.neurons.html.clamp_page for several)")
+comparison_report = renamed("comparison_report", comparison_page, "ModelComparison.to_html()")
