@@ -7,17 +7,21 @@
   its ``k`` largest activations;
 - :mod:`interp.sparsity.coreinfer`: CoreInfer's core neurons (Wang et al. 2024) and
   :func:`core_similarity` of related and unrelated sentences;
-- :mod:`interp.sparsity.report`: the self-contained HTML report.
+- :mod:`interp.sparsity.analysis`: :func:`run`, all three from one :class:`SparsityConfig`
+  (what ``interp sparsity`` runs), returning a :class:`SparsityAnalysis`;
+- :mod:`interp.sparsity.html`: the renderers behind the results' ``to_html()``.
 
 ::
 
     from interp import sparsity
     result = sparsity.measure(model, batches, max_batches=8)
     curve = sparsity.topk_curve(model, tokens)
+    analysis = sparsity.run(sparsity.SparsityConfig(n_batches=4))   # the CLI's analysis
 
 See docs/sparsity.md.
 """
 
+from interp.sparsity.analysis import SparsityAnalysis, SparsityConfig, run
 from interp.sparsity.coreinfer import (
     CoreSimilarity,
     core_similarity,
@@ -27,11 +31,29 @@ from interp.sparsity.coreinfer import (
     token_core,
 )
 from interp.sparsity.density import LayerSparsity, SparsityResult, deft_density, measure
-from interp.sparsity.report import sparsity_report
+from interp.sparsity.html import core_report, sparsity_report, topk_report
 from interp.sparsity.topk import TopKCurve, default_ks, keep_topk, topk_curve, topk_thresholding
 
 __all__ = [
-    "CoreSimilarity", "LayerSparsity", "SparsityResult", "TopKCurve", "core_similarity", "deft_density",
-    "default_ks", "jaccard", "keep_topk", "measure", "related_sentences", "sentence_core", "sparsity_report",
-    "token_core", "topk_curve", "topk_thresholding",
+    "CoreSimilarity",
+    "LayerSparsity",
+    "SparsityAnalysis",
+    "SparsityConfig",
+    "SparsityResult",
+    "TopKCurve",
+    "core_report",
+    "core_similarity",
+    "default_ks",
+    "deft_density",
+    "jaccard",
+    "keep_topk",
+    "measure",
+    "related_sentences",
+    "run",
+    "sentence_core",
+    "sparsity_report",
+    "token_core",
+    "topk_curve",
+    "topk_report",
+    "topk_thresholding",
 ]

@@ -14,21 +14,22 @@ unrelated pairs (different templates), per layer.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import combinations
-from pathlib import Path
+from typing import ClassVar
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.config import Layers, parse_layers
 from interp.errors import ConfigError
 from interp.hooks import resolve
-from interp.io import atomic_write_json
+from interp.reports.tables import layer_span
+from interp.results import Result
 
 
 def token_core(activations: Float[Tensor, "pos d_mlp"], alpha: float) -> torch.Tensor:
@@ -80,8 +81,11 @@ def related_sentences(n_templates: int = 6, per_template: int = 6, seed: int = 0
 
 
 @dataclass
-class CoreSimilarity:
+class CoreSimilarity(Result):
     """Mean Jaccard similarity of sentence-wise core sets: related vs unrelated sentences."""
+
+    stem: ClassVar[str] = "core"
+    title: ClassVar[str] = "CoreInfer core neurons"
 
     model_name: str
     alpha: float
@@ -107,7 +111,7 @@ class CoreSimilarity:
         return sum(self.unrelated) / len(self.unrelated) if self.unrelated else float("nan")
 
     def __repr__(self) -> str:
-        from interp.reports import layer_span, plain_repr
+        from interp.reports import plain_repr
 
         head = (f"model {self.model_name!r}, {layer_span(self.layers)}, {self.n_sentences} sentences in {self.n_groups} "
                 f"groups, alpha {self.alpha}, beta {self.beta}: Jaccard related {self.mean_related:.3f} vs "
@@ -116,27 +120,23 @@ class CoreSimilarity:
                  for layer, s, r, u in zip(self.layers, self.core_size, self.related, self.unrelated)]
         return plain_repr("CoreSimilarity", head, lines)
 
-    def table(self) -> str:
-        lines = [f"alpha {self.alpha}, beta {self.beta}: {self.n_sentences} sentences in {self.n_groups} groups",
-                 "layer  core size  related  unrelated"]
+    def summary(self) -> str:
+        """The settings, then per layer: the mean core size and the related and unrelated Jaccard similarity."""
+        head = (f"core neurons (alpha {self.alpha}, beta {self.beta}) of {self.n_sentences} sentences in "
+                f"{self.n_groups} groups: Jaccard related {self.mean_related:.3f} vs unrelated "
+                f"{self.mean_unrelated:.3f} (mean over layers)")
+        lines = [head, "layer  core size  related  unrelated"]
         lines += [f"{layer:5d}  {s:9.1f}  {r:7.3f}  {u:9.3f}"
                   for layer, s, r, u in zip(self.layers, self.core_size, self.related, self.unrelated)]
         return "\n".join(lines)
 
-    def save(self, path: str | Path) -> Path:
-        return atomic_write_json(path, asdict(self), indent=2)
-
-    @classmethod
-    def load(cls, path: str | Path) -> CoreSimilarity:
-        return cls(**json.loads(Path(path).read_text()))
-
     def to_html(self) -> str:
-        from interp.sparsity.report import core_report
+        from interp.sparsity.html import core_page
 
-        return core_report(self)
+        return core_page(self)
 
     def _repr_html_(self) -> str:
-        from interp.sparsity.report import core_summary
+        from interp.sparsity.html import core_summary
 
         return core_summary(self)
 
@@ -145,7 +145,7 @@ class CoreSimilarity:
 def core_similarity(
     model,
     groups: Sequence[Sequence[Int[Tensor, " pos"] | str]],
-    layers: int | Sequence[int] | None = None,
+    layers: Layers | int | Sequence[int] = None,
     alpha: float = 0.4,
     beta: float = 0.2,
     progress: bool = True,
@@ -160,7 +160,7 @@ def core_similarity(
 
     if len(groups) < 2 or any(len(g) < 2 for g in groups):
         raise ConfigError("core_similarity needs at least two groups of at least two sentences each")
-    names = resolve(model, "mlp_post", layers)
+    names = resolve(model, "mlp_post", parse_layers(layers, model.cfg.n_layers))
     cores: list[list[set[int]]] = [[] for _ in names]
     labels = []
     for gi, group in enumerate(tqdm(groups, desc="core neurons", unit="group", disable=not progress, leave=False)):

@@ -15,23 +15,25 @@ through roughly linearly). :func:`measure` reports, per layer, on a token stream
 - per neuron, the frequency of a positive pre-activation (dead: never, dense: above
   ``dense_frequency``), and per token, a histogram of how many neurons are positive.
 
-The library never prints; results are dataclasses with save/load/to_html.
+The library never prints; :class:`SparsityResult` is a :class:`~interp.results.Result`
+(``save``/``load``, ``summary()``, ``to_html()``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.config import Layers, parse_layers
 from interp.errors import ConfigError
 from interp.hooks import resolve
-from interp.io import atomic_write_json
+from interp.reports.tables import layer_span
+from interp.results import Result
 
 
 @dataclass
@@ -76,14 +78,17 @@ class LayerSparsity:
                           [self.describe()])
 
     def _repr_html_(self) -> str:
-        from interp.sparsity.report import layer_summary
+        from interp.sparsity.html import layer_summary
 
         return layer_summary(self)
 
 
 @dataclass
-class SparsityResult:
-    """Per-layer sparsity of a model's MLPs on a token stream."""
+class SparsityResult(Result):
+    """Per-layer sparsity of a model's MLPs on a token stream (what :func:`measure` returns)."""
+
+    stem: ClassVar[str] = "sparsity"
+    title: ClassVar[str] = "MLP activation sparsity"
 
     model_name: str
     threshold: float
@@ -98,17 +103,20 @@ class SparsityResult:
             raise ConfigError(f"field must be 'nonzero', 'positive', 'above' or 'deft', got {field!r}")
         return sum(getattr(s, field) for s in self.layers) / len(self.layers) if self.layers else float("nan")
 
-    def __repr__(self) -> str:
-        from interp.reports import layer_span, plain_repr
-
+    def _headline(self) -> str:
         tokens = self.layers[0].n_tokens if self.layers else 0
-        head = (f"model {self.model_name!r}, {layer_span([s.layer for s in self.layers])}, {tokens:,} tokens: "
+        return (f"model {self.model_name!r}, {layer_span([s.layer for s in self.layers])}, {tokens:,} tokens: "
                 f"positive {self.mean('positive'):.4f}, nonzero {self.mean('nonzero'):.4f}, "
                 f"DEFT {self.mean('deft'):.4f} (all layers)")
-        return plain_repr("SparsityResult", head, [s.describe() for s in self.layers])
 
-    def table(self) -> str:
-        lines = ["layer  nonzero  positive  >thr    DEFT    dead  dense  active/token"]
+    def __repr__(self) -> str:
+        from interp.reports import plain_repr
+
+        return plain_repr("SparsityResult", self._headline(), [s.describe() for s in self.layers])
+
+    def summary(self) -> str:
+        """The headline, then per layer: densities, dead and dense neurons, positive neurons per token."""
+        lines = [self._headline(), "layer  nonzero  positive  >thr    DEFT    dead  dense  active/token"]
         for s in self.layers:
             lines.append(
                 f"{s.layer:5d}  {s.nonzero:7.4f}  {s.positive:8.4f}  {s.above:6.4f}  {s.deft:6.4f}  "
@@ -116,25 +124,13 @@ class SparsityResult:
             )
         return "\n".join(lines)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def save(self, path: str | Path) -> Path:
-        return atomic_write_json(path, self.to_dict(), indent=None)
-
-    @classmethod
-    def load(cls, path: str | Path) -> SparsityResult:
-        data = json.loads(Path(path).read_text())
-        data["layers"] = [LayerSparsity(**layer) for layer in data["layers"]]
-        return cls(**data)
-
     def to_html(self) -> str:
-        from interp.sparsity.report import sparsity_report
+        from interp.sparsity.html import sparsity_page
 
-        return sparsity_report(self)
+        return sparsity_page(self)
 
     def _repr_html_(self) -> str:
-        from interp.sparsity.report import sparsity_summary
+        from interp.sparsity.html import sparsity_summary
 
         return sparsity_summary(self)
 
@@ -170,7 +166,7 @@ class _Accumulator:
 def measure(
     model,
     batches: Iterable[Int[Tensor, "batch pos"]],
-    layers: int | Sequence[int] | None = None,
+    layers: Layers | int | Sequence[int] = None,
     threshold: float = 0.1,
     deft_eps: float = 1e-2,
     dense_frequency: float = 0.5,
@@ -182,6 +178,7 @@ def measure(
 
     Args:
         batches: ``[batch, pos]`` token tensors (e.g. from :func:`interp.data.token_batches`).
+        layers: the layers to measure: ``'0,2'``, ``'0-3'``, a list, or None for all.
         threshold: the "fraction above a threshold" counts activations > this.
         deft_eps: the epsilon of the DEFT density a^2 / (a^2 + eps).
         dense_frequency: a neuron positive on more than this fraction of tokens is "dense".
@@ -195,6 +192,7 @@ def measure(
         raise ConfigError(f"deft_eps must be positive, got {deft_eps}")
     if not 0 <= dense_frequency <= 1:
         raise ConfigError(f"dense_frequency must be in [0, 1], got {dense_frequency}")
+    layers = parse_layers(layers, model.cfg.n_layers)
     pre_names = resolve(model, "mlp_pre", layers)
     post_names = resolve(model, "mlp_post", layers)
     device = next(model.parameters()).device

@@ -9,18 +9,19 @@ token really needs. ``k = d_mlp`` keeps everything and changes nothing.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.config import Layers, parse_layers
 from interp.errors import ConfigError
 from interp.hooks import resolve
-from interp.io import atomic_write_text
+from interp.reports.tables import layer_span
+from interp.results import Result
 
 
 def keep_topk(activations: Float[Tensor, "... d_mlp"], k: int) -> Float[Tensor, "... d_mlp"]:
@@ -32,12 +33,12 @@ def keep_topk(activations: Float[Tensor, "... d_mlp"], k: int) -> Float[Tensor, 
 
 
 @contextlib.contextmanager
-def topk_thresholding(model, k: int, layers: int | Sequence[int] | None = None) -> Iterator[None]:
-    """Inside the block, each token keeps only its ``k`` largest activations in ``layers``.
+def topk_thresholding(model, k: int, layers: Layers | int | Sequence[int] = None) -> Iterator[None]:
+    """Inside the block, each token keeps only its ``k`` largest activations in ``layers`` (all when None).
 
     The hooks are removed when the block exits, even on error.
     """
-    names = resolve(model, "mlp_post", layers)
+    names = resolve(model, "mlp_post", parse_layers(layers, model.cfg.n_layers))
     if not 1 <= k <= model.cfg.d_mlp:
         raise ConfigError(f"k must be in [1, d_mlp={model.cfg.d_mlp}], got {k}")
 
@@ -49,8 +50,11 @@ def topk_thresholding(model, k: int, layers: int | Sequence[int] | None = None) 
 
 
 @dataclass
-class TopKCurve:
-    """Loss as a function of k, the activations each token keeps per layer."""
+class TopKCurve(Result):
+    """Loss as a function of k, the activations each token keeps per layer (what :func:`topk_curve` returns)."""
+
+    stem: ClassVar[str] = "topk"
+    title: ClassVar[str] = "Top-k thresholding of MLP activations"
 
     model_name: str
     layers: list[int]
@@ -62,38 +66,35 @@ class TopKCurve:
 
     @property
     def increase(self) -> list[float]:
+        """Loss minus the baseline loss, per k."""
         return [loss - self.baseline_loss for loss in self.losses]
 
     def __repr__(self) -> str:
-        from interp.reports import layer_span, plain_repr
+        from interp.reports import plain_repr
 
         head = (f"model {self.model_name!r}, {layer_span(self.layers)}, d_mlp {self.d_mlp}, {self.n_tokens:,} tokens: "
                 f"baseline loss {self.baseline_loss:.4f}")
         lines = [f"k {k:5d}: loss {loss:.4f} ({inc:+.4f})" for k, loss, inc in zip(self.ks, self.losses, self.increase)]
         return plain_repr("TopKCurve", head, lines)
 
-    def table(self) -> str:
-        lines = [f"baseline loss {self.baseline_loss:.4f} on {self.n_tokens} tokens", "    k  k/d_mlp   loss   increase"]
+    def summary(self) -> str:
+        """The baseline loss, then per k: k / d_mlp, the loss and its increase."""
+        head = f"top-k thresholding of {layer_span(self.layers)}: baseline loss {self.baseline_loss:.4f} on {self.n_tokens} tokens"
+        lines = [head, "    k  k/d_mlp   loss   increase"]
         lines += [f"{k:5d}  {k / self.d_mlp:7.3f}  {loss:.4f}  {inc:+.4f}" for k, loss, inc in zip(self.ks, self.losses, self.increase)]
         return "\n".join(lines)
 
-    def save(self, path: str | Path) -> Path:
-        atomic_write_text(path, json.dumps({**asdict(self), "increase": self.increase}, indent=2) + "\n")
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> TopKCurve:
-        data = json.loads(Path(path).read_text())
-        data.pop("increase", None)
-        return cls(**data)
+    def to_dict(self) -> dict[str, Any]:
+        """The fields plus ``increase``, for readers of the JSON (ignored on load)."""
+        return {**super().to_dict(), "increase": self.increase}
 
     def to_html(self) -> str:
-        from interp.sparsity.report import topk_report
+        from interp.sparsity.html import topk_page
 
-        return topk_report(self)
+        return topk_page(self)
 
     def _repr_html_(self) -> str:
-        from interp.sparsity.report import topk_summary
+        from interp.sparsity.html import topk_summary
 
         return topk_summary(self)
 
@@ -118,15 +119,18 @@ def topk_curve(
     model,
     tokens: Int[Tensor, "batch pos"],
     ks: Sequence[int] | None = None,
-    layers: int | Sequence[int] | None = None,
+    layers: Layers | int | Sequence[int] = None,
     progress: bool = True,
 ) -> TopKCurve:
-    """Mean next-token loss on ``tokens`` with every layer in ``layers`` top-k thresholded, per k.
+    """Mean next-token loss on ``tokens`` with every layer in ``layers`` (all when None) top-k thresholded, per k.
+
+    ``ks`` defaults to :func:`default_ks` (``d_mlp`` halved down to ``d_mlp / 128``).
 
     ``progress`` shows a bar over the values of k (a notebook bar in Jupyter, text in a terminal).
     """
     from tqdm.auto import tqdm
 
+    layers = parse_layers(layers, model.cfg.n_layers)
     names = resolve(model, "mlp_post", layers)
     ks = list(ks) if ks is not None else default_ks(model.cfg.d_mlp)
     tokens = tokens.to(next(model.parameters()).device)

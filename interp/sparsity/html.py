@@ -2,20 +2,22 @@
 
 Built from :mod:`interp.reports`, offline (no CDN):
 
-- :func:`sparsity_report`, :func:`topk_report`, :func:`core_report`: full pages with
-  plotly charts (plotly.js inlined once), returned by the results' ``to_html()``;
+- :func:`sparsity_page`, :func:`topk_page`, :func:`core_page`: full pages with plotly
+  charts (plotly.js inlined once), returned by the results' ``to_html()``;
 - ``*_summary``: the compact notebook views returned by ``_repr_html_``: headline
   numbers, a per-layer table and a small static SVG chart, no scripts.
 
 Rendering is separate from computing: every function takes result objects from
 :func:`interp.sparsity.measure`, :func:`interp.sparsity.topk_curve` and
-:func:`interp.sparsity.core_similarity`.
+:func:`interp.sparsity.core_similarity`. The old names (``sparsity_report``,
+``topk_report``, ``core_report``) still work and warn; use the results' ``to_html()``.
 """
 
 from __future__ import annotations
 
 import math
 
+from interp._deprecation import renamed
 from interp.reports import (
     bar_svg,
     figures_html,
@@ -82,8 +84,9 @@ def _core_figure(core):
 # --- full pages ------------------------------------------------------------------------
 
 
-def sparsity_report(result, curve=None, core=None, table=None) -> str:
-    """Density by layer, frequency histograms, per-token counts, the top-k curve, core similarity."""
+def sparsity_page(result, curve=None, core=None, table=None) -> str:
+    """Density by layer, frequency histograms, per-token counts and, when given, the top-k
+    curve, the core similarity and a table of decoded neurons (a :class:`~interp.neurons.NeuronTable`)."""
     import plotly.graph_objects as go
 
     layers = [s.layer for s in result.layers]
@@ -118,7 +121,7 @@ def sparsity_report(result, curve=None, core=None, table=None) -> str:
                           "dense above": result.dense_frequency, "BOS skipped": result.skip_first})
 
 
-def topk_report(curve) -> str:
+def topk_page(curve) -> str:
     """The top-k thresholding curve and its table."""
     return page("Top-k thresholding of MLP activations", [figures_html([_topk_figure(curve)]), _topk_table(curve)],
                 model=curve.model_name,
@@ -126,7 +129,7 @@ def topk_report(curve) -> str:
                           "baseline loss": curve.baseline_loss})
 
 
-def core_report(core) -> str:
+def core_page(core) -> str:
     """Related vs unrelated core-set similarity by layer, and the table."""
     return page("CoreInfer core neurons", [figures_html([_core_figure(core)]), _core_table(core)], model=core.model_name,
                 settings={"alpha": core.alpha, "beta": core.beta, "sentences": core.n_sentences, "groups": core.n_groups})
@@ -181,3 +184,11 @@ def core_summary(core) -> str:
     chart = line_svg({"related": core.related, "unrelated": core.unrelated}, core.layers,
                      title="core-set Jaccard similarity", x_label="layer", y_label="Jaccard")
     return summary_html("CoreSimilarity", rows, chart or None, table=_core_table(core), note="to_html() for the full report")
+
+
+# --- old names -------------------------------------------------------------------------
+
+sparsity_report = renamed("sparsity_report", sparsity_page,
+                          "SparsityResult.to_html() or SparsityAnalysis.to_html() (interp.sparsity.run)")
+topk_report = renamed("topk_report", topk_page, "TopKCurve.to_html()")
+core_report = renamed("core_report", core_page, "CoreSimilarity.to_html()")
