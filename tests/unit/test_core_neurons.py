@@ -48,5 +48,6 @@ def test_core_similarity_runs_on_a_tiny_model(tmp_path):
     # with alpha = beta = 1 the core set is every neuron positive on some token; low tokens fire many neurons
     assert 0.0 <= result.unrelated[0] <= 1.0 and result.related[0] >= result.unrelated[0]
     assert CoreSimilarity.load(result.save(tmp_path / "c.json")) == result
+    assert "Jaccard related" in result.summary() and f"{result.related[0]:.3f}" in result.summary()
     with pytest.raises(ValueError):
         core_similarity(model, groups[:1])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
-from interp.errors import StoreError
-from interp.neurons import NeuronTable, decode
+from interp.errors import ConfigError, StoreError
+from interp.neurons import DecodeConfig, DecodeResult, NeuronTable, classify, decode
 from interp.neurons.topk import _extremes, topk_scores
 from interp.planted import neuron_model
 
@@ -131,3 +133,49 @@ def test_bad_arguments_are_explained(planted):
         decode(model, side="up")
     with pytest.raises(ValueError, match="k must be"):
         decode(model, k=0)
+    with pytest.raises(ConfigError, match="bad layers"):
+        decode(model, layers="first")
+
+
+def test_layers_are_read_like_every_other_command():
+    model = _random_reference_shaped()
+    assert decode(model, layers="1", k=2).layer.unique().tolist() == [1]
+    assert torch.equal(decode(model, layers="0-1", k=2).top_ids, decode(model, layers=None, k=2).top_ids)
+    assert torch.equal(decode(model, layers="all", k=2).layer, decode(model, layers=[1, 0], k=2).layer)
+
+
+def test_table_is_a_result_and_writes_its_files(tmp_path, planted):
+    model, p = planted
+    table = decode(model, k=4)
+    text = table.summary()
+    assert text.startswith("decoded 16 neurons of layer 0") and f"L{p.layer}N{p.neuron}" in text
+    paths = table.write(tmp_path)
+    assert {path.name for path in paths.values()} == {"neurons.safetensors", "neurons.json", "neurons.html"}
+    assert torch.equal(NeuronTable.load(tmp_path).top_ids, table.top_ids)  # a directory reads its neurons.safetensors
+    records = json.loads(paths["records"].read_text())
+    assert len(records) == 16 and records[p.neuron]["top"][0] == table.vocab[p.write_token]
+    # the JSON of the Result base holds the tensors too, and reads back exactly
+    back = NeuronTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    for name in ("layer", "neuron", "top_ids", "top_values", "bottom_ids", "bottom_values"):
+        assert torch.equal(getattr(back, name), getattr(table, name)) and getattr(back, name).dtype == getattr(table, name).dtype
+
+
+def test_decode_result_writes_and_reads_back_the_command_files(tmp_path, planted):
+    model, p = planted
+    table = decode(model, k=4)
+    result = DecodeResult(table, classify(table, {"seven": [table.vocab[p.write_token]]}, top=1, exact=True))
+    paths = result.write(tmp_path / "out")
+    assert {path.name for path in paths.values()} == {"neurons.safetensors", "neurons.json", "classes.json", "decode.html"}
+    for loaded in (DecodeResult.load(tmp_path / "out"), DecodeResult.load(result.save(tmp_path / "decode.json"))):
+        assert loaded.classes == result.classes and torch.equal(loaded.table.top_values, table.top_values)
+    assert result.classes.strongest("seven").neuron == p.neuron
+    assert "seven" in result.summary() and "decoded 16 neurons" in result.summary()
+    html = paths["html"].read_text()
+    assert "Strongest neurons per class" in html and "filterRows" in html
+
+
+@pytest.mark.parametrize(("settings", "flag"), [({"k": 0}, "k must be at least 1"), ({"class_top": 11}, "class-top"),
+                                                ({"k": 2, "class_top": 0}, "class-top")])
+def test_decode_config_errors_name_the_flag(settings, flag):
+    with pytest.raises(ConfigError, match=flag):
+        DecodeConfig(**settings)

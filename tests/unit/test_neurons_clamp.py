@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
-from interp.neurons import ClampResult, clamp, clamp_test
+from interp.errors import ConfigError
+from interp.neurons import ClampConfig, ClampResult, clamp, clamp_test
 from interp.planted import neuron_model
 
 
@@ -63,4 +66,20 @@ def test_result_round_trip(tmp_path, planted):
     result = clamp_test(model, p.layer, p.neuron, _tokens(), [p.write_token], value=2.0, n_random=3)
     loaded = ClampResult.load(result.save(tmp_path / "clamp.json"))
     assert loaded == result
+    saved = json.loads((tmp_path / "clamp.json").read_text())
+    assert saved["mean_delta"] == result.mean_delta and saved["percentile"] == 1.0 and saved["kind"] == "ClampResult"
     assert "plotly" in result.to_html()
+    paths = result.write(tmp_path / "out")
+    assert sorted(path.name for path in paths.values()) == ["clamp.html", "clamp.json"]
+    assert ClampResult.load(tmp_path / "out") == result
+    assert result.summary().startswith(f"L{p.layer}N{p.neuron} clamped to 2")
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"targets": 0}, "targets must be at least 1"), ({"n_prompts": 0}, "n-prompts must be at least 1"),
+    ({"n_random": -1}, "n-random must be at least 0"), ({"ctx_len": 1}, "ctx-len must be at least 2"),
+    ({"neuron": -1}, "neuron must be at least 0"), ({"layer": -2}, "layer must be at least 0"),
+])
+def test_clamp_config_errors_name_the_flag(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        ClampConfig(**{"layer": 0, "neuron": 0, **settings})

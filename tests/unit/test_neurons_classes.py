@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
 
-from interp.neurons import ClassReport, NeuronTable, classify, compare, decode, semantic_classes
+from interp.neurons import ClassReport, ModelComparison, NeuronTable, SemanticClasses, classify, compare, decode, semantic_classes
 from interp.planted import neuron_model
 
 
@@ -39,9 +40,24 @@ def test_exact_matching_keeps_year_digits_apart_from_centuries():
     assert set(semantic_classes()) >= {"colour", "animal", "name", "number", "place", "job", "subject", "fsm_state", "year"}
 
 
-def test_report_round_trip(tmp_path):
-    report = classify(_table([[1, 2, 7]]), {"colour": ["red", "blue"]}, top=2)
-    assert ClassReport.load(report.save(tmp_path / "c.json")).to_dict() == report.to_dict()
+def test_classes_round_trip_and_summary(tmp_path):
+    classes = classify(_table([[1, 2, 7], [2, 1, 3]]), {"colour": ["red", "blue"]}, top=2)
+    assert isinstance(classes, SemanticClasses) and ClassReport is SemanticClasses  # the old name still works
+    loaded = SemanticClasses.load(classes.save(tmp_path / "c.json"))
+    assert loaded == classes and isinstance(loaded.neurons["colour"][0], type(classes.neurons["colour"][0]))
+    assert SemanticClasses.load(classes.write(tmp_path / "out")["json"]) == classes
+    assert (tmp_path / "out" / "classes.html").is_file()
+    text = classes.summary()
+    assert "2 of 2 neurons" in text and "colour" in text and "L0N" in text
+    assert not hasattr(classes, "table")
+
+
+def test_classes_written_before_the_result_base_still_load(tmp_path):
+    old = {"top": 2, "side": "out", "counts": {"colour": 1}, "n_neurons": 3,
+           "neurons": {"colour": [{"layer": 0, "neuron": 2, "cls": "colour", "tokens": ["▁red"], "strength": 1.5}]}}
+    (tmp_path / "classes.json").write_text(json.dumps(old))
+    loaded = SemanticClasses.load(tmp_path)
+    assert loaded.strongest("colour").neuron == 2 and loaded.n_class_neurons == 1
 
 
 def test_compare_identical_and_changed_models():
@@ -56,6 +72,16 @@ def test_compare_identical_and_changed_models():
     row = a.row_of(0, p.neuron)
     assert decode(other, k=3).top_ids[row, 0] == 2
     assert result.unchanged[0] < 1.0
+
+
+def test_comparison_round_trip_and_summary(tmp_path):
+    model, p = neuron_model()
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.blocks[0].mlp.W_out[p.neuron] = 4.0 * other.embed.W_E[2]
+    result = compare(decode(model, k=3), decode(other, k=3))
+    assert ModelComparison.load(result.save(tmp_path / "m.json")) == result
+    assert f"{result.unchanged[0]:.3f}" in result.summary() and "layer" in result.summary()
 
 
 def test_compare_rejects_mismatched_tables():

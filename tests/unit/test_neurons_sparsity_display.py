@@ -14,9 +14,30 @@ from html.parser import HTMLParser
 import pytest
 import torch
 
-from interp.neurons import ClampResult, ClassNeuron, ClassReport, ModelComparison, NeuronTable, clamp_test, classify, compare, decode
+from interp.neurons import (
+    ClampResult,
+    ClassNeuron,
+    DecodeResult,
+    ModelComparison,
+    NeuronTable,
+    SemanticClasses,
+    clamp_test,
+    classify,
+    compare,
+    decode,
+)
 from interp.planted import density_model, neuron_model, uniform_token_stream
-from interp.sparsity import CoreSimilarity, LayerSparsity, SparsityResult, TopKCurve, core_similarity, measure, topk_curve
+from interp.reports import histogram_counts, layer_numbers, layer_span, token_key
+from interp.sparsity import (
+    CoreSimilarity,
+    LayerSparsity,
+    SparsityAnalysis,
+    SparsityResult,
+    TopKCurve,
+    core_similarity,
+    measure,
+    topk_curve,
+)
 
 _VOID = {"br", "hr", "img", "input", "meta", "link", "area", "base", "col", "embed", "source", "track", "wbr"}
 
@@ -143,10 +164,10 @@ def test_clamp_result_display(planted):
     _check_html(result.to_html(), compact=False)
 
 
-def test_class_report_and_neuron_display(table, planted):
+def test_semantic_classes_and_neuron_display(table, planted):
     _, p = planted
     report = classify(table, {"seven": ["<7>"], "three": ["<3>"]}, top=1, exact=True)
-    assert isinstance(report, ClassReport)
+    assert isinstance(report, SemanticClasses)
     assert report.counts["seven"] >= 1
     _check_repr(report, "of 16 neurons", "seven: ", f"L{p.layer}N{p.neuron}")
     html = report._repr_html_()
@@ -228,3 +249,68 @@ def test_core_similarity_display(dense):
     _check_html(html, compact=True)
     assert f"{core.mean_related:.4g}" in html
     _check_html(core.to_html(), compact=False)
+
+
+# --- the commands' composite results ---------------------------------------------------
+
+
+def test_decode_result_display(table, planted):
+    _, p = planted
+    result = DecodeResult(table, classify(table, {"seven": ["<7>"]}, top=1, exact=True))
+    _check_repr(result, "16 neurons", "semantic classes", f"L{p.layer}N{p.neuron}")
+    html = result._repr_html_()
+    _check_html(html, compact=False)  # two compact blocks, one after the other
+    assert "NeuronTable" in html and "SemanticClasses" in html and "<script" not in html
+    _check_html(result.to_html(), compact=False)
+
+
+def test_sparsity_analysis_display(dense):
+    model, _, tokens = dense
+    groups = [[torch.tensor([0, 2, 5, 3]), torch.tensor([0, 2, 5, 4])], [torch.tensor([0, 11, 17, 6]), torch.tensor([0, 11, 17, 7])]]
+    analysis = SparsityAnalysis(measure(model, [tokens]), topk_curve(model, tokens, ks=[8, 1]),
+                                core_similarity(model, groups, alpha=1.0, beta=1.0))
+    _check_repr(analysis, "model", "SparsityResult(", "TopKCurve(", "CoreSimilarity(")
+    html = analysis._repr_html_()
+    assert "<script" not in html and html.count("<svg") == 3
+    _check_html(analysis.to_html(), compact=False)
+
+
+# --- old names and shared helpers ------------------------------------------------------
+
+
+def test_old_renderer_names_warn_and_still_render(table, dense):
+    from interp.neurons import clamp_report, class_report_html, comparison_report, decode_report
+    from interp.sparsity import core_report, sparsity_report, topk_report
+
+    model, _, tokens = dense
+    classes = classify(table, {"seven": ["<7>"]}, top=1, exact=True)
+    curve = topk_curve(model, tokens, ks=[8, 1], progress=False)
+    groups = [[torch.tensor([0, 2, 5, 3]), torch.tensor([0, 2, 5, 4])], [torch.tensor([0, 11, 17, 6]), torch.tensor([0, 11, 17, 7])]]
+    core = core_similarity(model, groups, alpha=1.0, beta=1.0, progress=False)
+    calls = [
+        (lambda: decode_report(table, 100, classes=classes), "Neuron decoding"),
+        (lambda: class_report_html(classes), "Semantic-class neurons"),
+        (lambda: comparison_report(compare(table, table)), "model comparison"),
+        (lambda: clamp_report([]), "Neuron clamp test"),
+        (lambda: sparsity_report(measure(model, [tokens], progress=False), curve, core, table), "Decoded neurons"),
+        (lambda: topk_report(curve), "Top-k thresholding"),
+        (lambda: core_report(core), "CoreInfer core neurons"),
+    ]
+    for call, title in calls:
+        with pytest.warns(DeprecationWarning, match="is deprecated: use"):
+            page = call()
+        assert title in page and page.startswith("<!DOCTYPE html>")
+
+
+def test_shared_helpers_live_in_reports_and_sparsity_does_not_load_neurons():
+    import subprocess
+    import sys
+
+    assert layer_numbers([2, 0, 1, 1]) == "0-2" and layer_numbers([0, 2]) == "0, 2" and layer_numbers([]) == "none"
+    assert layer_span([3]) == "layer 3" and layer_span(range(9)) == "layers 0-8"
+    assert token_key("\u0120Red") == token_key("\u2581red") == token_key(" RED ") == "red"
+    labels, counts = histogram_counts([0.0, 0.1, 0.9, 1.0], bins=2)
+    assert counts == [2.0, 2.0] and labels == ["0.25", "0.75"]
+    code = "import sys, interp.sparsity; print(sorted(m for m in sys.modules if m.startswith('interp.neurons')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

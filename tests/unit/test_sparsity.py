@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from interp.planted import density_model, uniform_token_stream
+from interp.errors import ConfigError
 from interp.sparsity import (
+    CoreSimilarity,
+    SparsityAnalysis,
+    SparsityConfig,
     SparsityResult,
     TopKCurve,
+    core_similarity,
     default_ks,
     deft_density,
     keep_topk,
@@ -73,6 +80,59 @@ def test_result_round_trip(tmp_path, planted):
     assert SparsityResult.load(result.save(tmp_path / "s.json")) == result
     html = result.to_html()
     assert "plotly" in html and "<script src=\"http" not in html
+    text = result.summary()
+    assert f"positive {result.mean('positive'):.4f}" in text and "dead" in text and not hasattr(result, "table")
+
+
+def test_results_written_before_the_result_base_still_load(tmp_path, planted):
+    model, _, stream = planted
+    result = measure(model, [stream])
+    old = {k: v for k, v in result.to_dict().items() if k not in ("kind", "schema_version")}
+    (tmp_path / "sparsity.json").write_text(json.dumps(old))
+    assert SparsityResult.load(tmp_path) == result
+    curve = topk_curve(model, stream, ks=[8, 2], progress=False)
+    old = {k: v for k, v in curve.to_dict().items() if k not in ("kind", "schema_version")}
+    assert old["increase"] == curve.increase  # the JSON keeps the derived increase for its readers
+    (tmp_path / "topk.json").write_text(json.dumps(old))
+    assert TopKCurve.load(tmp_path) == curve
+
+
+def test_analysis_writes_the_three_results_and_one_page(tmp_path, planted):
+    model, _, stream = planted
+    groups = [[torch.tensor([0, 2, 5, 3]), torch.tensor([0, 2, 5, 4])], [torch.tensor([0, 11, 17, 6]), torch.tensor([0, 11, 17, 7])]]
+    analysis = SparsityAnalysis(measure(model, [stream], progress=False), topk_curve(model, stream, ks=[8, 1], progress=False),
+                                core_similarity(model, groups, alpha=1.0, beta=1.0, progress=False))
+    paths = analysis.write(tmp_path)
+    assert sorted(path.name for path in paths.values()) == ["core.json", "sparsity.html", "sparsity.json", "topk.json"]
+    assert json.loads((tmp_path / "topk.json").read_text())["ks"] == [8, 1]
+    assert SparsityResult.load(tmp_path) == analysis.density and CoreSimilarity.load(tmp_path) == analysis.core
+    assert SparsityAnalysis.load(tmp_path) == analysis == SparsityAnalysis.load(analysis.save(tmp_path / "all.json"))
+    html = paths["html"].read_text()
+    assert "Top-k thresholding" in html and "CoreInfer core neurons" in html
+    text = analysis.summary()
+    assert all(part.summary() in text for part in (analysis.density, analysis.topk, analysis.core))
+    assert repr(analysis).startswith("SparsityAnalysis(") and len(repr(analysis).splitlines()) == 4
+
+
+def test_layers_are_read_like_every_other_command(planted):
+    model, _, stream = planted
+    assert measure(model, [stream], layers="0", progress=False) == measure(model, [stream], layers=None, progress=False)
+    with pytest.raises(ConfigError, match="out of range"):
+        topk_curve(model, stream, ks=[4], layers="0-1", progress=False)
+    with pytest.raises(ConfigError, match="bad layers"):
+        with topk_thresholding(model, 4, layers="first"):
+            pass
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"ks": "512,0"}, "ks must all be at least 1"), ({"ks": "many"}, "ks must be integers"),
+    ({"n_batches": 0}, "n-batches must be at least 1"), ({"ctx_len": 1}, "ctx-len must be at least 2"),
+    ({"alpha": 0.0}, "alpha must be in"), ({"beta": 1.5}, "beta must be in"), ({"deft_eps": 0.0}, "deft-eps"),
+])
+def test_config_errors_name_the_flag(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        SparsityConfig(**settings)
+    assert SparsityConfig(ks="512, 64,8").k_values() == [512, 64, 8] and SparsityConfig().k_values() is None
 
 
 def test_topk_with_k_equal_d_mlp_changes_nothing(planted):
