@@ -35,8 +35,10 @@ import torch
 from interp.data import token_batches
 from interp.io import atomic_write_text
 from interp.models import load_model
-from interp.neurons import clamp_report, clamp_test, classify, compare, decode, decode_report, semantic_classes
-from interp.sparsity import core_similarity, measure, related_sentences, sparsity_report, topk_curve
+from interp.neurons import DecodeResult, clamp_test, classify, compare, decode, semantic_classes
+from interp.neurons.html import clamp_page
+from interp.sparsity import core_similarity, measure, related_sentences, topk_curve
+from interp.sparsity.html import sparsity_page
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "analyses" / "neurons_reference"
@@ -237,17 +239,12 @@ def main() -> None:
     text = json.dumps(results, indent=1) + "\n"
     atomic_write_text(OUT / "results.json", text)
     atomic_write_text(ROOT / "docs" / "neurons_reference.json", text)
-    atomic_write_text(OUT / "decode.html", decode_report(table, classes=by_class))
-    atomic_write_text(OUT / "clamp.html", clamp_report(list(clamps.values())))
-    atomic_write_text(OUT / "sparsity.html", sparsity_report(sparsity, curve, core, table))
+    atomic_write_text(OUT / "decode.html", DecodeResult(table, by_class).to_html())
+    atomic_write_text(OUT / "clamp.html", clamp_page(list(clamps.values())))
+    atomic_write_text(OUT / "sparsity.html", sparsity_page(sparsity, curve, core, table))
     write_docs(results)
-    print(by_class.table())
-    for c in clamps.values():
-        print(c.summary())
-    print(comparison.table())
-    print(sparsity.table())
-    print(curve.table())
-    print(core.table())
+    for result in (by_class, *clamps.values(), comparison, sparsity, curve, core):
+        print(result.summary())
     print(f"wrote {OUT} and the results sections of docs/neurons.md and docs/sparsity.md")
 
 
