@@ -19,20 +19,11 @@ import html
 from interp._deprecation import renamed
 from interp.reports import PROMOTED as _POS
 from interp.reports import SUPPRESSED as _NEG
-from interp.reports import (
-    bar_svg,
-    figures_html,
-    histogram_counts,
-    layer_numbers,
-    line_svg,
-    neuron_table_html,
-    page,
-    section,
-    summary_html,
-    token_text,
-)
-from interp.reports import table as html_table
-from interp.reports import token_chips as _tokens
+from interp.reports import figures_html, neuron_table_html, page, section, summary_html
+from interp.reports.charts import bar_svg, histogram_counts, line_svg
+from interp.reports.tables import layer_numbers, token_text
+from interp.reports.tables import table as html_table
+from interp.reports.tables import token_chips as _tokens
 
 _SCORES = ("Scores are direct logit contributions per unit activation through the final norm's weight and W_U "
            "(the norm's scale and all biases left out; see docs/neurons.md).")
