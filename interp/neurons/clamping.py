@@ -227,7 +227,7 @@ class ClampConfig:
         for name, value, low in (("layer", self.layer, 0), ("neuron", self.neuron, 0), ("n-random", self.n_random, 0),
                                  ("ctx-len", self.ctx_len, 2)):
             if value < low:
-                raise ConfigError(f"{name} must be at least {low}, got {value}")
+                raise ConfigError(f"--{name} must be at least {low}, got {value}")
 
 
 def run(cfg: ClampConfig) -> ClampResult:
@@ -238,9 +238,9 @@ def run(cfg: ClampConfig) -> ClampResult:
 
     model = load_model(cfg.model, device="cpu")
     if cfg.layer >= model.cfg.n_layers:
-        raise ConfigError(f"layer must be in [0, {model.cfg.n_layers}), got {cfg.layer}")
+        raise ConfigError(f"--layer must be in [0, {model.cfg.n_layers}) for {cfg.model!r}, got {cfg.layer}")
     if cfg.neuron >= model.cfg.d_mlp:
-        raise ConfigError(f"neuron must be in [0, {model.cfg.d_mlp}), got {cfg.neuron}")
+        raise ConfigError(f"--neuron must be in [0, d_mlp={model.cfg.d_mlp}), got {cfg.neuron}")
     if model.tokenizer is None:
         raise ConfigError("the model has no tokenizer, so prompts cannot be built from data")
     table = decode(model, cfg.layer, "out", k=cfg.targets)

@@ -352,7 +352,7 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         check_positive(k=self.k)
         if not 1 <= self.class_top <= self.k:
-            raise ConfigError(f"class-top must be in [1, k={self.k}], got {self.class_top}")
+            raise ConfigError(f"--class-top must be in [1, --k={self.k}], got {self.class_top}")
 
 
 @dataclass

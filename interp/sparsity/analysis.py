@@ -61,17 +61,17 @@ class SparsityConfig:
     def __post_init__(self) -> None:
         check_positive(n_batches=self.n_batches, batch_size=self.batch_size)
         if self.ctx_len < 2:
-            raise ConfigError(f"ctx-len must be at least 2 (BOS and one token), got {self.ctx_len}")
+            raise ConfigError(f"--ctx-len must be at least 2 (BOS and one token), got {self.ctx_len}")
         if not self.deft_eps > 0:
-            raise ConfigError(f"deft-eps must be positive, got {self.deft_eps}")
+            raise ConfigError(f"--deft-eps must be positive, got {self.deft_eps}")
         check_fraction("alpha", self.alpha, open_low=True)
         check_fraction("beta", self.beta, open_low=True)
         if any(k < 1 for k in self.k_values() or ()):
-            raise ConfigError(f"ks must all be at least 1, got {self.ks!r}")
+            raise ConfigError(f"--ks must all be at least 1, got {self.ks!r}")
 
     def k_values(self) -> list[int] | None:
         """``ks`` as a list of ints (None: the default ks)."""
-        return parse_ints(self.ks, "ks")
+        return parse_ints(self.ks, "--ks")
 
 
 @dataclass
@@ -132,7 +132,7 @@ def run(cfg: SparsityConfig) -> SparsityAnalysis:
     layers = parse_layers(cfg.layers, model.cfg.n_layers)
     ks = cfg.k_values()
     if ks and max(ks) > model.cfg.d_mlp:
-        raise ConfigError(f"ks must be at most d_mlp={model.cfg.d_mlp}, got {cfg.ks!r}")
+        raise ConfigError(f"--ks must be at most d_mlp={model.cfg.d_mlp}, got {cfg.ks!r}")
 
     def batches(seed: int):
         return token_batches(cfg.data, model.tokenizer, ctx_len=cfg.ctx_len, batch_size=cfg.batch_size, seed=seed)

@@ -91,13 +91,13 @@ def _cli(args, capsys):
 
 @pytest.mark.parametrize(("args", "words"), [
     (["neurons", "decode", "--layers", "x,y"], ["layers", "x,y"]),
-    (["neurons", "decode", "--k", "0"], ["k must be at least 1"]),
+    (["neurons", "decode", "--k", "0"], ["--k must be at least 1"]),
     (["neurons", "decode", "--layers", "9"], ["layer 9 out of range"]),
-    (["neurons", "clamp", "--layer", "9", "--neuron", "0"], ["layer must be in [0, 4)"]),
-    (["neurons", "clamp", "--layer", "0", "--neuron", "600"], ["neuron must be in [0, 512)"]),
-    (["sparsity", "--ks", "512,x"], ["ks must be integers"]),
-    (["sparsity", "--ks", "1024"], ["ks must be at most d_mlp=512"]),
-    (["sparsity", "--alpha", "0"], ["alpha must be in (0, 1]"]),
+    (["neurons", "clamp", "--layer", "9", "--neuron", "0"], ["--layer must be in [0, 4)"]),
+    (["neurons", "clamp", "--layer", "0", "--neuron", "600"], ["--neuron must be in [0, d_mlp=512)"]),
+    (["sparsity", "--ks", "512,x"], ["--ks must be integers"]),
+    (["sparsity", "--ks", "1024"], ["--ks must be at most d_mlp=512"]),
+    (["sparsity", "--alpha", "0"], ["--alpha must be in (0, 1]"]),
 ])
 def test_bad_cli_input_is_explained(args, words, capsys):
     try:

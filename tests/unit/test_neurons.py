@@ -174,7 +174,7 @@ def test_decode_result_writes_and_reads_back_the_command_files(tmp_path, planted
     assert "Strongest neurons per class" in html and "filterRows" in html
 
 
-@pytest.mark.parametrize(("settings", "flag"), [({"k": 0}, "k must be at least 1"), ({"class_top": 11}, "class-top"),
+@pytest.mark.parametrize(("settings", "flag"), [({"k": 0}, "^--k must be at least 1"), ({"class_top": 11}, "^--class-top"),
                                                 ({"k": 2, "class_top": 0}, "class-top")])
 def test_decode_config_errors_name_the_flag(settings, flag):
     with pytest.raises(ConfigError, match=flag):

@@ -76,9 +76,9 @@ def test_result_round_trip(tmp_path, planted):
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"targets": 0}, "targets must be at least 1"), ({"n_prompts": 0}, "n-prompts must be at least 1"),
-    ({"n_random": -1}, "n-random must be at least 0"), ({"ctx_len": 1}, "ctx-len must be at least 2"),
-    ({"neuron": -1}, "neuron must be at least 0"), ({"layer": -2}, "layer must be at least 0"),
+    ({"targets": 0}, "^--targets must be at least 1"), ({"n_prompts": 0}, "^--n-prompts must be at least 1"),
+    ({"n_random": -1}, "^--n-random must be at least 0"), ({"ctx_len": 1}, "^--ctx-len must be at least 2"),
+    ({"neuron": -1}, "^--neuron must be at least 0"), ({"layer": -2}, "^--layer must be at least 0"),
 ])
 def test_clamp_config_errors_name_the_flag(settings, message):
     with pytest.raises(ConfigError, match=message):

@@ -125,9 +125,9 @@ def test_layers_are_read_like_every_other_command(planted):
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"ks": "512,0"}, "ks must all be at least 1"), ({"ks": "many"}, "ks must be integers"),
-    ({"n_batches": 0}, "n-batches must be at least 1"), ({"ctx_len": 1}, "ctx-len must be at least 2"),
-    ({"alpha": 0.0}, "alpha must be in"), ({"beta": 1.5}, "beta must be in"), ({"deft_eps": 0.0}, "deft-eps"),
+    ({"ks": "512,0"}, "^--ks must all be at least 1"), ({"ks": "many"}, "^--ks must be integers"),
+    ({"n_batches": 0}, "^--n-batches must be at least 1"), ({"ctx_len": 1}, "^--ctx-len must be at least 2"),
+    ({"alpha": 0.0}, "^--alpha must be in"), ({"beta": 1.5}, "^--beta must be in"), ({"deft_eps": 0.0}, "^--deft-eps"),
 ])
 def test_config_errors_name_the_flag(settings, message):
     with pytest.raises(ConfigError, match=message):
