@@ -109,16 +109,22 @@ class Result:
             raise StoreError(f"{path} does not hold a complete {cls.__name__} ({err})") from err
 
     def write(self, directory: str | Path) -> dict[str, Path]:
-        """Write ``{stem}.json`` (and ``{stem}.html`` where there is a full report) into ``directory``."""
+        """Write the data files (:meth:`write_data`) and ``{stem}.html``, where there is a full
+        report, into ``directory``; returns the paths by kind."""
         from interp.io import atomic_write_text
 
         directory = Path(directory)
-        paths = {"json": self.save(directory / f"{self.stem}.json")}
+        paths = self.write_data(directory)
         html = self.to_html()
         if html is not None:
             atomic_write_text(directory / f"{self.stem}.html", html)
             paths["html"] = directory / f"{self.stem}.html"
         return paths
+
+    def write_data(self, directory: Path) -> dict[str, Path]:
+        """The data files :meth:`write` puts in ``directory`` (default: ``{stem}.json``); a result
+        made of other results, or holding tensors, writes its own files here."""
+        return {"json": self.save(directory / f"{self.stem}.json")}
 
     # --- display -----------------------------------------------------------------
 

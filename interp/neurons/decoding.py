@@ -52,7 +52,7 @@ from torch import Tensor
 
 from interp.config import Layers, check_positive, parse_layers
 from interp.errors import ConfigError
-from interp.io import atomic_write, atomic_write_json, atomic_write_text
+from interp.io import atomic_write, atomic_write_json
 from interp.neurons.classes import SemanticClasses, classify, semantic_classes
 from interp.neurons.topk import Method, topk_scores
 from interp.reports.tables import layer_span, token_key
@@ -249,14 +249,11 @@ class NeuronTable(Result):
         """Write :meth:`records` (every row, all ``k`` tokens) as one JSON list, atomically."""
         return atomic_write_json(path, list(self.records()), indent=None)
 
-    def write(self, directory: str | Path) -> dict[str, Path]:
-        """``neurons.safetensors`` (:meth:`save`), ``neurons.json`` (:meth:`records`) and
-        ``neurons.html`` (:meth:`to_html`) in ``directory``."""
-        directory = Path(directory)
-        paths = {"table": self.save(directory / f"{self.stem}.safetensors"),
-                 "records": self.save_records(directory / f"{self.stem}.json")}
-        atomic_write_text(directory / f"{self.stem}.html", self.to_html())
-        return {**paths, "html": directory / f"{self.stem}.html"}
+    def write_data(self, directory: Path) -> dict[str, Path]:
+        """``neurons.safetensors`` (:meth:`save`) and ``neurons.json`` (:meth:`records`); :meth:`write`
+        adds ``neurons.html``."""
+        return {"table": self.save(directory / f"{self.stem}.safetensors"),
+                "records": self.save_records(directory / f"{self.stem}.json")}
 
     def to_html(self, max_rows: int = 5000) -> str:
         from interp.neurons.html import decode_page
@@ -385,15 +382,10 @@ class DecodeResult(Result):
     def _repr_html_(self) -> str:
         return self.table._repr_html_() + self.classes._repr_html_()
 
-    def write(self, directory: str | Path) -> dict[str, Path]:
-        """``neurons.safetensors`` (the table), ``neurons.json`` (its records), ``classes.json``
-        and ``decode.html`` (the page with both) in ``directory``."""
-        directory = Path(directory)
-        paths = {"table": self.table.save(directory / f"{self.table.stem}.safetensors"),
-                 "records": self.table.save_records(directory / f"{self.table.stem}.json"),
-                 "classes": self.classes.save(directory / f"{self.classes.stem}.json")}
-        atomic_write_text(directory / f"{self.stem}.html", self.to_html())
-        return {**paths, "html": directory / f"{self.stem}.html"}
+    def write_data(self, directory: Path) -> dict[str, Path]:
+        """The table's files (``neurons.safetensors``, ``neurons.json``) and ``classes.json``;
+        :meth:`write` adds ``decode.html`` (the page with both)."""
+        return {**self.table.write_data(directory), "classes": self.classes.save(directory / f"{self.classes.stem}.json")}
 
     @classmethod
     def load(cls, path: str | Path) -> DecodeResult:

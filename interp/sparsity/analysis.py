@@ -18,7 +18,6 @@ from typing import ClassVar
 
 from interp.config import check_fraction, check_positive, parse_ints, parse_layers
 from interp.errors import ConfigError
-from interp.io import atomic_write_text
 from interp.results import Result
 from interp.sparsity.coreinfer import CoreSimilarity, core_similarity, related_sentences
 from interp.sparsity.density import SparsityResult, measure
@@ -103,13 +102,10 @@ class SparsityAnalysis(Result):
     def _repr_html_(self) -> str:
         return "".join(part._repr_html_() for part in (self.density, self.topk, self.core))
 
-    def write(self, directory: str | Path) -> dict[str, Path]:
-        """``sparsity.json``, ``topk.json``, ``core.json`` (the three results) and ``sparsity.html``
-        (one page with all three) in ``directory``."""
-        directory = Path(directory)
-        paths = {part.stem: part.save(directory / f"{part.stem}.json") for part in (self.density, self.topk, self.core)}
-        atomic_write_text(directory / f"{self.stem}.html", self.to_html())
-        return {**paths, "html": directory / f"{self.stem}.html"}
+    def write_data(self, directory: Path) -> dict[str, Path]:
+        """``sparsity.json``, ``topk.json``, ``core.json`` (the three results); :meth:`write` adds
+        ``sparsity.html`` (one page with all three)."""
+        return {part.stem: part.save(directory / f"{part.stem}.json") for part in (self.density, self.topk, self.core)}
 
     @classmethod
     def load(cls, path: str | Path) -> SparsityAnalysis:

@@ -20,6 +20,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.errors import ConfigError
+from interp.reports.tables import token_key
 
 SEMANTIC_LABELS: tuple[str, ...] = ("colour", "animal", "name", "number", "place", "job", "subject", "year", "century")
 """Reference-corpus labels that name a token class (a label per token, from the corpus generator)."""
@@ -139,13 +140,10 @@ def token_classes(
     vocab = tokenizer.get_vocab()
     by_text: dict[str, list[int]] = {}
     for text, index in vocab.items():
-        by_text.setdefault(_normalise(text), []).append(index)
+        by_text.setdefault(token_key(text), []).append(index)
     masks = {}
     for name, words in classes.items():
-        ids = sorted({i for w in words for i in by_text.get(_normalise(w), [])})
+        ids = sorted({i for w in words for i in by_text.get(token_key(w), [])})
         masks[name] = torch.isin(tokens, torch.tensor(ids, dtype=tokens.dtype)) if ids else torch.zeros_like(tokens, dtype=torch.bool)
     return masks, {"token classes": list(classes)}
 
-
-def _normalise(text: str) -> str:
-    return text.replace("\u0120", " ").replace("\u2581", " ").strip().lower()
