@@ -295,3 +295,26 @@ def test_save_checkpoint_writes_a_loadable_tokenizer(tmp_path):
     text = "Any text at all: zebra quartz 42!"
     assert model.to_string(model.to_tokens(text, prepend_bos=False)[0]) == text
     assert install_in_cache("qwen2", tmp_path / "hub", source=path) == "Qwen/Qwen2.5-0.5B"
+
+
+@pytest.mark.parametrize(
+    ("positions", "architecture", "soft_cap", "expected"),
+    [
+        ("standard", "GPT2LMHeadModel", -1.0, (True, True, True)),
+        ("shortformer", "GPT2LMHeadModel", -1.0, (False, False, False)),
+        ("rotary", "Olmo2ForCausalLM", -1.0, (False, False, True)),
+        ("rotary", "Gemma2ForCausalLM", 30.0, (True, True, False)),
+    ],
+)
+def test_processing_rules_are_transformer_lens_from_pretrained_rules(positions, architecture, soft_cap, expected):
+    from types import SimpleNamespace
+
+    from interp.models.convert import processing_for
+
+    cfg = SimpleNamespace(
+        positional_embedding_type=positions, original_architecture=architecture, output_logits_soft_cap=soft_cap,
+        model_name="m",
+    )  # fmt: skip
+    got = processing_for(cfg, fold_ln=True, center_writing_weights=True, center_unembed=True)
+    assert (got["fold_ln"], got["center_writing_weights"], got["center_unembed"]) == expected
+    assert not any(processing_for(cfg, fold_ln=False, center_writing_weights=False, center_unembed=False).values())
