@@ -5,6 +5,8 @@ Tiers: tests in tests/unit, tests/integration and tests/acceptance are marked
 Tests marked ``gpt2`` need GPT-2 small's weights (a local Hugging Face cache or
 ``INTERP_GPT2_PATH``) and are skipped, with that reason, when the weights are absent.
 Shapes annotated with jaxtyping are checked at run time (see pyproject's addopts).
+Tiny checkpoints of every model family, and the fixtures and parametrisation helper of the
+capability x architecture matrix, come from ``tests/support/families.py`` (a plugin here).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+pytest_plugins = ["support.families"]
+
 TIERS = ("unit", "integration", "acceptance")
 
 
@@ -33,7 +37,7 @@ def pytest_collection_modifyitems(config, items):
         for tier in TIERS:
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
-        if "gpt2" in item.keywords:
+        if item.get_closest_marker("gpt2") is not None:  # not the keyword: a test id may be "gpt2"
             if gpt2_ok is None:
                 from interp.models import gpt2_available
 

@@ -54,25 +54,32 @@ def test_unprocessed_local_checkpoint_equals_hf_exactly(hf_checkpoint):
         assert torch.allclose(model(tokens), hf_model(tokens).logits, atol=1e-5)
 
 
-@pytest.mark.skipif(gpt2_available(), reason="GPT-2 is on this machine, so loading it does not fail")
-def test_gpt2_without_weights_fails_fast_with_what_was_tried():
+def test_gpt2_without_weights_fails_fast_with_what_was_tried(hf_cache):
     start = time.perf_counter()
     with pytest.raises(ModelLoadError) as err:
         load_model("gpt2", device="cpu")
     elapsed = time.perf_counter() - start
     message = str(err.value)
     assert elapsed < 20, f"took {elapsed:.1f} s; it must not wait on network time-outs"
-    assert "Tried" in message and "Hugging Face cache" in message
+    assert "tried" in message and "Hugging Face cache" in message and "openai-community/gpt2" in message
     assert "INTERP_GPT2_PATH" in message and "HF_HOME" in message and "load_model('reference')" in message
+    assert not gpt2_available()
 
 
-def test_gpt2_path_variable_pointing_nowhere_is_reported(monkeypatch, tmp_path):
+def test_gpt2_path_variable_pointing_nowhere_is_reported(hf_cache, monkeypatch, tmp_path):
     monkeypatch.setenv("INTERP_GPT2_PATH", str(tmp_path / "nowhere"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    if gpt2_available():
-        pytest.skip("GPT-2 is cached on this machine, so loading it does not fail")
     with pytest.raises(ModelLoadError, match="INTERP_GPT2_PATH=.*not a directory"):
         load_model("gpt2", device="cpu")
+
+
+def test_gpt2_path_variable_names_the_checkpoint(hf_cache, hf_checkpoint, monkeypatch):
+    directory, hf_model = hf_checkpoint
+    monkeypatch.setenv("INTERP_GPT2_PATH", str(directory))
+    assert gpt2_available()
+    model = load_model("gpt2-small", device="cpu", center_unembed=False)
+    tokens = model.to_tokens("Anna saw Rome.")
+    with torch.no_grad():
+        assert torch.allclose(model(tokens), hf_model(tokens).logits, atol=1e-4)
 
 
 def test_unknown_spec_and_directory_without_config(tmp_path):

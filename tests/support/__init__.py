@@ -1,0 +1,1 @@
+"""Test support: tiny checkpoints of every model family (families.py), importable from the tests."""
