@@ -35,22 +35,17 @@ def mlp_acts(reference_model, tokens):
     return {h: cache[h].reshape(-1, d) for h in hooks}
 
 
-def planted(name: str, layer: int, mlp_acts, d_model: int):
-    """A random transcoder of ``name`` for ``layer``, normalised on the layer's real MLP input and
-    output (so its prediction has the MLP's scale and moves the logits)."""
-    arch = registry.get(name)
-    tc = arch.transcoder(arch.config(d_in=d_model, d_out=d_model, d_sae=D_SAE, **({"k": 16} if arch.sparse_k else {})), seed=layer)
-    hin, hout = layer_hooks(layer)
-    tc.set_normalisation(mlp_acts[hin], mlp_acts[hout])
-    g = torch.Generator().manual_seed(layer)
-    with torch.no_grad():
-        tc.b_dec.copy_(0.1 * torch.randn(d_model, generator=g))
-        if tc.has_skip:
-            tc.W_skip.copy_(torch.randn(d_model, d_model, generator=g) / d_model**0.5)
-        if hasattr(tc, "threshold"):
-            tc.threshold.fill_(0.02)
-    tc.hook_name, tc.hook_name_out = hin, hout
-    return tc.eval()
+@pytest.fixture
+def planted(planted_transcoder, mlp_acts, reference_model):
+    """``planted(name, layer)``: a random transcoder normalised on the layer's real MLP input and
+    output, so its prediction has the MLP's scale and moves the logits."""
+
+    def make(name: str, layer: int):
+        hin, hout = layer_hooks(layer)
+        d = reference_model.cfg.d_model
+        return planted_transcoder(name, d, D_SAE, k=16, layer=layer, x=mlp_acts[hin], y=mlp_acts[hout])
+
+    return make
 
 
 def test_hooked_sae_transformer_is_the_same_model(reference_model, hst, tokens):
@@ -59,14 +54,13 @@ def test_hooked_sae_transformer_is_the_same_model(reference_model, hst, tokens):
 
 
 @pytest.mark.parametrize("name", registry.names())
-def test_saelens_splice_equals_interp_splice(tmp_path, reference_model, hst, tokens, mlp_acts, name):
+def test_saelens_splice_equals_interp_splice(tmp_path, reference_model, hst, tokens, planted, name):
     """Files interp saved, loaded with SAE.load_from_disk, attached with HookedSAETransformer."""
     from sae_lens import SAE
 
     from interp.transcoders.saelens import skip_connection_hooks
 
-    d = reference_model.cfg.d_model
-    tcs = {layer: planted(name, layer, mlp_acts, d) for layer in LAYERS}
+    tcs = {layer: planted(name, layer) for layer in LAYERS}
     for layer, tc in tcs.items():
         formats.save(tc, tmp_path / f"layer_{layer}", hook_name=tc.hook_name, hook_name_out=tc.hook_name_out)
     saes = [SAE.load_from_disk(str(tmp_path / f"layer_{layer}")) for layer in LAYERS]
@@ -87,11 +81,11 @@ def test_saelens_splice_equals_interp_splice(tmp_path, reference_model, hst, tok
         assert (without - ours).abs().max() > 1.0
 
 
-def test_to_saelens_objects_splice_directly(reference_model, hst, tokens, mlp_acts):
+def test_to_saelens_objects_splice_directly(reference_model, hst, tokens, planted):
     """Transcoders in memory (no file) converted with to_saelens splice the same way."""
     from interp.transcoders.saelens import to_saelens
 
-    tcs = {layer: planted("topk", layer, mlp_acts, reference_model.cfg.d_model) for layer in LAYERS}
+    tcs = {layer: planted("topk", layer) for layer in LAYERS}
     with torch.no_grad():
         with splice(reference_model, tcs):
             ours = reference_model(tokens)

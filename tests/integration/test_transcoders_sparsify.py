@@ -15,8 +15,7 @@ import pytest
 import torch
 
 from interp.cli import main
-from interp.transcoders import formats, load_run, registry, sparsify
-from interp.transcoders.data import layer_hooks
+from interp.transcoders import formats, load_run, sparsify
 
 SPARSIFY = "eai-sparsify==1.3.3"
 D, D_SAE = 16, 64
@@ -57,7 +56,7 @@ def sparsify_python(tmp_path_factory):
         [str(venv / "bin" / "pip"), "install", "--quiet", "--no-deps", SPARSIFY, "natsort", "schedulefree"],
     ]
     for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(step, check=False, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             pytest.skip(f"cannot build a virtual environment with {SPARSIFY}: {' '.join(step[:3])}... failed: {reason[0]}")
@@ -71,28 +70,14 @@ def run_sparsify(python, folder, x, tmp_path, mode: str = "load") -> dict:
     env = {**os.environ, "SPARSIFY_DISABLE_TRITON": "1"}  # CPU: sparsify's eager decoder
     done = subprocess.run(
         [str(python), str(tmp_path / "sparsify_script.py"), mode, str(folder), str(tmp_path / "x.pt"), str(tmp_path / "out.pt")],
-        capture_output=True, text=True, env=env, timeout=600,
+        check=False, capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return torch.load(tmp_path / "out.pt")
 
 
-def planted(name: str, layer: int):
-    arch = registry.get(name)
-    tc = arch.transcoder(arch.config(d_in=D, d_out=D, d_sae=D_SAE, **({"k": 6} if arch.sparse_k else {})), seed=layer)
-    g = torch.Generator().manual_seed(layer)
-    tc.set_normalisation(2 * torch.randn(512, D, generator=g) + 1, 3 * torch.randn(512, D, generator=g) - 1)
-    with torch.no_grad():
-        tc.b_enc.copy_(0.3 * torch.randn(D_SAE, generator=g))
-        tc.b_dec.copy_(torch.randn(D, generator=g))
-        if tc.has_skip:
-            tc.W_skip.copy_(0.5 * torch.randn(D, D, generator=g))
-    tc.hook_name, tc.hook_name_out = layer_hooks(layer)
-    return tc.eval()
-
-
-def test_sparsify_loads_interp_exports_and_agrees(tmp_path, sparsify_python):
-    tcs = {layer: planted(name, layer) for layer, name in enumerate(sparsify.EXPORTABLE)}
+def test_sparsify_loads_interp_exports_and_agrees(tmp_path, sparsify_python, planted_transcoder):
+    tcs = {layer: planted_transcoder(name, D, D_SAE, k=6, layer=layer) for layer, name in enumerate(sparsify.EXPORTABLE)}
     for layer, tc in tcs.items():
         formats.save(tc, tmp_path / "run" / f"layer_{layer}", hook_name=tc.hook_name, hook_name_out=tc.hook_name_out)
     assert main(["transcoder", "export", str(tmp_path / "run"), "--format", "sparsify", "--out", str(tmp_path / "sp")]) == 0

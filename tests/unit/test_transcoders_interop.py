@@ -19,23 +19,12 @@ from interp.transcoders.interop import ExportConfig, ImportConfig, export, impor
 D, D_SAE = 8, 40
 
 
-def planted(name: str, layer: int):
-    arch = registry.get(name)
-    tc = arch.transcoder(arch.config(d_in=D, d_out=D, d_sae=D_SAE, **({"k": 4} if arch.sparse_k else {})), seed=layer)
-    g = torch.Generator().manual_seed(layer)
-    tc.set_normalisation(2 * torch.randn(256, D, generator=g) + 1, 3 * torch.randn(256, D, generator=g) - 1)
-    with torch.no_grad():
-        tc.b_enc.copy_(0.3 * torch.randn(D_SAE, generator=g))
-        tc.b_dec.copy_(torch.randn(D, generator=g))
-        if tc.has_skip:
-            tc.W_skip.copy_(0.5 * torch.randn(D, D, generator=g))
-        if hasattr(tc, "threshold"):
-            tc.threshold.copy_(0.2 * torch.rand(D_SAE, generator=g))
-    tc.hook_name, tc.hook_name_out = layer_hooks(layer)
-    return tc.eval()
+@pytest.fixture
+def planted(planted_transcoder):
+    return lambda name, layer: planted_transcoder(name, D, D_SAE, k=4, layer=layer)
 
 
-def saved_run(path, names: list[str]) -> dict[int, object]:
+def saved_run(planted, path, names: list[str]) -> dict[int, object]:
     """A folder of saved transcoders (what load_run reads), layer i of architecture names[i]."""
     tcs = {layer: planted(name, layer) for layer, name in enumerate(names)}
     for layer, tc in tcs.items():
@@ -63,9 +52,9 @@ def sparsify_forward(folder) -> tuple[dict, callable]:
     return cfg, forward
 
 
-def test_sparsify_export_round_trip(tmp_path, capsys):
+def test_sparsify_export_round_trip(planted, tmp_path, capsys):
     names = list(sparsify.EXPORTABLE)
-    tcs = saved_run(tmp_path / "run", names)
+    tcs = saved_run(planted, tmp_path / "run", names)
     assert main(["transcoder", "export", str(tmp_path / "run"), "--format", "sparsify", "--out", str(tmp_path / "sp")]) == 0
     assert "SparseCoder.load_many" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "sp").iterdir()) == [f"blocks.{layer}.mlp" for layer in range(len(names))]
@@ -87,9 +76,9 @@ def test_sparsify_export_round_trip(tmp_path, capsys):
             torch.testing.assert_close(back[layer](x), tc(x), rtol=1e-5, atol=1e-5)
 
 
-def test_sparsify_folder_without_interp_record_imports_as_topk(tmp_path):
+def test_sparsify_folder_without_interp_record_imports_as_topk(planted, tmp_path):
     """A folder sparsify itself wrote has no interp key: its TopK settings and hookpoint name say it all."""
-    tcs = saved_run(tmp_path / "run", ["relu", "skip_topk"])
+    tcs = saved_run(planted, tmp_path / "run", ["relu", "skip_topk"])
     sparsify.save_run(tcs, tmp_path / "sp")
     for folder in (tmp_path / "sp").iterdir():
         cfg = json.loads((folder / "cfg.json").read_text())
@@ -106,13 +95,13 @@ def test_sparsify_folder_without_interp_record_imports_as_topk(tmp_path):
             torch.testing.assert_close(back[layer](x), tcs[layer](x), rtol=1e-5, atol=1e-5)
 
 
-def test_sparsify_refuses_what_it_cannot_hold(tmp_path):
-    saved_run(tmp_path / "run", ["topk", "jumprelu"])
+def test_sparsify_refuses_what_it_cannot_hold(planted, tmp_path):
+    saved_run(planted, tmp_path / "run", ["topk", "jumprelu"])
     with pytest.raises(StoreError, match="sparsify has no jumprelu transcoder"):
         export(ExportConfig(run=str(tmp_path / "run"), format="sparsify", out=str(tmp_path / "sp")))
     assert not (tmp_path / "sp").exists()  # nothing written, not even the topk layer
     # a coder sparsify trained on a Hugging Face module reads another input: refused, with the reason
-    tcs = saved_run(tmp_path / "run2", ["topk"])
+    tcs = saved_run(planted, tmp_path / "run2", ["topk"])
     sparsify.save(tcs[0], tmp_path / "hf" / "h.0.mlp")
     cfg = json.loads((tmp_path / "hf" / "h.0.mlp" / "cfg.json").read_text())
     del cfg["interp"]
@@ -125,8 +114,8 @@ def test_sparsify_refuses_what_it_cannot_hold(tmp_path):
         sparsify.load_run(tmp_path / "hf")
 
 
-def test_saelens_export_writes_top_level_settings_and_import_reads_saelens_folders(tmp_path):
-    tcs = saved_run(tmp_path / "run", ["topk", "skip"])
+def test_saelens_export_writes_top_level_settings_and_import_reads_saelens_folders(planted, tmp_path):
+    tcs = saved_run(planted, tmp_path / "run", ["topk", "skip"])
     # a TopK file as an older interp wrote it: k only in the interp record
     cfg_path = tmp_path / "run" / "layer_0" / "cfg.json"
     cfg = json.loads(cfg_path.read_text())

@@ -20,24 +20,6 @@ HOOK_IN, HOOK_OUT = "blocks.0.ln2.hook_normalized", "blocks.0.hook_mlp_out"
 D, D_SAE, K = 8, 48, 3  # d_sae above 32, SAELens TopK default, so a default k would run
 
 
-def planted(name: str, seed: int = 0):
-    """A transcoder of architecture ``name`` with random weights and a non-trivial normalisation
-    (so saving has something to fold), every parameter away from its initial value."""
-    arch = registry.get(name)
-    tc = arch.transcoder(arch.config(d_in=D, d_out=D, d_sae=D_SAE, **({"k": K} if arch.sparse_k else {})), seed=seed)
-    g = torch.Generator().manual_seed(seed)
-    tc.set_normalisation(3 * torch.randn(256, D, generator=g) + 1, 5 * torch.randn(256, D, generator=g) - 2)
-    with torch.no_grad():
-        tc.b_enc.copy_(0.3 * torch.randn(D_SAE, generator=g))
-        tc.b_dec.copy_(torch.randn(D, generator=g))
-        if tc.has_skip:
-            tc.W_skip.copy_(0.5 * torch.randn(D, D, generator=g))
-        if hasattr(tc, "threshold"):
-            tc.threshold.copy_(0.2 * torch.rand(D_SAE, generator=g))
-    tc.hook_name, tc.hook_name_out = HOOK_IN, HOOK_OUT
-    return tc.eval()
-
-
 def inputs(seed: int = 1) -> torch.Tensor:
     return 3 * torch.randn(200, D, generator=torch.Generator().manual_seed(seed)) + 1
 
@@ -53,6 +35,12 @@ def assert_same_function(sae, tc, x):
         torch.testing.assert_close(sae.forward_with_activations(x)[0], tc(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.fixture
+def planted(planted_transcoder):
+    """``planted(name, layer=0)``: a random transcoder of ``name`` with this file's shapes."""
+    return lambda name, layer=0: planted_transcoder(name, D, D_SAE, k=K, layer=layer)
+
+
 @pytest.fixture(scope="module")
 def saelens():
     import interp.transcoders.saelens as module
@@ -61,7 +49,7 @@ def saelens():
 
 
 @pytest.mark.parametrize("name", registry.names())
-def test_every_architecture_loads_with_saelens_and_agrees(tmp_path, saelens, name):
+def test_every_architecture_loads_with_saelens_and_agrees(tmp_path, saelens, name, planted):
     from sae_lens import SAE
 
     tc = planted(name)
@@ -85,14 +73,14 @@ def test_every_architecture_loads_with_saelens_and_agrees(tmp_path, saelens, nam
 
 
 @pytest.mark.parametrize("name", registry.names())
-def test_to_saelens_computes_the_same_function(saelens, name):
-    tc = planted(name, seed=3)
+def test_to_saelens_computes_the_same_function(saelens, name, planted):
+    tc = planted(name, layer=3)
     sae = saelens.to_saelens(tc)
     assert sae.cfg.architecture() == formats.saelens_architecture(name)
     assert_same_function(sae, tc, inputs(4))
 
 
-def test_to_saelens_needs_hook_points(saelens):
+def test_to_saelens_needs_hook_points(saelens, planted):
     tc = planted("relu")
     tc.hook_name = None
     with pytest.raises(TranscoderLoadError, match="hook_name="):
@@ -101,7 +89,7 @@ def test_to_saelens_needs_hook_points(saelens):
     assert sae.cfg.metadata.hook_name == "blocks.3.ln2.hook_normalized"
 
 
-def test_from_pretrained_loads_a_topk_repo(tmp_path, monkeypatch, saelens):
+def test_from_pretrained_loads_a_topk_repo(tmp_path, monkeypatch, saelens, planted):
     """``SAE.from_pretrained`` on a hub repo of interp's files (the hub's downloads answered from disk)."""
     from sae_lens import SAE
     from sae_lens.loading import pretrained_sae_loaders as loaders
@@ -121,7 +109,7 @@ def test_from_pretrained_loads_a_topk_repo(tmp_path, monkeypatch, saelens):
     assert_same_function(sae, tc, inputs())
 
 
-def test_settings_saelens_reads_are_at_the_top_level(tmp_path, saelens):
+def test_settings_saelens_reads_are_at_the_top_level(tmp_path, saelens, planted):
     """Every field of the registered SAELens configs beyond SAELens' own TranscoderConfig is one
     of formats.SAELENS_SETTINGS, and save writes each at cfg.json's top level with its value."""
     from sae_lens.saes.transcoder import TranscoderConfig
@@ -138,7 +126,7 @@ def test_settings_saelens_reads_are_at_the_top_level(tmp_path, saelens):
             assert cfg[setting] == getattr(tc.cfg, setting) == cfg["interp"]["config"][setting]
 
 
-def test_saelens_runs_the_files_k_never_a_default(tmp_path, saelens):
+def test_saelens_runs_the_files_k_never_a_default(tmp_path, saelens, planted):
     """The failure this replaces: SAELens ran interp's TopK file with k=32 (its default) instead
     of the file's k. Now the file's k is what runs, and a file without one is refused."""
     from sae_lens import SAE
@@ -176,7 +164,7 @@ def test_saelens_runs_the_files_k_never_a_default(tmp_path, saelens):
         torch.testing.assert_close(loaded(x), tc(x), rtol=1e-5, atol=1e-5)
 
 
-def test_saelens_alone_refuses_topk_until_interp_registers_it(tmp_path):
+def test_saelens_alone_refuses_topk_until_interp_registers_it(tmp_path, planted):
     """In a fresh process: importing interp (and saving) registers nothing; SAELens refuses the
     file naming its architecture; after ``import interp.transcoders.saelens`` it loads."""
     formats.save(planted("topk"), tmp_path, hook_name=HOOK_IN, hook_name_out=HOOK_OUT)
@@ -195,7 +183,7 @@ def test_saelens_alone_refuses_topk_until_interp_registers_it(tmp_path):
         import interp.transcoders.saelens  # twice: registers once
         print(json.dumps({{"k": SAE.load_from_disk({str(tmp_path)!r}).cfg.k}}))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=os.environ, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert lines == [{"refused": "'interp_topk_transcoder'"}, {"k": K}]
