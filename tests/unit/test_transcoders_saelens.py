@@ -78,6 +78,10 @@ def test_to_saelens_computes_the_same_function(saelens, name, planted):
     sae = saelens.to_saelens(tc)
     assert sae.cfg.architecture() == formats.saelens_architecture(name)
     assert_same_function(sae, tc, inputs(4))
+    back = formats.as_transcoder(sae)  # what for_model does with a SAELens object, interp's TopK classes included
+    assert back.arch == name and back.hook_name == tc.hook_name
+    with torch.no_grad():
+        torch.testing.assert_close(back(inputs(4)), tc(inputs(4)), rtol=1e-5, atol=1e-5)
 
 
 def test_to_saelens_needs_hook_points(saelens, planted):
