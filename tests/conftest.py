@@ -94,3 +94,34 @@ def exact_transcoder():
         return tc
 
     return make
+
+
+@pytest.fixture
+def planted_transcoder():
+    """Factory ``make(name, d=8, d_sae=24, k=4, layer=0, x=None, y=None)``: a transcoder of
+    architecture ``name`` with random weights, every parameter away from its initial value, and
+    the normalisation of inputs ``x`` / outputs ``y`` (random ones with a mean and a scale when
+    not given), so saving it has a normalisation to fold. It reads and writes layer ``layer``'s
+    MLP hooks; TopK architectures keep ``k`` latents."""
+
+    def make(name: str, d: int = 8, d_sae: int = 24, *, k: int = 4, layer: int = 0, x=None, y=None):
+        from interp.transcoders import registry
+        from interp.transcoders.data import layer_hooks
+
+        arch = registry.get(name)
+        tc = arch.transcoder(arch.config(d_in=d, d_out=d, d_sae=d_sae, **({"k": k} if arch.sparse_k else {})), seed=layer)
+        g = torch.Generator().manual_seed(layer)
+        x = 2 * torch.randn(512, d, generator=g) + 1 if x is None else x
+        y = 3 * torch.randn(512, d, generator=g) - 1 if y is None else y
+        tc.set_normalisation(x, y)
+        with torch.no_grad():
+            tc.b_enc.copy_(0.3 * torch.randn(d_sae, generator=g))
+            tc.b_dec.copy_(0.5 * torch.randn(d, generator=g))
+            if tc.has_skip:
+                tc.W_skip.copy_(torch.randn(d, d, generator=g) / d**0.5)
+            if hasattr(tc, "threshold"):
+                tc.threshold.copy_(0.1 * torch.rand(d_sae, generator=g))
+        tc.hook_name, tc.hook_name_out = layer_hooks(layer)
+        return tc.eval()
+
+    return make

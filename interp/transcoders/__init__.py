@@ -16,6 +16,12 @@ evaluation all use these. Architectures (one module each in
 :mod:`interp.transcoders.registry`: ``relu``
 (L1, Dunefsky et al. 2024), ``topk`` (+AuxK, Gao et al. 2024), ``skip`` and ``skip_topk``
 (skip transcoders, Paulo et al. 2025). See docs/transcoders.md.
+
+Interop (docs/interop.md): the files load in SAELens (TopK ones after ``import
+interp.transcoders.saelens``, which registers their SAELens classes and is the only import
+that touches SAELens' registry); :mod:`interp.transcoders.saelens` also converts transcoders
+for SAELens' ``HookedSAETransformer``; :func:`export` / :func:`import_transcoders` write and
+read SAELens' and sparsify's layouts (:mod:`interp.transcoders.sparsify`).
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ _LAZY = {
     "EvalResult": ("interp.transcoders.evaluation", "EvalResult"),
     "evaluate": ("interp.transcoders.evaluation", "evaluate"),
     "splice": ("interp.transcoders.evaluation", "splice"),
+    "ExportConfig": ("interp.transcoders.interop", "ExportConfig"),
+    "ImportConfig": ("interp.transcoders.interop", "ImportConfig"),
+    "export": ("interp.transcoders.interop", "export"),
+    "import_transcoders": ("interp.transcoders.interop", "import_transcoders"),
 }
 
 if TYPE_CHECKING:
@@ -53,6 +63,7 @@ if TYPE_CHECKING:
     from interp.transcoders.data import InMemoryActivations, PairedBatches
     from interp.transcoders.evaluation import EvalConfig, EvalResult, evaluate, splice
     from interp.transcoders.formats import from_saelens, load, load_pretrained, save
+    from interp.transcoders.interop import ExportConfig, ImportConfig, export, import_transcoders
     from interp.transcoders.trainer import OptimConfig, Trainer
     from interp.transcoders.training import TrainConfig, TrainResult, load_run, train
 

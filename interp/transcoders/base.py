@@ -184,15 +184,21 @@ class Transcoder(nn.Module, abc.ABC):
         return self.normalise_in(x) @ self.W_enc + self.b_enc
 
     def decode(self, acts: Float[Tensor, "*batch d_sae"]) -> Float[Tensor, "*batch d_out"]:
-        """What the latents write, in the output's raw space: ``acts @ W_dec + b_dec`` (then
-        de-normalised). As in SAELens, the skip path is not included: add :meth:`skip`."""
-        return self.denormalise_out(acts @ self.W_dec + self.b_dec)
+        """What the latents write, in the output's raw space: ``acts @ W_dec + b_dec`` of the
+        folded transcoder (:meth:`folded`). As in SAELens, the skip path is not included: add
+        :meth:`skip`. Both are the same before and after folding: the skip path's constant
+        term (from the input mean) belongs to ``b_dec``, as folding puts it there."""
+        y = self.denormalise_out(acts @ self.W_dec + self.b_dec)
+        if self.has_skip:
+            y = y - ((self.in_mean / self.in_scale) @ self.W_skip.T) * self.out_scale
+        return y
 
     def skip(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
-        """The linear skip path ``x @ W_skip.T`` in raw space (zeros without one)."""
+        """The linear skip path ``x @ W_skip.T`` of the folded transcoder, in raw space (zeros
+        without one); linear in ``x``, as in SAELens."""
         if not self.has_skip:
             return x.new_zeros(*x.shape[:-1], self.cfg.d_out)
-        return (self.normalise_in(x) @ self.W_skip.T) * self.out_scale
+        return ((x / self.in_scale) @ self.W_skip.T) * self.out_scale
 
     def forward(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
         """Predicted MLP output for raw MLP inputs (any leading shape is flattened and restored)."""

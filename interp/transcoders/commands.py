@@ -1,9 +1,10 @@
-"""``interp transcoder train`` and ``interp transcoder eval``: thin shells over the Python API."""
+"""``interp transcoder train``, ``eval``, ``export`` and ``import``: thin shells over the Python API."""
 
 from __future__ import annotations
 
 from interp.commands import command, finish
 from interp.transcoders.evaluation import EvalConfig
+from interp.transcoders.interop import ExportConfig, ImportConfig
 from interp.transcoders.training import TrainConfig
 
 
@@ -20,3 +21,17 @@ def _eval(cfg: EvalConfig) -> int:
     from interp.transcoders.evaluation import output_dir, run
 
     return finish(run(cfg), output_dir(cfg))
+
+
+@command("transcoder", "export", help="write a run's transcoders for SAELens or sparsify's own loaders", config=ExportConfig)
+def _export(cfg: ExportConfig) -> int:
+    from interp.transcoders.interop import export
+
+    return finish(export(cfg), written={"folder": cfg.out})
+
+
+@command("transcoder", "import", help="read transcoders SAELens or sparsify saved into an interp folder", config=ImportConfig)
+def _import(cfg: ImportConfig) -> int:
+    from interp.transcoders.interop import import_transcoders
+
+    return finish(import_transcoders(cfg), written={"folder": cfg.out})

@@ -8,7 +8,8 @@ sparse part spends its budget on the nonlinear part. Two variants:
 - ``skip``: ReLU + L1 (as :mod:`interp.transcoders.architectures.relu`); exports to SAELens as
   ``architecture: skip_transcoder``, whose ``W_skip`` has the same layout.
 - ``skip_topk``: TopK + AuxK (as :mod:`interp.transcoders.architectures.topk`), the variant Paulo et
-  al. train; SAELens has no equivalent, so only interp loads it.
+  al. train; SAELens has no equivalent, so it exports as ``interp_skip_topk_transcoder``,
+  which :mod:`interp.transcoders.saelens` registers with SAELens.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ reconstruction's squared error normalised by the residual's variance. Decoder ro
 kept at unit norm after every step.
 
 SAELens 6.x has no TopK transcoder class; these transcoders are saved with
-``architecture: "interp_topk_transcoder"`` plus ``k``, which :func:`interp.transcoders.load`
-restores exactly and SAELens refuses to load (it never silently treats them as ReLU).
+``architecture: "interp_topk_transcoder"`` and ``k`` at the top level of ``cfg.json``.
+:func:`interp.transcoders.load` restores them exactly; SAELens loads them once
+:mod:`interp.transcoders.saelens` has registered its class for them, and refuses them before.
 """
 
 from __future__ import annotations
