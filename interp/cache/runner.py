@@ -29,7 +29,7 @@ class CacheRunConfig:
     out: str
     """Directory of the store (created; must be empty or an interrupted store with --resume)."""
     model: str = "reference"
-    """'reference', 'gpt2', or a local checkpoint directory."""
+    """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     sites: list[str] = field(default_factory=lambda: ["mlp_in", "mlp_out"])
     """Sites to capture in every chosen layer (see `interp info MODEL`)."""
     layers: str | None = None

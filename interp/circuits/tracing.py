@@ -137,7 +137,7 @@ class CircuitTraceConfig:
     prompt: str
     """The prompt to trace, e.g. "The war lasted from the year 1745 to the year 17"."""
     model: str = "reference"
-    """'reference', 'gpt2', or a local checkpoint directory."""
+    """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     transcoders: str = "runs/tc"
     """Run directory written by `interp transcoder train` (or one saved transcoder)."""
     target: str | None = None

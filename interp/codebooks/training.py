@@ -47,7 +47,7 @@ class CodebookTrainConfig:
     out: str = "runs/codebooks"
     """Directory for checkpoints, the trained codebooks and the result JSON."""
     model: str = "reference"
-    """'reference', 'gpt2', or a local checkpoint directory."""
+    """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     sites: list[str] = field(default_factory=lambda: ["mlp_out"])
     """Where to insert bottlenecks: mlp_out, attn_out, attn_z (per head, before W_O), resid_post."""
     layers: str | None = None

@@ -204,7 +204,7 @@ class ClampConfig:
     neuron: int
     """Index of the neuron in its layer."""
     model: str = "reference"
-    """'reference', 'gpt2', or a local checkpoint directory."""
+    """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     targets: int = 3
     """Watch the neuron's first this-many decoded (top, write-side) tokens."""
     value: float | None = None

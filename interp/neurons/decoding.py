@@ -332,7 +332,7 @@ class DecodeConfig:
     """Decode every MLP neuron through the final norm and the unembedding."""
 
     model: str = "reference"
-    """'reference', 'gpt2', or a local checkpoint directory."""
+    """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     layers: str | None = None
     """Layers to decode: 'all', '0,3' or '0-2' (default: all)."""
     side: Literal["out", "in"] = "out"

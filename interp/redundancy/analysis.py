@@ -33,7 +33,7 @@ class RedundancyConfig:
     """Rank a model's attention layers, MLPs and blocks by redundancy and measure what dropping them costs."""
 
     model: str = "reference"
-    """'reference', 'gpt2', or a local checkpoint directory."""
+    """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     data: str = "reference"
     """Token source: 'reference' (the offline corpus), .txt/.jsonl paths, or a Hugging Face dataset name."""
     ctx_len: int = 128

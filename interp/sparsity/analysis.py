@@ -29,7 +29,7 @@ class SparsityConfig:
     """Measure MLP activation sparsity, top-k thresholding and CoreInfer core neurons."""
 
     model: str = "reference"
-    """'reference', 'gpt2', or a local checkpoint directory."""
+    """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     data: str = "reference"
     """Token source: 'reference', a .txt/.jsonl path, or a Hugging Face dataset name."""
     layers: str | None = None

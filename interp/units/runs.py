@@ -23,7 +23,7 @@ class UnitsRunConfig:
     """Compare a model's MLP neurons, transcoder latents and codebook codes per layer; JSON + HTML report."""
 
     model: str = "reference"
-    """'reference', 'gpt2', or a local checkpoint directory."""
+    """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     transcoders: str | None = None
     """Run directory of `interp transcoder train` (its layers get a transcoder row)."""
     codebooks: list[str] = field(default_factory=list)
