@@ -9,11 +9,11 @@ keep old code working and warn.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from torch import Tensor
 
+from interp._deprecation import warn
 from interp.errors import TranscoderLoadError
 from interp.transcoders.base import Transcoder
 
@@ -21,15 +21,11 @@ TranscoderLike = Transcoder
 """Deprecated alias of :class:`interp.transcoders.Transcoder`."""
 
 
-def _deprecated(old: str, new: str) -> None:
-    warnings.warn(f"{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
-
-
 def load_transcoders(path: str | Path, device: str = "cpu") -> dict[int, Transcoder]:
     """Deprecated: :func:`interp.transcoders.load_run` (same result)."""
     from interp.transcoders.loading import load_run
 
-    _deprecated("interp.circuits.load_transcoders", "interp.transcoders.load_run")
+    warn("interp.circuits.load_transcoders", "interp.transcoders.load_run")
     return load_run(path, device=device)
 
 
@@ -38,7 +34,7 @@ def PlantedTranscoder(  # noqa: N802 - the deprecated class name
 ) -> Transcoder:
     """Deprecated: :meth:`Transcoder.from_weights`. ``W_skip`` here is ``[d_in, d_out]``, as this
     function always took it (``from_weights`` takes SAELens' ``[d_out, d_in]``)."""
-    _deprecated("PlantedTranscoder", "interp.transcoders.Transcoder.from_weights (W_skip as [d_out, d_in])")
+    warn("PlantedTranscoder", "interp.transcoders.Transcoder.from_weights (W_skip as [d_out, d_in])")
     return Transcoder.from_weights(W_enc, b_enc, W_dec, b_dec, None if W_skip is None else W_skip.T)
 
 

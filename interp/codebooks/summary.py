@@ -10,10 +10,10 @@ contexts, summarise them.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from interp._deprecation import warn
 from interp.codebooks.insert import Codebooks
 from interp.codebooks.search import CodeRecord, code_top_tokens, ranked_codes, record_run
 from interp.config import check_positive
@@ -131,7 +131,7 @@ def summarize_codes(
 
 def build_report(*args, **kwargs) -> CodebookSummary:
     """Deprecated: :func:`summarize_codes` (same arguments)."""
-    warnings.warn("build_report is deprecated: use interp.codebooks.summarize_codes", DeprecationWarning, stacklevel=2)
+    warn("build_report", "interp.codebooks.summarize_codes")
     return summarize_codes(*args, **kwargs)
 
 

@@ -393,9 +393,9 @@ def output_dir(cfg: EvalConfig) -> Path:
 
 def run_eval(cfg: EvalConfig) -> tuple[EvalResult, Path]:
     """Deprecated: :func:`run`, then ``result.write(output_dir(cfg))``."""
-    import warnings
+    from interp._deprecation import warn
 
-    warnings.warn("run_eval is deprecated: use interp.transcoders.evaluation.run(cfg) and result.write(out)", DeprecationWarning, stacklevel=2)
+    warn("run_eval", "interp.transcoders.evaluation.run(cfg) and result.write(out)")
     result = run(cfg)
     out = output_dir(cfg)
     result.write(out)

@@ -79,11 +79,10 @@ def _reference_text(tokenizer, seed: int) -> Iterator[list[int]]:
 
 def load_transcoders(run: str | Path, device: str | None = None) -> dict[int, object]:
     """Deprecated: :func:`interp.transcoders.load_run` (same result)."""
-    import warnings
-
+    from interp._deprecation import warn
     from interp.transcoders.loading import load_run
 
-    warnings.warn("interp.units.load_transcoders is deprecated: use interp.transcoders.load_run", DeprecationWarning, stacklevel=2)
+    warn("interp.units.load_transcoders", "interp.transcoders.load_run")
     return load_run(run, device=device or "cpu")
 
 

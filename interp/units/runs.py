@@ -76,9 +76,9 @@ def run(cfg: UnitsRunConfig, *, model=None) -> UnitsComparison:
 
 def compare_runs(cfg: UnitsRunConfig, *, model=None) -> tuple[UnitsComparison, Path]:
     """Deprecated: :func:`run`, then ``result.write(cfg.out)``; returns ``(result, out)``."""
-    import warnings
+    from interp._deprecation import warn
 
-    warnings.warn("compare_runs is deprecated: use interp.units.run(cfg) and result.write(cfg.out)", DeprecationWarning, stacklevel=2)
+    warn("compare_runs", "interp.units.run(cfg) and result.write(cfg.out)")
     result = run(cfg, model=model)
     result.write(cfg.out)
     return result, Path(cfg.out)
