@@ -62,10 +62,11 @@ if TYPE_CHECKING:
     from interp.transcoders.base import Transcoder
     from interp.transcoders.data import InMemoryActivations, PairedBatches
     from interp.transcoders.evaluation import EvalConfig, EvalResult, evaluate, splice
-    from interp.transcoders.formats import from_saelens, load, load_pretrained, save
+    from interp.transcoders.formats import as_transcoder, from_saelens, load, load_pretrained, save
     from interp.transcoders.interop import ExportConfig, ImportConfig, export, import_transcoders
+    from interp.transcoders.loading import for_model, load_run
     from interp.transcoders.trainer import OptimConfig, Trainer
-    from interp.transcoders.training import TrainConfig, TrainResult, load_run, train
+    from interp.transcoders.training import TrainConfig, TrainResult, train
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
