@@ -136,6 +136,13 @@ class Result:
         lines += [f"  {k:{width}s}  {_fmt(v)}" for k, v in rows]
         return "\n".join(lines)
 
+    def table(self) -> str:
+        """Deprecated name of :meth:`summary` (results used to disagree on the two names)."""
+        from interp._deprecation import warn
+
+        warn(f"{type(self).__name__}.table()", f"{type(self).__name__}.summary()")
+        return self.summary()
+
     def headline(self) -> list[tuple[str, Any]]:
         """``(label, value)`` pairs of the headline numbers (the notebook block's rows)."""
         return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)  # type: ignore[arg-type]
