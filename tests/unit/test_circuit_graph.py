@@ -173,3 +173,17 @@ def test_the_page_is_rendered_in_circuits_html():
     page = chain_graph().to_html()
     has_plot = "Plotly.newPlot" in page  # booleans first: a failed assert would diff the 4 MB page
     assert page.startswith("<!DOCTYPE html>") and has_plot and "Attribution graph: xy" in page and "0_7_0" in page
+
+
+def test_prune_records_each_nodes_cumulative_influence_over_the_full_graph():
+    """circuit-tracer's node ``influence``: sort the full graph's influences, cumulate, divide by the total."""
+    g = chain_graph()
+    infl = influence(g.adjacency, g.logit_weights).tolist()
+    total = sum(infl)
+    pruned = prune(g, node_threshold=0.8, edge_threshold=0.9)
+    got = {(n.kind, n.label): n.cumulative_influence for n in pruned.nodes}
+    # by hand: f_a (index 0) is the most influential node, then tok0 (index 3)
+    assert got[("feature", "a")] == pytest.approx(infl[0] / total, rel=1e-6)
+    assert got[("embedding", "x")] == pytest.approx((infl[0] + infl[3]) / total, rel=1e-6)
+    assert got[("logit", "z")] == pytest.approx(1.0)  # no influence of its own: last in the order
+    assert all(n.influence is not None for n in pruned.nodes)
