@@ -227,22 +227,14 @@ class Graph(Result):
         return to_html(self)
 
     def write(self, directory: str | Path, stem: str | None = None) -> dict[str, Path]:
-        """Write ``graph.json`` (Neuronpedia schema), ``graph.graphml``, ``graph.html`` and
-        ``graph.pt`` (:meth:`save`) into ``directory``; returns their paths by kind."""
-        from interp.circuits.export import write_graphml, write_json
-        from interp.io import atomic_write_text
+        """Write ``graph.json`` (circuit-tracer / Neuronpedia graph JSON), ``graph.graphml``,
+        ``graph.html``, ``graph.pt`` (:meth:`save`) and the folder circuit-tracer's local
+        server reads, ``graph_files/`` (``graph.json`` + ``graph-metadata.json``), into
+        ``directory``; returns their paths by kind (see
+        :func:`interp.circuits.export.write_all`)."""
+        from interp.circuits.export import write_all
 
-        directory = Path(directory)
-        stem = stem or self.stem
-        directory.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "json": write_json(self, directory / f"{stem}.json", slug=stem),
-            "graphml": write_graphml(self, directory / f"{stem}.graphml"),
-            "html": directory / f"{stem}.html",
-        }
-        atomic_write_text(paths["html"], self.to_html())
-        paths["graph"] = self.save(directory / f"{stem}.pt")
-        return paths
+        return write_all(self, directory, stem or self.stem)
 
     def __repr__(self) -> str:
         from interp.reports import clip, plain_repr

@@ -108,7 +108,11 @@ def test_json_validates_against_viewer_schema_and_ids_are_unique():
     assert {n["feature_type"] for n in data["nodes"]} >= {"embedding", "logit", "mlp reconstruction error"}
     logit = next(n for n in data["nodes"] if n["feature_type"] == "logit")
     assert logit["is_target_logit"] and logit["token_prob"] == pytest.approx(0.9) and logit["layer"] == "2"
-    assert any(n["feature_type"] == "attention head" for n in data["nodes"])
+    # head paths are kept beside the core graph, not as nodes circuit-tracer does not know
+    assert not any(n["feature_type"] == "attention head" for n in data["nodes"])
+    assert data["interp"]["head_paths"] == [
+        {"source": "0_7_0", "target": "2_5_1", "layer": 0, "head": 1, "query": 1, "weight": 2.5}
+    ]
     known = set(ids)
     assert all(l["source"] in known and l["target"] in known for l in data["links"])
 
@@ -127,7 +131,10 @@ def test_graphml_round_trips_through_networkx(tmp_path):
     h = nx.read_graphml(path)
     assert h.has_edge("E_11_0", "0_7_0")
     assert h.edges["0_7_0", "2_5_1"]["weight"] == pytest.approx(3.0)
-    assert h.nodes["0_7_0"]["feature_type"] == "transcoder"
+    assert h.nodes["0_7_0"]["feature_type"] == "cross layer transcoder"
+    # GraphML keeps the head as a node between the source and the target it carries
+    assert h.nodes["H0.1_1"]["feature_type"] == "attention head"
+    assert h.edges["0_7_0", "H0.1_1"]["weight"] == pytest.approx(2.5) and h.has_edge("H0.1_1", "2_5_1")
 
 
 def test_graph_is_a_result_whose_summary_gives_counts_scores_and_time():
@@ -148,9 +155,12 @@ def test_write_puts_every_export_in_the_directory(tmp_path):
 
     g = chain_graph()
     paths = g.write(tmp_path / "out")
-    assert list(paths) == ["json", "graphml", "html", "graph"]
-    assert {p.name for p in paths.values()} == {"graph.json", "graph.graphml", "graph.html", "graph.pt"}
-    assert all(p.parent == tmp_path / "out" and p.is_file() for p in paths.values())
+    assert list(paths) == ["json", "graphml", "html", "graph", "server", "metadata"]
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in paths.values()] == [
+        "graph.json", "graph.graphml", "graph.html", "graph.pt", "graph_files/graph.json", "graph_files/graph-metadata.json"
+    ]
+    assert all(p.is_file() for p in paths.values())
+    assert json.loads(paths["server"].read_text())["nodes"] == json.loads(paths["json"].read_text())["nodes"]
     schema = json.loads(resources.files("interp.circuits").joinpath("schemas/attribution-graph.schema.json").read_text())
     data = json.loads(paths["json"].read_text())
     jsonschema.validate(data, schema)
@@ -161,7 +171,7 @@ def test_write_puts_every_export_in_the_directory(tmp_path):
     assert back.nodes == g.nodes and torch.equal(back.adjacency, g.adjacency)
     # write_all is the same call under its old name, with a stem
     again = write_all(g, tmp_path / "again", stem="g2")
-    assert {p.name for p in again.values()} == {"g2.json", "g2.graphml", "g2.html", "g2.pt"}
+    assert {p.name for p in again.values()} == {"g2.json", "g2.graphml", "g2.html", "g2.pt", "graph-metadata.json"}
     assert json.loads(again["json"].read_text())["nodes"] == data["nodes"]
 
 
