@@ -176,7 +176,14 @@ class Graph(Result):
 
     @classmethod
     def load(cls, path: str | Path) -> Graph:
-        """Read a graph written by :meth:`save`."""
+        """Read a graph written by :meth:`save` (``.pt``), or graph JSON (``.json``: interp's
+        ``graph.json`` or a circuit-tracer / Neuronpedia graph file), or a folder of
+        circuit-tracer's graph files (``graph-metadata.json`` + ``{slug}.json``, one graph);
+        see :func:`interp.circuits.formats.read_graph`."""
+        if Path(path).is_dir() or Path(path).suffix == ".json":
+            from interp.circuits.formats import read_graph
+
+            return read_graph(path)
         path = Path(path)
         if not path.is_file():
             raise StoreError(f"no graph file at {path}; write one with Graph.save or `interp circuit trace`")
