@@ -49,6 +49,8 @@ _LAZY = {
     "trace": ("interp.circuits.tracing", "trace"),
     "CircuitTraceConfig": ("interp.circuits.tracing", "CircuitTraceConfig"),
     "run": ("interp.circuits.tracing", "run"),
+    "salient_targets": ("interp.circuits.tracing", "salient_targets"),
+    "resolve_targets": ("interp.circuits.tracing", "resolve_targets"),
     "to_json": ("interp.circuits.export", "to_json"),
     "to_html": ("interp.circuits.html", "to_html"),
     "write_all": ("interp.circuits.export", "write_all"),
@@ -71,7 +73,7 @@ if TYPE_CHECKING:
     from interp.circuits.html import to_html
     from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, prune
     from interp.circuits.replacement import ReplacementModel, ablate_features
-    from interp.circuits.tracing import CircuitTraceConfig, TraceConfig, run, trace
+    from interp.circuits.tracing import CircuitTraceConfig, TraceConfig, resolve_targets, run, salient_targets, trace
     from interp.circuits.transcoder import PlantedTranscoder, TranscoderLike, load_transcoders
     from interp.errors import TargetError, TranscoderLoadError
     from interp.circuits.virtual import deembedding, direct_logit_effects, virtual_weights
