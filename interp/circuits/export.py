@@ -31,8 +31,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from interp.circuits.graph import Graph, cumulative_influence, influence
 from interp.errors import ConfigError, StoreError
 from interp.io import atomic_write_text
@@ -249,6 +247,20 @@ def _check_slug(slug: str) -> None:
         raise ConfigError(f"slug {slug!r} cannot name a graph file: use letters, digits, '-' or '_'")
 
 
+def read_index(folder: str | Path) -> list[dict]:
+    """The graphs a served folder's ``graph-metadata.json`` lists (empty when it has none)."""
+    index = Path(folder) / METADATA_FILE
+    if not index.is_file():
+        return []
+    try:
+        graphs = json.loads(index.read_text(encoding="utf-8"))["graphs"]
+        if not all(isinstance(g["slug"], str) for g in graphs):
+            raise TypeError("a graph's slug is not a string")
+    except (ValueError, KeyError, TypeError) as err:
+        raise StoreError(f"{index} is not a graph-metadata.json ({{\"graphs\": [{{\"slug\": ...}}, ...]}}): {err}") from err
+    return graphs
+
+
 def add_to_folder(data: dict, folder: str | Path) -> dict[str, Path]:
     """Put graph JSON ``data`` (from :func:`to_json`) into ``folder`` as circuit-tracer's
     ``create_graph_files`` does: ``{slug}.json``, and its metadata in ``graph-metadata.json``
@@ -257,13 +269,7 @@ def add_to_folder(data: dict, folder: str | Path) -> dict[str, Path]:
     _check_slug(slug)
     folder = Path(folder)
     index = folder / METADATA_FILE
-    graphs = []
-    if index.is_file():
-        try:
-            graphs = json.loads(index.read_text(encoding="utf-8"))["graphs"]
-        except (ValueError, KeyError, TypeError) as err:
-            raise StoreError(f"{index} is not a graph-metadata.json ({{\"graphs\": [...]}}): {err}") from err
-    graphs = [g for g in graphs if g.get("slug") != slug]
+    graphs = [g for g in read_index(folder) if g["slug"] != slug]
     graphs.append({k: data["metadata"][k] for k in CORE_METADATA})
     atomic_write_text(folder / f"{slug}.json", _dumps(data))
     atomic_write_text(index, json.dumps({"graphs": graphs}, indent=2) + "\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from interp.circuits.export import METADATA_FILE
+from interp.circuits.export import METADATA_FILE, read_index
 from interp.circuits.graph import Graph, HeadPath, Node
 from interp.errors import DataError, StoreError
 
@@ -59,20 +59,17 @@ def read_graph(source: str | Path, slug: str | None = None, d_vocab: int | None 
 
 
 def _pick_slug(folder: Path, slug: str | None) -> str:
-    index = folder / METADATA_FILE
-    if not index.is_file():
+    if not (folder / METADATA_FILE).is_file():
         raise StoreError(f"{folder} has no {METADATA_FILE}: give the graph's .json file, or a folder circuit-tracer "
                          "or `interp circuit trace` (its graph_files/) wrote")
-    try:
-        slugs = [g["slug"] for g in json.loads(index.read_text(encoding="utf-8"))["graphs"]]
-    except (ValueError, KeyError, TypeError) as err:
-        raise StoreError(f"{index} is not a graph-metadata.json ({{\"graphs\": [...]}}): {err}") from err
+    slugs = [g["slug"] for g in read_index(folder)]
     if slug is not None:
         if slug not in slugs:
-            raise StoreError(f"{index} lists no graph {slug!r}; it lists {', '.join(map(repr, slugs)) or 'none'}")
+            raise StoreError(f"{folder / METADATA_FILE} lists no graph {slug!r}; it lists {', '.join(map(repr, slugs)) or 'none'}")
         return slug
     if len(slugs) != 1:
-        raise StoreError(f"{index} lists {len(slugs)} graphs ({', '.join(map(repr, slugs))}): pass slug= to pick one")
+        raise StoreError(f"{folder / METADATA_FILE} lists {len(slugs)} graphs ({', '.join(map(repr, slugs))}): "
+                         "pass slug= to pick one")
     return slugs[0]
 
 
