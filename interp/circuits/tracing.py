@@ -61,7 +61,7 @@ class TraceConfig:
     progress: InitVar[bool | None] = sp_field(default=None, cmd=False)  # noqa: RUF009 - a default of None, no flag
     n_top_logits: InitVar[int | None] = sp_field(default=None, cmd=False)  # noqa: RUF009 - a default of None, no flag
 
-    def __post_init__(self, batch_size: int | None, progress: bool | None, n_top_logits: int | None = None) -> None:
+    def __post_init__(self, batch_size: int | None, progress: bool | None, n_top_logits: int | None) -> None:
         if n_top_logits is not None:
             if n_top_logits < 1:
                 raise ConfigError(f"n_top_logits must be at least 1, got {n_top_logits}")
