@@ -8,29 +8,19 @@ import json
 
 import pytest
 import torch
+from support.graphs import chain_graph as shared_chain_graph
 
 from interp.circuits import read_graph, write_graph_files
 from interp.circuits.export import cantor_pairing, node_ids, to_json
 from interp.circuits.formats import from_json
-from interp.circuits.graph import Graph, HeadPath, Node, influence, prune
+from interp.circuits.graph import Graph, Node, influence, prune
 from interp.errors import ConfigError, DataError, StoreError
 
 
-def chain_graph(d_vocab: int = 20) -> Graph:
-    """tok0 -> f_a -> logit 'z' (p 0.9) strong, tok1 -> f_b weak, an error node feeding f_a."""
-    nodes = [
-        Node("feature", 0, 0, 7, 2.0, "a"),
-        Node("feature", 0, 1, 3, 0.1, "b"),
-        Node("error", 0, 0, None, 0.01, "err"),
-        Node("embedding", -1, 0, 11, None, "x"),
-        Node("embedding", -1, 1, 12, None, "y\n"),
-        Node("logit", 1, 1, 5, 3.0, "z", prob=0.9),
-    ]
-    a = torch.zeros(6, 6)
-    a[0, 3], a[0, 2], a[1, 4], a[5, 0], a[5, 1] = 4.0, 0.1, 0.2, 3.0, -0.05
-    g = Graph("xy", [11, 12], ["x", "y\n"], 1, nodes, a, torch.tensor([0, 0, 0, 0, 0, 1.0]),
-              logit_directions=torch.zeros(1, d_vocab))
-    g.head_paths = [HeadPath(0, 5, 0, 1, 1, 2.5)]
+def chain_graph() -> Graph:
+    """support.graphs' chain graph, its second token a newline (shown as a mark) and with a score."""
+    g = shared_chain_graph()
+    g.token_strs[1] = g.nodes[4].label = "y\n"
     g.scores = {"replacement": 0.75}
     return g
 
@@ -77,7 +67,7 @@ def test_an_error_id_that_is_a_layer_0_features_id_too_takes_the_later_form():
 
 
 def test_a_logit_difference_gets_circuit_tracers_virtual_index():
-    g = chain_graph(d_vocab=20)
+    g = chain_graph()
     g.nodes.append(Node("logit", 1, 1, None, 0.5, "later - earlier"))
     g.adjacency = torch.nn.functional.pad(g.adjacency, (0, 1, 0, 1))
     g.logit_weights = torch.tensor([0, 0, 0, 0, 0, 0.5, 0.5])
