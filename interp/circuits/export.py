@@ -277,10 +277,10 @@ def add_to_folder(data: dict, folder: str | Path) -> dict[str, Path]:
 
 
 def write_graph_files(graph: Graph, folder: str | Path, slug: str = "graph", scan: str | None = None) -> dict[str, Path]:
-    """Write the graph into ``folder`` in the layout circuit-tracer's local server
-    (``circuit_tracer.frontend.local_server.serve(data_dir=folder)``) and Neuronpedia's
-    uploader read: ``{slug}.json`` plus an entry in ``graph-metadata.json``. Several graphs
-    can share a folder (each under its own slug). Returns both paths."""
+    """Write the graph into ``folder`` in the layout circuit-tracer's local server reads
+    (``circuit_tracer.frontend.local_server.serve(data_dir=folder)``): ``{slug}.json`` plus an
+    entry in ``graph-metadata.json``. Several graphs can share a folder (each under its own
+    slug). Returns both paths."""
     return add_to_folder(to_json(graph, slug=slug, scan=scan), folder)
 
 
