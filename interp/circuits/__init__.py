@@ -6,7 +6,9 @@
     from interp.transcoders import load_run
     model = interp.load_model("reference")
     graph = trace(model, load_run("runs/tc"), "The war lasted from the year 1745 to the year 17")
-    graph.write("graph/")     # graph.json (Neuronpedia schema), graph.graphml, graph.html, graph.pt
+    graph.write("graph/")     # graph.json (circuit-tracer / Neuronpedia), graph.graphml, graph.html, graph.pt,
+                              # graph_files/ (circuit-tracer's local server reads it)
+    interp.circuits.read_graph("graph/graph.json")   # back into a Graph (also circuit-tracer's files)
 
 or, from a config naming the model and the transcoders (what ``interp circuit trace`` runs)::
 
@@ -47,10 +49,14 @@ _LAZY = {
     "trace": ("interp.circuits.tracing", "trace"),
     "CircuitTraceConfig": ("interp.circuits.tracing", "CircuitTraceConfig"),
     "run": ("interp.circuits.tracing", "run"),
+    "salient_targets": ("interp.circuits.tracing", "salient_targets"),
+    "resolve_targets": ("interp.circuits.tracing", "resolve_targets"),
     "to_json": ("interp.circuits.export", "to_json"),
     "to_html": ("interp.circuits.html", "to_html"),
     "write_all": ("interp.circuits.export", "write_all"),
     "write_graphml": ("interp.circuits.export", "write_graphml"),
+    "write_graph_files": ("interp.circuits.export", "write_graph_files"),
+    "read_graph": ("interp.circuits.formats", "read_graph"),
 }
 
 if TYPE_CHECKING:
@@ -62,11 +68,12 @@ if TYPE_CHECKING:
         head_paths,
         token_target,
     )
-    from interp.circuits.export import to_json, write_all, write_graphml
+    from interp.circuits.export import to_json, write_all, write_graph_files, write_graphml
+    from interp.circuits.formats import read_graph
     from interp.circuits.html import to_html
     from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, prune
     from interp.circuits.replacement import ReplacementModel, ablate_features
-    from interp.circuits.tracing import CircuitTraceConfig, TraceConfig, run, trace
+    from interp.circuits.tracing import CircuitTraceConfig, TraceConfig, resolve_targets, run, salient_targets, trace
     from interp.circuits.transcoder import PlantedTranscoder, TranscoderLike, load_transcoders
     from interp.errors import TargetError, TranscoderLoadError
     from interp.circuits.virtual import deembedding, direct_logit_effects, virtual_weights

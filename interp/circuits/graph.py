@@ -44,6 +44,10 @@ class Node:
     """A logit target's probability (single-token targets)."""
     influence: float | None = None
     """Total normalised influence on the logits (set by :func:`prune`)."""
+    cumulative_influence: float | None = None
+    """Share of the full graph's total influence held by the nodes at least as influential as
+    this one, in (0, 1]: the most influential node has the smallest (set by :func:`prune`; it
+    is circuit-tracer's and Neuronpedia's node ``influence``, which their viewers prune by)."""
 
 
 @dataclass
@@ -172,7 +176,14 @@ class Graph(Result):
 
     @classmethod
     def load(cls, path: str | Path) -> Graph:
-        """Read a graph written by :meth:`save`."""
+        """Read a graph written by :meth:`save` (``.pt``), or graph JSON (``.json``: interp's
+        ``graph.json`` or a circuit-tracer / Neuronpedia graph file), or a folder of
+        circuit-tracer's graph files (``graph-metadata.json`` + ``{slug}.json``, one graph);
+        see :func:`interp.circuits.formats.read_graph`."""
+        if Path(path).is_dir() or Path(path).suffix == ".json":
+            from interp.circuits.formats import read_graph
+
+            return read_graph(path)
         path = Path(path)
         if not path.is_file():
             raise StoreError(f"no graph file at {path}; write one with Graph.save or `interp circuit trace`")
@@ -223,22 +234,14 @@ class Graph(Result):
         return to_html(self)
 
     def write(self, directory: str | Path, stem: str | None = None) -> dict[str, Path]:
-        """Write ``graph.json`` (Neuronpedia schema), ``graph.graphml``, ``graph.html`` and
-        ``graph.pt`` (:meth:`save`) into ``directory``; returns their paths by kind."""
-        from interp.circuits.export import write_graphml, write_json
-        from interp.io import atomic_write_text
+        """Write ``graph.json`` (circuit-tracer / Neuronpedia graph JSON), ``graph.graphml``,
+        ``graph.html``, ``graph.pt`` (:meth:`save`) and the folder circuit-tracer's local
+        server reads, ``graph_files/`` (``graph.json`` + ``graph-metadata.json``), into
+        ``directory``; returns their paths by kind (see
+        :func:`interp.circuits.export.write_all`)."""
+        from interp.circuits.export import write_all
 
-        directory = Path(directory)
-        stem = stem or self.stem
-        directory.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "json": write_json(self, directory / f"{stem}.json", slug=stem),
-            "graphml": write_graphml(self, directory / f"{stem}.graphml"),
-            "html": directory / f"{stem}.html",
-        }
-        atomic_write_text(paths["html"], self.to_html())
-        paths["graph"] = self.save(directory / f"{stem}.pt")
-        return paths
+        return write_all(self, directory, stem or self.stem)
 
     def __repr__(self) -> str:
         from interp.reports import clip, plain_repr
@@ -278,6 +281,16 @@ def influence(adjacency: Tensor, logit_weights: Tensor, max_iter: int = 10_000) 
     raise RuntimeError("influence did not converge: the graph has a cycle (edges must go forward in the model)")
 
 
+def cumulative_influence(node_influence: Float[Tensor, " n"]) -> Float[Tensor, " n"]:
+    """Each node's share of the total influence held by the nodes at least as influential as
+    it (sorted descending, cumulated, divided by the total), as circuit-tracer's ``prune_graph``
+    computes the ``influence`` its graph files carry."""
+    values, order = torch.sort(node_influence, descending=True)
+    out = torch.zeros_like(node_influence)
+    out[order] = torch.cumsum(values, 0) / values.sum().clamp_min(1e-12)
+    return out
+
+
 def _cumulative_cut(scores: Tensor, threshold: float) -> Tensor:
     """Smallest score kept so that the kept scores sum to ``threshold`` of the total."""
     values = torch.sort(scores.flatten(), descending=True).values
@@ -302,6 +315,7 @@ def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.9
     always = torch.tensor([k in ("embedding", "logit") for k in kinds])
     feature = torch.tensor([k == "feature" for k in kinds])
     node_infl = influence(graph.adjacency, graph.logit_weights)
+    cumulative = cumulative_influence(node_infl)
     keep = (node_infl >= _cumulative_cut(node_infl, node_threshold)) & (node_infl > 0) | always
     pruned = graph.adjacency * keep[:, None] * keep[None, :]
     norm = normalize_rows(pruned)
@@ -318,7 +332,7 @@ def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.9
     nodes = []
     for old in idx.tolist():
         n = graph.nodes[old]
-        nodes.append(Node(**{**asdict(n), "influence": float(node_infl[old])}))
+        nodes.append(Node(**{**asdict(n), "influence": float(node_infl[old]), "cumulative_influence": float(cumulative[old])}))
     adjacency = (graph.adjacency * edge_keep)[idx][:, idx]
     out = Graph(
         prompt=graph.prompt,

@@ -49,15 +49,29 @@ class TraceConfig:
     """Smallest fraction of an edge a head path must carry to be kept."""
     same_position_heads: bool = False
     """Also keep head paths that stay at one position (a head attending to itself)."""
-    n_top_logits: int = 1
-    """Logit targets when none is given: the most probable next tokens."""
+    max_n_logits: int = 10
+    """Without a target: trace at most this many of the most probable next tokens (circuit-tracer's default, 10)."""
+    desired_logit_prob: float = 0.95
+    """Without a target: trace the fewest most probable next tokens whose probabilities sum to this (circuit-tracer's 0.95), capped by --max-n-logits."""
     # deprecated keywords of the flat TraceConfig: TraceConfig(batch_size=8) sets
     # attribution.batch_size and warns; no flags (the CLI's --batch-size and --progress are
-    # the nested AttributionConfig's)
+    # the nested AttributionConfig's). TraceConfig(n_top_logits=k), the old "k most probable
+    # tokens", is max_n_logits=k with desired_logit_prob=1.0 and warns.
     batch_size: InitVar[int | None] = sp_field(default=None, cmd=False)  # noqa: RUF009 - a default of None, no flag
     progress: InitVar[bool | None] = sp_field(default=None, cmd=False)  # noqa: RUF009 - a default of None, no flag
+    n_top_logits: InitVar[int | None] = sp_field(default=None, cmd=False)  # noqa: RUF009 - a default of None, no flag
 
-    def __post_init__(self, batch_size: int | None, progress: bool | None) -> None:
+    def __post_init__(self, batch_size: int | None, progress: bool | None, n_top_logits: int | None) -> None:
+        if n_top_logits is not None:
+            if n_top_logits < 1:
+                raise ConfigError(f"n_top_logits must be at least 1, got {n_top_logits}")
+            warnings.warn(
+                f"TraceConfig(n_top_logits={n_top_logits}) is deprecated: pass "
+                f"TraceConfig(max_n_logits={n_top_logits}, desired_logit_prob=1.0)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            self.max_n_logits, self.desired_logit_prob = n_top_logits, 1.0
         shortcuts = {k: v for k, v in (("batch_size", batch_size), ("progress", progress)) if v is not None}
         if shortcuts:
             given = ", ".join(f"{k}={v!r}" for k, v in shortcuts.items())
@@ -67,10 +81,10 @@ class TraceConfig:
                 stacklevel=3,
             )
             self.attribution = replace(self.attribution, **shortcuts)
-        for name in ("node_threshold", "edge_threshold", "min_head_fraction"):
-            check_fraction(f"--{name}", getattr(self, name))
-        if self.n_top_logits < 1:
-            raise ConfigError(f"--n-top-logits must be at least 1, got {self.n_top_logits}")
+        for name in ("node_threshold", "edge_threshold", "min_head_fraction", "desired_logit_prob"):
+            check_fraction(f"--{name.replace('_', '-')}", getattr(self, name))
+        if self.max_n_logits < 1:
+            raise ConfigError(f"--max-n-logits must be at least 1, got {self.max_n_logits}")
 
 
 def prompt_tokens(model, prompt: str | Tensor | Sequence[int]) -> Int[Tensor, " pos"]:
@@ -88,11 +102,50 @@ def prompt_tokens(model, prompt: str | Tensor | Sequence[int]) -> Int[Tensor, " 
     return tokens
 
 
+def salient_targets(
+    model, tokens: Int[Tensor, " pos"], max_n_logits: int = 10, desired_logit_prob: float = 0.95
+) -> list[LogitTarget]:
+    """circuit-tracer's default targets: the most probable next tokens, as few as sum to
+    ``desired_logit_prob`` of the probability, at most ``max_n_logits``, most probable first."""
+    with torch.no_grad():
+        last = model(tokens[None].to(model.cfg.device))[0, -1].float().cpu()
+    top_p, top_idx = torch.topk(torch.softmax(last, -1), min(max_n_logits, last.numel()))
+    cutoff = int(torch.searchsorted(torch.cumsum(top_p, 0), torch.tensor(desired_logit_prob))) + 1
+    return [token_target(model, int(t)) for t in top_idx[:cutoff]]
+
+
+Target = str | int | LogitTarget | Tensor | Sequence[str | int | LogitTarget] | None
+
+
+def resolve_targets(model, tokens: Int[Tensor, " pos"], target: Target, cfg: TraceConfig | None = None) -> list[LogitTarget]:
+    """The logit targets :func:`trace` attributes from: ``target`` as given (a token string or
+    id, a :class:`LogitTarget` such as a logit difference, a tensor of token ids, or a list of
+    tokens and targets), or when None the salient next tokens (:func:`salient_targets` with
+    ``cfg``'s ``max_n_logits`` and ``desired_logit_prob``)."""
+    cfg = cfg or TraceConfig()
+    if target is None:
+        return salient_targets(model, tokens, cfg.max_n_logits, cfg.desired_logit_prob)
+    if isinstance(target, (str, int, LogitTarget)):
+        target = [target]
+    elif isinstance(target, Tensor):
+        target = [int(t) for t in target.reshape(-1)]
+    targets = [t if isinstance(t, LogitTarget) else _token(model, t) for t in target]
+    if not targets:
+        raise TargetError("the target list is empty: give a token, a LogitTarget, a list of them, or None")
+    return targets
+
+
+def _token(model, token: object) -> LogitTarget:
+    if isinstance(token, (str, int)):
+        return token_target(model, token)
+    raise TargetError(f"a target is a token (string or id) or a LogitTarget, got {type(token).__name__}: {token!r}")
+
+
 def trace(
     model,
     transcoders: dict[int, object],
     prompt: str | Tensor | Sequence[int],
-    target: str | int | LogitTarget | Sequence[LogitTarget] | None = None,
+    target: Target = None,
     cfg: TraceConfig | None = None,
     context_tokens: Int[Tensor, "batch pos"] | None = None,
     model_name: str = "",
@@ -100,23 +153,16 @@ def trace(
     """Attribute, prune, split edges over heads and describe features.
 
     ``target``: a token (string or id), a :class:`LogitTarget` (e.g. a logit difference),
-    a list of them, or None for the ``n_top_logits`` most probable next tokens.
+    a list of them or a tensor of token ids, or None for the most probable next tokens as
+    circuit-tracer picks them (``cfg.max_n_logits``, ``cfg.desired_logit_prob``; see
+    :func:`resolve_targets`).
     ``context_tokens`` ([batch, pos]) supply each feature's top activating contexts.
     ``model_name`` is recorded in the graph and its exports (default: ``model.cfg.model_name``).
     """
     cfg = cfg or TraceConfig()
     tokens = prompt_tokens(model, prompt)
     transcoders = for_model(model, transcoders)
-    if target is None:
-        with torch.no_grad():
-            last = model(tokens[None].to(model.cfg.device))[0, -1]
-        targets = [token_target(model, int(t)) for t in torch.topk(last, cfg.n_top_logits).indices]
-    elif isinstance(target, LogitTarget):
-        targets = [target]
-    elif isinstance(target, (str, int)):
-        targets = [token_target(model, target)]
-    else:
-        targets = list(target)
+    targets = resolve_targets(model, tokens, target, cfg)
     full = attribute(model, transcoders, tokens, targets, cfg.attribution, prompt=prompt if isinstance(prompt, str) else None)
     graph = prune(full, cfg.node_threshold, cfg.edge_threshold)
     graph.model_name = model_name or str(getattr(model.cfg, "model_name", "") or "")
@@ -132,7 +178,8 @@ def trace(
 @dataclass
 class CircuitTraceConfig:
     """Trace a prompt through transcoders into an attribution graph and write it as
-    Neuronpedia JSON, GraphML, a self-contained HTML page and graph.pt."""
+    circuit-tracer / Neuronpedia graph JSON (also in circuit-tracer's server folder), GraphML,
+    a self-contained HTML page and graph.pt."""
 
     prompt: str
     """The prompt to trace, e.g. "The war lasted from the year 1745 to the year 17"."""
@@ -141,9 +188,9 @@ class CircuitTraceConfig:
     transcoders: str = "runs/tc"
     """Run directory written by `interp transcoder train` (or one saved transcoder)."""
     target: str | None = None
-    """Token whose logit is explained, e.g. ' 45' (default: the most probable next token)."""
+    """Token whose logit is explained, e.g. ' 45' (default: the most probable next tokens, see --max-n-logits and --desired-logit-prob)."""
     out: str = "graph"
-    """Directory for graph.json, graph.graphml, graph.html and graph.pt."""
+    """Directory for graph.json, graph.graphml, graph.html, graph.pt and graph_files/ (circuit-tracer's server folder)."""
     contexts: int = 64
     """Sequences of --dataset scanned for each feature's top activating contexts (0: none)."""
     dataset: str = "reference"

@@ -163,15 +163,18 @@ def test_cli_trace_writes_json_graphml_html(saved, tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "attribution (edge matrix) took" in out
-    for name in ("graph.json", "graph.graphml", "graph.html", "graph.pt"):
+    for name in ("graph.json", "graph.graphml", "graph.html", "graph.pt", "graph_files/graph.json",
+                 "graph_files/graph-metadata.json"):
         assert str(tmp_path / "graph" / name) in out
     schema = json.loads(resources.files("interp.circuits").joinpath("schemas/attribution-graph.schema.json").read_text())
     data = json.loads((tmp_path / "graph" / "graph.json").read_text())
     jsonschema.validate(data, schema)
     assert data["metadata"]["prompt"].startswith("The war")
-    assert any(n["is_target_logit"] for n in data["nodes"])
+    assert [n["clerp"].split(" (p=")[0] for n in data["nodes"] if n["is_target_logit"]] == ['Output "50"']
+    assert json.loads((tmp_path / "graph" / "graph_files" / "graph.json").read_text())["nodes"] == data["nodes"]
     g = nx.read_graphml(tmp_path / "graph" / "graph.graphml")
-    assert g.number_of_nodes() == len(data["nodes"])
+    heads = {(p["layer"], p["head"], p["query"]) for p in data["interp"]["head_paths"]}
+    assert g.number_of_nodes() == len(data["nodes"]) + len(heads)  # GraphML keeps the heads as nodes
     assert (tmp_path / "graph" / "graph.html").stat().st_size > 1_000_000  # plotly.js inlined
 
 
@@ -205,13 +208,31 @@ def test_cli_flags_reach_the_trace(saved, tmp_path, monkeypatch, capsys):
     assert [cfg.batch_size for cfg in seen] == [64]
 
 
+def test_without_a_target_the_cli_traces_the_salient_logits(saved, tmp_path, capsys):
+    """--max-n-logits and --desired-logit-prob choose the targets as circuit-tracer does."""
+    from interp.circuits.graph import Graph
+    from interp.cli import main
+
+    common = ["circuit", "trace", "--model", str(saved / "model"), "--transcoders", str(saved / "tc"), "--prompt", PROMPT,
+              "--contexts", "0", "--heads", "false"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--max-n-logits", "3", "--desired-logit-prob", "1.0"]) == 0
+    three = Graph.load(tmp_path / "a" / "graph.pt")
+    probs = [three.nodes[i].prob for i in three.index_of("logit")]
+    assert len(probs) == 3 and probs == sorted(probs, reverse=True)
+    assert main([*common, "--out", str(tmp_path / "b"), "--desired-logit-prob", "0.0"]) == 0
+    one = Graph.load(tmp_path / "b" / "graph.pt")
+    assert [one.nodes[i].index for i in one.index_of("logit")] == [three.nodes[three.index_of("logit")[0]].index]
+    capsys.readouterr()
+
+
 def test_help_offers_the_nested_flags(capsys):
     from interp.cli import main
 
     with pytest.raises(SystemExit):
         main(["circuit", "trace", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--node-threshold", "--edge-threshold", "--batch-size", "--heads", "--min-head-fraction", "--prompt"):
+    for flag in ("--node-threshold", "--edge-threshold", "--batch-size", "--heads", "--min-head-fraction", "--prompt",
+                 "--max-n-logits", "--desired-logit-prob"):
         assert flag in out, flag
     assert "--attribution." not in out  # nested settings keep plain flag names
 

@@ -9,11 +9,11 @@ import jsonschema
 import networkx as nx
 import pytest
 import torch
+from support.graphs import chain_graph
 
 from interp.circuits.export import to_json, write_graphml
-from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, influence, prune
+from interp.circuits.graph import Graph, graph_scores, influence, prune
 from interp.errors import StoreError
-
 
 
 @pytest.fixture(autouse=True)
@@ -23,28 +23,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-def chain_graph() -> Graph:
-    """tok0 -> f_a -> logit is strong; tok1 -> f_b -> logit is weak; err -> f_a small."""
-    nodes = [
-        Node("feature", 0, 0, 7, 2.0, "a"),
-        Node("feature", 0, 1, 3, 0.1, "b"),
-        Node("error", 0, 0, None, 0.01, "err"),
-        Node("embedding", -1, 0, 11, None, "x"),
-        Node("embedding", -1, 1, 12, None, "y"),
-        Node("logit", 1, 1, 5, 3.0, "z", prob=0.9),
-    ]
-    a = torch.zeros(6, 6)
-    a[0, 3] = 4.0  # tok0 -> a
-    a[0, 2] = 0.1  # err -> a
-    a[1, 4] = 0.2  # tok1 -> b
-    a[5, 0] = 3.0  # a -> logit
-    a[5, 1] = -0.05  # b -> logit
-    w = torch.tensor([0, 0, 0, 0, 0, 1.0])
-    g = Graph("xy", [11, 12], ["x", "y"], 1, nodes, a, w, logit_directions=torch.zeros(1, 20))
-    g.head_paths = [HeadPath(0, 5, 0, 1, 1, 2.5)]
-    return g
-
 
 def test_influence_sums_paths():
     g = chain_graph()
@@ -108,7 +86,11 @@ def test_json_validates_against_viewer_schema_and_ids_are_unique():
     assert {n["feature_type"] for n in data["nodes"]} >= {"embedding", "logit", "mlp reconstruction error"}
     logit = next(n for n in data["nodes"] if n["feature_type"] == "logit")
     assert logit["is_target_logit"] and logit["token_prob"] == pytest.approx(0.9) and logit["layer"] == "2"
-    assert any(n["feature_type"] == "attention head" for n in data["nodes"])
+    # head paths are kept beside the core graph, not as nodes circuit-tracer does not know
+    assert not any(n["feature_type"] == "attention head" for n in data["nodes"])
+    assert data["interp"]["head_paths"] == [
+        {"source": "0_7_0", "target": "2_5_1", "layer": 0, "head": 1, "query": 1, "weight": 2.5}
+    ]
     known = set(ids)
     assert all(l["source"] in known and l["target"] in known for l in data["links"])
 
@@ -127,7 +109,10 @@ def test_graphml_round_trips_through_networkx(tmp_path):
     h = nx.read_graphml(path)
     assert h.has_edge("E_11_0", "0_7_0")
     assert h.edges["0_7_0", "2_5_1"]["weight"] == pytest.approx(3.0)
-    assert h.nodes["0_7_0"]["feature_type"] == "transcoder"
+    assert h.nodes["0_7_0"]["feature_type"] == "cross layer transcoder"
+    # GraphML keeps the head as a node between the source and the target it carries
+    assert h.nodes["H0.1_1"]["feature_type"] == "attention head"
+    assert h.edges["0_7_0", "H0.1_1"]["weight"] == pytest.approx(2.5) and h.has_edge("H0.1_1", "2_5_1")
 
 
 def test_graph_is_a_result_whose_summary_gives_counts_scores_and_time():
@@ -148,9 +133,12 @@ def test_write_puts_every_export_in_the_directory(tmp_path):
 
     g = chain_graph()
     paths = g.write(tmp_path / "out")
-    assert list(paths) == ["json", "graphml", "html", "graph"]
-    assert {p.name for p in paths.values()} == {"graph.json", "graph.graphml", "graph.html", "graph.pt"}
-    assert all(p.parent == tmp_path / "out" and p.is_file() for p in paths.values())
+    assert list(paths) == ["json", "graphml", "html", "graph", "server", "metadata"]
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in paths.values()] == [
+        "graph.json", "graph.graphml", "graph.html", "graph.pt", "graph_files/graph.json", "graph_files/graph-metadata.json"
+    ]
+    assert all(p.is_file() for p in paths.values())
+    assert json.loads(paths["server"].read_text())["nodes"] == json.loads(paths["json"].read_text())["nodes"]
     schema = json.loads(resources.files("interp.circuits").joinpath("schemas/attribution-graph.schema.json").read_text())
     data = json.loads(paths["json"].read_text())
     jsonschema.validate(data, schema)
@@ -161,7 +149,7 @@ def test_write_puts_every_export_in_the_directory(tmp_path):
     assert back.nodes == g.nodes and torch.equal(back.adjacency, g.adjacency)
     # write_all is the same call under its old name, with a stem
     again = write_all(g, tmp_path / "again", stem="g2")
-    assert {p.name for p in again.values()} == {"g2.json", "g2.graphml", "g2.html", "g2.pt"}
+    assert {p.name for p in again.values()} == {"g2.json", "g2.graphml", "g2.html", "g2.pt", "graph-metadata.json"}
     assert json.loads(again["json"].read_text())["nodes"] == data["nodes"]
 
 
@@ -173,3 +161,17 @@ def test_the_page_is_rendered_in_circuits_html():
     page = chain_graph().to_html()
     has_plot = "Plotly.newPlot" in page  # booleans first: a failed assert would diff the 4 MB page
     assert page.startswith("<!DOCTYPE html>") and has_plot and "Attribution graph: xy" in page and "0_7_0" in page
+
+
+def test_prune_records_each_nodes_cumulative_influence_over_the_full_graph():
+    """circuit-tracer's node ``influence``: sort the full graph's influences, cumulate, divide by the total."""
+    g = chain_graph()
+    infl = influence(g.adjacency, g.logit_weights).tolist()
+    total = sum(infl)
+    pruned = prune(g, node_threshold=0.8, edge_threshold=0.9)
+    got = {(n.kind, n.label): n.cumulative_influence for n in pruned.nodes}
+    # by hand: f_a (index 0) is the most influential node, then tok0 (index 3)
+    assert got[("feature", "a")] == pytest.approx(infl[0] / total, rel=1e-6)
+    assert got[("embedding", "x")] == pytest.approx((infl[0] + infl[3]) / total, rel=1e-6)
+    assert got[("logit", "z")] == pytest.approx(1.0)  # no influence of its own: last in the order
+    assert all(n.influence is not None for n in pruned.nodes)
