@@ -136,12 +136,16 @@ class Result:
         lines += [f"  {k:{width}s}  {_fmt(v)}" for k, v in rows]
         return "\n".join(lines)
 
-    def table(self) -> str:
-        """Deprecated name of :meth:`summary` (results used to disagree on the two names)."""
-        from interp._deprecation import warn
+    def __getattr__(self, name: str) -> Any:
+        # ``table()`` is the deprecated name of summary() (results used to disagree on the two names);
+        # looked up only when the class has no ``table`` of its own (a method or a field)
+        if name == "table":
+            from interp._deprecation import warn
 
-        warn(f"{type(self).__name__}.table()", f"{type(self).__name__}.summary()")
-        return self.summary()
+            kind = type(self).__name__
+            warn(f"{kind}.table()", f"{kind}.summary()", stacklevel=2)
+            return self.summary
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def headline(self) -> list[tuple[str, Any]]:
         """``(label, value)`` pairs of the headline numbers (the notebook block's rows)."""
