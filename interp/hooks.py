@@ -82,8 +82,9 @@ def validate(model, names: Iterable[str]) -> list[str]:
         if name not in known:
             error = UnknownHookError(name, known)
             if name.endswith(".hook_resid_mid") and getattr(model.cfg, "parallel_attn_mlp", False):
-                error.args = (f"the model has no {name!r}: its attention and MLP run in parallel (cfg.parallel_attn_mlp), "
-                              "both reading resid_pre, so no residual stream lies between them; use resid_pre or resid_post",)
+                message = (f"the model has no {name!r}: its attention and MLP run in parallel (cfg.parallel_attn_mlp), "
+                           "both reading resid_pre, so no residual stream lies between them; use resid_pre or resid_post")
+                error.args = (message,)
             raise error
     return names
 

@@ -16,9 +16,9 @@ from interp.redundancy.dropping import (
     DropCurve,
     DropPoint,
     ablated,
-    effective_metric,
     drop_curve,
     drop_order,
+    effective_metric,
     heldout_loss,
     measure,
     skip_matches_ablation,
@@ -40,7 +40,6 @@ from interp.redundancy.result import RedundancyReport, RedundancyResult
 __all__ = [
     "KINDS", "METRICS", "PARALLEL_NOTE", "SCHEDULES", "STRATEGIES", "DropCurve", "DropPoint", "Importance", "Module",
     "RedundancyConfig", "RedundancyReport", "RedundancyResult",
-    "ablated", "analyze", "drop_curve", "effective_metric", "drop_order", "heldout_loss", "importance", "load_tokens", "measure",
-    "reference_tasks", "run", "skip_matches_ablation", "skipped", "spearman", "speedup",
-    "undefined_scores",
+    "ablated", "analyze", "drop_curve", "drop_order", "effective_metric", "heldout_loss", "importance", "load_tokens",
+    "measure", "reference_tasks", "run", "skip_matches_ablation", "skipped", "spearman", "speedup", "undefined_scores",
 ]

@@ -32,8 +32,8 @@ from interp.config import Layers, parse_layers
 from interp.errors import ConfigError
 from interp.hooks import resolve
 from interp.reports.tables import layer_span
-from interp.sparsity.density import activation_strength
 from interp.results import Result
+from interp.sparsity.density import activation_strength
 
 
 def token_core(activations: Float[Tensor, "pos d_mlp"], alpha: float) -> torch.Tensor:

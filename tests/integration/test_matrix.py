@@ -49,13 +49,7 @@ CTX = 16
 """Tokens per context: longer than every local-attention window of the families (4 tokens)."""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread than on two oversubscribed ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def token_ids(model, n: int = 8, vocab: int | None = None, seed: int = 0) -> torch.Tensor:

@@ -14,13 +14,7 @@ from interp.redundancy import DropCurve, Importance, Module, RedundancyConfig, R
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "redundancy_reference"
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread than on two oversubscribed ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -11,13 +11,7 @@ from interp.errors import RedundancyError
 from interp.planted import noop_model
 from interp.redundancy import Module, ablated, heldout_loss, importance, spearman
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread than on two oversubscribed ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
