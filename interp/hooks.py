@@ -27,7 +27,9 @@ residual stream, after any norm on its output (Gemma 2's ``ln1_post`` / ``ln2_po
 (Llama, Gemma, Qwen, Mistral) ``mlp_pre`` is the gate's pre-activation ``x @ W_gate``,
 ``blocks.L.mlp.hook_pre_linear`` the linear branch ``x @ W_in``, and ``mlp_post`` the gated
 product ``act(x @ W_gate) * (x @ W_in)``: the activation that multiplies each neuron's row
-of ``W_out``.
+of ``W_out``. Post-norm blocks (OLMo 2/3) differ: there ``ln2.hook_normalized`` normalises
+the MLP's *output*, so ``mlp_in`` is not the MLP's input (which is ``resid_mid``), and
+nothing that reads ``mlp_in`` (transcoders, the units comparison) is right on them yet.
 """
 
 from __future__ import annotations
