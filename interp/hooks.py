@@ -19,6 +19,17 @@ mlp_post       blocks.L.mlp.hook_post           neuron activations
 mlp_out        blocks.L.hook_mlp_out            MLP output added to the residual
 resid_post     blocks.L.hook_resid_post         residual leaving block L
 =============  ===============================  ===========================================
+
+Per architecture: ``attn_out`` and ``mlp_out`` always hold what the sublayer adds to the
+residual stream, after any norm on its output (Gemma 2's ``ln1_post`` / ``ln2_post``;
+:func:`output_norm`). Parallel blocks (GPT-NeoX/Pythia, GPT-J) have no ``resid_mid``
+(asking for it says so), and their ``mlp_in`` normalises ``resid_pre``. In a gated MLP
+(Llama, Gemma, Qwen, Mistral) ``mlp_pre`` is the gate's pre-activation ``x @ W_gate``,
+``blocks.L.mlp.hook_pre_linear`` the linear branch ``x @ W_in``, and ``mlp_post`` the gated
+product ``act(x @ W_gate) * (x @ W_in)``: the activation that multiplies each neuron's row
+of ``W_out``. Post-norm blocks (OLMo 2/3) differ: there ``ln2.hook_normalized`` normalises
+the MLP's *output*, so ``mlp_in`` is not the MLP's input (which is ``resid_mid``), and
+nothing that reads ``mlp_in`` (transcoders, the units comparison) is right on them yet.
 """
 
 from __future__ import annotations
@@ -71,7 +82,12 @@ def validate(model, names: Iterable[str]) -> list[str]:
     known = model.hook_dict
     for name in names:
         if name not in known:
-            raise UnknownHookError(name, known)
+            error = UnknownHookError(name, known)
+            if name.endswith(".hook_resid_mid") and getattr(model.cfg, "parallel_attn_mlp", False):
+                message = (f"the model has no {name!r}: its attention and MLP run in parallel (cfg.parallel_attn_mlp), "
+                           "both reading resid_pre, so no residual stream lies between them; use resid_pre or resid_post")
+                error.args = (message,)
+            raise error
     return names
 
 
@@ -111,3 +127,55 @@ def all_sites(model) -> dict[str, list[str]]:
         names = [hook_name(site, layer) for layer in range(model.cfg.n_layers)]
         out[site] = [n for n in names if n in model.hook_dict]
     return out
+
+
+# --- what an architecture puts around its sublayers -------------------------------------
+
+Sublayer = Literal["attn", "mlp"]
+
+
+def _post_norm(model) -> bool:
+    """True for post-norm blocks (OLMo 2/3), whose ``ln1``/``ln2`` normalise the sublayer's output."""
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+    return model.cfg.original_architecture in POST_NORM_ARCHITECTURES
+
+
+def input_norm(model, layer: int, sublayer: Sublayer):
+    """The norm a sublayer reads the residual stream through (``ln1``/``ln2``), or None when it
+    reads the residual itself (no normalisation, or post-norm blocks as OLMo 2's)."""
+    block = model.blocks[layer]
+    norm = getattr(block, "ln1" if sublayer == "attn" else "ln2", None)
+    return None if norm is None or _post_norm(model) else norm
+
+
+def output_norm(model, layer: int, sublayer: Sublayer):
+    """The norm a sublayer's output passes through before it is added to the residual stream
+    (and before ``hook_attn_out``/``hook_mlp_out``): Gemma 2's ``ln1_post``/``ln2_post``,
+    post-norm OLMo 2's ``ln1``/``ln2``; None for pre-norm and parallel blocks."""
+    block = model.blocks[layer]
+    if getattr(model.cfg, "use_normalization_before_and_after", False):
+        return getattr(block, "ln1_post" if sublayer == "attn" else "ln2_post")
+    if _post_norm(model):
+        return getattr(block, "ln1" if sublayer == "attn" else "ln2")
+    return None
+
+
+def write_directions(model, layer: int, sublayer: Sublayer, vectors):
+    """Rows of ``vectors`` (in the sublayer's output space, e.g. rows of ``W_out``) as the
+    residual-stream directions they write, through the sublayer's :func:`output_norm`.
+
+    A norm ``(v - mean(v)) / scale(v) * w + b`` (``mean`` only for a LayerNorm) divides by one
+    positive number per position, shared by every row, and adds a bias shared by every row;
+    what depends on the row is linear: centring and the weight ``w``, which this applies.
+    Without an output norm the rows are returned unchanged.
+    """
+    norm = output_norm(model, layer, sublayer)
+    if norm is None:
+        return vectors
+    from transformer_lens.components import LayerNorm, LayerNormPre
+
+    if isinstance(norm, (LayerNorm, LayerNormPre)):
+        vectors = vectors - vectors.mean(dim=-1, keepdim=True)
+    weight = getattr(norm, "w", None)
+    return vectors if weight is None else vectors * weight.detach().to(vectors.dtype)

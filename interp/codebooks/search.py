@@ -307,15 +307,28 @@ def best_neuron_at_recall(
 
 @torch.no_grad()
 def code_top_tokens(model, codebooks: Codebooks, hook: str, code: int, n: int = 10) -> list[tuple[str, float]]:
-    """Tokens whose logits the code raises most, read directly through the unembedding."""
+    """Tokens whose logits the code raises most, read directly through the unembedding.
+
+    A code at ``attn_z`` is first written through its head's ``W_O`` (and the linear part of
+    a norm on the attention output, Gemma 2's ``ln1_post``); the direction then goes through
+    the final norm's weight and centring and ``W_U``, as a neuron's write vector does
+    (:func:`interp.neurons.unembedding`).
+    """
+    from interp.neurons.decoding import unembedding
+
     book = codebooks[hook]
     group, index = book.split(code)[0]
     vector = book.codebook[group, index]
     if hook.endswith("attn.hook_z"):
-        from interp.hooks import layer_of
+        from interp.hooks import layer_of, write_directions
 
-        vector = vector @ model.W_O[layer_of(hook), group]
-    logits = vector.to(model.W_U.dtype) @ model.W_U
+        layer = layer_of(hook)
+        vector = write_directions(model, layer, "attn", vector @ model.W_O[layer, group])
+    W, centre = unembedding(model)
+    vector = vector.to(W.dtype)
+    if centre:
+        vector = vector - vector.mean()
+    logits = vector @ W
     top = logits.topk(n)
     return [(model.tokenizer.decode([int(i)]), float(v)) for v, i in zip(top.values, top.indices)]
 

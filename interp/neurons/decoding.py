@@ -27,6 +27,16 @@ transformer-lens' ``center_unembed`` subtracts each row's mean over the vocabula
 are unchanged. Scores are therefore "direct logit contributions per unit activation, up
 to one positive scale and one constant".
 
+Architectures. In a gated MLP (Llama, Gemma, Qwen, Mistral) a neuron's activation
+(``hook_post``) is the gated product ``act(x @ W_gate[:, n]) * (x @ W_in[:, n])``, and its
+write vector is still its row of ``W_out``; it reads two residual directions, so
+``side="in"`` is refused there in one sentence (:data:`GATED_IN`). Gemma 2 normalises the
+MLP's output (``ln2_post``) before adding it to the residual stream: like the final norm's,
+that norm's division is one positive number per position, shared by every neuron of the
+layer, and its weight is linear, so the write vector is the ``W_out`` row times that weight.
+Gemma 2's final logit soft-cap ``c * tanh(logit / c)`` is increasing, so it changes no
+ranking. Parallel attention and MLP (Pythia) change nothing here.
+
 The work is chunked over neurons and over the vocabulary so memory stays bounded
 (``neuron_chunk * vocab_chunk`` scores at a time). ``method="certified"`` (the default)
 finds candidates with a bfloat16 matmul, rescores them in float32 and proves, with a
@@ -81,19 +91,34 @@ def unembedding(model) -> tuple[Float[Tensor, "d_model d_vocab"], bool]:
     return W, norm in ("LN", "LNPre")
 
 
+GATED_IN = (
+    "side='in' is undefined for a gated MLP: a neuron's activation act(x @ W_gate[:, n]) * (x @ W_in[:, n]) reads "
+    "two residual directions, not one; decode side='out' (what each neuron writes) instead"
+)
+"""Why read vectors are not decoded for gated MLPs (Llama, Gemma, Qwen, Mistral)."""
+
+
 def neuron_vectors(model, layer: int, side: Side = "out") -> Float[Tensor, "d_mlp d_model"]:
     """Neuron vectors of ``layer`` in residual-stream space, one row per neuron.
 
-    ``side="out"``: rows of ``W_out`` (what each neuron writes). ``side="in"``: columns
-    of ``W_in`` times the weight of the MLP's own LayerNorm when it is not folded (the
-    residual direction each neuron reads).
+    ``side="out"``: what each neuron writes per unit of its activation (``hook_post``; in a
+    gated MLP the gated product): its row of ``W_out``, through the linear part of a norm on
+    the MLP's output where the model has one (Gemma 2's ``ln2_post``: times its weight; see
+    :func:`interp.hooks.write_directions`). ``side="in"``: columns of ``W_in`` times the
+    weight of the MLP's own norm when it is not folded (the residual direction each neuron
+    reads); undefined for gated MLPs (:data:`GATED_IN`).
     """
+    from interp.hooks import input_norm, write_directions
+
     if side == "out":
-        return model.blocks[layer].mlp.W_out.detach()
+        return write_directions(model, layer, "mlp", model.blocks[layer].mlp.W_out.detach())
     if side == "in":
+        if model.cfg.gated_mlp:
+            raise ConfigError(GATED_IN)
         W_in = model.blocks[layer].mlp.W_in.detach()
-        if model.cfg.normalization_type in ("LN", "RMS"):
-            W_in = model.blocks[layer].ln2.w.detach()[:, None] * W_in
+        norm = input_norm(model, layer, "mlp")
+        if norm is not None and getattr(norm, "w", None) is not None:
+            W_in = norm.w.detach()[:, None] * W_in
         return W_in.T
     raise ConfigError(f"side must be 'out' (W_out rows) or 'in' (W_in columns), got {side!r}")
 
@@ -336,7 +361,7 @@ class DecodeConfig:
     layers: str | None = None
     """Layers to decode: 'all', '0,3' or '0-2' (default: all)."""
     side: Literal["out", "in"] = "out"
-    """'out': what each neuron writes (rows of W_out); 'in': what it reads (columns of W_in)."""
+    """'out': what each neuron writes (rows of W_out); 'in': what it reads (columns of W_in; not for gated MLPs)."""
     k: int = 10
     """Top and bottom tokens kept per neuron."""
     method: Literal["certified", "exact"] = "certified"

@@ -18,18 +18,28 @@ from interp.redundancy.dropping import (
     ablated,
     drop_curve,
     drop_order,
+    effective_metric,
     heldout_loss,
     measure,
     skip_matches_ablation,
     skipped,
     speedup,
 )
-from interp.redundancy.importance import KINDS, METRICS, Importance, Module, importance, spearman
+from interp.redundancy.importance import (
+    KINDS,
+    METRICS,
+    PARALLEL_NOTE,
+    Importance,
+    Module,
+    importance,
+    spearman,
+    undefined_scores,
+)
 from interp.redundancy.result import RedundancyReport, RedundancyResult
 
 __all__ = [
-    "KINDS", "METRICS", "SCHEDULES", "STRATEGIES", "DropCurve", "DropPoint", "Importance", "Module",
+    "KINDS", "METRICS", "PARALLEL_NOTE", "SCHEDULES", "STRATEGIES", "DropCurve", "DropPoint", "Importance", "Module",
     "RedundancyConfig", "RedundancyReport", "RedundancyResult",
-    "ablated", "analyze", "drop_curve", "drop_order", "heldout_loss", "importance", "load_tokens", "measure",
-    "reference_tasks", "run", "skip_matches_ablation", "skipped", "spearman", "speedup",
+    "ablated", "analyze", "drop_curve", "drop_order", "effective_metric", "heldout_loss", "importance", "load_tokens",
+    "measure", "reference_tasks", "run", "skip_matches_ablation", "skipped", "spearman", "speedup", "undefined_scores",
 ]

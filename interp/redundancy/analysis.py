@@ -157,6 +157,7 @@ def analyze(
         single_drop_loss=single,
         rank_correlation=rank_correlations(imp, baseline, single, model.cfg.n_layers),
         curves=curves,
+        notes=list(imp.notes),
         settings={"strategies": list(strategies), "schedules": list(schedules), "include_bos": include_bos,
                   "batch_size": batch_size, "timing_repeats": timing_repeats,
                   "timing_shape": list(timing_tokens.shape) if timing_tokens is not None else None,

@@ -1,10 +1,12 @@
 """Dropping modules: zero-ablation with scoped hooks, real skipping, and drop curves.
 
 - :func:`ablated` zero-ablates ``hook_attn_out`` / ``hook_mlp_out`` (both for a block)
-  inside a ``with`` block. In a pre-norm transformer that is exactly removing the module
-  and its LayerNorm: the residual stream passes through unchanged.
+  inside a ``with`` block. Those hooks hold what the sublayer adds to the residual stream
+  (after Gemma 2's post-sublayer norms, and with parallel attention and MLP each is one
+  term of ``resid_post``), so on every architecture this is exactly removing the module
+  and its norms: the residual stream passes through unchanged.
 - :func:`skipped` really removes the computation: inside the ``with`` block the dropped
-  attention / MLP (and its LayerNorm) are swapped for modules that return zeros or their
+  attention / MLP (and its norms) are swapped for modules that return zeros or their
   input, and a dropped block for one that returns its input. Its logits equal
   :func:`ablated`'s; it exists to time what dropping saves.
 - :func:`drop_order` ranks modules once (one-shot) or re-measures after each drop
@@ -27,7 +29,7 @@ from jaxtyping import Int
 from torch import Tensor, nn
 
 from interp.errors import ConfigError
-from interp.redundancy.importance import Module, _batches, check_model, importance
+from interp.redundancy.importance import Module, _batches, check_model, importance, undefined_scores
 from interp.results import Result
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,13 @@ Schedule = Literal["one-shot", "iterative"]
 SCHEDULES: tuple[str, ...] = ("one-shot", "iterative")
 STRATEGY_KINDS: dict[str, tuple[str, ...]] = {"attn": ("attn",), "mlp": ("mlp",), "block": ("block",), "joint": ("attn", "mlp")}
 """The module kinds each strategy ranks (``joint`` ranks attention and MLP together)."""
+
+
+def effective_metric(model, kinds: Sequence[str], metric: str) -> str:
+    """The metric ``kinds`` are ranked by on ``model``: ``metric``, or ``"output"`` where the
+    residual score of one of ``kinds`` is undefined (attention and MLP on parallel blocks)."""
+    undefined = undefined_scores(model)
+    return "output" if metric == "residual" and any(kind in undefined for kind in kinds) else metric
 
 
 def _check_modules(model, modules: Iterable[Module]) -> list[Module]:
@@ -125,12 +134,18 @@ def skipped(model, modules: Iterable[Module]) -> Iterator[None]:
                 saved.append((model.blocks, str(layer), block))
                 model.blocks[layer] = _SkippedBlock()
                 continue
+            # the sublayer, its norm, and the norm after it where the model has one (Gemma 2);
+            # a norm of zeros is zeros, so passing them through changes nothing
             if layer in attn:
                 swap(block, "ln1", _Passthrough())
                 swap(block, "attn", _ZeroAttention(model.cfg.d_model))
+                if hasattr(block, "ln1_post"):
+                    swap(block, "ln1_post", _Passthrough())
             else:
                 swap(block, "ln2", _Passthrough())
                 swap(block, "mlp", _ZeroMLP())
+                if hasattr(block, "ln2_post"):
+                    swap(block, "ln2_post", _Passthrough())
         yield
     finally:
         for parent, name, original in reversed(saved):
@@ -207,12 +222,14 @@ def drop_order(
 
     One-shot ranks once on the intact model; iterative zero-ablates the modules dropped
     so far, re-measures, and drops the least important remaining module, repeatedly.
+    Modules are ranked by :func:`effective_metric` (``metric`` unless it is undefined there).
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if schedule not in SCHEDULES:
         raise ConfigError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     kinds = STRATEGY_KINDS[strategy]
+    metric = effective_metric(model, kinds, metric)
     total = len(kinds) * model.cfg.n_layers
     n = total if max_drop is None else min(max_drop, total)
     if schedule == "one-shot":
@@ -311,6 +328,7 @@ def drop_curve(
         memo: a dict shared between calls on the same model and data: a set of dropped
             modules already measured (by another strategy or schedule) is not measured again.
     """
+    metric = effective_metric(model, STRATEGY_KINDS.get(strategy, ()), metric)
     order, scores = drop_order(
         model, calibration, strategy, schedule, metric, max_drop,
         batch_size=batch_size, include_bos=include_bos, bos_token_id=bos_token_id,

@@ -45,7 +45,7 @@ def figures(report) -> dict[str, object]:
     for kind in KINDS:
         modules = [Module(kind, layer) for layer in layers]
         fig.add_trace(go.Scatter(
-            x=[imp.score(m, report.metric) for m in modules], y=[report.loss_increase(m) for m in modules],
+            x=[imp.score(m, imp.metric_for((kind,), report.metric)) for m in modules], y=[report.loss_increase(m) for m in modules],
             mode="markers+text", text=[str(m) for m in modules], textposition="top center", name=kind,
             marker={"color": _COLOURS[kind], "size": 10},
         ))
@@ -103,8 +103,8 @@ def render(report) -> str:
     imp = report.importance
     imp_rows = [[layer] + [imp.score(Module(k, layer), m) for m in METRICS for k in KINDS] for layer in range(report.n_layers)]
     imp_header = ["layer"] + [f"{k} ({m})" for m in METRICS for k in KINDS]
-    single_rows = [[f"{k}.{layer}", imp.score(Module(k, layer), report.metric), report.loss_increase(Module(k, layer))]
-                   for k in KINDS for layer in range(report.n_layers)]
+    single_rows = [[f"{k}.{layer}", imp.score(Module(k, layer), imp.metric_for((k,), report.metric)),
+                    report.loss_increase(Module(k, layer))] for k in KINDS for layer in range(report.n_layers)]
     corr_rows = [[group] + [values[m] for m in METRICS] for group, values in report.rank_correlation.items()]
     curve_rows = []
     for c in report.curves:
@@ -114,7 +114,7 @@ def render(report) -> str:
     intro = f"""<p>Importance = 1 − cosine similarity per token, averaged over {report.n_calibration_tokens} calibration tokens
 (BOS {'counted' if imp.include_bos else 'not counted'}); held-out loss over {report.n_heldout_tokens} predicted tokens.
 Baseline loss {report.baseline_loss:.4f}. Modules ranked by the <b>{html.escape(report.metric)}</b> metric. Dropping = zero-ablating
-the module's output (identical to removing it and its LayerNorm).</p>"""
+the module's output (identical to removing it and its norms).</p>""" + "".join(f"<p><b>Note:</b> {html.escape(note)}.</p>" for note in report.notes)
     return page(
         f"Redundancy of {report.model}",
         [
@@ -138,7 +138,8 @@ def compact(report) -> str:
             ("calibration / held-out tokens", f"{report.n_calibration_tokens:,} / {report.n_heldout_tokens:,}"),
             (f"most redundant ({report.metric})", ", ".join(report.most_redundant())),
             ("Spearman(importance, loss increase)",
-             ", ".join(f"{g} {v[report.metric]:+.3f}" for g, v in report.rank_correlation.items()))]
+             ", ".join(f"{g} {v[report.metric]:+.3f}" for g, v in report.rank_correlation.items())),
+            *(("note", note) for note in report.notes)]
     curves = table(["strategy", "schedule", "first dropped", "loss (none)", "loss (all)"],
                    [[c.strategy, c.schedule, ", ".join(c.order[:3]), c.points[0].loss, c.points[-1].loss]
                     for c in report.curves if c.points])
@@ -152,7 +153,8 @@ def compact(report) -> str:
 def importance_block(imp) -> str:
     """The notebook block of an :class:`~interp.redundancy.importance.Importance`."""
     rows = [("layers", imp.n_layers), ("tokens", imp.n_tokens), ("BOS", "counted" if imp.include_bos else "not counted"),
-            ("most redundant (residual)", ", ".join(str(m) for m in imp.ranking()[:3]))]
+            (f"most redundant ({imp.metric_for(('attn', 'mlp'))})", ", ".join(str(m) for m in imp.ranking()[:3])),
+            *(("note", note) for note in imp.notes)]
     if imp.dropped:
         rows.append(("dropped while measuring", ", ".join(imp.dropped)))
     values = table(["layer", "attn", "mlp", "block", "attn (output)", "mlp (output)", "block (output)"],

@@ -16,6 +16,15 @@ The *output* variant (LLM-Drop with ``drop_norm=False``) compares the module's n
 input (``ln1.hook_normalized`` / ``ln2.hook_normalized``) with what it writes
 (``hook_attn_out`` / ``hook_mlp_out``; for a block, their sum and ``ln1``'s input).
 
+Architectures: ``hook_attn_out`` / ``hook_mlp_out`` hold what a sublayer adds to the residual
+stream, after any post-sublayer norm (Gemma 2's ``ln1_post`` / ``ln2_post``, OLMo 2's
+post-norm), so every score above is defined there. With parallel attention and MLP
+(GPT-NeoX/Pythia, GPT-J: ``resid_post = resid_pre + attn_out + mlp_out``) no ``resid_mid``
+exists: the residual scores of attention and MLP are NaN, the result's ``notes`` say so in
+one sentence, and rankings of attention or MLP use the output variant (where the MLP's input
+is ``ln2`` of ``resid_pre``). Post-norm blocks (OLMo 2) read the residual stream itself, so
+their output variant compares with ``resid_pre`` / ``resid_mid``.
+
 Sums of ``1 - cos`` and token counts are accumulated in float64 across batches, never
 per-batch means, so the scores (and hence the rankings) do not depend on the batch size.
 """
@@ -23,6 +32,7 @@ per-batch means, so the scores (and hence the rankings) do not depend on the bat
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, NamedTuple
@@ -61,21 +71,35 @@ class Module(NamedTuple):
 
 
 def check_model(model) -> None:
-    """Raise RedundancyError unless ``model`` has sequential attention -> MLP blocks."""
-    cfg = model.cfg
-    if cfg.attn_only:
+    """Raise RedundancyError unless ``model`` has attention and MLP sublayers to measure and drop."""
+    if model.cfg.attn_only:
         raise RedundancyError("the model is attention-only (cfg.attn_only): it has no MLPs to measure or drop")
-    if cfg.parallel_attn_mlp:
-        raise RedundancyError(
-            "the model runs attention and MLP in parallel (cfg.parallel_attn_mlp, as GPT-J/NeoX): there is no "
-            "resid_mid between them, so attention and MLP importance are undefined; measure blocks on a "
-            "sequential model instead"
-        )
-    if getattr(cfg, "use_normalization_before_and_after", False):
-        raise RedundancyError(
-            "the model normalises module outputs (cfg.use_normalization_before_and_after, as Gemma 2): dropping "
-            "a module there is not the same as zeroing hook_attn_out, which interp.redundancy assumes"
-        )
+
+
+PARALLEL_NOTE = (
+    "attention and MLP run in parallel here (cfg.parallel_attn_mlp, as in GPT-NeoX/Pythia and GPT-J), so no residual "
+    "stream lies between them and their residual importance is undefined (NaN): blocks are measured as usual, and "
+    "attention and MLP are ranked by the output variant"
+)
+"""Why the residual importance of attention and MLP is skipped on parallel blocks."""
+
+
+def undefined_scores(model) -> dict[str, str]:
+    """Importance scores ``model``'s architecture leaves undefined: ``{kind: why, in one sentence}``.
+
+    Only the residual metric of attention and MLP on parallel blocks (``resid_post =
+    resid_pre + attn_out + mlp_out``, no ``resid_mid``) is undefined. Post-sublayer norms
+    (Gemma 2's ``ln1_post``/``ln2_post``) are no obstacle: ``hook_attn_out`` and
+    ``hook_mlp_out`` are taken after them, so they hold exactly what is added to the residual.
+    """
+    return {"attn": PARALLEL_NOTE, "mlp": PARALLEL_NOTE} if model.cfg.parallel_attn_mlp else {}
+
+
+def _reads_residual_directly(model) -> bool:
+    """True for post-norm blocks (OLMo 2/3), whose ``ln1``/``ln2`` normalise the sublayer's output, not its input."""
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+    return model.cfg.original_architecture in POST_NORM_ARCHITECTURES
 
 
 def _batches(tokens: Int[Tensor, "n pos"], batch_size: int | None) -> Iterable[Tensor]:
@@ -120,23 +144,33 @@ class Importance(Result):
     include_bos: bool
     dropped: list[str] = field(default_factory=list)
     """Modules zero-ablated while measuring (iterative dropping); their scores are meaningless."""
+    notes: list[str] = field(default_factory=list)
+    """What the architecture leaves undefined (NaN scores) and what is done instead, one sentence each."""
 
     @property
     def n_layers(self) -> int:
         return len(self.attn)
 
     def score(self, module: Module, metric: str = "residual") -> float:
+        """The module's score (NaN where the architecture leaves it undefined: see :attr:`notes`)."""
         if metric not in METRICS:
             raise ConfigError(f"metric must be one of {METRICS}, got {metric!r}")
         values = getattr(self, module.kind if metric == "residual" else f"{module.kind}_output")
         return values[module.layer]
 
+    def metric_for(self, kinds: Sequence[str], metric: str = "residual") -> str:
+        """``metric``, or ``"output"`` when the residual score of one of ``kinds`` is undefined (parallel blocks)."""
+        if metric == "residual" and any(math.isnan(v) for kind in kinds for v in getattr(self, kind)):
+            return "output"
+        return metric
+
     def ranking(self, kinds: Sequence[str] = ("attn", "mlp"), metric: str = "residual", exclude: Iterable[Module] = ()) -> list[Module]:
-        """Modules of ``kinds``, least important (most redundant) first.
+        """Modules of ``kinds``, least important (most redundant) first, by :meth:`metric_for` ``(kinds, metric)``.
 
         Ties are broken by layer, then by kind in ``kinds`` order, so the order is a
         pure function of the scores.
         """
+        metric = self.metric_for(kinds, metric)
         excluded = set(exclude)
         candidates = [Module(k, layer) for layer in range(self.n_layers) for k in kinds if Module(k, layer) not in excluded]
         return sorted(candidates, key=lambda m: (self.score(m, metric), m.layer, list(kinds).index(m.kind)))
@@ -144,9 +178,10 @@ class Importance(Result):
     def __repr__(self) -> str:
         from interp.reports import plain_repr
 
-        lowest = ", ".join(f"{m} {self.score(m):.4f}" for m in self.ranking()[:3])
+        metric = self.metric_for(("attn", "mlp"))
+        lowest = ", ".join(f"{m} {self.score(m, metric):.4f}" for m in self.ranking()[:3])
         head = f"{self.n_layers} layers, {self.n_tokens:,} tokens, BOS {'counted' if self.include_bos else 'not counted'}"
-        lines = [f"most redundant (residual): {lowest}"]
+        lines = [f"most redundant ({metric}): {lowest}", *self.notes]
         if self.dropped:
             lines.append(f"measured with {len(self.dropped)} module(s) dropped")
         return plain_repr("Importance", head, lines)
@@ -157,8 +192,8 @@ class Importance(Result):
         return importance_block(self)
 
     def summary(self) -> str:
-        """The scores as a text table, one row per layer."""
-        lines = [f"{'layer':>5s} {'attn':>9s} {'mlp':>9s} {'block':>9s}   {'attn_out':>9s} {'mlp_out':>9s} {'block_out':>9s}"]
+        """The scores as a text table, one row per layer (after the notes, if any)."""
+        lines = [*self.notes, f"{'layer':>5s} {'attn':>9s} {'mlp':>9s} {'block':>9s}   {'attn_out':>9s} {'mlp_out':>9s} {'block_out':>9s}"]
         for layer in range(self.n_layers):
             lines.append(
                 f"{layer:5d} {self.attn[layer]:9.5f} {self.mlp[layer]:9.5f} {self.block[layer]:9.5f}   "
@@ -183,7 +218,9 @@ def importance(
     """Importance of every attention layer, MLP and block of ``model`` on ``tokens``.
 
     Args:
-        model: a HookedTransformer with sequential attention -> MLP blocks.
+        model: a HookedTransformer with attention and MLP sublayers: sequential or parallel
+            (then the residual scores of attention and MLP are NaN; see :func:`undefined_scores`),
+            pre-norm, with post-sublayer norms (Gemma 2) or post-norm (OLMo 2).
         tokens: calibration sequences, ``(n_sequences, pos)``.
         batch_size: sequences per forward pass (all at once when None); the result
             does not depend on it.
@@ -198,9 +235,12 @@ def importance(
     if bos_token_id is None and getattr(model, "tokenizer", None) is not None:
         bos_token_id = model.tokenizer.bos_token_id
     n_layers = model.cfg.n_layers
-    names = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
+    undefined = undefined_scores(model)
+    parallel = bool(model.cfg.parallel_attn_mlp)
+    names = ("resid_pre", "resid_post", "attn_out", "mlp_out") + (() if parallel else ("resid_mid",))
     validate(model, [hook_name(site, layer) for site in names for layer in range(n_layers)])
-    norm_names = {layer: (f"blocks.{layer}.ln1.hook_normalized", f"blocks.{layer}.ln2.hook_normalized") for layer in range(n_layers)}
+    # The normalised input of each sublayer, where it has one (post-norm blocks read the residual itself).
+    normed = not _reads_residual_directly(model)
     sums = {key: torch.zeros(n_layers, dtype=torch.float64) for key in ("attn", "mlp", "block", "attn_output", "mlp_output", "block_output")}
     count = 0
     store: dict[str, Tensor] = {}
@@ -213,17 +253,18 @@ def importance(
 
     def finish(layer: int):
         def hook(resid_post, hook):
-            pre, mid = store[f"pre{layer}"], store[f"mid{layer}"]
+            pre = store[f"pre{layer}"]
+            mid = pre if parallel else store[f"mid{layer}"]  # the MLP's residual input
             attn_out, mlp_out = store[f"attn_out{layer}"], store[f"mlp_out{layer}"]
             n1, n2 = store.get(f"n1_{layer}", pre), store.get(f"n2_{layer}", mid)
             terms = {
-                "attn": _one_minus_cos(pre, mid),
-                "mlp": _one_minus_cos(mid, resid_post),
                 "block": _one_minus_cos(pre, resid_post),
                 "attn_output": _one_minus_cos(n1, attn_out),
                 "mlp_output": _one_minus_cos(n2, mlp_out),
                 "block_output": _one_minus_cos(n1, attn_out + mlp_out),
             }
+            if not parallel:
+                terms.update(attn=_one_minus_cos(pre, mid), mlp=_one_minus_cos(mid, resid_post))
             for key, value in terms.items():
                 sums[key][layer] += value[mask].sum()
         return hook
@@ -232,15 +273,14 @@ def importance(
     for layer in range(n_layers):
         fwd_hooks += [
             (hook_name("resid_pre", layer), keep(f"pre{layer}")),
-            (hook_name("resid_mid", layer), keep(f"mid{layer}")),
             (hook_name("attn_out", layer), keep(f"attn_out{layer}")),
             (hook_name("mlp_out", layer), keep(f"mlp_out{layer}")),
         ]
-        ln1, ln2 = norm_names[layer]
-        if ln1 in model.hook_dict:
-            fwd_hooks.append((ln1, keep(f"n1_{layer}")))
-        if ln2 in model.hook_dict:
-            fwd_hooks.append((ln2, keep(f"n2_{layer}")))
+        if not parallel:
+            fwd_hooks.append((hook_name("resid_mid", layer), keep(f"mid{layer}")))
+        for key, name in ((f"n1_{layer}", f"blocks.{layer}.ln1.hook_normalized"), (f"n2_{layer}", f"blocks.{layer}.ln2.hook_normalized")):
+            if normed and name in model.hook_dict:
+                fwd_hooks.append((name, keep(key)))
         fwd_hooks.append((hook_name("resid_post", layer), finish(layer)))
 
     dropped = list(dropped)
@@ -253,14 +293,17 @@ def importance(
     if count == 0:
         raise ConfigError("no tokens to average over: every token is BOS; pass longer sequences or include_bos=True")
     means = {key: (value / count).tolist() for key, value in sums.items()}
-    return Importance(**means, n_tokens=count, include_bos=include_bos, dropped=[str(m) for m in dropped])
+    for key in undefined:
+        means[key] = [float("nan")] * n_layers
+    notes = list(dict.fromkeys(undefined.values()))
+    return Importance(**means, n_tokens=count, include_bos=include_bos, dropped=[str(m) for m in dropped], notes=notes)
 
 
 def spearman(x: Sequence[int | float], y: Sequence[int | float]) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant or holds a NaN."""
     if len(x) != len(y):
         raise ConfigError(f"x and y must have the same length, got {len(x)} and {len(y)}")
-    if len(x) < 2:
+    if len(x) < 2 or any(math.isnan(v) for v in (*x, *y)):
         return float("nan")
     rx, ry = _ranks(x), _ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()

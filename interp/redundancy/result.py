@@ -38,6 +38,8 @@ class RedundancyResult(Result):
     """Spearman correlation of importance with the single-drop loss increase, per group and metric."""
     curves: list[DropCurve]
     settings: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """What the architecture leaves undefined and what is measured instead, one sentence each."""
 
     def loss_increase(self, module: Module | str) -> float:
         return self.single_drop_loss[str(module)] - self.baseline_loss
@@ -49,15 +51,17 @@ class RedundancyResult(Result):
         raise KeyError(f"no curve for strategy {strategy!r} and schedule {schedule!r}")
 
     def most_redundant(self, kinds: Sequence[str] = ("attn", "mlp"), k: int = 3) -> list[str]:
+        """The ``k`` most redundant modules of ``kinds`` (by the output variant where the metric is undefined)."""
         return [str(m) for m in self.importance.ranking(kinds, self.metric)[:k]]
 
     def summary(self) -> str:
         lines = [f"{self.model}: baseline held-out loss {self.baseline_loss:.4f}", self.importance.summary(), ""]
         lines.append(f"{'module':>8s} {'importance':>11s} {'loss increase':>14s}")
         for kind in KINDS:
+            metric = self.importance.metric_for((kind,), self.metric)
             for layer in range(self.n_layers):
                 m = Module(kind, layer)
-                lines.append(f"{m!s:>8s} {self.importance.score(m, self.metric):11.5f} {self.loss_increase(m):14.4f}")
+                lines.append(f"{m!s:>8s} {self.importance.score(m, metric):11.5f} {self.loss_increase(m):14.4f}")
         lines.append("Spearman(importance, loss increase): " + ", ".join(
             f"{group} {values[self.metric]:+.3f}" for group, values in self.rank_correlation.items()
         ))

@@ -30,7 +30,14 @@ from interp.sparsity.coreinfer import (
     sentence_core,
     token_core,
 )
-from interp.sparsity.density import LayerSparsity, SparsityResult, deft_density, measure
+from interp.sparsity.density import (
+    LayerSparsity,
+    SparsityResult,
+    activation_strength,
+    deft_density,
+    measure,
+    signed_activations,
+)
 from interp.sparsity.html import core_report, sparsity_report, topk_report
 from interp.sparsity.topk import TopKCurve, default_ks, keep_topk, topk_curve, topk_thresholding
 
@@ -41,6 +48,7 @@ __all__ = [
     "SparsityConfig",
     "SparsityResult",
     "TopKCurve",
+    "activation_strength",
     "core_report",
     "core_similarity",
     "default_ks",
@@ -51,6 +59,7 @@ __all__ = [
     "related_sentences",
     "run",
     "sentence_core",
+    "signed_activations",
     "sparsity_report",
     "token_core",
     "topk_curve",

@@ -41,7 +41,7 @@ class SparsityConfig:
     ctx_len: int = 128
     """Tokens per context (BOS first)."""
     threshold: float = 0.1
-    """Count activations above this as 'above threshold'."""
+    """Count activations above this as 'above threshold' (their size, for gated MLPs)."""
     deft_eps: float = 1e-2
     """Epsilon of the DEFT density a^2 / (a^2 + eps)."""
     ks: str | None = None

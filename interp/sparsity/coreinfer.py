@@ -10,6 +10,9 @@ CoreInfer observes that semantically related sentences share core neurons; here
 different colours, animals, names, places, numbers), and :func:`core_similarity`
 compares the mean Jaccard similarity of the core sets of related pairs with that of
 unrelated pairs (different templates), per layer.
+
+For a gated MLP the activations are the gated products ranked by size
+(:func:`interp.sparsity.density.activation_strength`): "positive" there means nonzero.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from interp.errors import ConfigError
 from interp.hooks import resolve
 from interp.reports.tables import layer_span
 from interp.results import Result
+from interp.sparsity.density import activation_strength
 
 
 def token_core(activations: Float[Tensor, "pos d_mlp"], alpha: float) -> torch.Tensor:
@@ -168,7 +172,8 @@ def core_similarity(
             tokens = model.to_tokens(sentence) if isinstance(sentence, str) else sentence.reshape(1, -1)
             _, cache = model.run_with_cache(tokens, names_filter=names)
             for li, name in enumerate(names):
-                cores[li].append(sentence_core(cache[name][0, 1:].float().cpu(), alpha, beta))
+                acts = activation_strength(model, cache[name][0, 1:].float().cpu())
+                cores[li].append(sentence_core(acts, alpha, beta))
             labels.append(gi)
     related, unrelated, sizes = [], [], []
     for layer_cores in cores:

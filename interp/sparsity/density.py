@@ -8,12 +8,22 @@ through roughly linearly). :func:`measure` reports, per layer, on a token stream
 
 - ``nonzero``: fraction of activations (``hook_post``) that are exactly nonzero;
 - ``positive``: fraction of pre-activations (``hook_pre``) that are > 0;
-- ``above``: fraction of activations greater than ``threshold``;
+- ``above``: fraction of activations greater than ``threshold`` (in size, for gated MLPs);
 - ``deft``: the density measure of DEFT, ``mean(a^2 / (a^2 + eps))``: a smooth,
   differentiable count of nonzeros (near 1 where ``|a| >> sqrt(eps)``, 0 at 0), which
   DEFT uses as a loss term to make activations sparser during fine-tuning;
 - per neuron, the frequency of a positive pre-activation (dead: never, dense: above
   ``dense_frequency``), and per token, a histogram of how many neurons are positive.
+
+**Gated MLPs** (Llama, Gemma, Qwen, Mistral): a neuron's activation (``hook_post``) is the
+gated product ``act(x @ W_gate[:, n]) * (x @ W_in[:, n])``, and that product is what every
+count of activations measures (``nonzero``, ``above``, DEFT). ``hook_pre`` is the gate's
+pre-activation ``x @ W_gate``, so ``positive`` (and the per-neuron frequencies, dead and dense
+neurons, per-token counts) counts *open gates*, where SiLU or GELU passes its input through
+roughly linearly. The product's sign is the linear branch's, so a large negative product is
+as active as a large positive one: :func:`activation_strength` is ``|a|`` there, and
+``above``, top-k thresholding and CoreInfer's core neurons rank by it (:func:`signed_activations`).
+Elsewhere (GELU, ReLU, SoLU after its LayerNorm) activations rank by value, as the papers do.
 
 The library never prints; :class:`SparsityResult` is a :class:`~interp.results.Result`
 (``save``/``load``, ``summary()``, ``to_html()``).
@@ -135,6 +145,17 @@ class SparsityResult(Result):
         return sparsity_summary(self)
 
 
+def signed_activations(model) -> bool:
+    """True when a neuron's activation is signed by its input rather than switched off at
+    zero: the gated product of a gated MLP, whose sign is the linear branch's (see the module docstring)."""
+    return bool(getattr(model.cfg, "gated_mlp", False))
+
+
+def activation_strength(model, activations: Tensor) -> Tensor:
+    """How strongly each neuron is active: ``|a|`` for :func:`signed_activations`, ``a`` otherwise."""
+    return activations.abs() if signed_activations(model) else activations
+
+
 def deft_density(activations: Tensor, eps: float) -> Tensor:
     """DEFT's smooth density ``a^2 / (a^2 + eps)`` elementwise: ~1 where |a| >> sqrt(eps), 0 at 0."""
     squared = activations.float().square()
@@ -150,14 +171,14 @@ class _Accumulator:
         self.deft = 0.0
         self.counts = torch.zeros(d_mlp + 1, dtype=torch.float64, device=device)
 
-    def add(self, pre: Tensor, post: Tensor, threshold: float, eps: float) -> None:
+    def add(self, pre: Tensor, post: Tensor, strength: Tensor, threshold: float, eps: float) -> None:
         pre = pre.reshape(-1, pre.shape[-1])
         post = post.reshape(-1, post.shape[-1])
         self.tokens += pre.shape[0]
         positive = pre > 0
         self.positive += positive.sum(0, dtype=torch.float64)
         self.nonzero += (post != 0).sum(0, dtype=torch.float64)
-        self.above += float((post > threshold).sum())
+        self.above += float((strength.reshape(post.shape) > threshold).sum())
         self.deft += float(deft_density(post, eps).sum(dtype=torch.float64))
         self.counts += torch.bincount(positive.sum(1), minlength=self.counts.numel()).double()
 
@@ -179,7 +200,8 @@ def measure(
     Args:
         batches: ``[batch, pos]`` token tensors (e.g. from :func:`interp.data.token_batches`).
         layers: the layers to measure: ``'0,2'``, ``'0-3'``, a list, or None for all.
-        threshold: the "fraction above a threshold" counts activations > this.
+        threshold: the "fraction above a threshold" counts activations > this (``|a|`` > this
+            for gated MLPs, see :func:`activation_strength`).
         deft_eps: the epsilon of the DEFT density a^2 / (a^2 + eps).
         dense_frequency: a neuron positive on more than this fraction of tokens is "dense".
         max_batches: stop after this many batches (needed for endless streams).
@@ -205,7 +227,8 @@ def measure(
         _, cache = model.run_with_cache(tokens.to(device), names_filter=pre_names + post_names)
         start = 1 if skip_first else 0
         for acc, pre, post in zip(accs, pre_names, post_names):
-            acc.add(cache[pre][:, start:], cache[post][:, start:], threshold, deft_eps)
+            post_acts = cache[post][:, start:]
+            acc.add(cache[pre][:, start:], post_acts, activation_strength(model, post_acts), threshold, deft_eps)
         n += 1
     if n == 0 or accs[0].tokens == 0:
         raise ConfigError("no tokens were measured: pass at least one batch with more than one position")

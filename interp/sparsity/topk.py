@@ -1,8 +1,8 @@
 """Top-k thresholding of MLP activations: how much loss does keeping only k neurons cost?
 
 Following the Lazy Neuron Phenomenon paper's top-k experiment (Li et al. 2023), every
-token keeps only its ``k`` largest MLP activations (``hook_post``) in every chosen layer
-and the rest are set to zero; the loss increase as ``k`` shrinks says how many neurons a
+token keeps only its ``k`` largest MLP activations (``hook_post``; for a gated MLP the gated
+products, largest in size) in every chosen layer and the rest are set to zero; the loss increase as ``k`` shrinks says how many neurons a
 token really needs. ``k = d_mlp`` keeps everything and changes nothing.
 """
 
@@ -24,26 +24,31 @@ from interp.reports.tables import layer_span
 from interp.results import Result
 
 
-def keep_topk(activations: Float[Tensor, "... d_mlp"], k: int) -> Float[Tensor, "... d_mlp"]:
-    """Zero all but the ``k`` largest entries of the last dimension."""
+def keep_topk(activations: Float[Tensor, "... d_mlp"], k: int, by_magnitude: bool = False) -> Float[Tensor, "... d_mlp"]:
+    """Zero all but the ``k`` largest entries of the last dimension (largest in size with ``by_magnitude``)."""
     if not 1 <= k <= activations.shape[-1]:
         raise ConfigError(f"k must be in [1, {activations.shape[-1]}], got {k}")
-    best = activations.topk(k, dim=-1)
-    return torch.zeros_like(activations).scatter(-1, best.indices, best.values)
+    indices = (activations.abs() if by_magnitude else activations).topk(k, dim=-1).indices
+    return torch.zeros_like(activations).scatter(-1, indices, activations.gather(-1, indices))
 
 
 @contextlib.contextmanager
 def topk_thresholding(model, k: int, layers: Layers | int | Sequence[int] = None) -> Iterator[None]:
     """Inside the block, each token keeps only its ``k`` largest activations in ``layers`` (all when None).
 
-    The hooks are removed when the block exits, even on error.
+    In a gated MLP the activations are gated products and "largest" is largest in size
+    (:func:`interp.sparsity.density.signed_activations`). The hooks are removed when the
+    block exits, even on error.
     """
+    from interp.sparsity.density import signed_activations
+
     names = resolve(model, "mlp_post", parse_layers(layers, model.cfg.n_layers))
+    by_magnitude = signed_activations(model)
     if not 1 <= k <= model.cfg.d_mlp:
         raise ConfigError(f"k must be in [1, d_mlp={model.cfg.d_mlp}], got {k}")
 
     def threshold(activation: Tensor, hook) -> Tensor:
-        return keep_topk(activation, k)
+        return keep_topk(activation, k, by_magnitude)
 
     with model.hooks(fwd_hooks=[(name, threshold) for name in names]):
         yield

@@ -13,8 +13,9 @@ context, which is BOS; the loss is the model's usual mean next-token loss):
 
 **L0 per token.** Neurons: the mean number of positive pre-activations (GELU passes
 positive inputs through roughly linearly, so "active" means positive; for GELU nothing
-is exactly zero); also reported, the mean number of activations above
-``UnitsConfig.neuron_threshold``. Transcoder: latents with a nonzero activation. Codebook:
+is exactly zero; in a gated MLP ``hook_pre`` is the gate's, so this counts open gates);
+also reported, the mean number of activations above ``UnitsConfig.neuron_threshold`` (in
+size for a gated MLP's products, :func:`interp.sparsity.activation_strength`). Transcoder: latents with a nonzero activation. Codebook:
 codes active per token (``k`` per codebook).
 
 **Faithfulness.** The cross-entropy loss of the model when the layer's MLP output is
@@ -32,7 +33,8 @@ deleting it), and as the fraction of variance of the MLP output left unexplained
 it fires on at least ``UnitsConfig.recall`` (0.5) of the class's positions; the unit
 with the highest precision at its threshold is the class's best unit
 (:func:`interp.units.measures.best_precision_at_recall`). A unit's activation is its
-pre-activation for neurons (counted only where positive), its latent activation for the
+pre-activation for neurons (counted only where positive; in a gated MLP the size of its
+gated product, counted where its gate is open), its latent activation for the
 transcoder (where nonzero), and its cosine similarity with the input for codes (where
 chosen); a unit active on fewer than half the class's positions cannot reach the recall.
 Specificity of a kind in a layer = the unweighted mean over classes of the best
@@ -71,7 +73,7 @@ class UnitsConfig:
     recall: float = 0.5
     """Specificity: each unit's threshold makes it fire on at least this fraction of a class."""
     neuron_threshold: float = 0.1
-    """Neurons: also count activations (after GELU) above this value per token."""
+    """Neurons: also count activations (after GELU; a gated MLP's products in size) above this value per token."""
     neuron_k: int | None = None
     """Neurons' faithfulness: activations kept per token (None: the transcoder's L0, rounded;
     without a transcoder, the neurons' own mean count of positive pre-activations)."""
@@ -226,14 +228,19 @@ def _layer_units(model, layer: int, clean: dict[str, Tensor], tc, book, cfg: Uni
             "n_units": tc.cfg.d_sae, "l0": tc_l0, "scores": acts.masked_fill(acts <= 0, float("-inf")),
             "replace": lambda: splice(model, {layer: tc}),
         }
+    from interp.sparsity import activation_strength, signed_activations
+
     pre = clean["pre"]
     positive = float((pre > 0).sum(-1).float().mean())
     k = cfg.neuron_k or max(1, round(tc_l0 if tc_l0 is not None else positive))
     k = min(k, model.cfg.d_mlp)
+    strength = activation_strength(model, clean["post"])
+    # a neuron's activation for specificity: its pre-activation; in a gated MLP the size of its gated product
+    scores = strength if signed_activations(model) else pre
     units = {
         "neurons": {
-            "n_units": model.cfg.d_mlp, "l0": positive, "l0_above": float((clean["post"] > cfg.neuron_threshold).sum(-1).float().mean()),
-            "kept": k, "scores": pre.masked_fill(pre <= 0, float("-inf")),
+            "n_units": model.cfg.d_mlp, "l0": positive, "l0_above": float((strength > cfg.neuron_threshold).sum(-1).float().mean()),
+            "kept": k, "scores": scores.masked_fill(pre <= 0, float("-inf")),
             "replace": lambda: topk_thresholding(model, k, [layer]),
         },
         **units,

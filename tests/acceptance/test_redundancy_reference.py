@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from interp.redundancy import Module, ablated, heldout_loss, importance, skip_matches_ablation
-from interp.redundancy import load_tokens
+from interp.redundancy import Module, ablated, heldout_loss, importance, load_tokens, skip_matches_ablation
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

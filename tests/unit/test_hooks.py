@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from interp import hooks
 from interp.errors import UnknownHookError
@@ -48,3 +49,20 @@ def test_layer_of_and_last_layer():
     assert hooks.layer_of("hook_embed") is None
     assert hooks.last_layer(["blocks.1.hook_mlp_out", "blocks.3.hook_resid_pre"]) == 3
     assert hooks.last_layer(["ln_final.hook_normalized"]) is None
+
+
+def test_output_norms_and_write_directions_per_architecture(model, family_models):
+    """Gemma 2 normalises each sublayer's output (ln1_post/ln2_post); a write direction takes
+    the linear part of that norm, its weight. Pre-norm and parallel blocks write directly."""
+    gemma = family_models["gemma2"]
+    assert hooks.output_norm(gemma, 0, "mlp") is gemma.blocks[0].ln2_post
+    assert hooks.output_norm(gemma, 1, "attn") is gemma.blocks[1].ln1_post
+    vectors = torch.randn(3, gemma.cfg.d_model)
+    torch.testing.assert_close(hooks.write_directions(gemma, 0, "mlp", vectors), vectors * gemma.blocks[0].ln2_post.w)
+    assert hooks.output_norm(model, 0, "mlp") is None
+    plain = torch.randn(3, model.cfg.d_model)
+    assert hooks.write_directions(model, 0, "mlp", plain) is plain
+    pythia = family_models["pythia"]
+    assert hooks.output_norm(pythia, 0, "attn") is None
+    with pytest.raises(UnknownHookError, match="run in parallel"):
+        hooks.resolve(pythia, "resid_mid")

@@ -6,15 +6,18 @@ import pytest
 import torch
 
 from interp.planted import noop_model
-from interp.redundancy import Module, ablated, drop_curve, drop_order, heldout_loss, importance, skip_matches_ablation, skipped
+from interp.redundancy import (
+    Module,
+    ablated,
+    drop_curve,
+    drop_order,
+    heldout_loss,
+    importance,
+    skip_matches_ablation,
+    skipped,
+)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread than on two oversubscribed ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

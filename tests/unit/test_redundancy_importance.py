@@ -9,15 +9,9 @@ import torch
 
 from interp.errors import RedundancyError
 from interp.planted import noop_model
-from interp.redundancy import Module, ablated, heldout_loss, importance, spearman
+from interp.redundancy import Module, ablated, heldout_loss, importance, skip_matches_ablation, spearman
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one thread than on two oversubscribed ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
@@ -117,3 +111,21 @@ def test_spearman_matches_the_definition():
     scipy_stats = pytest.importorskip("scipy.stats")
     x, y = torch.randn(20).tolist(), torch.randn(20).tolist()
     assert spearman(x, y) == pytest.approx(scipy_stats.spearmanr(x, y).statistic)
+
+
+def test_post_norm_blocks_compare_the_output_with_the_residual_input():
+    """OLMo 2's ln1/ln2 normalise a sublayer's output, so its input is the raw residual stream."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, d_mlp=32, n_heads=2, d_head=8, n_ctx=16, d_vocab=30, act_fn="silu",
+                                  normalization_type="RMS", gated_mlp=True, positional_embedding_type="rotary",
+                                  original_architecture="Olmo2ForCausalLM", seed=0, device="cpu")
+    model = HookedTransformer(cfg).eval()
+    tokens = _tokens(n=4, pos=12, d_vocab=30)
+    imp = importance(model, tokens)
+    _, cache = model.run_with_cache(tokens)
+    pre, attn_out = cache["blocks.1.hook_resid_pre"].double(), cache["blocks.1.hook_attn_out"].double()
+    by_hand = 1 - torch.nn.functional.cosine_similarity(pre, attn_out, dim=-1).mean()
+    assert imp.score(Module("attn", 1), "output") == pytest.approx(float(by_hand), abs=1e-9)
+    for kind in ("attn", "mlp", "block"):
+        assert skip_matches_ablation(model, [Module(kind, 0)], tokens) < 1e-5
