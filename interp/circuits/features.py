@@ -1,5 +1,5 @@
-"""What a feature means, for hover text: top tokens through the unembedding and the
-contexts where it fires most."""
+"""What a feature means, for its card in the viewer: top tokens through the unembedding and
+the contexts where it fires most (with their spaces, the firing token marked)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torch import Tensor
 
 from interp.circuits.graph import Graph
 from interp.hooks import hook_name
+from interp.reports import token_text
 
 
 @torch.no_grad()
@@ -23,6 +24,27 @@ def top_tokens(model, transcoder, feature: int, k: int = 5) -> list[tuple[str, f
     return [(token_str(model, int(i)), float(v)) for v, i in zip(values, idx)]
 
 
+def context_pieces(model, before: list[int], token: int, after: list[int]) -> tuple[str, str, str]:
+    """A window of token ids as readable text cut in three: before, the token, after.
+
+    The window is decoded as a whole, so the spaces between words survive (decoding one token
+    at a time drops them: SentencePiece-style and Metaspace tokenizers strip a word's leading
+    space), and each part is the text its tokens add. Without a tokenizer, ids as ``<id>``.
+    """
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        return (" ".join(f"<{i}>" for i in before), f"<{token}>", " ".join(f"<{i}>" for i in after))
+    ids = [*before, token, *after]
+    cuts = (len(before), len(before) + 1)
+    texts = [tok.decode(ids[:n], clean_up_tokenization_spaces=False) for n in cuts]
+    whole = tok.decode(ids, clean_up_tokenization_spaces=False)
+    if whole.startswith(texts[1]) and texts[1].startswith(texts[0]):
+        return texts[0], texts[1][len(texts[0]):], whole[len(texts[1]):]
+    # a decoder that is not prefix-stable (rare): vocabulary entries with word markers as spaces
+    pieces = [token_text(t) for t in tok.convert_ids_to_tokens(ids)]
+    return "".join(pieces[: cuts[0]]), pieces[cuts[0]], "".join(pieces[cuts[1]:])
+
+
 @torch.no_grad()
 def top_contexts(
     model,
@@ -31,18 +53,18 @@ def top_contexts(
     tokens: Int[Tensor, "batch pos"],
     k: int = 3,
     window: int = 8,
-) -> dict[tuple[int, int], list[tuple[str, float]]]:
-    """For each ``(layer, feature)``, its ``k`` highest activations in ``tokens``, each as a
-    text window ending at the firing token (shown in [brackets]) and the activation."""
-    from interp.circuits.attribution import token_str
-
+    after: int = 3,
+) -> dict[tuple[int, int], list[dict]]:
+    """For each ``(layer, feature)``, its ``k`` highest activations in ``tokens``: dicts with
+    ``before`` (up to ``window`` tokens of text), ``token`` (where it fires), ``after`` (up to
+    ``after`` tokens) and ``value`` (the activation); see :func:`context_pieces`."""
     features = sorted(set(features))
     layers = sorted({layer for layer, _ in features})
     if not features:
         return {}
     names = [hook_name("mlp_in", layer) for layer in layers]
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in set(names))
-    out: dict[tuple[int, int], list[tuple[str, float]]] = {}
+    out: dict[tuple[int, int], list[dict]] = {}
     for layer, feat in features:
         acts = transcoders[layer].encode(cache[hook_name("mlp_in", layer)])[..., feat]  # [batch, pos]
         values, flat = torch.topk(acts.flatten(), min(k, acts.numel()))
@@ -51,8 +73,9 @@ def top_contexts(
             if v <= 0:
                 break
             b, p = divmod(i, acts.shape[1])
-            left = [token_str(model, int(t)) for t in tokens[b, max(0, p - window) : p]]
-            rows.append(("".join(left) + "[" + token_str(model, int(tokens[b, p])) + "]", float(v)))
+            seq = tokens[b].tolist()
+            left, focus, right = context_pieces(model, seq[max(0, p - window) : p], seq[p], seq[p + 1 : p + 1 + after])
+            rows.append({"before": left, "token": focus, "after": right, "value": float(v)})
         out[(layer, feat)] = rows
     return out
 

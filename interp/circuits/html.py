@@ -31,8 +31,8 @@ def _hover(graph: Graph, i: int) -> str:
     info = graph.feature_info.get(nid, {})
     if info.get("top_tokens"):
         lines.append("top tokens: " + ", ".join(html.escape(repr(t)) for t, _ in info["top_tokens"]))
-    for text, value in info.get("contexts", [])[:3]:
-        lines.append(f"{value:.2f}: {html.escape(text)}")
+    for c in info.get("contexts", [])[:3]:
+        lines.append(f"{c['value']:.2f}: {html.escape(c['before'])}<b>{html.escape(c['token'])}</b>{html.escape(c['after'])}")
     return "<br>".join(lines)
 
 
