@@ -1,116 +1,145 @@
-"""Renderers of an attribution graph: the self-contained HTML page and the notebook block.
+"""Renderers of an attribution graph: the viewer page and the notebook block.
 
 Rendering is separate from computing: every function here reads a finished
-:class:`~interp.circuits.graph.Graph`. The page is one file with plotly.js inlined (no CDN,
-no server); its template ships as package data (``interp/circuits/templates/graph.html``).
+:class:`~interp.circuits.graph.Graph`. The viewer is d3 (bundled as package data,
+``interp/circuits/assets/d3.min.js``; see the README there) plus the viewer's own code
+(``templates/prune.js``, ``templates/viewer.js``, ``templates/viewer.css``). Both travel as
+one gzip-compressed, base64-encoded script that the browser inflates with
+``DecompressionStream``: once per page, and once per kernel in Jupyter. Each graph travels
+as compressed JSON (:func:`viewer_data`) beside it. No CDN, no server: a page opens offline.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
 import html
+import json
+import secrets
 import string
+from functools import lru_cache
 from importlib import resources
 
-from interp.circuits.export import head_id, head_nodes_and_links
+import numpy as np
+
 from interp.circuits.graph import Graph
-from interp.reports import BASE_CSS, Raw, figure_html, summary_html, table
+from interp.reports import BASE_CSS, Raw, summary_html, table
+
+_sent = {"library": False}
+"""Whether this Python process has put the library into a notebook output (see :func:`notebook_summary`)."""
+
+MISSING_LIBRARY = (
+    "The viewer's code is loaded once per kernel, by the first graph displayed, and that output is not on this "
+    "page. Run interp.circuits.html.resend_library() and display the graph again."
+)
 
 
-def _hover(graph: Graph, i: int) -> str:
-    n = graph.nodes[i]
-    nid = graph.node_id(i)
-    lines = [f"<b>{html.escape(n.label)}</b> ({n.kind}, {nid})", f"position {n.pos}: {html.escape(repr(graph.token_strs[n.pos]))}"]
-    if n.activation is not None:
-        name = {"feature": "activation", "error": "error norm", "logit": "target value"}.get(n.kind)
-        if name:
-            lines.append(f"{name}: {n.activation:.3f}")
-    if n.prob is not None:
-        lines.append(f"probability: {n.prob:.3f}")
-    if n.influence is not None:
-        lines.append(f"influence: {n.influence:.3f}")
-    info = graph.feature_info.get(nid, {})
-    if info.get("top_tokens"):
-        lines.append("top tokens: " + ", ".join(html.escape(repr(t)) for t, _ in info["top_tokens"]))
-    for c in info.get("contexts", [])[:3]:
-        lines.append(f"{c['value']:.2f}: {html.escape(c['before'])}<b>{html.escape(c['token'])}</b>{html.escape(c['after'])}")
-    return "<br>".join(lines)
+def _text(name: str) -> str:
+    return resources.files("interp.circuits").joinpath(name).read_text(encoding="utf-8")
 
 
-def figure(graph: Graph):
-    """The interactive plotly figure: positions across, layers up, edges by sign."""
-    import plotly.graph_objects as go
+def _compress(text: str) -> str:
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), 9, mtime=0)).decode("ascii")
 
-    def y_of(n):
-        return {"embedding": -1.0, "logit": graph.n_layers + 0.0}.get(n.kind, n.layer + (0.3 if n.kind == "error" else 0.0))
 
-    # spread nodes that share a (position, layer) cell evenly across at most 0.8 of a column,
-    # so a crowded cell does not spill into its neighbours
-    sizes: dict[tuple[int, float], int] = {}
-    for n in graph.nodes:
-        sizes[(n.pos, y_of(n))] = sizes.get((n.pos, y_of(n)), 0) + 1
-    seen: dict[tuple[int, float], int] = {}
-    xy = []
-    for n in graph.nodes:
-        key = (n.pos, y_of(n))
-        k, size = seen.get(key, 0), sizes[key]
-        seen[key] = k + 1
-        step = min(0.12, 0.8 / size)
-        xy.append((n.pos + step * (k - (size - 1) / 2), y_of(n)))
-    heads, _ = head_nodes_and_links(graph)
-    # heads moving to the same query position in the same layer are stacked, not overlaid
-    stacked: dict[tuple[int, int], int] = {}
-    head_xy = {}
-    for hid, h in heads.items():
-        rank = stacked.get((h["layer"], h["query"]), 0)
-        stacked[(h["layer"], h["query"])] = rank + 1
-        head_xy[hid] = (h["query"] - 0.25, h["layer"] - 0.5 + 0.12 * rank)
-    edges = graph.edges()
-    fig = go.Figure()
-    for sign, colour in ((1, "rgba(31,119,180,{a})"), (-1, "rgba(214,39,40,{a})")):
-        xs, ys = [], []
-        for t, s in edges:
-            w = float(graph.adjacency[t, s])
-            if (w > 0) == (sign > 0):
-                xs += [xy[s][0], xy[t][0], None]
-                ys += [xy[s][1], xy[t][1], None]
-        if xs:
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", line={"width": 1.5, "color": colour.format(a=0.45)},
-                                     name="positive edges" if sign > 0 else "negative edges"))
-    if graph.head_paths:
-        xs, ys = [], []
-        for p in graph.head_paths:
-            hx, hy = head_xy[head_id(p.layer, p.head, p.query)]
-            xs += [xy[p.source][0], hx, xy[p.target][0], None]
-            ys += [xy[p.source][1], hy, xy[p.target][1], None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", name="through heads",
-                                 line={"width": 1, "dash": "dot", "color": "rgba(44,160,44,0.7)"}))
-        fig.add_trace(go.Scatter(
-            x=[head_xy[h][0] for h in heads], y=[head_xy[h][1] for h in heads], mode="markers+text",
-            text=[f"L{h['layer']}H{h['head']}" for h in heads.values()], textposition="middle left",
-            marker={"symbol": "diamond", "size": 11, "color": "rgb(44,160,44)"}, name="attention heads",
-            hovertext=[f"<b>head L{h['layer']}H{h['head']}</b><br>moves to position {h['query']}<br>carried |weight| {h['weight']:.3f}"
-                       for h in heads.values()], hoverinfo="text"))
-    styles = {"feature": ("circle", "rgb(255,127,14)"), "error": ("square", "rgb(150,150,150)"),
-              "embedding": ("triangle-up", "rgb(31,119,180)"), "logit": ("star", "rgb(148,103,189)")}
-    for kind, (symbol, colour) in styles.items():
-        idx = [i for i, n in enumerate(graph.nodes) if n.kind == kind]
-        if not idx:
-            continue
-        fig.add_trace(go.Scatter(
-            x=[xy[i][0] for i in idx], y=[xy[i][1] for i in idx], mode="markers+text",
-            text=[graph.nodes[i].label if kind in ("embedding", "logit") else "" for i in idx], textposition="top center",
-            marker={"symbol": symbol, "size": 13, "color": colour, "line": {"width": 1, "color": "#333"}},
-            hovertext=[_hover(graph, i) for i in idx], hoverinfo="text", name=kind + "s"))
-    fig.update_layout(
-        height=220 + 110 * (graph.n_layers + 2), width=max(800, 70 * len(graph.tokens)),
-        margin={"l": 60, "r": 20, "t": 60, "b": 40}, template="plotly_white",
-        xaxis={"title": "position", "tickmode": "array", "tickvals": list(range(len(graph.tokens))),
-               "ticktext": [f"{i}:{t}" for i, t in enumerate(graph.token_strs)]},
-        yaxis={"title": "layer", "tickmode": "array", "tickvals": list(range(-1, graph.n_layers + 1)),
-               "ticktext": ["emb", *[str(i) for i in range(graph.n_layers)], "logit"]},
-        hoverlabel={"align": "left"},
+def _f32(values) -> list[float]:
+    """float32 values as the shortest decimals that read back as the same float32 (the page
+    rounds them with ``Math.fround``, so it prunes the exact weights Python prunes)."""
+    return [float(str(v)) for v in np.asarray(values, dtype=np.float32).reshape(-1)]
+
+
+def _round(x, digits: int = 4):
+    return None if x is None else round(float(x), digits)
+
+
+def _contexts(contexts) -> list:
+    return [
+        {**c, "value": _round(c["value"])} if isinstance(c, dict) else [c[0], _round(c[1])]  # tuples: graphs saved earlier
+        for c in contexts
+    ]
+
+
+def viewer_data(graph: Graph) -> dict:
+    """What the page holds: the prompt's tokens, the nodes (with each feature's top tokens and
+    contexts), the edges as ``[target, source, weight]``, the head paths, and the graph's
+    circuit-tracer JSON metadata and nodes (:func:`interp.circuits.export.to_json`) for the
+    subgraph export."""
+    from interp.circuits.export import to_json
+
+    exported = to_json(graph, include_heads=False)
+    ids = [node["node_id"] for node in exported["nodes"]]
+    weights = _f32(graph.logit_weights.detach().cpu().numpy())
+    nodes = []
+    for i, n in enumerate(graph.nodes):
+        info = graph.feature_info.get(graph.node_id(i), {})
+        nodes.append({
+            "id": ids[i], "kind": n.kind, "layer": n.layer, "pos": n.pos, "index": n.index, "label": n.label,
+            "activation": _round(n.activation), "prob": _round(n.prob), "influence": _round(n.influence, 6),
+            "logit_weight": weights[i],
+            "top_tokens": [[t, _round(v)] for t, v in info.get("top_tokens", [])],
+            "contexts": _contexts(info.get("contexts", [])),
+        })
+    adjacency = graph.adjacency.detach().cpu().numpy()
+    targets, sources = np.nonzero(adjacency)
+    values = _f32(adjacency[targets, sources])
+    return {
+        "prompt": graph.prompt,
+        "model": graph.model_name,
+        "tokens": list(graph.token_strs),
+        "n_layers": graph.n_layers,
+        "node_threshold": graph.node_threshold,
+        "edge_threshold": graph.edge_threshold,
+        "nodes": nodes,
+        "edges": [[int(t), int(s), w] for t, s, w in zip(targets.tolist(), sources.tolist(), values)],
+        "heads": [[p.source, p.target, p.layer, p.head, p.query, _round(p.weight, 6)] for p in graph.head_paths],
+        "export": {"metadata": exported["metadata"], "nodes": exported["nodes"]},
+    }
+
+
+@lru_cache(maxsize=1)
+def library_js() -> str:
+    """d3 (kept out of the page's global ``d3``) and the viewer, as one script that defines
+    ``window.interpViewer`` and adds the viewer's stylesheet."""
+    return (
+        "(function () {\nvar module = { exports: {} }, exports = module.exports;\n"
+        + _text("assets/d3.min.js")
+        + "\nvar d3 = module.exports;\n"
+        + _text("templates/prune.js")
+        + _text("templates/viewer.js")
+        + "var style = document.createElement('style');\nstyle.textContent = "
+        + json.dumps(_text("templates/viewer.css"))
+        + ";\ndocument.head.appendChild(style);\nwindow.interpViewer = interpViewer;\n})();\n"
     )
-    return fig
+
+
+@lru_cache(maxsize=1)
+def _library_key() -> str:
+    return hashlib.sha256(library_js().encode("utf-8")).hexdigest()[:12]
+
+
+@lru_cache(maxsize=1)
+def library_script() -> str:
+    """The ``<script>`` that inflates :func:`library_js` (gzip + base64) and runs it, once per page
+    even when it appears more than once."""
+    return "<script>" + string.Template(_text("templates/load-library.js")).substitute(
+        key=_library_key(), library=_compress(library_js())
+    ) + "</script>"
+
+
+def viewer_fragment(graph: Graph, library: bool = True) -> str:
+    """The viewer of ``graph`` as an HTML fragment: a ``<div>`` the script mounts the viewer in,
+    preceded by :func:`library_script` when ``library``."""
+    element = "iv-" + secrets.token_hex(6)
+    boot = string.Template(_text("templates/mount.js")).substitute(
+        element=element, key=_library_key(), payload=_compress(json.dumps(viewer_data(graph), separators=(",", ":"))),
+        missing=json.dumps(MISSING_LIBRARY),
+    )
+    fallback = "Loading the graph viewer (it needs JavaScript)\u2026"
+    return (
+        (library_script() if library else "")
+        + f'<div id="{element}" class="iv-viewer"><p class="iv-fallback">{fallback}</p></div><script>{boot}</script>'
+    )
 
 
 def _node_table(graph: Graph) -> str:
@@ -137,30 +166,40 @@ def meta_line(graph: Graph) -> str:
 
 
 def to_html(graph: Graph) -> str:
-    """The graph as one self-contained HTML page: the interactive graph (plotly.js inlined),
-    the prompt and the node table."""
-    template = resources.files("interp.circuits").joinpath("templates/graph.html").read_text(encoding="utf-8")
-    return string.Template(template).substitute(
+    """The graph as one self-contained HTML page: the viewer (d3 inlined once, compressed), the
+    prompt and the node table."""
+    return string.Template(_text("templates/graph.html")).substitute(
         title=html.escape(f"Attribution graph: {graph.prompt}"), base_css=BASE_CSS, meta=html.escape(meta_line(graph)),
-        prompt=_prompt(graph), plot=figure_html(figure(graph)), table=_node_table(graph),
+        prompt=_prompt(graph), viewer=viewer_fragment(graph), table=_node_table(graph),
     )
 
 
 def _prompt(graph: Graph) -> str:
-    """The prompt's tokens, each boxed so token boundaries show (the reference vocabulary
-    has no leading-space marks, so plain concatenation runs words together)."""
+    """The prompt's tokens, each boxed so token boundaries show."""
     return "".join(
-        f'<span style="border:1px solid #ccc;border-radius:3px;padding:0 2px;margin-right:2px">{html.escape(t)}</span>'
+        f'<span style="border:1px solid #ccc;border-radius:3px;padding:0 2px;margin-right:2px;white-space:pre">'
+        f"{html.escape(t)}</span>"
         for t in graph.token_strs
     )
 
 
+def resend_library() -> None:
+    """Put the viewer's code into the next graph displayed in the notebook again (after the
+    output that carried it was cleared)."""
+    _sent["library"] = False
+
+
 def notebook_summary(graph: Graph) -> str:
-    """The compact notebook display: headline numbers, the prompt and the interactive graph."""
+    """The notebook block: headline numbers, the prompt and the viewer. The viewer's code (about
+    160 kB) goes into the first graph displayed in this kernel only; later ones carry their data."""
     kinds = graph.counts()
-    rows = [("prompt", Raw(f'<span style="font-family:monospace">{_prompt(graph)}</span>')), ("model", graph.model_name or "(not recorded)"),
+    rows = [("prompt", Raw(f'<span style="font-family:monospace">{_prompt(graph)}</span>')),
+            ("model", graph.model_name or "(not recorded)"),
             ("nodes", f"{kinds['feature']} features, {kinds['error']} error, {kinds['embedding']} tokens, {kinds['logit']} logits"),
             ("edges", f"{len(graph.edges())} ({len(graph.head_paths)} head paths)"),
             *((f"{k} score", v) for k, v in graph.scores.items()),
             ("traced in", f"{graph.seconds:.2f} s")]
-    return summary_html(graph.title, rows, figure(graph), note="to_html() for the full page, graph.write(dir) for it and the exports")
+    first = not _sent["library"]
+    _sent["library"] = True
+    head = summary_html(graph.title, rows, note="to_html() for the full page, graph.write(dir) for it and the exports")
+    return f'<div class="iv-notebook">{head}{viewer_fragment(graph, library=first)}</div>'
