@@ -7,7 +7,8 @@ A result is a dataclass that subclasses :class:`Result`. It gets, without writin
 - ``save(path)`` / ``load(path)``: JSON written atomically, with the result's ``kind`` and
   ``schema_version``, so a file is checked before it is read back;
 - ``write(directory)``: ``{stem}.json`` plus, where the result has a full report,
-  ``{stem}.html``, the files a command writes into its ``--out``;
+  ``{stem}.html`` (and ``plotly.min.js``, once per folder, where it has plots), the files a
+  command writes into its ``--out``;
 - ``_repr_html_()``: the compact notebook block of :mod:`interp.reports` built from
   :meth:`Result.headline`, and ``summary()``: the text the command line prints.
 
@@ -110,15 +111,15 @@ class Result:
 
     def write(self, directory: str | Path) -> dict[str, Path]:
         """Write the data files (:meth:`write_data`) and ``{stem}.html``, where there is a full
-        report, into ``directory``; returns the paths by kind."""
-        from interp.io import atomic_write_text
+        report, into ``directory``; returns the paths by kind. A page's plotly.js goes into
+        ``plotly.min.js`` beside it, once per folder (:func:`interp.reports.figures.write_page`)."""
+        from interp.reports.figures import write_page
 
         directory = Path(directory)
         paths = self.write_data(directory)
         html = self.to_html()
         if html is not None:
-            atomic_write_text(directory / f"{self.stem}.html", html)
-            paths["html"] = directory / f"{self.stem}.html"
+            paths["html"] = write_page(directory / f"{self.stem}.html", html)
         return paths
 
     def write_data(self, directory: Path) -> dict[str, Path]:

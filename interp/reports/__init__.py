@@ -4,7 +4,7 @@
   and settings, sections) with one stylesheet;
 - :mod:`interp.reports.tables`: escaped HTML tables and number formatting;
 - :mod:`interp.reports.figures`: plotly figures embedded offline, plotly.js inlined once
-  per page;
+  per page, and written once per output folder (``plotly.min.js``) by ``write_page``;
 - :mod:`interp.reports.charts`: small static SVG charts for notebook summaries (no
   JavaScript, so they also show where notebooks are rendered without it, e.g. on GitHub);
 - :mod:`interp.reports.notebook`: the compact ``_repr_html_`` block and short plain
@@ -17,7 +17,7 @@ parts. See docs/index.md, "Notebook display".
 """
 
 from interp.reports.charts import bar_svg, histogram_counts, line_svg
-from interp.reports.figures import figure_html, figures_html
+from interp.reports.figures import PLOTLY_FILE, figure_html, figures_html, write_page
 from interp.reports.neuron_table import PROMOTED, SUPPRESSED, neuron_table_html
 from interp.reports.notebook import brief, clip, plain_repr, summary_html
 from interp.reports.page import BASE_CSS, page, section, settings_line
@@ -25,6 +25,7 @@ from interp.reports.tables import Raw, fmt, layer_numbers, layer_span, table, to
 
 __all__ = [
     "BASE_CSS",
+    "PLOTLY_FILE",
     "PROMOTED",
     "SUPPRESSED",
     "Raw",
@@ -48,4 +49,5 @@ __all__ = [
     "token_chips",
     "token_key",
     "token_text",
+    "write_page",
 ]

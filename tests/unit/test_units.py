@@ -211,7 +211,7 @@ def test_cli_writes_json_and_html_and_refuses_fine_tuned_codebooks(tmp_path, ref
     result = UnitsComparison.load(tmp_path / "out" / "units.json")
     assert [(r.layer, r.kind) for r in result.rows] == [(1, "neurons"), (1, "transcoder"), (1, "codebook")]
     assert result.row(1, "transcoder").l0 <= 8 and result.row(1, "codebook").l0 == 1
-    assert (tmp_path / "out" / "units.html").stat().st_size > 100_000  # plotly inlined
+    assert (tmp_path / "out" / "plotly.min.js").stat().st_size > 1_000_000  # plotly.js once per folder, beside units.html
     books.save(tmp_path / "tuned", extra={"model": "reference", "fine_tuned": True})
     code = main(["units", "--codebooks", str(tmp_path / "tuned"), "--n-contexts", "2", "--out", str(tmp_path / "o2")])
     assert code == 2 and "fine-tuned" in capsys.readouterr().err
