@@ -187,6 +187,9 @@ def test_pin_group_and_export_the_subgraph(page, big):
     boxes.nth(2).check()
     page.locator("input[name=supernode-name]").fill("strongest inputs")
     page.locator(".iv-group-btn").click()
+    # the drawn subgraph: the supernode is one box under its name, beside the pinned logit
+    assert page.locator(".iv-sub-super text").all_text_contents() == ["strongest inputs"]
+    assert page.locator(".iv-sub-node").count() == 2 and page.locator(".iv-sub-link").count() >= 1
     with page.expect_download() as download:
         page.locator(".iv-export-btn").click()
     data = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))

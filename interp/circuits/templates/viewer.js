@@ -497,6 +497,7 @@ var interpViewer = (function () {
     }
     var inSuper = {};
     s.supernodes.forEach(function (sn) { sn.slice(1).forEach(function (id) { inSuper[id] = sn[0]; }); });
+    if (s.pinned.length) this.drawSubgraph(box.append("svg").attr("class", "iv-sub-graph"), inSuper);
     var ul = box.append("ul").attr("class", "iv-pinned-list");
     s.pinned.forEach(function (id) {
       var n = g.byId[id], li = ul.append("li");
@@ -530,6 +531,62 @@ var interpViewer = (function () {
       .on("click", function () { self.download(); });
     box.append("textarea").attr("class", "iv-export-text").attr("readonly", true).attr("rows", 3)
       .property("value", s.pinned.length ? JSON.stringify(this.subgraph()) : "");
+  };
+
+  // the pinned nodes as boxes, a supernode as one box named after it; rows by layer (logits on
+  // top), boxes side by side in a row and wrapped onto the next line when the row is full, so no
+  // two boxes overlap; an edge between boxes sums the graph's edges between their members
+  Viewer.prototype.drawSubgraph = function (svg, inSuper) {
+    var self = this, g = this.g, s = this.state, W = 306, H = 20, GAP = 6, PAD = 8, boxes = {}, member = {};
+    s.supernodes.forEach(function (sn) {
+      var nodes = sn.slice(1).map(function (id) { return g.byId[id]; });
+      boxes["s:" + sn[0]] = { key: "s:" + sn[0], text: sn[0], super: true, nodes: nodes };
+      nodes.forEach(function (n) { member[n.id] = "s:" + sn[0]; });
+    });
+    s.pinned.forEach(function (id) {
+      if (inSuper[id]) return;
+      var n = g.byId[id];
+      boxes[id] = { key: id, text: n.kind === "feature" ? n.label + " " + nodeLabel(n) : nodeLabel(n), nodes: [n] };
+      member[id] = id;
+    });
+    var list = Object.keys(boxes).map(function (k) {
+      var b = boxes[k];
+      b.row = d3.max(b.nodes, function (n) { return n.row; });
+      b.pos = d3.mean(b.nodes, function (n) { return n.pos; });
+      b.text = truncate(b.text, 26);
+      b.w = self.textBox(b.text).w + 12;
+      return b;
+    }).sort(function (a, b) { return b.row - a.row || a.pos - b.pos; });
+    var y = PAD, x = PAD, row = null;
+    list.forEach(function (b) {
+      if (row !== null && (b.row !== row || x + b.w > W - PAD)) { y += H + (b.row !== row ? 2.2 * GAP : GAP); x = PAD; }
+      row = b.row;
+      b.x = x; b.y = y;
+      x += b.w + GAP;
+    });
+    svg.attr("width", W).attr("height", y + H + PAD);
+    var sums = {};
+    for (var e = 0; e < g.T.length; e++) {
+      var a = member[g.nodes[g.S[e]].id], b = member[g.nodes[g.T[e]].id];
+      if (a && b && a !== b) sums[a + ">" + b] = (sums[a + ">" + b] || 0) + g.W[e];
+    }
+    var links = Object.keys(sums).map(function (k) { var ab = k.split(">"); return { s: boxes[ab[0]], t: boxes[ab[1]], w: sums[k] }; });
+    var most = d3.max(links, function (d) { return Math.abs(d.w); }) || 1;
+    svg.append("g").selectAll("path").data(links).join("path").attr("class", "iv-sub-link")
+      .attr("d", function (d) {
+        var sx = d.s.x + d.s.w / 2, sy = d.s.y + H / 2, tx = d.t.x + d.t.w / 2, ty = d.t.y + H / 2, my = (sy + ty) / 2;
+        return "M" + sx + "," + sy + "C" + sx + "," + my + " " + tx + "," + my + " " + tx + "," + ty;
+      })
+      .attr("stroke", function (d) { return d.w > 0 ? COLOURS.positive : COLOURS.negative; })
+      .attr("stroke-width", function (d) { return 0.6 + 4 * Math.sqrt(Math.abs(d.w) / most); })
+      .append("title").text(function (d) { return d.s.text + " \u2192 " + d.t.text + ": " + fmt(d.w); });
+    var node = svg.append("g").selectAll("g").data(list).join("g")
+      .attr("class", function (b) { return "iv-sub-node" + (b.super ? " iv-sub-super" : ""); })
+      .attr("transform", function (b) { return "translate(" + b.x + "," + b.y + ")"; })
+      .on("click", function (ev, b) { if (!b.super) self.click(b.key); });
+    node.append("rect").attr("width", function (b) { return b.w; }).attr("height", H).attr("rx", 4);
+    node.append("text").attr("class", "iv-label").attr("x", 6).attr("y", H / 2).text(function (b) { return b.text; });
+    node.append("title").text(function (b) { return b.nodes.map(fullName).join("\n"); });
   };
 
   // circuit-tracer's graph-file form: metadata, qParams (pinnedIds, supernodes as
