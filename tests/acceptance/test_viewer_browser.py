@@ -134,7 +134,7 @@ def test_a_click_highlights_exactly_the_nodes_edges(page, big):
     info = big.feature_info[big.node_id(i)]
     assert card.locator(".iv-chips code").all_text_contents() == [t for t, _ in info["top_tokens"]]
     marks = card.locator(".iv-contexts mark").all_text_contents()
-    assert marks == [c["token"] for c in info["contexts"]]
+    assert marks == [c["token"].lstrip() for c in info["contexts"]]
     first = card.locator(".iv-contexts li").first.text_content()
     assert first.startswith(info["contexts"][0]["before"] + info["contexts"][0]["token"])
     assert " " in info["contexts"][0]["before"]  # words keep their spaces

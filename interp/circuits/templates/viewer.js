@@ -111,7 +111,7 @@ var interpViewer = (function () {
       '<i class="iv-key iv-key-feature"></i>feature <i class="iv-key iv-key-error"></i>error ' +
       '<i class="iv-key iv-key-embedding"></i>token <i class="iv-key iv-key-logit"></i>logit ' +
       '<i class="iv-key iv-key-head"></i>head <b style="color:' + COLOURS.positive + '">\u2501</b> excites ' +
-      '<b style="color:' + COLOURS.negative + '">\u2501</b> inhibits');
+      '<b style="color:' + COLOURS.negative + '">\u2501</b> inhibits \u00b7 a feature is labelled with its top output token');
 
     var main = this.root.append("div").attr("class", "iv-main");
     this.scroll = main.append("div").attr("class", "iv-scroll");
@@ -465,8 +465,9 @@ var interpViewer = (function () {
         var li = list.append("li");
         if (Array.isArray(ctx)) { li.append("span").text(ctx[0]); ctx = { value: ctx[1] }; }  // graphs saved before 0.1.x
         else {
-          li.append("span").text(ctx.before);
-          li.append("mark").text(ctx.token);
+          var lead = /^\s*/.exec(ctx.token)[0];  // the token's own leading space stays outside the mark
+          li.append("span").text(ctx.before + lead);
+          li.append("mark").text(ctx.token.slice(lead.length));
           li.append("span").text(ctx.after);
         }
         li.append("span").attr("class", "iv-value").text(fmt(ctx.value, 2));
@@ -537,7 +538,7 @@ var interpViewer = (function () {
   // top), boxes side by side in a row and wrapped onto the next line when the row is full, so no
   // two boxes overlap; an edge between boxes sums the graph's edges between their members
   Viewer.prototype.drawSubgraph = function (svg, inSuper) {
-    var self = this, g = this.g, s = this.state, W = 306, H = 20, GAP = 6, PAD = 8, boxes = {}, member = {};
+    var self = this, g = this.g, s = this.state, W = 286, H = 20, GAP = 6, PAD = 8, boxes = {}, member = {};
     s.supernodes.forEach(function (sn) {
       var nodes = sn.slice(1).map(function (id) { return g.byId[id]; });
       boxes["s:" + sn[0]] = { key: "s:" + sn[0], text: sn[0], super: true, nodes: nodes };
