@@ -290,6 +290,18 @@ var interpViewer = (function () {
     return { feature: 120, error: 90, embedding: 110, logit: 190, head: 80 }[d.kind];
   };
 
+  // half the width (or height, the larger) of a node's symbol, measured once per kind
+  Viewer.prototype.halfSize = function (d) {
+    var cache = this.halves || (this.halves = {});
+    if (!(d.kind in cache)) {
+      var path = this.svg.append("path").attr("d", d3.symbol().type(this.symbol(d)).size(this.symbolSize(d))());
+      var b = path.node().getBBox();
+      cache[d.kind] = Math.max(-b.x, b.x + b.width, -b.y, b.y + b.height);
+      path.remove();
+    }
+    return cache[d.kind];
+  };
+
   Viewer.prototype.drawAxes = function () {
     var G = this.geom, g = this.g, data = g.data, self = this;
     var ax = this.layers.axes.html("");
@@ -322,7 +334,7 @@ var interpViewer = (function () {
   Viewer.prototype.placeLabels = function (vis) {
     var self = this, G = this.geom, taken = this.fixed.slice();
     vis.nodes.concat(vis.heads).forEach(function (n) {
-      var h = Math.sqrt(self.symbolSize(n)) / 2 + 1;
+      var h = self.halfSize(n) + 1;
       taken.push({ x0: n.x - h, x1: n.x + h, y0: n.y - h, y1: n.y + h });
     });
     var wanted = vis.nodes.filter(function (n) { return n.kind === "feature" || n.kind === "logit"; })
@@ -333,7 +345,7 @@ var interpViewer = (function () {
       wanted.forEach(function (n) {
         var full = n.kind === "head" ? "L" + n.layer + "H" + n.head : nodeLabel(n);
         var text = truncate(full, LABEL_CHARS[n.kind]);
-        var b = self.textBox(text), gap = Math.sqrt(self.symbolSize(n)) / 2 + 3;
+        var b = self.textBox(text), gap = self.halfSize(n) + 3;
         var spots = [[n.x, n.y - gap - (b.y + b.h), "middle"], [n.x, n.y + gap - b.y, "middle"],
                      [n.x + gap, n.y, "start"], [n.x - gap, n.y, "end"]];
         for (var k = 0; k < spots.length; k++) {
