@@ -1,9 +1,11 @@
 // Pruning on the page: a line-by-line port of interp.circuits.graph.prune (and of influence,
 // normalize_rows and _cumulative_cut there). Python works on the dense float32 matrix; here the
 // edges are a sparse list (target T[e], source S[e], weight W[e], each weight the exact float32
-// value) and the arithmetic is float64. Zero entries of the dense matrix change no cumulative
-// sum, so the cuts, and therefore the nodes and edges kept, are the same
-// (tests/acceptance/test_viewer_browser.py checks it against prune for a grid of thresholds).
+// value) and the arithmetic is float64, except where float32 rounding decides what is kept:
+// the cumulative shares and the comparisons with the cuts are rounded as torch rounds them.
+// Zero entries of the dense matrix change no cumulative sum, so the cuts, and therefore the
+// nodes and edges kept, are the same (tests/acceptance/test_viewer_browser.py checks it
+// against prune for a grid of thresholds, 1.0 included).
 
 var prune = (function () {
   "use strict";
@@ -33,15 +35,19 @@ var prune = (function () {
     throw new Error("influence did not converge: the graph has a cycle (edges must go forward in the model)");
   }
 
-  // smallest score kept so that the kept scores sum to `threshold` of the total
+  // smallest score kept so that the kept scores sum to `threshold` of the total. The scores are
+  // float32 values; like torch, the total is a float32 sum, the running sum is accumulated in
+  // double and stored as float32, and each share is a float32 division, so a threshold of 1
+  // drops the same tail of scores too small to move a float32 total as Python does
   function cumulativeCut(scores, threshold) {
-    var values = Float64Array.from(scores).sort().reverse(), total = 0, i;
-    for (i = 0; i < values.length; i++) total += values[i];
+    var values = Float64Array.from(scores, Math.fround).sort().reverse(), sum = 0, i;
+    for (i = 0; i < values.length; i++) sum += values[i];
+    var total = Math.fround(sum);
     if (!(total > 0)) return Infinity;
-    var t = Math.fround(threshold), sum = 0, idx = values.length - 1;  // torch.tensor(threshold) is float32
+    var t = Math.fround(threshold), partial = 0, idx = values.length - 1;  // torch.tensor(threshold) is float32
     for (i = 0; i < values.length; i++) {
-      sum += values[i];
-      if (sum / total >= t) { idx = i; break; }  // torch.searchsorted: first cumulative share >= threshold
+      partial += values[i];
+      if (Math.fround(Math.fround(partial) / total) >= t) { idx = i; break; }  // searchsorted: first share >= threshold
     }
     return values[Math.min(idx, values.length - 1)];
   }
@@ -53,9 +59,9 @@ var prune = (function () {
     var feature = g.kinds.map(function (k) { return k === "feature"; });
     var all = new Uint8Array(E).fill(1);
     var nodeInfl = influence(n, T, S, normalizeRows(n, T, W, all), g.logitWeights);
-    var cut = cumulativeCut(nodeInfl, nodeThreshold);
+    var cut = cumulativeCut(nodeInfl, nodeThreshold), f32 = Math.fround;
     var keep = new Uint8Array(n);
-    for (i = 0; i < n; i++) keep[i] = (nodeInfl[i] >= cut && nodeInfl[i] > 0) || always[i] ? 1 : 0;
+    for (i = 0; i < n; i++) keep[i] = (f32(nodeInfl[i]) >= cut && nodeInfl[i] > 0) || always[i] ? 1 : 0;
     var on = new Uint8Array(E);
     for (e = 0; e < E; e++) on[e] = keep[T[e]] && keep[S[e]] ? 1 : 0;
     var norm = normalizeRows(n, T, W, on);
@@ -63,7 +69,7 @@ var prune = (function () {
     var scores = new Float64Array(E), kept = [];
     for (e = 0; e < E; e++) {
       if (!on[e]) continue;
-      scores[e] = norm[e] * (prunedInfl[T[e]] + g.logitWeights[T[e]]);
+      scores[e] = f32(norm[e] * (prunedInfl[T[e]] + g.logitWeights[T[e]]));
       kept.push(scores[e]);
     }
     var edgeCut = cumulativeCut(kept, edgeThreshold);
