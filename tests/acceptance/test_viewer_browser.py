@@ -229,3 +229,25 @@ def test_the_notebook_block_loads_the_library_once(big, chromium, tmp_path):
     page.wait_for_function("document.querySelector('.iv-fallback').textContent.includes('resend_library')", timeout=15_000)
     assert page.problems == []
     page.close()
+
+
+def test_the_full_graph_pruned_on_the_page_is_the_traced_graph(chromium, tmp_path):
+    """The planted circuit's unpruned graph (no influences recorded, zero error nodes): the page
+    draws it, and its sliders at trace's default thresholds keep exactly what trace kept."""
+    from interp.circuits.attribution import AttributionConfig, attribute, token_target
+    from interp.circuits.planted import planted_circuit
+    from interp.circuits.tracing import trace
+    from interp.transcoders.loading import for_model
+
+    pc = planted_circuit()
+    full = attribute(pc.model, for_model(pc.model, pc.transcoders), pc.prompt,
+                     [token_target(pc.model, pc.target_token)], AttributionConfig(progress=False))
+    traced = trace(pc.model, pc.transcoders, pc.prompt, target=pc.target_token)
+    page = open_page(chromium, write_page(tmp_path / "full.html", to_html(full)))
+    assert page.locator("svg.iv-graph g.iv-node").count() == len(prune(full, 1.0, 1.0).nodes)
+    _set_slider(page, "node-threshold", 0.8)
+    _set_slider(page, "edge-threshold", 0.98)
+    assert sorted(_viewer(page, "v.visibleNodeIds()")) == sorted(_ids(traced))
+    assert {tuple(e) for e in _viewer(page, "v.visibleEdges()")} == _edges(traced)
+    assert page.problems == []
+    page.close()

@@ -4,6 +4,7 @@ provenance, and the notebook block that carries the library once per kernel."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import fnmatch
 import gzip
 import hashlib
@@ -107,3 +108,11 @@ def test_an_executed_notebook_stays_small(tmp_path):
     path = tmp_path / "graphs.ipynb"
     nbformat.write(notebook, path)
     assert path.stat().st_size < 1_000_000
+
+
+def test_contexts_saved_before_they_kept_their_spaces_still_render(big):
+    """Graphs saved earlier hold each context as ``(text, value)``; the page shows the text."""
+    old = dataclasses.replace(big, feature_info={
+        key: {**info, "contexts": [("the year[ 13]", 2.5)]} for key, info in big.feature_info.items()})
+    nodes = [n for n in renderer.viewer_data(old)["nodes"] if n["kind"] == "feature"]
+    assert nodes and all(n["contexts"] == [["the year[ 13]", 2.5]] for n in nodes)
