@@ -9,8 +9,7 @@ var interpViewer = (function () {
   var STEP = 22, LINE = 36, ROW_PAD = 8, HEAD_LINE = 30, COL_PAD = 8, MAX_PER_LINE = 10;
   var MARGIN = { left: 58, right: 16, top: 14, bottom: 40 };
   var LABEL_CHARS = { feature: 9, logit: 22, head: 8, token: 12 };
-  var COLOURS = { positive: "#2b6cb0", negative: "#c53030", head: "#2f855a" };
-  var uid = 0;
+  var COLOURS = { positive: "#2b6cb0", negative: "#c53030" };
 
   function inflate(b64) {
     var bytes = Uint8Array.from(atob(b64), function (c) { return c.charCodeAt(0); });
@@ -77,7 +76,6 @@ var interpViewer = (function () {
       nodeThreshold: 1, edgeThreshold: 1, errors: true, heads: false, labels: true, pinnedOnly: false,
       clicked: null, pinned: [], supernodes: [],
     };
-    this.id = "iv" + (++uid);
     this.build();
     this.update();
   }
@@ -475,7 +473,7 @@ var interpViewer = (function () {
       var list = card.append("ol").attr("class", "iv-contexts");
       n.contexts.forEach(function (ctx) {
         var li = list.append("li");
-        if (Array.isArray(ctx)) { li.append("span").text(ctx[0]); ctx = { value: ctx[1] }; }  // graphs saved before 0.1.x
+        if (Array.isArray(ctx)) { li.append("span").text(ctx[0]); ctx = { value: ctx[1] }; }  // (text, value): graphs saved by an earlier interp
         else {
           var lead = /^\s*/.exec(ctx.token)[0];  // the token's own leading space stays outside the mark
           li.append("span").text(ctx.before + lead);
