@@ -40,8 +40,6 @@ PROMPT = "The war lasted from the year 1745 to the year 17"
 def reference_graph(node_threshold: float = 0.999, edge_threshold: float = 0.99):
     """~300 nodes at the default thresholds: a logit difference with a long label (:data:`LONG_LABEL`),
     feature contexts from 8 reference sequences."""
-    import torch
-
     from interp.circuits.attribution import difference_target
     from interp.circuits.tracing import TraceConfig, trace
     from interp.data import token_batches
