@@ -392,6 +392,7 @@ var interpViewer = (function () {
     this.state.clicked = id === this.state.clicked ? null : id;
     this.style();
     this.renderCard();
+    this.renderSubgraph();  // the export records the clicked node
   };
 
   Viewer.prototype.pin = function (id) {
