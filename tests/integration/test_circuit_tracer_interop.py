@@ -203,3 +203,39 @@ def test_circuit_tracers_model_validates_a_traced_graph_and_its_server_serves_th
     assert len(back.nodes) == len(ours_back.nodes) and len(back.edges()) == len(ours_back.edges())
     assert [n.index for n in back.nodes if n.kind == "logit"] == [t.token for t in targets]
     assert back.n_layers == model.cfg.n_layers and back.tokens == tokens.tolist()
+
+
+PIN_SOME = """() => {
+  const v = document.querySelector('.iv-viewer').__interpViewer, of = (k) => v.g.nodes.filter(n => n.kind === k);
+  const pinned = [of('logit')[0], of('error')[0], of('embedding')[0], ...of('feature').slice(0, 4)].filter(n => n);
+  pinned.forEach(n => v.pin(n.id));
+  v.group([pinned[3].id, pinned[4].id], 'two features');
+  v.click(pinned[5].id);
+  return pinned.map(n => n.id);
+}"""
+
+
+def test_circuit_tracers_model_reads_the_viewers_subgraph_export(ct_python, setup, tmp_path):
+    """The viewer's "export subgraph JSON" (pinned nodes, a supernode, the clicked node) is a
+    graph file circuit-tracer's pydantic model validates and dumps back unchanged."""
+    from support.browser import CHROMIUM, browser, open_page, sync_playwright, write_page
+
+    if CHROMIUM is None or sync_playwright is None:
+        pytest.skip("needs Playwright (pip install -e '.[dev]') and a chromium binary (apt-get install -y chromium)")
+    model, tcs, _ = setup
+    graph = trace(model, tcs, PROMPT, cfg=TraceConfig(attribution=AttributionConfig(progress=False)))
+    with browser() as b:
+        page = open_page(b, write_page(tmp_path / "graph.html", graph.to_html()))
+        pinned = page.evaluate(PIN_SOME)
+        exported = page.locator(".iv-export-text").input_value()
+        assert page.problems == []
+    (tmp_path / "subgraph.json").write_text(exported)
+    check = ("import json, sys; from circuit_tracer.frontend.graph_models import Model; d = json.load(open(sys.argv[1])); "
+             "m = Model.model_validate(d).model_dump(); print(json.dumps([m[k] == d[k] for k in ('nodes', 'links', 'qParams')]))")
+    done = subprocess.run([str(ct_python), "-c", check, str(tmp_path / "subgraph.json")], check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == [True, True, True]
+    data = json.loads(exported)
+    assert data["qParams"]["pinnedIds"] == pinned and data["qParams"]["clickedId"] == pinned[5]
+    assert data["qParams"]["supernodes"] == [["two features", pinned[3], pinned[4]]]
