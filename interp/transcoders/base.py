@@ -80,7 +80,7 @@ class TranscoderModule(nn.Module, abc.ABC):
 
     Subclasses create ``b_enc`` and the normalisation buffers ``in_mean``, ``in_scale``,
     ``out_mean``, ``out_scale`` (shaped so that ``(x - in_mean) / in_scale`` broadcasts over
-    their inputs), and implement :meth:`fold_normalisation`, :meth:`normalised_loss`,
+    their inputs), and implement :meth:`_fold`, :meth:`normalised_loss`,
     :meth:`wirings`, :meth:`wire` and :meth:`_empty_like`.
     """
 
@@ -118,9 +118,21 @@ class TranscoderModule(nn.Module, abc.ABC):
         self.out_scale.copy_(out_ms.sqrt().clamp_min(1e-8).view_as(self.out_scale))
         self.b_dec.zero_()
 
-    @abc.abstractmethod
+    @torch.no_grad()
     def fold_normalisation(self) -> None:
-        """Fold the normalisation buffers into the weights; the function is unchanged."""
+        """Fold the normalisation buffers into the weights (the function is unchanged), then
+        make the normalisation the identity."""
+        if self.is_folded:
+            return
+        self._fold(self.in_mean.clone(), self.in_scale.clone(), self.out_mean.clone(), self.out_scale.clone())
+        self.in_mean.zero_()
+        self.out_mean.zero_()
+        self.in_scale.fill_(1.0)
+        self.out_scale.fill_(1.0)
+
+    @abc.abstractmethod
+    def _fold(self, mu_in: Tensor, s_in: Tensor, mu_out: Tensor, s_out: Tensor) -> None:
+        """Fold these normalisation statistics into the weights."""
 
     @property
     def is_folded(self) -> bool:
@@ -260,11 +272,7 @@ class Transcoder(TranscoderModule):
 
     # --- normalisation -------------------------------------------------------------
 
-    @torch.no_grad()
-    def fold_normalisation(self) -> None:
-        """Fold the normalisation buffers into the weights; the function is unchanged."""
-        s_in, s_out = self.in_scale.clone(), self.out_scale.clone()
-        mu_in, mu_out = self.in_mean.clone(), self.out_mean.clone()
+    def _fold(self, mu_in: Tensor, s_in: Tensor, mu_out: Tensor, s_out: Tensor) -> None:
         w_enc = self.W_enc / s_in
         self.b_enc.sub_(mu_in @ w_enc)
         self.W_enc.copy_(w_enc)
@@ -275,10 +283,6 @@ class Transcoder(TranscoderModule):
             b_dec = b_dec - mu_in @ w_skip.T
             self.W_skip.copy_(w_skip)
         self.b_dec.copy_(b_dec)
-        self.in_mean.zero_()
-        self.out_mean.zero_()
-        self.in_scale.fill_(1.0)
-        self.out_scale.fill_(1.0)
 
     # --- forward -------------------------------------------------------------------
 

@@ -205,16 +205,11 @@ class CrossLayerTranscoder(TranscoderModule):
 
     # --- normalisation ---------------------------------------------------------------
 
-    @torch.no_grad()
-    def fold_normalisation(self) -> None:
-        """Fold the normalisation into the weights (per layer; each output's decoder block is
-        scaled by its own output scale). The function and the pre-activations are unchanged."""
-        if self.is_folded:
-            return
+    def _fold(self, mu_in: Tensor, s_in: Tensor, mu_out: Tensor, s_out: Tensor) -> None:
+        """Per layer (``mu [L, d]``, ``s [L, 1]``); each output's decoder block is scaled by its
+        own output scale. The function and the pre-activations are unchanged."""
         if self._lazy is not None:
             raise ConfigError("a CLT whose decoder is read from disk is already folded; it cannot be re-normalised")
-        s_in, s_out = self.in_scale.clone(), self.out_scale.clone()  # [L, 1]
-        mu_in, mu_out = self.in_mean.clone(), self.out_mean.clone()  # [L, d]
         w_enc = self.W_enc / s_in[:, :, None]
         self.b_enc.sub_(torch.einsum("ld,ldf->lf", mu_in, w_enc))
         self.W_enc.copy_(w_enc)
@@ -226,10 +221,6 @@ class CrossLayerTranscoder(TranscoderModule):
             b_dec = b_dec - torch.einsum("li,loi->lo", mu_in, w_skip)
             self.W_skip.copy_(w_skip)
         self.b_dec.copy_(b_dec)
-        self.in_mean.zero_()
-        self.out_mean.zero_()
-        self.in_scale.fill_(1.0)
-        self.out_scale.fill_(1.0)
 
     # --- encoding ----------------------------------------------------------------------
 

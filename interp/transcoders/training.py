@@ -322,14 +322,14 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
         n_layers = 1 + max(int(h.split(".")[1]) for h in source.hook_names if h.startswith("blocks."))
     layers = parse_layers(cfg.layers, n_layers if model is None else model.cfg.n_layers)
     wirings = cfg.wirings(layers)
-    if source is None:
-        source = open_source(cfg, model, wirings, device)
-    mine = wirings[dist_info.rank :: dist_info.world] if cfg.parallel == "layers" else wirings
-    if not mine:
+    if cfg.parallel == "layers" and dist_info.world > len(wirings):  # every rank stops, not only the idle ones
         raise InterpError(
             f"{dist_info.world} processes for {len(wirings)} module(s) ({', '.join(w.key for w in wirings)}) with --parallel layers: "
             "use at most one process per module, or --parallel data"
         )
+    mine = wirings[dist_info.rank :: dist_info.world] if cfg.parallel == "layers" else wirings
+    if source is None:
+        source = open_source(cfg, model, wirings, device)
     widths = source.widths()
     transcoders = {}
     for wiring in mine:

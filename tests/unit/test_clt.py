@@ -14,7 +14,7 @@ from interp.transcoders.clt import CrossLayerTranscoder
 from interp.transcoders.clt_format import circuit_tracer_reads, load_clt, save_clt
 from interp.transcoders.data import cross_layer_wiring, required_hooks
 from interp.transcoders.loading import for_model
-from interp.transcoders.trainer import OptimConfig, Trainer
+from interp.transcoders.trainer import OptimConfig
 
 ACTIVATIONS = [
     {"activation": "relu"},
@@ -220,24 +220,11 @@ def test_every_activation_beats_the_mean_baseline(tmp_path, tiny, settings):
         assert (l0 < 0.6 * clt.d_sae).all()
 
 
-def test_resume_is_bit_for_bit(tmp_path, tiny):
+def test_resume_is_bit_for_bit(tmp_path, tiny, interrupted):
     _, source, _ = tiny
     kw = {"tokens": "10240", "checkpoint_every": 20, "k": 12, "topk_over": "all"}
     train(clt_cfg(tmp_path, "full", **kw), source=source)
-    real_step, calls = Trainer.step, {"n": 0}
-
-    def interrupting_step(self, batch):
-        if calls["n"] == 25:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return real_step(self, batch)
-
-    Trainer.step = interrupting_step
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(clt_cfg(tmp_path, "half", **kw), source=source)
-    finally:
-        Trainer.step = real_step
+    interrupted(lambda: train(clt_cfg(tmp_path, "half", **kw), source=source), 25)
     train(clt_cfg(tmp_path, "half", resume=True, **kw), source=source)
     a, b = load_run(tmp_path / "full"), load_run(tmp_path / "half")
     for name, tensor in a.state_dict().items():
@@ -328,7 +315,7 @@ def planted():
 
 
 def test_planted_model_is_what_it_says(planted):
-    model, dirs, source, _ = planted
+    _, dirs, source, _ = planted
     x0 = source.acts["blocks.0.hook_resid_mid"]
     relu = (x0 @ dirs["u"] - 0.5).relu()
     torch.testing.assert_close(source.acts["blocks.0.hook_mlp_out"], 2 * relu @ dirs["v0"].T, atol=1e-5, rtol=1e-5)
