@@ -124,7 +124,8 @@ class CrossLayerEval:
     """What its latents read at each layer (``resid_mid`` or ``mlp_in``)."""
     decoder_share: list[list[float]]
     """``[source][output]``: of the squared decoder norm of the live latents of each layer (row),
-    the share that goes to each output layer (column; zero before the source layer)."""
+    the share that goes to each output layer (column; zero before the source layer), each
+    output layer's rows measured in units of its MLP output's variance per token."""
 
 
 @dataclass
@@ -411,16 +412,18 @@ def _directions(folded: Run, layer: int, latents: torch.Tensor) -> torch.Tensor:
 
 
 def _cross_layer_eval(folded: CrossLayerTranscoder, stats: dict) -> CrossLayerEval:
-    clt = folded
+    # Each output layer's decoder rows in units of that layer's MLP output (its variance per
+    # token), so a layer whose MLP writes large vectors does not take the shares by scale alone.
+    variance = torch.stack([(s["y_sq"] - s["y_sum"].pow(2).sum() / s["n"]) / s["n"] for s in stats.values()]).float()
     shares = []
-    for i, layer in enumerate(clt.layers):
+    for i, layer in enumerate(folded.layers):
         live = (stats[layer]["fired"] > 0).nonzero().flatten()
         if len(live) == 0:
-            shares.append([0.0] * clt.n_layers)
+            shares.append([0.0] * folded.n_layers)
             continue
-        sq = folded.decoder_vectors(layer, live).pow(2).sum(-1).sum(0)  # [outputs from i on]
+        sq = folded.decoder_vectors(layer, live).pow(2).sum(-1).sum(0).cpu() / variance[i:].clamp_min(1e-30)
         shares.append([0.0] * i + (sq / sq.sum().clamp_min(1e-30)).tolist())
-    return CrossLayerEval(input_site=clt.cfg.input_site, decoder_share=shares)
+    return CrossLayerEval(input_site=folded.cfg.input_site, decoder_share=shares)
 
 
 def _first_pass(model, transcoders: Run, tokens: torch.Tensor, cfg: EvalConfig) -> dict:

@@ -89,7 +89,8 @@ def _features(result) -> str:
 
 CROSS_LAYER_NOTE = (
     "Rows: the layer a latent reads; columns: the MLP outputs it writes. Each row is the share of the squared "
-    "decoder norm of that layer's live latents going to each output layer (a per-layer transcoder is the diagonal). "
+    "decoder norm of that layer's live latents going to each output layer, each output layer's decoders divided by "
+    "its MLP output's variance (a per-layer transcoder is the diagonal). "
     "L0 in the summary counts a latent once, at the layer it reads; FVU and spliced CE are the output layer's."
 )
 
