@@ -77,23 +77,13 @@ class CrossLayerTranscoder(TranscoderModule):
         self.cfg = cfg
         L, d_in, d_out, F = cfg.n_layers, cfg.d_in, cfg.d_out, cfg.d_sae
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        norm = 1.0 if cfg.activation == "topk" else 0.1
-        # Each latent's decoders together (all its output layers) start as a random direction of
-        # norm `norm`, shared equally over the outputs; the encoder starts as the transpose of the
-        # latent's own-layer decoder (Conerly et al. 2024), at the same norm.
-        w_enc = torch.empty(L, d_in, F)
-        pairs = torch.randn(n_pairs(L, F), d_out, generator=generator)
-        for i in range(L):
-            rows = torch.stack([pairs[pair_offset(m, F) + i * F : pair_offset(m, F) + (i + 1) * F] for m in range(i, L)], 1)
-            rows = norm * rows / rows.flatten(1).norm(dim=1)[:, None, None]
-            for m in range(i, L):
-                pairs[pair_offset(m, F) + i * F : pair_offset(m, F) + (i + 1) * F] = rows[:, m - i]
-            own = rows[:, 0] if d_in == d_out else torch.randn(F, d_in, generator=generator)
-            w_enc[i] = (norm * own / own.norm(dim=1, keepdim=True).clamp_min(1e-12)).T
-        self.W_enc = nn.Parameter(w_enc)
-        self.b_enc = nn.Parameter(torch.zeros(L, F))
-        if not lazy:
+        if lazy:  # weights come from files; the decoder stays there (never allocated)
+            self.W_enc = nn.Parameter(torch.zeros(L, d_in, F))
+        else:
+            w_enc, pairs = _initial_weights(cfg, generator)
+            self.W_enc = nn.Parameter(w_enc)
             self.W_dec = nn.Parameter(pairs)
+        self.b_enc = nn.Parameter(torch.zeros(L, F))
         self._lazy: LazyDecoder | None = None
         self.b_dec = nn.Parameter(torch.zeros(L, d_out))
         if cfg.skip_connection:
@@ -372,6 +362,26 @@ class CrossLayerTranscoder(TranscoderModule):
             if threshold is not None:
                 clt.threshold.copy_(threshold)
         return clt.eval()
+
+
+def _initial_weights(cfg: CLTConfig, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """``(W_enc, W_dec)`` at initialisation. Each latent's decoders together (all its output
+    layers) start as a random direction of norm 1 (TopK) or 0.1, shared equally over the
+    outputs; its encoder starts as the transpose of its own-layer decoder (Conerly et al. 2024),
+    at the same norm (a random direction when ``d_in != d_out``)."""
+    L, d_in, d_out, F = cfg.n_layers, cfg.d_in, cfg.d_out, cfg.d_sae
+    norm = 1.0 if cfg.activation == "topk" else 0.1
+    w_enc = torch.empty(L, d_in, F)
+    pairs = torch.randn(n_pairs(L, F), d_out, generator=generator)
+    for i in range(L):
+        blocks = [slice(pair_offset(m, F) + i * F, pair_offset(m, F) + (i + 1) * F) for m in range(i, L)]
+        rows = torch.stack([pairs[b] for b in blocks], 1)
+        rows = norm * rows / rows.flatten(1).norm(dim=1)[:, None, None]
+        for j, b in enumerate(blocks):
+            pairs[b] = rows[:, j]
+        own = rows[:, 0] if d_in == d_out else torch.randn(F, d_in, generator=generator)
+        w_enc[i] = (norm * own / own.norm(dim=1, keepdim=True).clamp_min(1e-12)).T
+    return w_enc, pairs
 
 
 def sparse_code(acts: Float[Tensor, "batch n"]) -> tuple[Float[Tensor, "batch k"], Int[Tensor, "batch k"]]:
