@@ -37,7 +37,8 @@ weights act on raw activations:
 - :meth:`decoder_vectors` ``(layer, features)``: ``[n, L - i, d_out]``, a latent's decoder
   row into each output layer from its own on (:meth:`output_layers`); :meth:`total_write` sums
   them over the output layers; :meth:`decode_output` is one output layer's reconstruction;
-- :meth:`skip_layer` and ``b_dec[i]``: the parts of layer ``i``'s output that are not latents.
+- :meth:`skip_layer` (linear in the read hook) and ``b_dec[i]``: the parts of layer ``i``'s
+  output that are not latents.
 
 ``W_dec`` may live on disk instead (:meth:`attach_lazy_decoder`, what
 :func:`interp.transcoders.clt_format.load_clt` does with ``lazy_decoder=True``): then only the
@@ -262,8 +263,10 @@ class CrossLayerTranscoder(TranscoderModule):
     # --- decoding ----------------------------------------------------------------------
 
     def decode(self, acts: Float[Tensor, "*batch n_layers d_sae"]) -> Float[Tensor, "*batch n_layers d_out"]:
-        """What the latents write to every output layer, with ``b_dec``, in raw space (the skip
-        path is not included: add :meth:`skip`)."""
+        """What the latents write to every output layer, with ``b_dec`` of the folded CLT, in raw
+        space. The skip path is not included: add :meth:`skip`. As for per-layer transcoders,
+        both are the same before and after folding (the skip path's constant term belongs to
+        ``b_dec``)."""
         lead = acts.shape[:-2]
         flat = acts.reshape(-1, self.n_layers, self.d_sae)
         if self._lazy is not None:
@@ -271,7 +274,8 @@ class CrossLayerTranscoder(TranscoderModule):
         else:
             values, indices = sparse_code(flat.reshape(flat.shape[0], -1))
             y_n = cross_layer_decode(values, indices, self.W_dec, self.n_layers)
-        return self.denormalise_out(y_n + self.b_dec).reshape(*lead, self.n_layers, self.d_out)
+        y = self.denormalise_out(y_n + self.b_dec) - self._skip_constant()
+        return y.reshape(*lead, self.n_layers, self.d_out)
 
     def decode_output(self, acts: Float[Tensor, "batch sources d_sae"], layer: int) -> Float[Tensor, "batch d_out"]:
         """Output ``layer``'s reconstruction (with ``b_dec``, raw space, no skip) from the
@@ -284,7 +288,7 @@ class CrossLayerTranscoder(TranscoderModule):
         else:
             values, indices = sparse_code(acts.reshape(acts.shape[0], -1))
             y_n = sparse_decode(values, indices, decoder_block(self.W_dec, m, self.d_sae))
-        return (y_n + self.b_dec[m]) * self.out_scale[m] + self.out_mean[m]
+        return (y_n + self.b_dec[m]) * self.out_scale[m] + self.out_mean[m] - self._skip_constant()[m]
 
     def _lazy_output(self, acts: Float[Tensor, "batch sources d_sae"], m: int) -> Float[Tensor, "batch d_out"]:
         """Output ``m`` (normalised, no bias) reading only the active latents' rows from disk."""
@@ -296,18 +300,24 @@ class CrossLayerTranscoder(TranscoderModule):
                 out = out + acts[:, i, active] @ rows
         return out
 
+    def _skip_constant(self) -> Float[Tensor, "n_layers d_out"]:
+        """The constant term of the skip path (from the input means), which folding puts in ``b_dec``."""
+        if not self.cfg.skip_connection:
+            return self.b_dec.new_zeros(self.n_layers, self.d_out)
+        return torch.einsum("li,loi->lo", self.in_mean / self.in_scale, self.W_skip) * self.out_scale
+
     def skip(self, x: Float[Tensor, "*batch n_layers d_in"]) -> Float[Tensor, "*batch n_layers d_out"]:
-        """The same-layer linear skip path in raw space (zeros without one)."""
+        """The same-layer skip path of the folded CLT in raw space, linear in ``x`` (zeros without one)."""
         if not self.cfg.skip_connection:
             return x.new_zeros(*x.shape[:-1], self.d_out)
-        return torch.einsum("...li,loi->...lo", self.normalise_in(x), self.W_skip) * self.out_scale
+        return torch.einsum("...li,loi->...lo", x / self.in_scale, self.W_skip) * self.out_scale
 
     def skip_layer(self, x: Float[Tensor, "*batch d_in"], layer: int) -> Float[Tensor, "*batch d_out"]:
-        """Layer ``layer``'s skip path from its read hook, raw space (zeros without one)."""
+        """Layer ``layer``'s skip path from its read hook, raw space, linear in ``x`` (zeros without one)."""
         if not self.cfg.skip_connection:
             return x.new_zeros(*x.shape[:-1], self.d_out)
         i = self.index(layer)
-        return (((x - self.in_mean[i]) / self.in_scale[i]) @ self.W_skip[i].T) * self.out_scale[i]
+        return ((x / self.in_scale[i]) @ self.W_skip[i].T) * self.out_scale[i]
 
     def forward(self, x: Float[Tensor, "*batch n_layers d_in"]) -> Float[Tensor, "*batch n_layers d_out"]:
         """Every layer's predicted MLP output from every layer's raw input (clean inputs)."""

@@ -63,10 +63,11 @@ def _load_all() -> None:
     _loaded = True
 
 
-def names() -> list[str]:
-    """Registered architecture names."""
+def names(*, cross_layer: bool | None = None) -> list[str]:
+    """Registered architecture names (only the per-layer ones with ``cross_layer=False``, only
+    the cross-layer ones with ``True``)."""
     _load_all()
-    return sorted(_REGISTRY)
+    return sorted(n for n, a in _REGISTRY.items() if cross_layer is None or a.cross_layer == cross_layer)
 
 
 def get(name: str) -> Architecture:

@@ -102,6 +102,11 @@ def test_normalisation_folds_exactly(settings):
     with torch.no_grad():
         torch.testing.assert_close(folded(x), clt(x), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(folded.pre_activation(x), clt.pre_activation(x), rtol=1e-4, atol=1e-4)
+        acts = clt.encode(x)  # decode and skip each unchanged by folding (the skip's constant is in b_dec)
+        torch.testing.assert_close(folded.decode(acts), clt.decode(acts), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(folded.skip(x), clt.skip(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(folded.skip_layer(x[:, 1], 1), clt.skip_layer(x[:, 1], 1), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(folded.decode_output(acts[:, :2], 1), clt.decode_output(acts[:, :2], 1), rtol=1e-4, atol=1e-4)
 
 
 def test_decoder_norms_are_the_concatenated_norms():
@@ -384,3 +389,13 @@ def test_trained_clt_finds_the_planted_cross_layer_feature(tmp_path, planted):
     with torch.no_grad():
         alone_l0 = (alone.encode(x[:, 2:]) > 0).float().sum(-1).mean()
     assert l0[2] < 0.25 * alone_l0, f"CLT layer-2 L0 {l0[2]:.3f}, a layer-2 transcoder's {alone_l0:.3f}"
+
+
+@pytest.mark.parametrize("fmt", ["saelens", "sparsify"])
+def test_saelens_and_sparsify_export_refuse_a_clt_saying_where_it_is(tmp_path, fmt):
+    from interp.transcoders.interop import ExportConfig, export
+
+    clt, _ = random_clt({"activation": "relu"}, skip=False)
+    save_clt(clt, tmp_path / "clt")
+    with pytest.raises(TranscoderLoadError, match="circuit-tracer's CLT layout"):
+        export(ExportConfig(run=str(tmp_path / "clt"), format=fmt, out=str(tmp_path / "out")))
