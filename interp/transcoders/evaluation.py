@@ -147,14 +147,17 @@ class EvalResult(Result):
     log10_frequencies: dict[str, list[float]]
     """Per layer key: log10 firing frequency of every latent (-10 for never)."""
     features: list[FeatureCard] = field(default_factory=list)
-    kind: str = "per-layer"
-    """'per-layer' transcoders or a 'cross-layer' transcoder."""
     cross_layer: CrossLayerEval | None = None
     """A cross-layer transcoder's own numbers (None for per-layer transcoders)."""
     baseline: EvalResult | None = None
     """The run named by ``EvalConfig.baseline``, evaluated on the same tokens (no latent cards)."""
     name: str = ""
     """The evaluated run's directory (empty for transcoders passed in memory)."""
+
+    @property
+    def kind(self) -> str:
+        """'per-layer' transcoders or a 'cross-layer' transcoder."""
+        return "per-layer" if self.cross_layer is None else "cross-layer"
 
     @property
     def total_l0(self) -> float:
@@ -370,7 +373,6 @@ def _evaluate(model, model_name: str, transcoders: Run, tokens: torch.Tensor, cf
         recovered_all_vs_mean=recovered_fraction(ce["mean_all"], ce["splice_all"], ce["clean"]),
         log10_frequencies=freqs,
         features=_feature_cards(model, folded, tokens, stats, cfg) if cards else [],
-        kind="per-layer" if clt is None else "cross-layer",
         cross_layer=None if clt is None else _cross_layer_eval(folded, stats),
     )
 

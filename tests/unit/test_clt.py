@@ -399,3 +399,14 @@ def test_saelens_and_sparsify_export_refuse_a_clt_saying_where_it_is(tmp_path, f
     save_clt(clt, tmp_path / "clt")
     with pytest.raises(TranscoderLoadError, match="circuit-tracer's CLT layout"):
         export(ExportConfig(run=str(tmp_path / "clt"), format=fmt, out=str(tmp_path / "out")))
+
+
+def test_eval_result_of_a_clt_round_trips_through_json(tmp_path, planted):
+    model, dirs, _, tokens = planted
+    result = evaluate(exact_clt(model, dirs), model=model, tokens=tokens[:16])
+    result.baseline = evaluate(exact_clt(model, dirs), model=model, tokens=tokens[:16])
+    result.save(tmp_path / "eval.json")
+    back = type(result).load(tmp_path / "eval.json")
+    assert back.kind == "cross-layer" and back.cross_layer == result.cross_layer
+    assert back.baseline.kind == "cross-layer" and back.baseline.layers == result.baseline.layers
+    assert "(in memory)" in back.summary()
