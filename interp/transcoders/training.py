@@ -143,7 +143,8 @@ def _arch_setting_fields() -> list[tuple[str, Any, Any]]:
     for name, (_, text, users) in registry.settings().items():
         kind = typing.get_type_hints(registry.get(users[0]).config)[name]
         note = f"For {', '.join(users)} only (unset: the architecture's default)."
-        out.append((name, Optional[kind], sp_field(default=None, help=f"{text} {note}".strip())))  # noqa: UP045
+        choices = {"choices": typing.get_args(kind)} if typing.get_origin(kind) is typing.Literal else {}
+        out.append((name, Optional[kind], sp_field(default=None, help=f"{text} {note}".strip(), **choices)))  # noqa: UP045
     return out
 
 

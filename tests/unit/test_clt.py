@@ -246,6 +246,8 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="--k must be between 1 and 8"):
         arch.config(d_in=4, d_out=4, d_sae=8, n_layers=2, k=9)
     assert arch.config(d_in=4, d_out=4, d_sae=8, n_layers=2, k=9, topk_over="all").k == 9
+    with pytest.raises(Exception, match="activation"):  # ConfigError (or the suite's run-time type check first)
+        arch.config(d_in=4, d_out=4, d_sae=8, n_layers=2, activation="elu")
     assert [w.key for w in TrainConfig(arch="clt").wirings([0, 2])] == ["clt"]
     assert TrainConfig(arch="clt", input_site="mlp_in").wirings([0])[0].hooks_in == ("blocks.0.ln2.hook_normalized",)
     clt = arch.transcoder(arch.config(d_in=4, d_out=4, d_sae=8, n_layers=2, k=4))

@@ -35,7 +35,7 @@ JumpReLU codes are dense during training and decode one output block at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args, get_type_hints
 
 import torch
 from torch import Tensor
@@ -90,6 +90,10 @@ class CLTConfig(ArchConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for name in ("activation", "topk_over", "input_site"):
+            allowed = get_args(get_type_hints(CLTConfig)[name])
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.n_layers < 1:
             raise ConfigError(f"n_layers must be positive, got {self.n_layers}")
         most = self.d_sae * (self.n_layers if self.topk_over == "all" else 1)
