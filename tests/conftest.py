@@ -135,3 +135,26 @@ def planted_transcoder():
         return tc.eval()
 
     return make
+
+
+@pytest.fixture
+def interrupted(monkeypatch):
+    """``interrupted(run, steps)``: call ``run()`` with the transcoder trainer stopping, as if
+    killed, after ``steps`` steps (``Trainer.step`` raises KeyboardInterrupt), for resume tests."""
+    from interp.transcoders.trainer import Trainer
+
+    def run(fn, steps: int) -> None:
+        real_step, calls = Trainer.step, {"n": 0}
+
+        def step(self, batch):
+            if calls["n"] == steps:
+                raise KeyboardInterrupt
+            calls["n"] += 1
+            return real_step(self, batch)
+
+        monkeypatch.setattr(Trainer, "step", step)
+        with pytest.raises(KeyboardInterrupt):
+            fn()
+        monkeypatch.setattr(Trainer, "step", real_step)
+
+    return run

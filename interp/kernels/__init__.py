@@ -6,6 +6,7 @@
 
     values, indices = topk_activation(x @ W_enc + b_enc, k=16)    # (batch, k) each
     out = sparse_decode(values, indices, W_dec) + b_dec            # (batch, d_out)
+    per_layer = cross_layer_decode(values, indices, W_pairs, n_layers)  # (batch, n_layers, d_out)
 
     values, indices = topk_encode(x, W_enc, b_enc, k=16)            # same, sparse backward
 
@@ -15,7 +16,9 @@ device and ``triton`` imports, and plain torch otherwise; ``backend="torch"`` or
 before triton is imported, which is how the tests run it). The contract every backend
 meets is written down in :mod:`interp.kernels.backend`; docs/kernels.md has the numbers.
 :func:`topk_encode` (:mod:`interp.kernels.encoder`) fuses the encoder matmul with the top-k
-and gives it a sparse backward; it is plain torch on every device.
+and gives it a sparse backward; it is plain torch on every device. :func:`cross_layer_decode`
+(:mod:`interp.kernels.cross_layer`) decodes a cross-layer transcoder's sparse code into every
+output layer through ``sparse_decode``, so on the same backends.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.kernels.backend import KernelBackend, KernelInputError, check_decode_args, check_topk_args
+from interp.kernels.cross_layer import cross_layer_decode, decoder_block, n_pairs, pair_offset
 from interp.kernels.encoder import topk_encode
 from interp.kernels.torch_backend import TorchBackend
 
@@ -114,7 +118,11 @@ __all__ = [
     "KernelBackend",
     "KernelInputError",
     "backend_names",
+    "cross_layer_decode",
+    "decoder_block",
     "get_backend",
+    "n_pairs",
+    "pair_offset",
     "sparse_decode",
     "topk_activation",
     "topk_encode",

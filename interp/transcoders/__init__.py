@@ -7,6 +7,7 @@
     report = evaluate("runs/tc")          # L0, FVU, CE loss recovered, HTML report
     tcs = load_run("runs/tc")             # {layer: Transcoder}
     tc = load("runs/tc/layer_0")          # one transcoder (SAELens layout)
+    clt = load_run("runs/clt")            # a CrossLayerTranscoder (a run with arch="clt")
 
 This package owns the transcoder contract: one class hierarchy (:class:`Transcoder`), one
 loader of runs (:func:`load_run`), one check that transcoders fit a model (:func:`for_model`),
@@ -15,7 +16,10 @@ evaluation all use these. Architectures (one module each in
 :mod:`interp.transcoders.architectures`) register themselves in
 :mod:`interp.transcoders.registry`: ``relu``
 (L1, Dunefsky et al. 2024), ``topk`` (+AuxK, Gao et al. 2024), ``skip`` and ``skip_topk``
-(skip transcoders, Paulo et al. 2025). See docs/transcoders.md.
+(skip transcoders, Paulo et al. 2025), ``jumprelu`` and ``skip_jumprelu``, and ``clt``: one
+cross-layer transcoder over all the run's layers (Ameisen et al. 2025;
+:mod:`interp.transcoders.clt`, saved in circuit-tracer's layout by
+:mod:`interp.transcoders.clt_format`). See docs/transcoders.md.
 
 Interop (docs/interop.md): the files load in SAELens (TopK ones after ``import
 interp.transcoders.saelens``, which registers their SAELens classes and is the only import
@@ -32,6 +36,9 @@ from interp._lazy import lazy_exports
 
 _LAZY = {
     "Transcoder": ("interp.transcoders.base", "Transcoder"),
+    "CrossLayerTranscoder": ("interp.transcoders.clt", "CrossLayerTranscoder"),
+    "load_clt": ("interp.transcoders.clt_format", "load_clt"),
+    "save_clt": ("interp.transcoders.clt_format", "save_clt"),
     "registry": ("interp.transcoders.registry", None),
     "TrainConfig": ("interp.transcoders.training", "TrainConfig"),
     "TrainResult": ("interp.transcoders.training", "TrainResult"),
@@ -60,6 +67,8 @@ _LAZY = {
 if TYPE_CHECKING:
     from interp.transcoders import registry
     from interp.transcoders.base import Transcoder
+    from interp.transcoders.clt import CrossLayerTranscoder
+    from interp.transcoders.clt_format import load_clt, save_clt
     from interp.transcoders.data import InMemoryActivations, PairedBatches
     from interp.transcoders.evaluation import EvalConfig, EvalResult, evaluate, splice
     from interp.transcoders.formats import as_transcoder, from_saelens, load, load_pretrained, save

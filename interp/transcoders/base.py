@@ -17,6 +17,12 @@ with identity normalisation and is what :mod:`interp.transcoders.formats` saves.
 
 An architecture subclasses :class:`Transcoder` (its ``activation`` and ``normalised_loss``) and
 :class:`ArchConfig`, and registers the pair with :func:`interp.transcoders.registry.register`.
+
+:class:`TranscoderModule` is what the trainer, the run files and the loaders need of any
+trained module, a per-layer :class:`Transcoder` or a cross-layer transcoder
+(:class:`interp.transcoders.clt.CrossLayerTranscoder`): the normalisation (the same code for
+one layer's ``[d]`` buffers and a CLT's stacked ``[n_layers, d]`` ones), the training-loss
+entry point, the optimiser hooks, the wiring into the model and the folded copy.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from interp.errors import ConfigError
+from interp.transcoders.data import Wiring, layer_wiring
 
 
 @dataclass
@@ -43,8 +50,11 @@ class ArchConfig:
     d_sae: int
     """Number of latents (expansion factor times d_in)."""
 
+    shape: ClassVar[tuple[str, ...]] = ("d_in", "d_out", "d_sae")
+    """The fields that give the module's shape (set from the data, not settings: no CLI flag)."""
+
     def __post_init__(self) -> None:
-        for name in ("d_in", "d_out", "d_sae"):
+        for name in self.shape:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -65,15 +75,166 @@ class LossOutput:
     """Fraction of variance unexplained on this batch (detached scalar)."""
 
 
-class Transcoder(nn.Module, abc.ABC):
+class TranscoderModule(nn.Module, abc.ABC):
+    """A trainable transcoder module: the protocol the trainer, run files and loaders use.
+
+    Subclasses create ``b_enc`` and the normalisation buffers ``in_mean``, ``in_scale``,
+    ``out_mean``, ``out_scale`` (shaped so that ``(x - in_mean) / in_scale`` broadcasts over
+    their inputs), and implement :meth:`_fold`, :meth:`normalised_loss`,
+    :meth:`wirings`, :meth:`wire` and :meth:`_empty_like`.
+    """
+
+    arch: ClassVar[str] = ""
+    """Registry name, set by :func:`interp.transcoders.registry.register`."""
+    cross_layer: ClassVar[bool] = False
+    """False: one transcoder per MLP layer; True: one module over all the run's layers."""
+    cfg: ArchConfig
+
+    # --- normalisation -------------------------------------------------------------
+
+    def normalise_in(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_in"]:
+        return (x - self.in_mean) / self.in_scale
+
+    def normalise_out(self, y: Float[Tensor, "*batch d_out"]) -> Float[Tensor, "*batch d_out"]:
+        return (y - self.out_mean) / self.out_scale
+
+    def denormalise_out(self, y_n: Float[Tensor, "*batch d_out"]) -> Float[Tensor, "*batch d_out"]:
+        return y_n * self.out_scale + self.out_mean
+
+    @torch.no_grad()
+    def set_normalisation(self, x: Float[Tensor, "n *stack d_in"], y: Float[Tensor, "n *stack d_out"]) -> None:
+        """Record means and scalar scales from a sample, and start ``b_dec`` at the data mean.
+
+        After this, normalised inputs and targets have mean zero and mean squared norm
+        ``d_in`` / ``d_out`` (unit variance per dimension on average; per layer for stacked
+        rows). ``b_dec`` starts at zero, the mean of the normalised targets (bias
+        initialisation from the data mean).
+        """
+        self.in_mean.copy_(x.mean(0))
+        self.out_mean.copy_(y.mean(0))
+        in_ms = (x - self.in_mean).pow(2).sum(-1).mean(0) / self.cfg.d_in
+        out_ms = (y - self.out_mean).pow(2).sum(-1).mean(0) / self.cfg.d_out
+        self.in_scale.copy_(in_ms.sqrt().clamp_min(1e-8).view_as(self.in_scale))
+        self.out_scale.copy_(out_ms.sqrt().clamp_min(1e-8).view_as(self.out_scale))
+        self.b_dec.zero_()
+
+    @torch.no_grad()
+    def fold_normalisation(self) -> None:
+        """Fold the normalisation buffers into the weights (the function is unchanged), then
+        make the normalisation the identity."""
+        if self.is_folded:
+            return
+        self._fold(self.in_mean.clone(), self.in_scale.clone(), self.out_mean.clone(), self.out_scale.clone())
+        self.in_mean.zero_()
+        self.out_mean.zero_()
+        self.in_scale.fill_(1.0)
+        self.out_scale.fill_(1.0)
+
+    @abc.abstractmethod
+    def _fold(self, mu_in: Tensor, s_in: Tensor, mu_out: Tensor, s_out: Tensor) -> None:
+        """Fold these normalisation statistics into the weights."""
+
+    @property
+    def is_folded(self) -> bool:
+        """True when the normalisation is the identity (weights act on raw activations)."""
+        return bool((self.in_mean == 0).all() and (self.out_mean == 0).all() and (self.in_scale == 1).all()
+                    and (self.out_scale == 1).all())
+
+    @abc.abstractmethod
+    def _empty_like(self) -> TranscoderModule:
+        """A new module of the same architecture, config and wiring (weights not copied)."""
+
+    def folded(self) -> TranscoderModule:
+        """A frozen copy with the normalisation folded into the weights: the same function,
+        with ``W_enc``, ``W_dec``, ``W_skip`` acting on raw activations (what analyses that read
+        the weights directly, such as attribution and virtual weights, need)."""
+        copy = self._empty_like()
+        copy.load_state_dict(self.state_dict())
+        copy.fold_normalisation()
+        return copy.to(self.b_enc.device).eval().requires_grad_(False)
+
+    # --- shape and wiring ------------------------------------------------------------
+
+    @property
+    def d_in(self) -> int:
+        return self.cfg.d_in
+
+    @property
+    def d_sae(self) -> int:
+        return self.cfg.d_sae
+
+    @property
+    def d_out(self) -> int:
+        return self.cfg.d_out
+
+    @property
+    def n_latents(self) -> int:
+        """Latents in all; the trainer's dead-latent counters have this length."""
+        return self.cfg.d_sae
+
+    @classmethod
+    @abc.abstractmethod
+    def wirings(cls, layers: list[int], settings: dict) -> list[Wiring]:
+        """How a run of this architecture over ``layers`` sits in the model, one :class:`Wiring`
+        per module (``settings``: the architecture's settings given in the run's config)."""
+
+    @abc.abstractmethod
+    def wire(self, wiring: Wiring) -> None:
+        """Record where this module sits in the model (the hooks it reads and predicts)."""
+
+    def extra_repr(self) -> str:
+        """What ``repr`` shows: the shape, then the architecture's own settings."""
+        c = self.cfg
+        shape = ", ".join(f"{name}={getattr(c, name)}" for name in c.shape)
+        settings = ", ".join(f"{f.name}={getattr(c, f.name)!r}" for f in fields(c) if f.name not in c.shape)
+        return shape + (f", {settings}" if settings else "")
+
+    # --- training ------------------------------------------------------------------
+
+    def loss(
+        self,
+        x: Float[Tensor, "batch *stack d_in"],
+        y: Float[Tensor, "batch *stack d_out"],
+        *,
+        progress: float,
+        dead: Bool[Tensor, " n_latents"] | None = None,
+    ) -> LossOutput:
+        """Training loss on raw ``(x, y)``; ``progress`` in [0, 1] drives coefficient warm-ups;
+        ``dead`` marks latents the trainer counts as dead (for auxiliary losses). Normalises
+        both and hands them to the architecture's :meth:`normalised_loss`."""
+        return self.normalised_loss(self.normalise_in(x), self.normalise_out(y), progress=progress, dead=dead)
+
+    @abc.abstractmethod
+    def normalised_loss(
+        self,
+        x_n: Float[Tensor, "batch *stack d_in"],
+        y_n: Float[Tensor, "batch *stack d_out"],
+        *,
+        progress: float,
+        dead: Bool[Tensor, " n_latents"] | None,
+    ) -> LossOutput:
+        """The architecture's loss on normalised inputs and targets (see :meth:`loss`)."""
+
+    def after_step(self) -> None:
+        """Hook run after each optimiser step (e.g. to renormalise decoder rows)."""
+
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers by parameter name (others train at the schedule's rate)."""
+        return {}
+
+    def trained_buffers(self) -> list[Tensor]:
+        """Buffers the module updates while training, outside the optimiser (the trainer averages
+        them over data-parallel processes after each step); none here."""
+        return []
+
+
+class Transcoder(TranscoderModule):
     """Base transcoder: weights, normalisation buffers, ``encode``/``decode``/``forward``.
 
     Subclasses implement :meth:`activation` (pre-activations to sparse codes) and
     :meth:`normalised_loss`. Sparse architectures (TopK) may also override :meth:`forward_sparse`.
     """
 
-    arch: ClassVar[str] = ""
-    """Registry name, set by :func:`interp.transcoders.registry.register`."""
     has_skip: ClassVar[bool] = False
     """Whether the architecture has the linear input-to-output path ``W_skip``."""
     dec_init_norm: ClassVar[float] = 0.1
@@ -111,36 +272,7 @@ class Transcoder(nn.Module, abc.ABC):
 
     # --- normalisation -------------------------------------------------------------
 
-    def normalise_in(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_in"]:
-        return (x - self.in_mean) / self.in_scale
-
-    def normalise_out(self, y: Float[Tensor, "*batch d_out"]) -> Float[Tensor, "*batch d_out"]:
-        return (y - self.out_mean) / self.out_scale
-
-    def denormalise_out(self, y_n: Float[Tensor, "*batch d_out"]) -> Float[Tensor, "*batch d_out"]:
-        return y_n * self.out_scale + self.out_mean
-
-    @torch.no_grad()
-    def set_normalisation(self, x: Float[Tensor, "n d_in"], y: Float[Tensor, "n d_out"]) -> None:
-        """Record means and scalar scales from a sample, and start ``b_dec`` at the data mean.
-
-        After this, normalised inputs and targets have mean zero and mean squared norm
-        ``d_in`` / ``d_out`` (unit variance per dimension on average). ``b_dec`` starts at
-        zero, the mean of the normalised targets (bias initialisation from the data mean).
-        """
-        self.in_mean.copy_(x.mean(0))
-        self.out_mean.copy_(y.mean(0))
-        in_ms = (x - self.in_mean).pow(2).sum(-1).mean() / self.cfg.d_in
-        out_ms = (y - self.out_mean).pow(2).sum(-1).mean() / self.cfg.d_out
-        self.in_scale.copy_(in_ms.sqrt().clamp_min(1e-8))
-        self.out_scale.copy_(out_ms.sqrt().clamp_min(1e-8))
-        self.b_dec.zero_()
-
-    @torch.no_grad()
-    def fold_normalisation(self) -> None:
-        """Fold the normalisation buffers into the weights; the function is unchanged."""
-        s_in, s_out = self.in_scale.clone(), self.out_scale.clone()
-        mu_in, mu_out = self.in_mean.clone(), self.out_mean.clone()
+    def _fold(self, mu_in: Tensor, s_in: Tensor, mu_out: Tensor, s_out: Tensor) -> None:
         w_enc = self.W_enc / s_in
         self.b_enc.sub_(mu_in @ w_enc)
         self.W_enc.copy_(w_enc)
@@ -151,10 +283,6 @@ class Transcoder(nn.Module, abc.ABC):
             b_dec = b_dec - mu_in @ w_skip.T
             self.W_skip.copy_(w_skip)
         self.b_dec.copy_(b_dec)
-        self.in_mean.zero_()
-        self.out_mean.zero_()
-        self.in_scale.fill_(1.0)
-        self.out_scale.fill_(1.0)
 
     # --- forward -------------------------------------------------------------------
 
@@ -219,35 +347,25 @@ class Transcoder(nn.Module, abc.ABC):
         """Deprecated name of :meth:`forward_with_activations`."""
         return self.forward_with_activations(x)
 
-    @property
-    def d_in(self) -> int:
-        return self.cfg.d_in
+    @classmethod
+    def wirings(cls, layers: list[int], settings: dict) -> list[Wiring]:
+        """How a run of this architecture over ``layers`` sits in the model: one transcoder per
+        layer, from the MLP input to the MLP output (``settings``: the architecture's settings)."""
+        return [layer_wiring(layer) for layer in layers]
 
-    @property
-    def d_sae(self) -> int:
-        return self.cfg.d_sae
+    def wire(self, wiring: Wiring) -> None:
+        """Record the hooks this transcoder reads and predicts (``hook_name``, ``hook_name_out``)."""
+        if len(wiring.layers) != 1:
+            raise ConfigError(f"a per-layer transcoder sits at one layer, not {list(wiring.layers)}")
+        self.hook_name, self.hook_name_out = wiring.hooks_in[0], wiring.hooks_out[0]
 
-    @property
-    def d_out(self) -> int:
-        return self.cfg.d_out
-
-    def folded(self) -> Transcoder:
-        """A frozen copy with the normalisation folded into the weights: the same function,
-        with ``W_enc``, ``W_dec``, ``W_skip`` acting on raw activations (what analyses that read
-        the weights directly, such as attribution and virtual weights, need)."""
+    def _empty_like(self) -> Transcoder:
         from interp.transcoders import registry
 
         arch = registry.get(self.arch)
         copy = arch.transcoder(arch.config(**{f.name: getattr(self.cfg, f.name) for f in fields(self.cfg)}))
-        copy.load_state_dict(self.state_dict())
-        copy.fold_normalisation()
         copy.hook_name, copy.hook_name_out = self.hook_name, self.hook_name_out
-        return copy.to(self.W_enc.device).eval().requires_grad_(False)
-
-    @property
-    def is_folded(self) -> bool:
-        """True when the normalisation is the identity (weights act on raw activations)."""
-        return bool((self.in_mean == 0).all() and (self.out_mean == 0).all() and self.in_scale == 1 and self.out_scale == 1)
+        return copy
 
     @classmethod
     def from_weights(
@@ -285,47 +403,8 @@ class Transcoder(nn.Module, abc.ABC):
                 tc.W_skip.copy_(W_skip)
         return tc.eval()
 
-    def extra_repr(self) -> str:
-        """What ``repr`` shows: the shape, then the architecture's own settings."""
-        c = self.cfg
-        settings = ", ".join(f"{f.name}={getattr(c, f.name)!r}" for f in fields(c) if f.name not in ("d_in", "d_out", "d_sae"))
-        return f"d_in={c.d_in}, d_sae={c.d_sae}, d_out={c.d_out}" + (f", {settings}" if settings else "")
-
     def decoder_norms(self) -> Float[Tensor, " d_sae"]:
         return self.W_dec.norm(dim=1)
-
-    # --- training ------------------------------------------------------------------
-
-    def loss(
-        self,
-        x: Float[Tensor, "batch d_in"],
-        y: Float[Tensor, "batch d_out"],
-        *,
-        progress: float,
-        dead: Bool[Tensor, " d_sae"] | None = None,
-    ) -> LossOutput:
-        """Training loss on raw ``(x, y)``; ``progress`` in [0, 1] drives coefficient warm-ups;
-        ``dead`` marks latents the trainer counts as dead (for auxiliary losses). Normalises
-        both and hands them to the architecture's :meth:`normalised_loss`."""
-        return self.normalised_loss(self.normalise_in(x), self.normalise_out(y), progress=progress, dead=dead)
-
-    @abc.abstractmethod
-    def normalised_loss(
-        self,
-        x_n: Float[Tensor, "batch d_in"],
-        y_n: Float[Tensor, "batch d_out"],
-        *,
-        progress: float,
-        dead: Bool[Tensor, " d_sae"] | None,
-    ) -> LossOutput:
-        """The architecture's loss on normalised inputs and targets (see :meth:`loss`)."""
-
-    def after_step(self) -> None:
-        """Hook run after each optimiser step (e.g. to renormalise decoder rows)."""
-
-    def lr_scales(self) -> dict[str, float]:
-        """Learning-rate multipliers by parameter name (others train at the schedule's rate)."""
-        return {}
 
 
 def ramped(value: float, warmup: float, progress: float) -> float:

@@ -1,8 +1,14 @@
-"""Feeding transcoders: (input, target) pairs per layer from an activation source.
+"""Feeding transcoders: (input, target) pairs per trained module from an activation source.
 
-The trainer consumes an iterator of ``{key: (x, y)}`` dicts, one entry per transcoder
-(``x`` the MLP input, ``y`` the MLP output of that layer, the same rows for every layer
-because they come from one forward pass). :class:`PairedBatches` builds that iterator
+A :class:`Wiring` says where one trained module sits in the model: its name in runs and
+checkpoints (``key``), the layers it covers, the hooks it reads and the hooks it predicts.
+A per-layer transcoder is wired to one layer (``layer_L``: the MLP input to the MLP output);
+a cross-layer transcoder is one module wired to all its layers (``clt``: each layer's
+residual stream or MLP input to each layer's MLP output), and its ``x`` and ``y`` are the
+layers' rows stacked, ``[batch, n_layers, d]``.
+
+The trainer consumes an iterator of ``{key: (x, y)}`` dicts, one entry per module, the same
+rows for every module because they come from one forward pass. :class:`PairedBatches` builds that iterator
 from any :class:`interp.cache.ActivationSource` (the on-disk ``ActivationStore`` or
 ``StreamingActivations`` running the model on the fly) and remembers its position
 ``(epoch, batch)`` so that a resumed run sees exactly the batches it would have seen.
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -21,8 +28,36 @@ from torch import Tensor
 from interp.errors import ConfigError, StoreError
 from interp.hooks import hook_name
 
-Pair = tuple[Float[Tensor, "batch d_in"], Float[Tensor, "batch d_out"]]
+Pair = tuple[Float[Tensor, "batch *stack d_in"], Float[Tensor, "batch *stack d_out"]]
 PairBatch = dict[str, Pair]
+
+CLT_KEY = "clt"
+"""The key (and run sub-directory) of a cross-layer transcoder."""
+InputSite = Literal["resid_mid", "mlp_in"]
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """Where one trained module sits in the model."""
+
+    key: str
+    """Its name in runs, checkpoints and reports (``layer_3``, ``clt``)."""
+    layers: tuple[int, ...]
+    """The model layers it covers, ascending."""
+    hooks_in: tuple[str, ...]
+    """The hook it reads at each of those layers."""
+    hooks_out: tuple[str, ...]
+    """The hook it predicts at each of those layers."""
+    stacked: bool = False
+    """True when ``x`` and ``y`` are the layers' rows stacked, ``[batch, n_layers, d]`` (a
+    cross-layer module); False for ``[batch, d]`` (one layer)."""
+
+    def pair(self, acts: dict[str, Tensor], rows: slice) -> tuple[Tensor, Tensor]:
+        """``(x, y)`` for this module from one batch's activations (``rows`` of every hook)."""
+        if not self.stacked:
+            return acts[self.hooks_in[0]][rows], acts[self.hooks_out[0]][rows]
+        x = torch.stack([acts[h][rows] for h in self.hooks_in], 1)
+        return x, torch.stack([acts[h][rows] for h in self.hooks_out], 1)
 
 
 def layer_key(layer: int) -> str:
@@ -35,8 +70,32 @@ def layer_hooks(layer: int) -> tuple[str, str]:
     return hook_name("mlp_in", layer), hook_name("mlp_out", layer)
 
 
-def required_hooks(layers: Sequence[int]) -> list[str]:
-    return [h for layer in layers for h in layer_hooks(layer)]
+def layer_wiring(layer: int) -> Wiring:
+    """A per-layer transcoder of ``layer``: MLP input to MLP output."""
+    hin, hout = layer_hooks(layer)
+    return Wiring(layer_key(layer), (layer,), (hin,), (hout,))
+
+
+def cross_layer_wiring(layers: Sequence[int], input_site: InputSite = "resid_mid") -> Wiring:
+    """A cross-layer transcoder over ``layers``: each layer's ``input_site`` to each layer's MLP output."""
+    layers = tuple(sorted(int(layer) for layer in layers))
+    if not layers or len(set(layers)) != len(layers):
+        raise ConfigError(f"a cross-layer transcoder needs distinct layers, got {list(layers)}")
+    return Wiring(
+        CLT_KEY, layers, tuple(hook_name(input_site, layer) for layer in layers),
+        tuple(hook_name("mlp_out", layer) for layer in layers), stacked=True,
+    )
+
+
+def required_hooks(layers: Sequence[int] | Sequence[Wiring]) -> list[str]:
+    """Every hook the modules read or predict (per-layer transcoders of ``layers`` when given ints)."""
+    hooks = [h for w in as_wirings(layers) for h in (*w.hooks_in, *w.hooks_out)]
+    return list(dict.fromkeys(hooks))
+
+
+def as_wirings(layers: Sequence[int] | Sequence[Wiring]) -> list[Wiring]:
+    """Wirings as they are; layer numbers as per-layer transcoders' wirings."""
+    return [w if isinstance(w, Wiring) else layer_wiring(int(w)) for w in layers]
 
 
 @dataclass
@@ -78,8 +137,9 @@ class InMemoryActivations:
 
 
 class PairedBatches:
-    """Endless ``{layer_key: (x, y)}`` batches from a source, epoch after epoch, resumable.
+    """Endless ``{key: (x, y)}`` batches from a source, epoch after epoch, resumable.
 
+    ``modules`` are :class:`Wiring` s (or layer numbers: per-layer transcoders of those layers).
     ``position`` is ``(epoch, batch)`` of the next batch; pass it back as ``start`` to
     continue exactly there. ``shard=(rank, world)`` keeps only this rank's contiguous
     share of each batch's rows (data parallelism).
@@ -88,7 +148,7 @@ class PairedBatches:
     def __init__(
         self,
         source,
-        layers: Sequence[int],
+        modules: Sequence[int] | Sequence[Wiring],
         batch_size: int,
         *,
         seed: int = 0,
@@ -96,18 +156,20 @@ class PairedBatches:
         shard: tuple[int, int] = (0, 1),
         device=None,
     ) -> None:
-        missing = [h for h in required_hooks(layers) if h not in source.hook_names]
+        wirings = as_wirings(modules)
+        missing = [h for h in required_hooks(wirings) if h not in source.hook_names]
         if missing:
             raise StoreError(
                 f"the activation source lacks {missing}; it holds {source.hook_names}. "
-                "Cache both the MLP input (mlp_in) and output (mlp_out) of every layer you train."
+                "Cache the input (mlp_in, or resid_mid for a cross-layer transcoder) and the output (mlp_out) "
+                "of every layer you train."
             )
         if len(source) < batch_size:
             raise StoreError(f"the activation source holds {len(source)} rows, fewer than one batch of {batch_size}")
         rank, world = shard
         if batch_size % world:
             raise ConfigError(f"batch_size {batch_size} must divide evenly over {world} processes")
-        self.source, self.layers, self.batch_size, self.seed = source, list(layers), batch_size, seed
+        self.source, self.wirings, self.batch_size, self.seed = source, wirings, batch_size, seed
         self.position = start
         self.shard = shard
         self.device = device
@@ -127,12 +189,11 @@ class PairedBatches:
                 produced += 1
                 rows = slice(rank * per, (rank + 1) * per)
                 pairs = {}
-                for layer in self.layers:
-                    hin, hout = layer_hooks(layer)
-                    x, y = batch.acts[hin][rows], batch.acts[hout][rows]
+                for wiring in self.wirings:
+                    x, y = wiring.pair(batch.acts, rows)
                     if self.device is not None:
                         x, y = x.to(self.device), y.to(self.device)
-                    pairs[layer_key(layer)] = (x.float(), y.float())
+                    pairs[wiring.key] = (x.float(), y.float())
                 yield pairs
             if produced == 0 and skip == 0:
                 raise StoreError("the activation source yielded no batches")

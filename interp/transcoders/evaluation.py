@@ -16,7 +16,17 @@ Per layer, on held-out tokens:
 
 Also, per layer, a sample of live latents with their top activating contexts and the top
 tokens of their decoder direction read through the unembedding (``W_dec[i] @ W_U``).
-:class:`EvalResult` saves JSON and renders the HTML report (:mod:`interp.transcoders.report`).
+:class:`EvalResult` saves JSON and renders the HTML report (:mod:`interp.transcoders.html`).
+
+A cross-layer transcoder (:class:`~interp.transcoders.clt.CrossLayerTranscoder`) is evaluated
+with the same numbers, read per layer: L0 counts the latents that *read* at the layer, FVU
+and the spliced CE are the *output* layer's (its reconstruction from the latents of that
+layer and every earlier one), and "all spliced" is the replacement model of Ameisen et al.
+(every MLP the CLT covers replaced at once). A latent's decoder direction is its total write,
+summed over its output layers. :class:`CrossLayerEval` adds what only a CLT has: the share
+of each layer's decoder norm that goes to each output layer. ``EvalConfig.baseline`` evaluates
+a second run on the same tokens (e.g. per-layer transcoders at the same total L0) for the
+report's side-by-side table.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,8 +44,9 @@ from simple_parsing import field as sp_field
 from interp.errors import StoreError
 from interp.interventions import ablate_mlps, recovered_fraction
 from interp.results import Result
-from interp.transcoders.base import Transcoder
-from interp.transcoders.data import layer_hooks, layer_key
+from interp.transcoders.clt import CrossLayerTranscoder
+from interp.transcoders.data import layer_hooks, layer_key, required_hooks
+from interp.transcoders.loading import Run
 
 
 @dataclass
@@ -67,6 +79,8 @@ class EvalConfig:
     """'cpu' or 'cuda' (default: CUDA when available)."""
     progress: bool = True
     """Show progress bars (notebook bars in Jupyter, text in a terminal)."""
+    baseline: str | None = None
+    """Another run to evaluate on the same tokens and show beside this one (e.g. per-layer transcoders at the same total L0 as a cross-layer transcoder)."""
 
 
 @dataclass
@@ -103,6 +117,18 @@ class FeatureCard:
 
 
 @dataclass
+class CrossLayerEval:
+    """What only a cross-layer transcoder has."""
+
+    input_site: str
+    """What its latents read at each layer (``resid_mid`` or ``mlp_in``)."""
+    decoder_share: list[list[float]]
+    """``[source][output]``: of the squared decoder norm of the live latents of each layer (row),
+    the share that goes to each output layer (column; zero before the source layer), each
+    output layer's rows measured in units of its MLP output's variance per token."""
+
+
+@dataclass
 class EvalResult(Result):
     """Everything `interp transcoder eval` measures; ``save``/``load`` JSON, ``to_html`` report."""
 
@@ -121,12 +147,42 @@ class EvalResult(Result):
     log10_frequencies: dict[str, list[float]]
     """Per layer key: log10 firing frequency of every latent (-10 for never)."""
     features: list[FeatureCard] = field(default_factory=list)
+    cross_layer: CrossLayerEval | None = None
+    """A cross-layer transcoder's own numbers (None for per-layer transcoders)."""
+    baseline: EvalResult | None = None
+    """The run named by ``EvalConfig.baseline``, evaluated on the same tokens (no latent cards)."""
+    name: str = ""
+    """The evaluated run's directory (empty for transcoders passed in memory)."""
+
+    @property
+    def kind(self) -> str:
+        """'per-layer' transcoders or a 'cross-layer' transcoder."""
+        return "per-layer" if self.cross_layer is None else "cross-layer"
+
+    @property
+    def total_l0(self) -> float:
+        """Active latents per token summed over layers (a CLT's latents counted once, at the layer they read)."""
+        return sum(r.l0 for r in self.layers)
 
     def summary(self) -> str:
-        return self.table()
+        text = self.table()
+        if self.baseline is not None:
+            text += "\n\n" + self.comparison_table()
+        return text
+
+    def comparison_table(self) -> str:
+        """This run against its baseline: total L0, CE with every layer spliced (the replacement
+        model), recovered fractions and each layer's FVU."""
+        lines = [f"{'run':28s} {'kind':11s} {'total L0':>8s} {'CE all':>8s} {'CE-clean':>8s} {'rec/zero':>8s}  FVU per layer"]
+        for r in (self, self.baseline):
+            fvus = " ".join(f"{x.fvu:.4f}" for x in r.layers)
+            lines.append(f"{(r.name or '(in memory)')[-28:]:28s} {r.kind:11s} {r.total_l0:8.2f} {r.ce_all_spliced:8.4f} "
+                         f"{r.ce_all_spliced - r.ce_clean:8.4f} {r.recovered_all_vs_zero:8.3f}  {fvus}")
+        return "\n".join(lines)
 
     def table(self) -> str:
-        lines = [f"clean CE {self.ce_clean:.4f} on {self.n_tokens} tokens of {self.model}",
+        kind = f" ({self.kind} transcoder, total L0 {self.total_l0:.2f})" if self.kind != "per-layer" else ""
+        lines = [f"clean CE {self.ce_clean:.4f} on {self.n_tokens} tokens of {self.model}{kind}",
                  f"{'layer':>5s} {'L0':>7s} {'FVU':>7s} {'dead':>6s} {'dense':>6s} {'CE splice':>9s} {'CE zero':>8s} {'CE mean':>8s} {'rec/zero':>8s} {'rec/mean':>8s}"]
         for r in self.layers:
             lines.append(
@@ -168,13 +224,21 @@ class EvalResult(Result):
 
 
 @contextlib.contextmanager
-def splice(model, transcoders: dict[int, Transcoder]) -> Iterator[None]:
+def splice(model, transcoders: Run, outputs: list[int] | None = None) -> Iterator[None]:
     """Within the block, each layer's MLP output is replaced by its transcoder's prediction.
 
     The transcoder reads the MLP input of the same forward pass, so with several layers
     spliced, later transcoders see the inputs produced by earlier spliced layers.
     Hooks are removed when the block ends, even on error.
+
+    A cross-layer transcoder replaces the MLP output of every layer in ``outputs`` (default:
+    all its layers; the replacement model) by its reconstruction from the latents of that layer
+    and the earlier ones, each computed from its own layer's read hook in the same pass.
     """
+    if isinstance(transcoders, CrossLayerTranscoder):
+        with _splice_clt(model, transcoders, transcoders.layers if outputs is None else outputs):
+            yield
+        return
     stash: dict[int, torch.Tensor] = {}
     hooks = []
     for layer, tc in transcoders.items():
@@ -191,6 +255,28 @@ def splice(model, transcoders: dict[int, Transcoder]) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _splice_clt(model, clt: CrossLayerTranscoder, outputs: list[int]) -> Iterator[None]:
+    reads = clt.layers[: clt.index(max(outputs)) + 1] if outputs else []
+    acts: dict[int, torch.Tensor] = {}
+    inputs: dict[int, torch.Tensor] = {}
+
+    def read(act, hook, layer):
+        inputs[layer] = act
+        acts[layer] = clt.encode_layer(act, layer)
+
+    def write(act, hook, layer):
+        upto = clt.layers[: clt.index(layer) + 1]
+        code = torch.stack([acts[source].reshape(-1, clt.d_sae) for source in upto], 1)
+        x = inputs[layer].reshape(-1, clt.d_in)
+        return (clt.decode_output(code, layer) + clt.skip_layer(x, layer)).reshape(act.shape).to(act.dtype)
+
+    hooks = [(clt.hook_names_in[clt.index(layer)], partial(read, layer=layer)) for layer in reads]
+    hooks += [(clt.hook_names_out[clt.index(layer)], partial(write, layer=layer)) for layer in outputs]
+    with model.hooks(fwd_hooks=hooks):
+        yield
+
+
 def ablate(model, replacements: dict[int, torch.Tensor | None]):
     """Deprecated name of :func:`interp.interventions.ablate_mlps`."""
     return ablate_mlps(model, replacements)
@@ -201,8 +287,9 @@ def _ce(model, tokens: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = None, *, model=None, tokens: torch.Tensor | None = None) -> EvalResult:
-    """Evaluate a run directory (or ``{layer: transcoder}``) on held-out tokens; see the module docstring.
+def evaluate(run: str | Path | Run, cfg: EvalConfig | None = None, *, model=None, tokens: torch.Tensor | None = None) -> EvalResult:
+    """Evaluate a run directory (or ``{layer: transcoder}``, or a cross-layer transcoder) on
+    held-out tokens; see the module docstring.
 
     ``model`` and ``tokens`` (``[n_contexts, ctx_len]``) may be passed directly; otherwise
     they come from ``cfg`` and the run's ``run.json``.
@@ -212,14 +299,15 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
     from interp.transcoders.loading import for_model, load_run
     from interp.transcoders.training import TrainResult
 
-    cfg = cfg or EvalConfig(run=str(run) if not isinstance(run, dict) else "")
+    in_memory = isinstance(run, (dict, CrossLayerTranscoder))
+    cfg = cfg or EvalConfig(run="" if in_memory else str(run))
     device = cfg.device or default_device()
     run_cfg: dict = {}
-    if isinstance(run, dict):
-        given = dict(run)
+    if in_memory:
+        given = dict(run) if isinstance(run, dict) else run
     else:
         given = load_run(run, device=device)
-        run_cfg = TrainResult.load(run).config
+        run_cfg = TrainResult.load(run).config if (Path(run) / "run.json").is_file() else {}
     model_name = cfg.model or run_cfg.get("model", "reference")
     if model is None:
         from interp.models import load_model
@@ -227,7 +315,8 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
         model = load_model(model_name, device=device)
     if not given:
         raise StoreError("nothing to evaluate: the run has no transcoders")
-    transcoders = {layer: tc.eval() for layer, tc in for_model(model, given, fold=False).items()}
+    transcoders = for_model(model, given, fold=False, cross_layer=True)
+    transcoders = transcoders.eval() if isinstance(transcoders, CrossLayerTranscoder) else {k: tc.eval() for k, tc in transcoders.items()}
     if tokens is None:
         from interp.data import token_batches
 
@@ -235,11 +324,20 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
         n_contexts = max(1, -(-parse_count(cfg.tokens, "tokens") // ctx_len))
         tokens = next(token_batches(cfg.dataset or run_cfg.get("dataset", "reference"), model.tokenizer, ctx_len, n_contexts, seed=cfg.seed))
     tokens = tokens.to(device)
-    layers = sorted(transcoders)
+    result = _evaluate(model, model_name, transcoders, tokens, cfg, cards=True)
+    result.name = "" if in_memory else str(run)
+    if cfg.baseline is not None:
+        other = for_model(model, load_run(cfg.baseline, device=device), fold=False, cross_layer=True)
+        result.baseline = _evaluate(model, model_name, other, tokens, cfg, cards=False)
+        result.baseline.name = cfg.baseline
+    return result
+
+
+def _evaluate(model, model_name: str, transcoders: Run, tokens: torch.Tensor, cfg: EvalConfig, *, cards: bool) -> EvalResult:
+    layers = _layers(transcoders)
     stats = _first_pass(model, transcoders, tokens, cfg)
     means = {layer: stats[layer]["y_sum"] / stats[layer]["n"] for layer in layers}
     ce = _ce_passes(model, transcoders, tokens, means, cfg.batch_size, cfg.progress)
-    n = tokens.numel()
     per_layer = []
     freqs = {}
     for layer in layers:
@@ -261,9 +359,11 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
                 recovered_vs_mean=recovered_fraction(ce["mean"][layer], ce["splice"][layer], ce["clean"]),
             )
         )
+    clt = transcoders if isinstance(transcoders, CrossLayerTranscoder) else None
+    folded = transcoders.folded() if clt is not None else {layer: tc.folded() for layer, tc in transcoders.items()}
     return EvalResult(
         model=model_name,
-        n_tokens=n,
+        n_tokens=tokens.numel(),
         ce_clean=ce["clean"],
         layers=per_layer,
         ce_all_spliced=ce["splice_all"],
@@ -272,17 +372,70 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
         recovered_all_vs_zero=recovered_fraction(ce["zero_all"], ce["splice_all"], ce["clean"]),
         recovered_all_vs_mean=recovered_fraction(ce["mean_all"], ce["splice_all"], ce["clean"]),
         log10_frequencies=freqs,
-        features=_feature_cards(model, transcoders, tokens, stats, cfg),
+        features=_feature_cards(model, folded, tokens, stats, cfg) if cards else [],
+        cross_layer=None if clt is None else _cross_layer_eval(folded, stats),
     )
 
 
-def _first_pass(model, transcoders: dict[int, Transcoder], tokens: torch.Tensor, cfg: EvalConfig) -> dict:
-    """Clean activations through each transcoder: FVU and L0 sums, firing counts, top contexts."""
-    names = [h for layer in transcoders for h in layer_hooks(layer)]
+# --- the two kinds of run, behind the few operations evaluation needs -----------------------
+
+
+def _layers(transcoders: Run) -> list[int]:
+    return list(transcoders.layers) if isinstance(transcoders, CrossLayerTranscoder) else sorted(transcoders)
+
+
+def _hooks(transcoders: Run) -> list[str]:
+    if isinstance(transcoders, CrossLayerTranscoder):
+        return list(dict.fromkeys(transcoders.hook_names_in + transcoders.hook_names_out))
+    return required_hooks(sorted(transcoders))
+
+
+def _predictions(transcoders: Run, cache, rows: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``(layer, y, y_hat, latent activations)`` per layer from one batch's clean activations."""
+    if isinstance(transcoders, CrossLayerTranscoder):
+        clt = transcoders
+        x = torch.stack([cache[h].reshape(rows, -1) for h in clt.hook_names_in], 1)
+        y = torch.stack([cache[h].reshape(rows, -1) for h in clt.hook_names_out], 1)
+        y_hat, acts = clt.forward_with_activations(x)
+        for i, layer in enumerate(clt.layers):
+            yield layer, y[:, i], y_hat[:, i], acts[:, i]
+        return
+    for layer, tc in transcoders.items():
+        hin, hout = layer_hooks(layer)
+        y_hat, acts = tc.forward_with_activations(cache[hin].reshape(rows, -1))
+        yield layer, cache[hout].reshape(rows, -1), y_hat, acts
+
+
+def _directions(folded: Run, layer: int, latents: torch.Tensor) -> torch.Tensor:
+    """What each latent of folded transcoders writes: a CLT latent's total write over its output layers."""
+    if isinstance(folded, CrossLayerTranscoder):
+        return folded.total_write(layer, latents)
+    return folded[layer].W_dec[latents]
+
+
+def _cross_layer_eval(folded: CrossLayerTranscoder, stats: dict) -> CrossLayerEval:
+    # Each output layer's decoder rows in units of that layer's MLP output (its variance per
+    # token), so a layer whose MLP writes large vectors does not take the shares by scale alone.
+    variance = torch.stack([(s["y_sq"] - s["y_sum"].pow(2).sum() / s["n"]) / s["n"] for s in stats.values()]).float()
+    shares = []
+    for i, layer in enumerate(folded.layers):
+        live = (stats[layer]["fired"] > 0).nonzero().flatten()
+        if len(live) == 0:
+            shares.append([0.0] * folded.n_layers)
+            continue
+        sq = folded.decoder_vectors(layer, live).pow(2).sum(-1).sum(0).cpu() / variance[i:].clamp_min(1e-30)
+        shares.append([0.0] * i + (sq / sq.sum().clamp_min(1e-30)).tolist())
+    return CrossLayerEval(input_site=folded.cfg.input_site, decoder_share=shares)
+
+
+def _first_pass(model, transcoders: Run, tokens: torch.Tensor, cfg: EvalConfig) -> dict:
+    """Clean activations through the transcoders: FVU and L0 sums, firing counts, top contexts."""
+    names = _hooks(transcoders)
     stats = {}
     m = cfg.n_contexts
-    for layer, tc in transcoders.items():
-        d_sae, d_out = tc.cfg.d_sae, tc.cfg.d_out
+    for layer in _layers(transcoders):
+        tc = transcoders if isinstance(transcoders, CrossLayerTranscoder) else transcoders[layer]
+        d_sae, d_out = tc.d_sae, tc.d_out
         stats[layer] = {
             "n": 0, "l0_sum": 0.0, "err": torch.zeros((), dtype=torch.float64), "y_sq": torch.zeros((), dtype=torch.float64),
             "y_sum": torch.zeros(d_out, dtype=torch.float64, device=tokens.device),
@@ -295,11 +448,7 @@ def _first_pass(model, transcoders: dict[int, Transcoder], tokens: torch.Tensor,
         batch = tokens[start : start + cfg.batch_size]
         _, cache = model.run_with_cache(batch, names_filter=lambda name: name in names)
         rows = batch.numel()
-        for layer, tc in transcoders.items():
-            hin, hout = layer_hooks(layer)
-            x = cache[hin].reshape(rows, -1)
-            y = cache[hout].reshape(rows, -1)
-            y_hat, acts = tc.forward_with_activations(x)
+        for layer, y, y_hat, acts in _predictions(transcoders, cache, rows):
             s = stats[layer]
             s["n"] += rows
             s["l0_sum"] += (acts > 0).sum().item()
@@ -323,9 +472,10 @@ def _bar(batches: range, progress: bool, desc: str):
     return tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False)
 
 
-def _ce_passes(model, transcoders, tokens, means, batch_size: int, progress: bool = False) -> dict:
+def _ce_passes(model, transcoders: Run, tokens, means, batch_size: int, progress: bool = False) -> dict:
     sums: dict = {"clean": 0.0, "splice": {}, "zero": {}, "mean": {}, "splice_all": 0.0, "zero_all": 0.0, "mean_all": 0.0}
-    layers = list(transcoders)
+    layers = _layers(transcoders)
+    clt = isinstance(transcoders, CrossLayerTranscoder)
     for key in ("splice", "zero", "mean"):
         sums[key] = {layer: 0.0 for layer in layers}
     n_batches = 0
@@ -336,7 +486,7 @@ def _ce_passes(model, transcoders, tokens, means, batch_size: int, progress: boo
         n_batches += weight
         sums["clean"] += weight * _ce(model, batch)
         for layer in layers:
-            with splice(model, {layer: transcoders[layer]}):
+            with splice(model, transcoders, [layer]) if clt else splice(model, {layer: transcoders[layer]}):
                 sums["splice"][layer] += weight * _ce(model, batch)
             with ablate_mlps(model, {layer: None}):
                 sums["zero"][layer] += weight * _ce(model, batch)
@@ -352,20 +502,21 @@ def _ce_passes(model, transcoders, tokens, means, batch_size: int, progress: boo
     return {k: scale(v) for k, v in sums.items()}
 
 
-def _feature_cards(model, transcoders, tokens, stats, cfg: EvalConfig) -> list[FeatureCard]:
+def _feature_cards(model, folded: Run, tokens, stats, cfg: EvalConfig) -> list[FeatureCard]:
     cards = []
     flat = tokens.reshape(-1).cpu()
     ctx_len = tokens.shape[1]
     to_str = model.tokenizer.convert_ids_to_tokens if model.tokenizer is not None else (lambda ids: [str(i) for i in ids])
     generator = torch.Generator().manual_seed(cfg.seed)
     W_U = model.W_U.detach()
-    for layer, tc in transcoders.items():
+    for layer in _layers(folded):
         s = stats[layer]
         alive = (s["fired"] > 0).nonzero().flatten().cpu()
         if len(alive) == 0:
             continue
         chosen = alive[torch.randperm(len(alive), generator=generator)[: cfg.n_features]].sort().values
-        logits = tc.folded().W_dec[chosen] @ W_U.to(tc.W_dec.device)
+        directions = _directions(folded, layer, chosen)
+        logits = directions @ W_U.to(directions.device)
         top_tokens = logits.topk(min(8, logits.shape[1]), dim=1)
         for row, index in enumerate(chosen.tolist()):
             contexts = []

@@ -116,6 +116,17 @@ def save(tc: Transcoder, directory: str | Path, *, hook_name: str, hook_name_out
     return directory
 
 
+def save_module(module, directory: str | Path, *, metadata: dict | None = None) -> Path:
+    """Write a trained module where a run keeps it: a per-layer transcoder with :func:`save`
+    (its hooks from :meth:`Transcoder.wire`), a cross-layer transcoder with
+    :func:`interp.transcoders.clt_format.save_clt`."""
+    if module.cross_layer:
+        from interp.transcoders.clt_format import save_clt
+
+        return save_clt(module, directory, metadata=metadata)
+    return save(module, directory, hook_name=module.hook_name, hook_name_out=module.hook_name_out, metadata=metadata)
+
+
 def _tensors_out(tc: Transcoder) -> dict[str, torch.Tensor]:
     """The tensors as SAELens names them (our parameter names are SAELens' names)."""
     return dict(tc.named_parameters())

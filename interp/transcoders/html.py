@@ -2,7 +2,10 @@
 
 Plots (plotly, the library inlined once so the file opens offline): L0 against FVU per
 layer, fraction of CE loss recovered per layer, and the histogram of latent firing
-frequencies. Then one card per sampled latent. The page is built with
+frequencies. Then one card per sampled latent. A cross-layer transcoder adds a section
+with where each layer's latents write (the share of their decoder norm per output layer, as a
+table and a heatmap) and, when the evaluation has a baseline run, the two runs side by side
+(total L0, CE with every layer replaced, FVU per layer). The page is built with
 :mod:`interp.reports`.
 """
 
@@ -84,14 +87,57 @@ def _features(result) -> str:
     return "\n".join(cards) or "<p>No live latents.</p>"
 
 
+CROSS_LAYER_NOTE = (
+    "Rows: the layer a latent reads; columns: the MLP outputs it writes. Each row is the share of the squared "
+    "decoder norm of that layer's live latents going to each output layer, each output layer's decoders divided by "
+    "its MLP output's variance (a per-layer transcoder is the diagonal). "
+    "L0 in the summary counts a latent once, at the layer it reads; FVU and spliced CE are the output layer's."
+)
+
+
+def comparison_table(result) -> str:
+    """The run and its baseline: kind, total L0, CE with every layer replaced, recovered, FVU per layer."""
+    runs = [result] + ([result.baseline] if result.baseline is not None else [])
+    header = ["run", "kind", "total L0", "CE, all replaced", "CE - clean", "recovered vs zero"] + [
+        f"FVU layer {r.layer}" for r in result.layers]
+    rows = [[r.name or "(in memory)", r.kind, r.total_l0, r.ce_all_spliced, r.ce_all_spliced - r.ce_clean,
+             r.recovered_all_vs_zero] + [x.fvu for x in r.layers] for r in runs]
+    return table(header, rows, ["", "", ".2f", ".4f", ".4f", ".3f"] + [".4f"] * len(result.layers))
+
+
+def _cross_layer_section(result) -> str:
+    import plotly.graph_objects as go
+
+    layers = [r.layer for r in result.layers]
+    share = result.cross_layer.decoder_share
+    rows = [[f"layer {src}"] + share[i] for i, src in enumerate(layers)]
+    grid = table(["reads at \\ writes to"] + [f"layer {m}" for m in layers], rows, [""] + [".3f"] * len(layers))
+    fig = go.Figure(go.Heatmap(z=share, x=[f"out {m}" for m in layers], y=[f"in {src}" for src in layers],
+                               colorscale="Blues", zmin=0, zmax=1))
+    fig.update_layout(title="Where each layer's latents write (share of decoder norm)", height=340,
+                      yaxis_autorange="reversed")
+    head = (f"<p>Reads <code>{html.escape(result.cross_layer.input_site)}</code> at each layer; "
+            f"total L0 <b>{result.total_l0:.2f}</b> active latents per token.</p>")
+    parts = [head, grid, figures_html([fig], include_plotlyjs=False)]
+    return section("Cross-layer transcoder", *parts, note=CROSS_LAYER_NOTE)
+
+
 def render(result) -> str:
     """The self-contained HTML report (no network needed to open it)."""
+    extra = []
+    if result.cross_layer is not None:
+        extra.append(_cross_layer_section(result))
+    if result.baseline is not None:
+        note = ("Both runs evaluated on the same held-out tokens; 'all replaced' splices every layer at once "
+                "(for a cross-layer transcoder, the replacement model).")
+        extra.append(section("Against the baseline run", comparison_table(result), note=note))
     return page(
         f"Transcoder evaluation: {result.model}",
         [
             section("Summary", f"<p>Clean CE loss: <b>{result.ce_clean:.4f}</b> on {result.n_tokens} held-out tokens.</p>",
                     summary_table(result), f'<p class="muted">{html.escape(RECOVERED_NOTE)}</p>'),
             section("Plots", figures_html(_figures(result))),
+            *extra,
             section("Latents", _features(result),
                     note="A random sample of live latents per layer: top activating contexts (activating token underlined, "
                          "activation value at right) and the tokens their decoder direction promotes most through the unembedding."),

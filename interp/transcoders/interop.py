@@ -19,7 +19,7 @@ from typing import ClassVar, Literal, get_args
 
 from simple_parsing import field as sp_field
 
-from interp.errors import ConfigError, StoreError
+from interp.errors import ConfigError, StoreError, TranscoderLoadError
 from interp.results import Result
 from interp.transcoders import formats
 from interp.transcoders.base import Transcoder
@@ -107,7 +107,7 @@ def export(cfg: ExportConfig) -> InteropResult:
     """Write the transcoders of ``cfg.run`` in ``cfg.format``'s layout into ``cfg.out``."""
     from interp.transcoders.loading import load_run
 
-    transcoders = load_run(cfg.run)
+    transcoders = _per_layer(load_run(cfg.run), cfg.run)
     out = _fresh(Path(cfg.out))
     if cfg.format == "sparsify":
         from interp.transcoders import sparsify
@@ -127,10 +127,20 @@ def import_transcoders(cfg: ImportConfig) -> InteropResult:
     else:
         from interp.transcoders.loading import load_run
 
-        transcoders = load_run(cfg.source)
+        transcoders = _per_layer(load_run(cfg.source), cfg.source)
     out = _fresh(Path(cfg.out))
     folders = {layer: _save_saelens(tc, out / layer_key(layer)) for layer, tc in transcoders.items()}
     return _result("import", cfg, transcoders, folders)
+
+
+def _per_layer(transcoders, where: str) -> dict[int, Transcoder]:
+    """The per-layer transcoders ``load_run`` gave; a cross-layer transcoder is refused, saying why."""
+    if not isinstance(transcoders, dict):
+        raise TranscoderLoadError(
+            f"{where} holds a cross-layer transcoder; SAELens and sparsify have no layout for one. It is saved in "
+            "circuit-tracer's CLT layout already (the run's clt/ folder), which circuit-tracer's load_clt reads"
+        )
+    return transcoders
 
 
 def _save_saelens(tc: Transcoder, directory: Path) -> Path:

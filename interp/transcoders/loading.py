@@ -1,9 +1,12 @@
 """Loading trained runs, and fitting transcoders to the model they are used with.
 
 :func:`load_run` is the one loader of a trained run: evaluation, circuits, units and the
-CLI all call it, and all get ``{layer: Transcoder}`` with int keys. :func:`for_model` is the
-one check that transcoders fit a model (layer in range, widths equal to the model's, MLP
-input to MLP output), converting SAELens transcoders on the way (:func:`formats.as_transcoder`).
+CLI all call it. A run of per-layer transcoders gives ``{layer: Transcoder}`` with int keys; a
+cross-layer transcoder run (or a CLT directory in circuit-tracer's layout) gives the one
+:class:`~interp.transcoders.clt.CrossLayerTranscoder`, which knows its own layers. :func:`for_model`
+is the one check that transcoders fit a model (layer in range, widths equal to the model's, the
+hooks they read and write), converting SAELens transcoders on the way
+(:func:`formats.as_transcoder`); it refuses a CLT unless the caller says it handles one.
 """
 
 from __future__ import annotations
@@ -12,16 +15,24 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from interp.errors import StoreError, TranscoderLoadError
-from interp.transcoders import formats
+from interp.transcoders import clt_format, formats, registry
 from interp.transcoders.base import Transcoder
-from interp.transcoders.data import layer_hooks, layer_key
+from interp.transcoders.clt import CrossLayerTranscoder
+from interp.transcoders.data import CLT_KEY, layer_hooks, layer_key
+
+Run = dict[int, Transcoder] | CrossLayerTranscoder
+"""What :func:`load_run` returns: per-layer transcoders by layer, or one cross-layer transcoder."""
 
 
-def load_run(path: str | Path, device: str = "cpu") -> dict[int, Transcoder]:
-    """``{layer: transcoder}`` of a finished ``interp transcoder train`` run directory, or of
-    one saved transcoder directory (``cfg.json`` + weights, e.g. a SAELens transcoder).
+def load_run(path: str | Path, device: str = "cpu", *, lazy_decoder: bool = False) -> Run:
+    """The transcoders of a finished ``interp transcoder train`` run directory, of one saved
+    transcoder directory (``cfg.json`` + weights, e.g. a SAELens transcoder), of a folder of
+    those, or of a cross-layer transcoder directory (circuit-tracer's layout).
 
-    Each transcoder knows the hooks it reads and writes (``hook_name``, ``hook_name_out``).
+    Per-layer transcoders come as ``{layer: transcoder}``, each knowing the hooks it reads and
+    writes (``hook_name``, ``hook_name_out``). A cross-layer transcoder comes as itself, a
+    :class:`~interp.transcoders.clt.CrossLayerTranscoder` (its ``layers``, ``hook_names_in`` and
+    ``hook_names_out`` say where it sits); ``lazy_decoder`` keeps its decoder on disk.
     """
     from interp.transcoders.training import CHECKPOINT_DIR, RUN_FILE, TrainResult
 
@@ -31,6 +42,8 @@ def load_run(path: str | Path, device: str = "cpu") -> dict[int, Transcoder]:
             f"no transcoders at {path}: train some with `interp transcoder train --out {path}` "
             "or pass the run directory it wrote"
         )
+    if clt_format.is_clt_dir(path):
+        return _load_clt(path, device, lazy_decoder)
     if (path / formats.CFG_FILE).is_file():
         tc = _load_one(path, device)
         return {_mlp_layer(tc, path): tc}
@@ -55,6 +68,11 @@ def load_run(path: str | Path, device: str = "cpu") -> dict[int, Transcoder]:
             out[layer] = tc
         return dict(sorted(out.items()))
     result = TrainResult.load(path)
+    if registry.get(result.arch).cross_layer:
+        clt = _load_clt(path / CLT_KEY, device, lazy_decoder)
+        if clt.layers != list(result.layers):
+            raise TranscoderLoadError(f"{path / CLT_KEY} covers layers {clt.layers}, the run says {result.layers}")
+        return clt
     out = {}
     for layer in result.layers:
         tc = _load_one(path / layer_key(layer), device)
@@ -62,6 +80,13 @@ def load_run(path: str | Path, device: str = "cpu") -> dict[int, Transcoder]:
             raise TranscoderLoadError(f"{path / layer_key(layer)} holds the transcoder of another layer ({tc.hook_name})")
         out[layer] = tc
     return out
+
+
+def _load_clt(directory: Path, device: str, lazy_decoder: bool) -> CrossLayerTranscoder:
+    try:
+        return clt_format.load_clt(directory, device=device, lazy_decoder=lazy_decoder)
+    except StoreError as err:
+        raise TranscoderLoadError(str(err)) from err
 
 
 def _load_one(directory: Path, device: str) -> Transcoder:
@@ -87,10 +112,22 @@ def _mlp_layer(tc: Transcoder, where: Path) -> int:
     return layer
 
 
-def for_model(model, transcoders: Mapping[int, object], *, fold: bool = True) -> dict[int, Transcoder]:
+def for_model(model, transcoders: Mapping[int, object] | CrossLayerTranscoder, *, fold: bool = True,
+              cross_layer: bool = False) -> Run:
     """Check ``{layer: transcoder}`` against ``model`` and return it sorted by layer, every
     transcoder an interp :class:`Transcoder` (SAELens ones converted), folded when ``fold``
-    (frozen copies whose weights act on raw activations), on the model's device."""
+    (frozen copies whose weights act on raw activations), on the model's device.
+
+    A cross-layer transcoder is checked and returned the same way (one module) when the caller
+    passes ``cross_layer=True`` (it handles one); otherwise it is refused with a clear error.
+    """
+    if isinstance(transcoders, CrossLayerTranscoder):
+        if not cross_layer:
+            raise TranscoderLoadError(
+                "these are a cross-layer transcoder, and this analysis takes per-layer transcoders ({layer: Transcoder}); "
+                "CLTs work with interp.transcoders.evaluate and splice (attribution through CLTs is not implemented yet)"
+            )
+        return _clt_for_model(model, transcoders, fold)
     if not transcoders:
         raise TranscoderLoadError("no transcoders given: pass {layer: transcoder} for at least one MLP layer")
     n_layers, d_model = model.cfg.n_layers, model.cfg.d_model
@@ -113,4 +150,20 @@ def for_model(model, transcoders: Mapping[int, object], *, fold: bool = True) ->
     return out
 
 
-__all__ = ["for_model", "load_run"]
+def _clt_for_model(model, clt: CrossLayerTranscoder, fold: bool) -> CrossLayerTranscoder:
+    from interp.hooks import validate
+
+    n_layers, d_model = model.cfg.n_layers, model.cfg.d_model
+    if clt.layers[-1] >= n_layers:
+        raise TranscoderLoadError(f"the CLT covers layers {clt.layers}, beyond this {n_layers}-layer model")
+    if clt.d_in != d_model or clt.d_out != d_model:
+        raise TranscoderLoadError(
+            f"the CLT maps {clt.d_in} -> {clt.d_out} dims but the model's residual stream and MLPs have "
+            f"d_model={d_model}: it was trained on another model"
+        )
+    validate(model, clt.hook_names_in + clt.hook_names_out)
+    clt = clt.folded() if fold else clt
+    return clt.to(model.cfg.device)
+
+
+__all__ = ["Run", "for_model", "load_run"]

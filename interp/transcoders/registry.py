@@ -27,12 +27,14 @@ class Architecture:
     saelens: str | None
     """SAELens ``architecture`` this one exports as, or None when SAELens has no equivalent."""
 
-    def settings(self) -> list[dataclasses.Field]:
-        """The fields of this architecture's config beyond the shape (``d_in``, ``d_out``, ``d_sae``)."""
-        from interp.transcoders.base import ArchConfig
+    @property
+    def cross_layer(self) -> bool:
+        """True for a cross-layer transcoder (one module over all the run's layers)."""
+        return bool(getattr(self.transcoder, "cross_layer", False))
 
-        shape = {f.name for f in dataclasses.fields(ArchConfig)}
-        return [f for f in dataclasses.fields(self.config) if f.name not in shape]
+    def settings(self) -> list[dataclasses.Field]:
+        """The fields of this architecture's config beyond its shape (``d_in``, ``d_out``, ``d_sae``, ...)."""
+        return [f for f in dataclasses.fields(self.config) if f.name not in self.config.shape]
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -61,10 +63,11 @@ def _load_all() -> None:
     _loaded = True
 
 
-def names() -> list[str]:
-    """Registered architecture names."""
+def names(*, cross_layer: bool | None = None) -> list[str]:
+    """Registered architecture names (only the per-layer ones with ``cross_layer=False``, only
+    the cross-layer ones with ``True``)."""
     _load_all()
-    return sorted(_REGISTRY)
+    return sorted(n for n, a in _REGISTRY.items() if cross_layer is None or a.cross_layer == cross_layer)
 
 
 def get(name: str) -> Architecture:
@@ -80,13 +83,15 @@ def get(name: str) -> Architecture:
 def settings() -> dict[str, tuple[Any, str, list[str]]]:
     """Every architecture setting by name: ``(type, help text, architectures that take it)``.
 
-    The help text is the field's docstring in the first architecture that has the setting.
+    The help text is the field's docstring in the first architecture that has the setting,
+    per-layer architectures first (a setting a cross-layer transcoder shares with them, such
+    as ``k``, keeps their help; its own meaning there is in its own settings' help).
     """
     from simple_parsing.docstring import get_attribute_docstring
 
     _load_all()
     out: dict[str, tuple[Any, str, list[str]]] = {}
-    for name in sorted(_REGISTRY):
+    for name in sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].cross_layer, n)):
         arch = _REGISTRY[name]
         for f in arch.settings():
             if f.name in out:

@@ -1,7 +1,7 @@
 """One optimiser over several transcoders: the training step, schedules, dead latents, checkpoints.
 
-:class:`Trainer` owns the transcoders of one run (one per layer, all fed from the same
-forward pass), an Adam optimiser, the learning-rate schedule (linear warm-up, constant,
+:class:`Trainer` owns the modules of one run (a transcoder per layer, or one cross-layer
+transcoder over all the layers; all fed from the same forward pass), an Adam optimiser, the learning-rate schedule (linear warm-up, constant,
 linear decay to zero over the last ``decay`` fraction), and each latent's count of tokens
 since it last fired. :meth:`Trainer.step` is one update; :meth:`Trainer.state_dict`
 holds everything a bit-for-bit resume needs (weights and normalisation, Adam moments,
@@ -11,7 +11,9 @@ update) each transcoder trains exactly as it would alone.
 
 Data parallelism: with ``world`` > 1 every process holds identical transcoders, computes
 gradients on its share of the batch, and the gradients are averaged with
-``all_reduce`` before the update (what DDP does), so every process stays identical.
+``all_reduce`` before the update (what DDP does), so every process stays identical; buffers
+a module updates while training (the running threshold of a cross-layer TopK over all layers)
+are averaged over the processes after each step for the same reason.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from interp.errors import ConfigError, TrainingDivergedError
-from interp.transcoders.base import Transcoder
+from interp.transcoders.base import TranscoderModule
 from interp.transcoders.data import PairBatch
 
 
@@ -107,7 +109,7 @@ class Trainer:
 
     def __init__(
         self,
-        transcoders: dict[str, Transcoder],
+        transcoders: dict[str, TranscoderModule],
         cfg: OptimConfig,
         total_steps: int,
         tokens_per_step: int,
@@ -133,7 +135,7 @@ class Trainer:
             lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
         )
         self.since_fired = {
-            key: torch.zeros(tc.cfg.d_sae, dtype=torch.long, device=tc.W_enc.device) for key, tc in transcoders.items()
+            key: torch.zeros(tc.n_latents, dtype=torch.long, device=tc.W_enc.device) for key, tc in transcoders.items()
         }
         self.step_count = 0
         self.initialised = False
@@ -178,6 +180,8 @@ class Trainer:
         self.optimizer.step()
         for tc in self.transcoders.values():
             tc.after_step()
+        if self.world > 1:
+            _average_buffers([b for tc in self.transcoders.values() for b in tc.trained_buffers()], self.world)
         return self._record(outputs, lr)
 
     @torch.no_grad()
@@ -233,6 +237,18 @@ def _average_gradients(params: list[torch.Tensor], world: int) -> None:
         n = p.grad.numel()
         p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
         offset += n
+
+
+def _average_buffers(buffers: list[torch.Tensor], world: int) -> None:
+    if not buffers:
+        return
+    flat = torch.cat([b.reshape(-1).float() for b in buffers])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for b in buffers:
+        b.copy_(flat[offset : offset + b.numel()].view_as(b))
+        offset += b.numel()
 
 
 def _gather_rows(t: torch.Tensor, world: int) -> torch.Tensor:

@@ -1,16 +1,21 @@
-"""``interp.transcoders.train(cfg)``: train one transcoder per MLP layer, end to end.
+"""``interp.transcoders.train(cfg)``: train one transcoder per MLP layer, or one cross-layer
+transcoder over all of them, end to end.
 
 Reads activations from a cache directory (``interp.cache.ActivationStore``) or straight
 from the model (``interp.cache.StreamingActivations`` over a token stream), trains every
-requested layer off the same forward pass with :class:`~interp.transcoders.trainer.Trainer`,
-checkpoints atomically every ``checkpoint_every`` steps, and saves each layer in SAELens'
-layout under ``OUT/layer_L/`` plus ``OUT/run.json``. ``resume=True`` continues from
+module the architecture wires into the requested layers (:meth:`TranscoderModule.wirings`:
+one per layer, or one ``clt`` over them all) off the same forward pass with
+:class:`~interp.transcoders.trainer.Trainer`, checkpoints atomically every
+``checkpoint_every`` steps, and saves each per-layer transcoder in SAELens' layout under
+``OUT/layer_L/`` (a cross-layer transcoder in circuit-tracer's layout under ``OUT/clt/``)
+plus ``OUT/run.json``. ``resume=True`` continues from
 ``OUT/checkpoint/`` bit-for-bit (weights, Adam moments, schedule step, dead-latent
 counters, RNG states and the data position are all restored).
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains data-parallel (``parallel="data"``: each
 process takes an equal share of every batch's rows and gradients are averaged) or gives
-each process whole layers (``parallel="layers"``), on gloo for CPU and NCCL for CUDA.
+each process whole modules (``parallel="layers"``: whole layers of per-layer transcoders; a
+cross-layer transcoder is one module), on gloo for CPU and NCCL for CUDA.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from interp.errors import ConfigError, InterpError, StoreError, TrainingDiverged
 from interp.io import atomic_write
 from interp.results import Result
 from interp.transcoders import formats, registry
-from interp.transcoders.data import PairedBatches, layer_hooks, layer_key, required_hooks
+from interp.transcoders.data import PairedBatches, Wiring, required_hooks
 from interp.transcoders.trainer import OptimConfig, Trainer
 
 logger = logging.getLogger(__name__)
@@ -79,7 +84,7 @@ class _TrainConfigBase:
     device: str | None = None
     """'cpu' or 'cuda' (default: CUDA when available)."""
     parallel: Literal["data", "layers"] = "data"
-    """Under torchrun: 'data' splits each batch's rows over processes, 'layers' gives each process whole layers."""
+    """Under torchrun: 'data' splits each batch's rows over processes, 'layers' gives each process whole layers (per-layer transcoders only)."""
     wandb_project: str | None = None
     """Log to this Weights & Biases project (needs `pip install wandb`)."""
     progress: bool = True
@@ -111,9 +116,16 @@ class _TrainConfigBase:
         """The architecture's settings given in this config (the unset ones keep their defaults)."""
         return {f.name: getattr(self, f.name) for f in registry.get(self.arch).settings() if getattr(self, f.name, None) is not None}
 
-    def arch_config(self, d_in: int, d_out: int):
-        """The architecture's config for a transcoder from ``d_in`` to ``d_out`` dimensions."""
-        return registry.get(self.arch).config(d_in=d_in, d_out=d_out, d_sae=self.expansion * d_in, **self.arch_settings())
+    def arch_config(self, d_in: int, d_out: int, n_layers: int = 1):
+        """The architecture's config for a module from ``d_in`` to ``d_out`` dimensions (over
+        ``n_layers`` layers for a cross-layer transcoder; ``expansion * d_in`` latents per layer)."""
+        arch = registry.get(self.arch)
+        shape = {"n_layers": n_layers} if arch.cross_layer else {}
+        return arch.config(d_in=d_in, d_out=d_out, d_sae=self.expansion * d_in, **shape, **self.arch_settings())
+
+    def wirings(self, layers: list[int]) -> list[Wiring]:
+        """The modules this run trains over ``layers`` and where each sits in the model."""
+        return registry.get(self.arch).transcoder.wirings(layers, self.arch_settings())
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the original."""
@@ -131,7 +143,8 @@ def _arch_setting_fields() -> list[tuple[str, Any, Any]]:
     for name, (_, text, users) in registry.settings().items():
         kind = typing.get_type_hints(registry.get(users[0]).config)[name]
         note = f"For {', '.join(users)} only (unset: the architecture's default)."
-        out.append((name, Optional[kind], sp_field(default=None, help=f"{text} {note}".strip())))  # noqa: UP045
+        choices = {"choices": typing.get_args(kind)} if typing.get_origin(kind) is typing.Literal else {}
+        out.append((name, Optional[kind], sp_field(default=None, help=f"{text} {note}".strip(), **choices)))  # noqa: UP045
     return out
 
 
@@ -158,7 +171,8 @@ class TrainResult(Result):
     tokens: int
     seconds: float
     final: dict[str, dict[str, float]]
-    """Per layer key: loss, L0, FVU and dead fraction over the last steps."""
+    """Per module key (``layer_L``, ``clt``): loss, L0, FVU and dead fraction over the last steps;
+    a cross-layer transcoder also has ``l0_L`` (its layer-L latents) and ``fvu_L`` (output layer L)."""
     config: dict
     history: list[dict]
     """Every ``log_every``-th step: step, lr, and the means over layers of loss, L0, FVU, dead."""
@@ -176,7 +190,8 @@ class TrainResult(Result):
 
     def summary(self) -> str:
         head = f"trained {self.arch} transcoders for layers {self.layers} on {self.tokens:,} tokens in {self.seconds:.0f} s"
-        return head + "\n" + self.table() + f"\nwrote {self.out} (SAELens layout per layer; run.json)"
+        layout = "circuit-tracer's CLT layout in clt/" if registry.get(self.arch).cross_layer else "SAELens layout per layer"
+        return head + "\n" + self.table() + f"\nwrote {self.out} ({layout}; run.json)"
 
     def __repr__(self) -> str:
         from interp.reports import brief, plain_repr
@@ -202,6 +217,8 @@ class TrainResult(Result):
         lines = [f"{'layer':10s} {'L0':>7s} {'FVU':>7s} {'dead':>6s}"]
         for key, m in self.final.items():
             lines.append(f"{key:10s} {m['L0']:7.2f} {m['FVU']:7.4f} {m['dead']:6.3f}")
+            for layer in (name[3:] for name in m if name.startswith("l0_")):
+                lines.append(f"{'  layer ' + layer:10s} {m['l0_' + layer]:7.2f} {m['fvu_' + layer]:7.4f}")
         return "\n".join(lines)
 
 
@@ -228,21 +245,21 @@ def _init_distributed(device: str) -> _Dist:
     return _Dist(dist.get_rank(), dist.get_world_size())
 
 
-def open_source(cfg: TrainConfig, model, layers: list[int], device: str):
+def open_source(cfg: TrainConfig, model, wirings: list[Wiring], device: str):
     """The activation source: the cache directory, or the model run over the token stream."""
     from interp import cache
 
     if cfg.cache is not None:
         store = cache.ActivationStore.open(cfg.cache)
-        missing = [h for h in required_hooks(layers) if h not in store.hook_names]
+        missing = [h for h in required_hooks(wirings) if h not in store.hook_names]
         if missing:
-            raise StoreError(f"cache {cfg.cache} lacks {missing}; cache mlp_in and mlp_out of every layer you train")
+            raise StoreError(f"cache {cfg.cache} lacks {missing}; cache the hooks the modules read and mlp_out of every layer you train")
         return store
     from interp.data import token_batches
 
     n_contexts = -(-cfg.n_tokens // cfg.ctx_len)
     tokens = next(token_batches(cfg.dataset, model.tokenizer, cfg.ctx_len, n_contexts, seed=cfg.seed))
-    return cache.StreamingActivations(model, required_hooks(layers), tokens, fused=cfg.fused_forward)
+    return cache.StreamingActivations(model, required_hooks(wirings), tokens, fused=cfg.fused_forward)
 
 
 def _checkpoint_path(out: Path, dist_info: _Dist, parallel: str) -> Path:
@@ -305,18 +322,23 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     else:
         n_layers = 1 + max(int(h.split(".")[1]) for h in source.hook_names if h.startswith("blocks."))
     layers = parse_layers(cfg.layers, n_layers if model is None else model.cfg.n_layers)
+    wirings = cfg.wirings(layers)
+    if cfg.parallel == "layers" and dist_info.world > len(wirings):  # every rank stops, not only the idle ones
+        raise InterpError(
+            f"{dist_info.world} processes for {len(wirings)} module(s) ({', '.join(w.key for w in wirings)}) with --parallel layers: "
+            "use at most one process per module, or --parallel data"
+        )
+    mine = wirings[dist_info.rank :: dist_info.world] if cfg.parallel == "layers" else wirings
     if source is None:
-        source = open_source(cfg, model, layers, device)
-    mine = layers[dist_info.rank :: dist_info.world] if cfg.parallel == "layers" else layers
-    if not mine:
-        raise InterpError(f"{dist_info.world} processes for {len(layers)} layers: use at most one process per layer")
+        source = open_source(cfg, model, wirings, device)
     widths = source.widths()
     transcoders = {}
-    for layer in mine:
-        hin, hout = layer_hooks(layer)
+    for wiring in mine:
         arch = registry.get(cfg.arch)
-        seed = cfg.seed * 1000 + layer
-        transcoders[layer_key(layer)] = arch.transcoder(cfg.arch_config(widths[hin], widths[hout]), seed=seed).to(device)
+        shape = cfg.arch_config(widths[wiring.hooks_in[0]], widths[wiring.hooks_out[0]], len(wiring.layers))
+        module = arch.transcoder(shape, seed=cfg.seed * 1000 + wiring.layers[0])
+        module.wire(wiring)
+        transcoders[wiring.key] = module.to(device)
     data_world = dist_info.world if cfg.parallel == "data" else 1
     shard = (dist_info.rank, dist_info.world) if cfg.parallel == "data" else (0, 1)
     trainer = Trainer(transcoders, cfg.optim, cfg.steps, cfg.batch_size, world=data_world)
@@ -328,12 +350,13 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
             raise StoreError(f"--resume: {out} was trained with different settings; resume with the same ones")
         trainer.load_state_dict(state["trainer"])
         position = tuple(state["position"])
-    batches = PairedBatches(source, layers, cfg.batch_size, seed=cfg.seed, start=position, shard=shard, device=device)
+    batches = PairedBatches(source, wirings, cfg.batch_size, seed=cfg.seed, start=position, shard=shard, device=device)
     keys = list(transcoders)
-    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, mine)
+    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings)
 
 
-def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_path: Path, dist_info: _Dist, layers, mine) -> TrainResult:
+def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_path: Path, dist_info: _Dist, layers,
+          wirings: list[Wiring]) -> TrainResult:
     from tqdm.auto import tqdm
 
     wandb_run = _wandb(cfg) if dist_info.main else None
@@ -359,7 +382,9 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in summary.items()})
             for key in keys:
-                recent[key] = (recent[key] + [{"loss": metrics.loss[key], "L0": metrics.l0[key], "FVU": metrics.fvu[key], "dead": metrics.dead_fraction[key]}])[-20:]
+                row = {"loss": metrics.loss[key], "L0": metrics.l0[key], "FVU": metrics.fvu[key], "dead": metrics.dead_fraction[key]}
+                row.update({name: v for name, v in metrics.parts[key].items() if name.startswith(("l0_", "fvu_"))})  # a CLT's layers
+                recent[key] = (recent[key] + [row])[-20:]
             if metrics.step % log_every == 0 or trainer.step_count == cfg.steps:
                 history.append({"step": metrics.step, "lr": metrics.lr, **summary})
                 if wandb_run is not None:
@@ -374,17 +399,9 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
         save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity())
     final = {key: {m: sum(r[m] for r in rows) / len(rows) for m in rows[0]} for key, rows in recent.items() if rows}
     if dist_info.main or cfg.parallel == "layers":
-        model_name = cfg.model
-        for key, tc in trainer.transcoders.items():
-            layer = int(key.split("_")[1])
-            hin, hout = layer_hooks(layer)
-            formats.save(
-                tc,
-                out / key,
-                hook_name=hin,
-                hook_name_out=hout,
-                metadata={"model_name": model_name, "context_size": cfg.ctx_len, "dataset_path": cfg.dataset},
-            )
+        metadata = {"model_name": cfg.model, "context_size": cfg.ctx_len, "dataset_path": cfg.dataset}
+        for key, module in trainer.transcoders.items():
+            formats.save_module(module, out / key, metadata=metadata)
     if dist_info.world > 1 and cfg.parallel == "layers":
         import torch.distributed as dist
 
@@ -398,7 +415,7 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
         steps=trainer.step_count,
         tokens=trainer.step_count * cfg.batch_size,
         seconds=time.time() - start_time,
-        final=dict(sorted(final.items(), key=lambda kv: int(kv[0].split("_")[1]))),
+        final={w.key: final[w.key] for w in wirings if w.key in final},
         config=asdict(cfg),
         history=history,
     )

@@ -321,3 +321,71 @@ def test_topk_encode_bad_shapes():
         topk_encode(torch.randn(4, 8), torch.randn(16, 8), torch.zeros(16), 2)
     with pytest.raises(KernelInputError, match="1 <= k"):
         topk_encode(torch.randn(4, 8), torch.randn(8, 16), torch.zeros(16), 17)
+
+
+# --- the cross-layer decoder: (latent, output layer) pairs ---------------------------------
+
+
+def _dense_cross_layer(values, indices, W_pairs, n_layers, d_sae):
+    """The per-output-layer reconstruction from a dense code, block by block, without any kernel."""
+    from interp.kernels import decoder_block
+
+    batch = values.shape[0]
+    rows = torch.arange(batch, device=values.device)[:, None].expand_as(indices)
+    code = torch.zeros(batch, n_layers * d_sae, dtype=values.dtype, device=values.device)
+    code = code.index_put((rows, indices.long()), values, accumulate=True)
+    return torch.stack([code[:, : (m + 1) * d_sae] @ decoder_block(W_pairs, m, d_sae) for m in range(n_layers)], 1)
+
+
+# (batch, n_layers, d_sae, d_out, k): one layer, k over a tile, non-power-of-two sizes
+CROSS_SHAPES = [(6, 3, 8, 5, 4), (1, 1, 16, 7, 3), (9, 4, 10, 13, 21), (4, 5, 6, 130, 12)]
+
+
+@pytest.mark.parametrize("shape", CROSS_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cross_layer_decode_equals_dense_reference(backend, shape, dtype):
+    from interp.kernels import cross_layer_decode, n_pairs
+
+    B, L, F, D, k = shape
+    gen = torch.Generator().manual_seed(B * 100 + L)
+    values0 = torch.randn(B, k, generator=gen, dtype=dtype).to(DEVICE)
+    indices = torch.randint(0, L * F, (B, k), generator=gen).to(DEVICE)  # repeats within a row allowed
+    W0 = torch.randn(n_pairs(L, F), D, generator=gen, dtype=dtype).to(DEVICE)
+    grad_out = torch.randn(B, L, D, generator=gen, dtype=dtype).to(DEVICE)
+
+    values, W = values0.clone().requires_grad_(), W0.clone().requires_grad_()
+    out = cross_layer_decode(values, indices, W, L, backend=backend)
+    out.backward(grad_out)
+    ref_values, ref_W = values0.clone().requires_grad_(), W0.clone().requires_grad_()
+    ref = _dense_cross_layer(ref_values, indices, ref_W, L, F)
+    ref.backward(grad_out)
+
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    assert out.shape == (B, L, D)
+    torch.testing.assert_close(out, ref, **tol)
+    torch.testing.assert_close(values.grad, ref_values.grad, **tol)
+    torch.testing.assert_close(W.grad, ref_W.grad, **tol)
+
+
+def test_cross_layer_decode_writes_only_at_and_after_the_source_layer():
+    """A latent of layer 1 in a 3-layer table writes nothing to output 0 and its own rows to 1 and 2."""
+    from interp.kernels import cross_layer_decode, n_pairs, pair_offset
+
+    L, F, D = 3, 4, 6
+    W = torch.randn(n_pairs(L, F), D)
+    latent = 1 * F + 2
+    out = cross_layer_decode(torch.tensor([[2.0]]), torch.tensor([[latent]]), W, L)
+    assert torch.equal(out[0, 0], torch.zeros(D))
+    for m in (1, 2):
+        torch.testing.assert_close(out[0, m], 2.0 * W[pair_offset(m, F) + latent])
+
+
+def test_cross_layer_decode_bad_input():
+    from interp.kernels import cross_layer_decode
+
+    with pytest.raises(KernelInputError, match="not a multiple of n_layers"):
+        cross_layer_decode(torch.randn(2, 3), torch.zeros(2, 3, dtype=torch.long), torch.randn(7, 4), 2)
+    with pytest.raises(KernelInputError, match=r"\[0, n_layers \* d_sae = 8\)"):
+        cross_layer_decode(torch.randn(2, 3), torch.full((2, 3), 8), torch.randn(12, 4), 2)
+    with pytest.raises(KernelInputError, match="n_layers must be a positive"):
+        cross_layer_decode(torch.randn(2, 3), torch.zeros(2, 3, dtype=torch.long), torch.randn(12, 4), 0)

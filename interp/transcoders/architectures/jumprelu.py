@@ -79,7 +79,7 @@ class JumpReLUConfig(ArchConfig):
             raise ConfigError(f"initial_density is a fraction of the latents in (0, 1] (or None), got {self.initial_density}")
 
 
-_MIN_THRESHOLD = 1e-6
+MIN_THRESHOLD = 1e-6
 """Thresholds are clamped at this after every step."""
 
 
@@ -119,6 +119,25 @@ class _Step(torch.autograd.Function):
         return None, grad_threshold, None
 
 
+def jumprelu(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """``pre * (pre > threshold)`` with the straight-through threshold gradient above
+    (``threshold`` broadcasts over ``pre``'s first dimension, the batch)."""
+    return _JumpReLU.apply(pre, threshold, bandwidth)
+
+
+def step(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """``(pre > threshold)`` as floats, with the straight-through threshold gradient of the L0 term."""
+    return _Step.apply(pre, threshold, bandwidth)
+
+
+@torch.no_grad()
+def quantile_thresholds(pre: Tensor, density: float, floor: float) -> Tensor:
+    """Each latent's threshold at which it fires on about ``density`` of the rows of ``pre``
+    (``[n, *latents]``), at least ``floor``: the data-driven start of the thresholds."""
+    rows = max(1, 2**24 // max(1, pre[0].numel()))  # torch.quantile takes at most 2**24 elements
+    return pre[:rows].float().quantile(1.0 - density, dim=0).clamp_min(floor)
+
+
 @register("jumprelu", JumpReLUConfig, saelens="jumprelu_transcoder")
 class JumpReLUTranscoder(Transcoder):
     """``JumpReLU_theta(x W_enc + b_enc) W_dec + b_dec``, trained with MSE + L0."""
@@ -141,10 +160,7 @@ class JumpReLUTranscoder(Transcoder):
         if self.cfg.initial_density is None:
             return
         pre = self.pre_acts(self.normalise_in(x))
-        q = 1.0 - self.cfg.initial_density
-        rows = max(1, 2**24 // pre.shape[1])  # torch.quantile takes at most 2**24 elements
-        threshold = pre[:rows].float().quantile(q, dim=0)
-        self.threshold.copy_(threshold.clamp_min(self.cfg.initial_threshold))
+        self.threshold.copy_(quantile_thresholds(pre, self.cfg.initial_density, self.cfg.initial_threshold))
 
     def lr_scales(self) -> dict[str, float]:
         return {"threshold": self.cfg.threshold_lr_scale}
@@ -152,14 +168,14 @@ class JumpReLUTranscoder(Transcoder):
     @torch.no_grad()
     def after_step(self) -> None:
         """Keep thresholds positive (a threshold at or below zero would make JumpReLU a ReLU)."""
-        self.threshold.clamp_(min=_MIN_THRESHOLD)
+        self.threshold.clamp_(min=MIN_THRESHOLD)
 
     def normalised_loss(self, x_n: Tensor, y_n: Tensor, *, progress: float, dead: Tensor | None) -> LossOutput:
         pre = self.pre_acts(x_n)
         threshold = self.threshold
-        acts = _JumpReLU.apply(pre, threshold, self.cfg.bandwidth)
+        acts = jumprelu(pre, threshold, self.cfg.bandwidth)
         mse, fvu = reconstruction_stats(self.decode_normalised(acts, x_n), y_n)
-        l0_penalty = _Step.apply(pre, threshold, self.cfg.bandwidth).sum(-1).mean()
+        l0_penalty = step(pre, threshold, self.cfg.bandwidth).sum(-1).mean()
         loss = mse + ramped(self.cfg.l0_coefficient, self.cfg.l0_warmup, progress) * l0_penalty
         fired, l0 = fired_and_l0(acts.detach())
         return LossOutput(loss, {"mse": mse.detach(), "l0_penalty": l0_penalty.detach()}, fired, l0, fvu)
