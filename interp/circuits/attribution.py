@@ -32,7 +32,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.circuits.graph import Graph, HeadPath, Node, graph_scores
-from interp.circuits.replacement import CleanState, ReplacementModel
+from interp.circuits.replacement import CleanState, Linearised, ReplacementModel
 from interp.errors import ConfigError, TargetError
 
 log = logging.getLogger(__name__)
@@ -180,11 +180,95 @@ def attribute(
     return graph
 
 
-def _leaves(state: CleanState, batch: int) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor]]:
-    def rep(x):
-        return x[None].expand(batch, *x.shape).clone().requires_grad_(True)
+class _Sources:
+    """Every source node's write, grouped as the backward pass delivers their gradients.
 
-    return rep(state.embed), {k: rep(v) for k, v in state.acts.items()}, {k: rep(v) for k, v in state.errors.items()}
+    A source at layer L adds ``write`` to the residual stream through layer L's MLP output
+    (the embeddings through ``blocks.0.hook_resid_pre``), so its edge to a target is
+    ``write . d target / d mlp_out[L][pos]``. Features are read sparsely: per layer, the
+    active features' writes ``activation x W_dec[feature]`` are packed into a
+    [pos, max features at a position, d_model] block and read with one batched matmul.
+    """
+
+    def __init__(self, rm: ReplacementModel, state: CleanState, nodes: Sequence[Node]) -> None:
+        n_pos = len(state.tokens)
+        self.embed_cols = torch.full((n_pos,), -1, dtype=torch.long)
+        error_cols: dict[int, Tensor] = {}
+        by_layer: dict[int, list[tuple[int, int, int]]] = {}
+        for i, node in enumerate(nodes):
+            if node.kind == "feature":
+                by_layer.setdefault(node.layer, []).append((node.pos, node.index, i))
+            elif node.kind == "error":
+                error_cols.setdefault(node.layer, torch.full((n_pos,), -1, dtype=torch.long))[node.pos] = i
+            elif node.kind == "embedding":
+                self.embed_cols[node.pos] = i
+        self.error_cols = error_cols
+        self.features: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        """Per layer: (packed writes [pos, slots, d_model], valid [pos, slots], columns [n])."""
+        for layer, entries in by_layer.items():
+            entries.sort()
+            pos = torch.tensor([p for p, _, _ in entries])
+            feat = torch.tensor([f for _, f, _ in entries])
+            counts = torch.bincount(pos, minlength=n_pos)
+            slot = torch.arange(len(entries)) - (torch.cumsum(counts, 0) - counts)[pos]
+            tc = rm.transcoders[layer]
+            device = tc.W_dec.device
+            writes = state.acts[layer][pos, feat][:, None] * tc.W_dec[feat.to(device)]
+            packed = writes.new_zeros(n_pos, int(counts.max()), writes.shape[1])
+            packed[pos, slot] = writes
+            valid = torch.zeros(n_pos, packed.shape[1], dtype=torch.bool)
+            valid[pos, slot] = True
+            self.features[layer] = (packed, valid, torch.tensor([i for _, _, i in entries]))
+
+    def fill(self, adjacency: Tensor, rows: Tensor, layer: int | None, grad: Tensor, state: CleanState) -> None:
+        """Write the edges from the sources of ``layer`` (None: embeddings) into ``adjacency[rows]``,
+        given the targets' gradient [k, pos, d_model] at those sources' write."""
+        if layer is None:
+            cols, values = self.embed_cols, (grad * state.embed).sum(-1)
+            adjacency[rows[:, None], cols[None]] = values.cpu()
+            return
+        if layer in self.error_cols:
+            adjacency[rows[:, None], self.error_cols[layer][None]] = (grad * state.errors[layer]).sum(-1).cpu()
+        if layer in self.features:
+            packed, valid, cols = self.features[layer]
+            # [pos, slots, d] @ [pos, d, k] -> [pos, slots, k]: each position's features read its gradient
+            values = torch.bmm(packed, grad.permute(1, 2, 0))[valid.to(packed.device)]
+            adjacency[rows[:, None], cols[None]] = values.T.cpu()
+
+
+def _seeds(rm: ReplacementModel, state: CleanState, nodes: Sequence[Node], chunk: Sequence[int],
+           directions: Tensor, lin: Linearised) -> tuple[list[Tensor], list[Tensor]]:
+    """The outputs a chunk of targets is linear in, and their gradient seeds (batch row b for
+    ``chunk[b]``): a feature's pre-activation is ``reads[layer][pos] . W_enc[:, feature]``; a
+    logit direction's value is ``final[-1] . W_U (direction * soft-cap ratio)``. ``directions``
+    holds one row per logit node of ``nodes``, in their order."""
+    logit_rank = {i: r for r, i in enumerate(i for i, node in enumerate(nodes) if node.kind == "logit")}
+    by_layer: dict[int, list[int]] = {}
+    for b, row in enumerate(chunk):
+        node = nodes[row]
+        by_layer.setdefault(node.layer if node.kind == "feature" else rm.n_layers, []).append(b)
+    outputs, seeds = [], []
+    for layer, batch_rows in by_layer.items():
+        rows = [chunk[b] for b in batch_rows]
+        b_idx = torch.tensor(batch_rows)
+        if layer < rm.n_layers:
+            output = lin.reads[layer]
+            w_enc = rm.transcoders[layer].W_enc
+            seed = torch.zeros_like(output)
+            pos = torch.tensor([nodes[r].pos for r in rows])
+            feat = torch.tensor([nodes[r].index for r in rows], device=w_enc.device)
+            seed[b_idx, pos] = w_enc[:, feat].T
+        else:
+            output = lin.final
+            w_u = rm.model.W_U
+            direction = directions[[logit_rank[r] for r in rows]].to(w_u)
+            if state.logit_scale is not None:
+                direction = direction * state.logit_scale[-1]
+            seed = torch.zeros_like(output)
+            seed[b_idx, -1] = direction @ w_u.T
+        outputs.append(output)
+        seeds.append(seed)
+    return outputs, seeds
 
 
 def edge_matrix(
@@ -197,79 +281,43 @@ def edge_matrix(
 ) -> Float[Tensor, "n_nodes n_nodes"]:
     """Adjacency (rows = targets, columns = sources) by batched backward passes.
 
-    ``progress`` shows a bar over the backward passes (notebook bar in Jupyter, text in a terminal).
+    One frozen forward pass on ``batch_size`` copies of the prompt; then, per target layer,
+    one backward pass per ``batch_size`` targets, seeded at the residual stream the targets
+    read (each batch row a different target), which yields their gradient at every earlier
+    MLP write and at the embeddings; every source reads its edge from there (see
+    :class:`_Sources`). ``progress`` shows a bar over the backward passes.
     """
     n = len(nodes)
-    n_pos = len(state.tokens)
     adjacency = torch.zeros(n, n)
     rows = [i for i, node in enumerate(nodes) if node.kind in ("feature", "logit")]
     if not rows:
         return adjacency
-    batch = min(batch_size, len(rows))
-    embed, acts, errors = _leaves(state, batch)
-    with torch.enable_grad():
-        logits, pre, _ = rm.frozen_forward(state, embed, acts, errors)
-        direction = torch.stack([t.direction for t in targets]).to(logits)
-        target_values = logits[:, -1] @ direction.T  # [batch, n_targets]
-    layers = list(state.acts)
-    # column index of each source, by kind
-    feat_cols = {layer: [] for layer in layers}
-    feat_pos = {layer: [] for layer in layers}
-    feat_idx = {layer: [] for layer in layers}
-    err_col = {}
-    emb_cols = []
-    logit_rank = {}
-    for i, node in enumerate(nodes):
-        if node.kind == "feature":
-            feat_cols[node.layer].append(i)
-            feat_pos[node.layer].append(node.pos)
-            feat_idx[node.layer].append(node.index)
-        elif node.kind == "error":
-            err_col[(node.layer, node.pos)] = i
-        elif node.kind == "embedding":
-            emb_cols.append(i)
-        elif node.kind == "logit":
-            logit_rank[i] = len(logit_rank)
-    err_layers = sorted(state.errors)
-    err_cols = torch.tensor([[err_col[(layer, p)] for p in range(n_pos)] for layer in err_layers])
-    # one group of backward passes per target layer, each differentiating only the sources
-    # that can reach it (earlier layers), so no pass multiplies through all-zero seeds
     groups: dict[int, list[int]] = {}
     for row in rows:
         node = nodes[row]
         groups.setdefault(node.layer if node.kind == "feature" else rm.n_layers, []).append(row)
+    batch = min(batch_size, max(len(g) for g in groups.values()))
+    sources = _Sources(rm, state, nodes)
+    directions = torch.stack([t.direction for t in targets])
     from tqdm.auto import tqdm
 
     passes = sum(-(-len(group) // batch) for group in groups.values())
     bar = tqdm(total=passes, desc="attribution", unit="pass", disable=not progress, leave=False)
+    with torch.no_grad():
+        lin = rm.linearised(state, batch)
     for target_layer, group in sorted(groups.items()):
-        output = pre[target_layer] if target_layer < rm.n_layers else target_values
-        src_layers = [layer for layer in layers if layer < target_layer]
-        err_here = [layer for layer in err_layers if layer < target_layer]
-        inputs = [embed] + [acts[layer] for layer in src_layers] + [errors[layer] for layer in err_here]
+        src_layers = [layer for layer in range(rm.n_layers) if layer < target_layer]
+        inputs = [lin.embed] + [lin.writes[layer] for layer in src_layers]
         for start in range(0, len(group), batch):
             chunk = group[start : start + batch]
-            seed = torch.zeros_like(output)
-            for b, row in enumerate(chunk):
-                node = nodes[row]
-                if node.kind == "feature":
-                    seed[b, node.pos, node.index] = 1.0
-                else:
-                    seed[b, logit_rank[row]] = 1.0
-            grads = torch.autograd.grad([output], inputs, grad_outputs=[seed], retain_graph=True, allow_unused=True)
-            grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+            outputs, seeds = _seeds(rm, state, nodes, chunk, directions, lin)
+            grads = lin.grad(outputs, seeds, inputs)
             k = len(chunk)
             row_idx = torch.tensor(chunk)
-            adjacency[row_idx[:, None], torch.tensor(emb_cols)[None]] = (grads[0][:k] * state.embed).sum(-1)
-            for j, layer in enumerate(src_layers):
-                if not feat_cols[layer]:
-                    continue
-                g = grads[1 + j][:k][:, feat_pos[layer], feat_idx[layer]]
-                a = state.acts[layer][feat_pos[layer], feat_idx[layer]]
-                adjacency[row_idx[:, None], torch.tensor(feat_cols[layer])[None]] = g * a
-            for j, layer in enumerate(err_here):
-                g = grads[1 + len(src_layers) + j][:k]
-                adjacency[row_idx[:, None], err_cols[err_layers.index(layer)][None]] = (g * state.errors[layer]).sum(-1)
+            with torch.no_grad():
+                sources.fill(adjacency, row_idx, None, grads[0][:k], state)
+                for layer, g in zip(src_layers, grads[1:]):
+                    sources.fill(adjacency, row_idx, layer, g[:k], state)
             bar.update(1)
     bar.close()
     return adjacency
@@ -318,12 +366,9 @@ def head_paths(
         return []
     model = rm.model
     batch = min(batch_size, len(targets))
-    embed, acts, errors = _leaves(state, batch)
-    logit_rank = {i: r for r, i in enumerate(i for i, n in enumerate(graph.nodes) if n.kind == "logit")}
-    with torch.enable_grad():
-        logits, pre, z = rm.frozen_forward(state, embed, acts, errors)
-        target_values = logits[:, -1] @ graph.logit_directions.T.to(logits)
-    layers = list(pre)
+    with torch.no_grad():
+        lin = rm.linearised(state, batch)
+    z = lin.z
     z_layers = sorted(z)
     # each source's write, through each layer's frozen ln1 and W_V: [n_nodes, head, d_head]
     sources = sorted({s for _, s in graph.edges()})
@@ -343,23 +388,14 @@ def head_paths(
     paths: list[HeadPath] = []
     for start in range(0, len(targets), batch):
         chunk = targets[start : start + batch]
-        seeds = [torch.zeros_like(pre[layer]) for layer in layers] + [torch.zeros_like(target_values)]
-        for b, row in enumerate(chunk):
-            node = graph.nodes[row]
-            if node.kind == "feature":
-                seeds[layers.index(node.layer)][b, node.pos, node.index] = 1.0
-            else:
-                seeds[-1][b, logit_rank[row]] = 1.0
-        outs = [pre[layer] for layer in layers] + [target_values]
-        gz = torch.autograd.grad(outs, [z[l] for l in z_layers], grad_outputs=seeds, retain_graph=True, allow_unused=True)
+        outputs, seeds = _seeds(rm, state, graph.nodes, chunk, graph.logit_directions, lin)
+        gz = lin.grad(outputs, seeds, [z[layer] for layer in z_layers])
         with torch.no_grad():
             for b, row in enumerate(chunk):
                 edges = graph.in_edges(row)
                 idx = torch.tensor([slot[s] for s, _ in edges])
                 weight = torch.tensor([abs(w) for _, w in edges])
                 for li, layer in enumerate(z_layers):
-                    if gz[li] is None:
-                        continue
                     ok = src_layer[idx] < layer
                     if not bool(ok.any()):
                         continue
@@ -369,7 +405,7 @@ def head_paths(
                     carried = pattern[:, :, src_pos[sel]].permute(2, 1, 0) * torch.einsum(
                         "she,qhe->sqh", values[layer][sel], gz[li][b]
                     )
-                    keep = carried.abs() >= min_fraction * weight[ok][:, None, None]
+                    keep = (carried != 0) & (carried.abs() >= min_fraction * weight[ok][:, None, None])
                     q_idx = torch.arange(carried.shape[1])
                     keep &= q_idx[None, :, None] >= src_pos[sel][:, None, None]
                     if not same_position:
