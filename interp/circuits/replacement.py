@@ -17,10 +17,10 @@ exactly the change of the target when the source is removed with everything else
 fixed (see :meth:`ReplacementModel.run_frozen`).
 
 Attribution differentiates this frozen model through :meth:`ReplacementModel.linearised`:
-one forward pass on a batch of copies of the prompt, whose inputs are the token embedding
-and each layer's MLP write, and whose outputs are each layer's MLP input and the final
-residual stream. A backward pass seeded at those outputs gives the gradient of a batch of
-targets at every MLP write, which every source of that layer reads with one dot product.
+one forward pass on the prompt, whose inputs are the token embedding and each layer's MLP
+write, and whose outputs are each layer's MLP input and the final residual stream. One
+backward pass, vmapped over a batch of seeds at those outputs, gives the gradient of a batch
+of targets at every MLP write, which every source of that layer reads with one dot product.
 """
 
 from __future__ import annotations
@@ -59,10 +59,27 @@ class CleanState:
     """[pos, d_vocab]: soft-capped logit / raw logit on the clean run, the frozen ratio of a
     model with logit soft-capping (None without it)."""
 
+    def prefix(self, n: int) -> CleanState:
+        """The state of the prompt's first ``n`` tokens. The model is causal, so the frozen
+        model on a prefix computes exactly what the full one computes at those positions."""
+        if n >= len(self.tokens):
+            return self
+
+        def cut(name: str, value: Tensor) -> Tensor:
+            return value[..., :n, :n] if name.endswith("hook_pattern") else value[:, :n]
+
+        return CleanState(
+            tokens=self.tokens[:n], logits=self.logits[:n], embed=self.embed[:n],
+            x_in={k: v[:n] for k, v in self.x_in.items()}, acts={k: v[:n] for k, v in self.acts.items()},
+            errors={k: v[:n] for k, v in self.errors.items()},
+            frozen={name: cut(name, v) for name, v in self.frozen.items()},
+            logit_scale=None if self.logit_scale is None else self.logit_scale[:n],
+        )
+
 
 @dataclass
 class Linearised:
-    """The frozen model's autograd graph on ``batch`` copies of the prompt.
+    """The frozen model's autograd graph on the prompt (a batch of one).
 
     ``embed`` and ``writes`` are leaves holding their clean values; the gradient of any
     output with respect to them is the gradient at ``blocks.0.hook_resid_pre`` and at each
@@ -71,22 +88,26 @@ class Linearised:
     what the logits are linear in) and ``z[L]`` (per-head attention outputs).
     """
 
-    embed: Float[Tensor, "batch pos d_model"]
+    embed: Float[Tensor, "1 pos d_model"]
     writes: dict[int, Tensor]
-    """Per layer, [batch, pos, d_model]: what the MLP writes besides a skip path (the
+    """Per layer, [1, pos, d_model]: what the MLP writes besides a skip path (the
     transcoder's decoding plus the error term, or the whole MLP output)."""
     reads: dict[int, Tensor]
-    """Per transcoder layer, [batch, pos, d_model]: the MLP input (``ln2.hook_normalized``)."""
-    final: Float[Tensor, "batch pos d_model"]
+    """Per transcoder layer, [1, pos, d_model]: the MLP input (``ln2.hook_normalized``)."""
+    final: Float[Tensor, "1 pos d_model"]
     """The unembedding's input: logits = final @ W_U + b_U (before any soft-cap)."""
     z: dict[int, Tensor]
-    """Per layer, [batch, pos, head, d_head]: ``attn.hook_z``."""
+    """Per layer, [1, pos, head, d_head]: ``attn.hook_z``."""
 
     def grad(self, outputs: Sequence[Tensor], seeds: Sequence[Tensor], inputs: Sequence[Tensor]) -> list[Tensor]:
-        """Gradients of ``sum(seed * output)`` at ``inputs`` (zeros where unreachable); the graph is kept."""
+        """Gradients of ``k`` targets at ``inputs``: ``seeds[i]`` is ``[k, *outputs[i].shape]``,
+        row j the gradient of target j at ``outputs[i]``; returns ``[k, *input.shape[1:]]`` per
+        input (zeros where unreachable). One backward pass for all k (vmapped over the seeds);
+        the graph is kept for the next call."""
         grads = torch.autograd.grad(list(outputs), list(inputs), grad_outputs=list(seeds), retain_graph=True,
-                                    allow_unused=True)
-        return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+                                    allow_unused=True, is_grads_batched=True)
+        k = seeds[0].shape[0]
+        return [x.new_zeros(k, *x.shape[1:]) if g is None else g[:, 0] for g, x in zip(grads, inputs)]
 
 
 def check_architecture(model) -> None:
@@ -268,10 +289,10 @@ class ReplacementModel:
                     out[0] = out[0] * state.logit_scale
         return final, reads, z, out
 
-    def linearised(self, state: CleanState, batch: int) -> Linearised:
-        """The frozen model's autograd graph on ``batch`` copies of the prompt (see :class:`Linearised`)."""
+    def linearised(self, state: CleanState) -> Linearised:
+        """The frozen model's autograd graph on the prompt (see :class:`Linearised`)."""
         def leaf(x):
-            return x[None].expand(batch, *x.shape).clone().requires_grad_(True)
+            return x[None].clone().requires_grad_(True)
 
         embed = leaf(state.embed)
         writes = {}
@@ -280,7 +301,7 @@ class ReplacementModel:
             value = state.errors[layer] if tc is None else tc.decode(state.acts[layer]) + state.errors[layer]
             writes[layer] = leaf(value)
         with torch.enable_grad():
-            final, reads, z, _ = self._frozen_run(state, batch, embed, writes.__getitem__, logits=False)
+            final, reads, z, _ = self._frozen_run(state, 1, embed, writes.__getitem__, logits=False)
         return Linearised(embed=embed, writes=writes, reads=reads, final=final, z=z)
 
     def frozen_forward(
