@@ -111,10 +111,14 @@ class AttributionConfig:
     """Targets per backward pass (rows of one-hot gradient seeds)."""
     progress: bool = True
     """Show a progress bar over the backward passes."""
+    threads: int | None = None
+    """CPU threads torch uses during attribution (default: chosen for the problem and machine)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
 
 
 def _node_list(rm: ReplacementModel, state: CleanState, targets: Sequence[LogitTarget], model) -> list[Node]:
@@ -203,37 +207,39 @@ class _Sources:
             elif node.kind == "embedding":
                 self.embed_cols[node.pos] = i
         self.error_cols = error_cols
-        self.features: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
-        """Per layer: (packed writes [pos, slots, d_model], valid [pos, slots], columns [n])."""
+        self.features: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
+        """Per layer: (packed writes [pos, slots, d_model], valid [pos, slots], columns [n],
+        number of features before each position [pos + 1])."""
         for layer, entries in by_layer.items():
             entries.sort()
             pos = torch.tensor([p for p, _, _ in entries])
             feat = torch.tensor([f for _, f, _ in entries])
             counts = torch.bincount(pos, minlength=n_pos)
-            slot = torch.arange(len(entries)) - (torch.cumsum(counts, 0) - counts)[pos]
+            before = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
+            slot = torch.arange(len(entries)) - before[pos]
             tc = rm.transcoders[layer]
-            device = tc.W_dec.device
-            writes = state.acts[layer][pos, feat][:, None] * tc.W_dec[feat.to(device)]
+            writes = state.acts[layer][pos, feat][:, None] * tc.W_dec[feat.to(tc.W_dec.device)]
             packed = writes.new_zeros(n_pos, int(counts.max()), writes.shape[1])
             packed[pos, slot] = writes
-            valid = torch.zeros(n_pos, packed.shape[1], dtype=torch.bool)
+            valid = torch.zeros(n_pos, packed.shape[1], dtype=torch.bool, device=packed.device)
             valid[pos, slot] = True
-            self.features[layer] = (packed, valid, torch.tensor([i for _, _, i in entries]))
+            self.features[layer] = (packed, valid, torch.tensor([i for _, _, i in entries]), before)
 
     def fill(self, adjacency: Tensor, rows: Tensor, layer: int | None, grad: Tensor, state: CleanState) -> None:
         """Write the edges from the sources of ``layer`` (None: embeddings) into ``adjacency[rows]``,
-        given the targets' gradient [k, pos, d_model] at those sources' write."""
+        given the targets' gradient [k, n, d_model] at those sources' writes at the first n positions
+        (the targets read nothing later)."""
+        n = grad.shape[1]
         if layer is None:
-            cols, values = self.embed_cols, (grad * state.embed).sum(-1)
-            adjacency[rows[:, None], cols[None]] = values.cpu()
+            adjacency[rows[:, None], self.embed_cols[None, :n]] = (grad * state.embed[:n]).sum(-1).cpu()
             return
         if layer in self.error_cols:
-            adjacency[rows[:, None], self.error_cols[layer][None]] = (grad * state.errors[layer]).sum(-1).cpu()
+            adjacency[rows[:, None], self.error_cols[layer][None, :n]] = (grad * state.errors[layer][:n]).sum(-1).cpu()
         if layer in self.features:
-            packed, valid, cols = self.features[layer]
-            # [pos, slots, d] @ [pos, d, k] -> [pos, slots, k]: each position's features read its gradient
-            values = torch.bmm(packed, grad.permute(1, 2, 0))[valid.to(packed.device)]
-            adjacency[rows[:, None], cols[None]] = values.T.cpu()
+            packed, valid, cols, before = self.features[layer]
+            # [n, slots, d] @ [n, d, k] -> [n, slots, k]: each position's features read its gradient
+            values = torch.bmm(packed[:n], grad.permute(1, 2, 0))[valid[:n]]
+            adjacency[rows[:, None], cols[None, : int(before[n])]] = values.T.cpu()
 
 
 def _seeds(rm: ReplacementModel, state: CleanState, nodes: Sequence[Node], chunk: Sequence[int],
@@ -254,21 +260,44 @@ def _seeds(rm: ReplacementModel, state: CleanState, nodes: Sequence[Node], chunk
         if layer < rm.n_layers:
             output = lin.reads[layer]
             w_enc = rm.transcoders[layer].W_enc
-            seed = torch.zeros_like(output)
+            seed = output.new_zeros(len(chunk), *output.shape)
             pos = torch.tensor([nodes[r].pos for r in rows])
             feat = torch.tensor([nodes[r].index for r in rows], device=w_enc.device)
-            seed[b_idx, pos] = w_enc[:, feat].T
+            seed[b_idx, 0, pos] = w_enc[:, feat].T
         else:
             output = lin.final
             w_u = rm.model.W_U
             direction = directions[[logit_rank[r] for r in rows]].to(w_u)
             if state.logit_scale is not None:
                 direction = direction * state.logit_scale[-1]
-            seed = torch.zeros_like(output)
-            seed[b_idx, -1] = direction @ w_u.T
+            seed = output.new_zeros(len(chunk), *output.shape)
+            seed[b_idx, 0, -1] = direction @ w_u.T
         outputs.append(output)
         seeds.append(seed)
     return outputs, seeds
+
+
+class _Prefixes:
+    """The frozen model's graph on prefixes of the prompt, built once per prefix length.
+
+    A chunk of targets whose last position is p reads nothing after p, so its backward pass
+    runs on the first p + 1 tokens only (rounded up to one of eight lengths, so that few
+    graphs are built): about half the work of the full prompt, on average.
+    """
+
+    def __init__(self, rm: ReplacementModel, state: CleanState, n_lengths: int = 8) -> None:
+        self.rm, self.state = rm, state
+        self.n_pos = len(state.tokens)
+        self.step = -(-self.n_pos // n_lengths)
+        self.graphs: dict[int, Linearised] = {}
+
+    def graph(self, last: int) -> Linearised:
+        """The graph of the shortest cached prefix that contains position ``last``."""
+        n = min(self.n_pos, -(-(last + 1) // self.step) * self.step)
+        if n not in self.graphs:
+            with torch.no_grad():
+                self.graphs[n] = self.rm.linearised(self.state.prefix(n))
+        return self.graphs[n]
 
 
 def edge_matrix(
@@ -303,21 +332,20 @@ def edge_matrix(
 
     passes = sum(-(-len(group) // batch) for group in groups.values())
     bar = tqdm(total=passes, desc="attribution", unit="pass", disable=not progress, leave=False)
-    with torch.no_grad():
-        lin = rm.linearised(state, batch)
+    prefixes = _Prefixes(rm, state)
     for target_layer, group in sorted(groups.items()):
         src_layers = [layer for layer in range(rm.n_layers) if layer < target_layer]
-        inputs = [lin.embed] + [lin.writes[layer] for layer in src_layers]
         for start in range(0, len(group), batch):
             chunk = group[start : start + batch]
+            lin = prefixes.graph(max(nodes[row].pos for row in chunk))
+            inputs = [lin.embed] + [lin.writes[layer] for layer in src_layers]
             outputs, seeds = _seeds(rm, state, nodes, chunk, directions, lin)
             grads = lin.grad(outputs, seeds, inputs)
-            k = len(chunk)
             row_idx = torch.tensor(chunk)
             with torch.no_grad():
-                sources.fill(adjacency, row_idx, None, grads[0][:k], state)
+                sources.fill(adjacency, row_idx, None, grads[0], state)
                 for layer, g in zip(src_layers, grads[1:]):
-                    sources.fill(adjacency, row_idx, layer, g[:k], state)
+                    sources.fill(adjacency, row_idx, layer, g, state)
             bar.update(1)
     bar.close()
     return adjacency
@@ -367,7 +395,7 @@ def head_paths(
     model = rm.model
     batch = min(batch_size, len(targets))
     with torch.no_grad():
-        lin = rm.linearised(state, batch)
+        lin = rm.linearised(state)
     z = lin.z
     z_layers = sorted(z)
     # each source's write, through each layer's frozen ln1 and W_V: [n_nodes, head, d_head]
