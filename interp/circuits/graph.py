@@ -267,7 +267,11 @@ def normalize_rows(matrix: Tensor) -> Tensor:
 
 def influence(adjacency: Tensor, logit_weights: Tensor, max_iter: int = 10_000) -> Tensor:
     """Total influence of each node on the weighted logits: w (A + A^2 + ...), A row-normalised."""
-    a = normalize_rows(adjacency)
+    return _influence(normalize_rows(adjacency), logit_weights, max_iter)
+
+
+def _influence(a: Tensor, logit_weights: Tensor, max_iter: int = 10_000) -> Tensor:
+    """:func:`influence` of an already row-normalised |adjacency| ``a``."""
     current = logit_weights @ a
     total = current.clone()
     for _ in range(max_iter):
@@ -358,11 +362,11 @@ def graph_scores(graph: Graph) -> dict[str, float]:
     error = torch.tensor([k == "error" for k in kinds])
     token = torch.tensor([k == "embedding" for k in kinds])
     a = normalize_rows(graph.adjacency)
-    infl = influence(graph.adjacency, graph.logit_weights)
+    infl = _influence(a, graph.logit_weights)
     from_tokens = float(infl[token].sum())
     from_errors = float(infl[error].sum())
     replacement = from_tokens / max(from_tokens + from_errors, 1e-12)
-    has_inputs = graph.adjacency.abs().sum(1) > 0
+    has_inputs = a.sum(1) > 0
     non_error = torch.where(has_inputs, 1.0 - a[:, error].sum(1), torch.zeros(()))
     weight = (infl + graph.logit_weights) * has_inputs
     completeness = float((non_error * weight).sum() / weight.sum().clamp_min(1e-12))
