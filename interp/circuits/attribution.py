@@ -33,6 +33,7 @@ from torch import Tensor
 
 from interp.circuits.graph import Graph, HeadPath, Node, graph_scores
 from interp.circuits.replacement import CleanState, Linearised, ReplacementModel
+from interp.circuits.threads import choose_threads
 from interp.errors import ConfigError, TargetError
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def attribute(
     rm = ReplacementModel(model, transcoders)
     state = rm.clean_state(tokens)
     nodes = _node_list(rm, state, targets, model)
-    adjacency = edge_matrix(rm, state, nodes, targets, cfg.batch_size, cfg.progress)
+    adjacency = edge_matrix(rm, state, nodes, targets, cfg.batch_size, cfg.progress, cfg.threads)
     weights = torch.zeros(len(nodes))
     logit_idx = [i for i, n in enumerate(nodes) if n.kind == "logit"]
     probs = torch.tensor([n.prob if n.prob is not None else 1.0 for n in (nodes[i] for i in logit_idx)])
@@ -189,61 +190,56 @@ class _Sources:
 
     A source at layer L adds ``write`` to the residual stream through layer L's MLP output
     (the embeddings through ``blocks.0.hook_resid_pre``), so its edge to a target is
-    ``write . d target / d mlp_out[L][pos]``. Features are read sparsely: per layer, the
-    active features' writes ``activation x W_dec[feature]`` are packed into a
-    [pos, max features at a position, d_model] block and read with one batched matmul.
+    ``write . d target / d mlp_out[L][pos]``. Sources are read sparsely: per layer, the
+    error term and the active features' writes ``activation x W_dec[feature]`` at each
+    position are packed into a [pos, slots, d_model] block, which reads a batch of targets'
+    gradients with one batched matmul over positions.
     """
 
     def __init__(self, rm: ReplacementModel, state: CleanState, nodes: Sequence[Node]) -> None:
         n_pos = len(state.tokens)
-        self.embed_cols = torch.full((n_pos,), -1, dtype=torch.long)
-        error_cols: dict[int, Tensor] = {}
-        by_layer: dict[int, list[tuple[int, int, int]]] = {}
+        entries: dict[int, list[tuple[int, int, int]]] = {}  # layer (-1: embeddings) -> (pos, slot order, column)
         for i, node in enumerate(nodes):
             if node.kind == "feature":
-                by_layer.setdefault(node.layer, []).append((node.pos, node.index, i))
-            elif node.kind == "error":
-                error_cols.setdefault(node.layer, torch.full((n_pos,), -1, dtype=torch.long))[node.pos] = i
-            elif node.kind == "embedding":
-                self.embed_cols[node.pos] = i
-        self.error_cols = error_cols
-        self.features: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
-        """Per layer: (packed writes [pos, slots, d_model], valid [pos, slots], columns [n],
-        number of features before each position [pos + 1])."""
-        for layer, entries in by_layer.items():
-            entries.sort()
-            pos = torch.tensor([p for p, _, _ in entries])
-            feat = torch.tensor([f for _, f, _ in entries])
+                entries.setdefault(node.layer, []).append((node.pos, node.index + 1, i))
+            elif node.kind in ("error", "embedding"):
+                entries.setdefault(node.layer, []).append((node.pos, 0, i))
+        self.blocks: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
+        """Per layer: (packed writes [pos, slots, d_model], valid [pos, slots], columns of the
+        valid slots in (pos, slot) order, number of valid slots before each position [pos + 1])."""
+        for layer, rows in entries.items():
+            rows.sort()
+            pos = torch.tensor([p for p, _, _ in rows])
             counts = torch.bincount(pos, minlength=n_pos)
             before = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
-            slot = torch.arange(len(entries)) - before[pos]
-            tc = rm.transcoders[layer]
-            writes = state.acts[layer][pos, feat][:, None] * tc.W_dec[feat.to(tc.W_dec.device)]
+            slot = torch.arange(len(rows)) - before[pos]
+            writes = _writes(rm, state, layer, pos, torch.tensor([order - 1 for _, order, _ in rows]))
             packed = writes.new_zeros(n_pos, int(counts.max()), writes.shape[1])
-            packed[pos, slot] = writes
+            packed[pos.to(packed.device), slot.to(packed.device)] = writes
             valid = torch.zeros(n_pos, packed.shape[1], dtype=torch.bool, device=packed.device)
-            valid[pos, slot] = True
-            self.features[layer] = (packed, valid, torch.tensor([i for _, _, i in entries]), before)
+            valid[pos.to(packed.device), slot.to(packed.device)] = True
+            self.blocks[layer] = (packed, valid, torch.tensor([i for _, _, i in rows]), before)
 
-    def fill(self, adjacency: Tensor, rows: Tensor, layer: int | None, grad: Tensor, state: CleanState) -> None:
-        """Write the edges from the sources of ``layer`` (None: embeddings) into ``adjacency[rows]``,
-        given the targets' gradient [k, n, d_model] at those sources' writes at the first n positions
-        (the targets read nothing later)."""
-        n = grad.shape[1]
-        if layer is None:
-            adjacency[rows[:, None], self.embed_cols[None, :n]] = (grad * state.embed[:n]).sum(-1).cpu()
+    def fill(self, out: Tensor, layer: int, grad: Tensor) -> None:
+        """Write the edges from layer ``layer``'s sources (-1: embeddings) into ``out`` ([k,
+        n_nodes], one row per target), given the targets' gradient [k, n, d_model] at those
+        sources' writes at the first n positions (the targets read nothing later)."""
+        if layer not in self.blocks:
             return
-        if layer in self.error_cols:
-            adjacency[rows[:, None], self.error_cols[layer][None, :n]] = (grad * state.errors[layer][:n]).sum(-1).cpu()
-        if layer in self.features:
-            packed, valid, cols, before = self.features[layer]
-            # [n, slots, d] @ [n, d, k] -> [n, slots, k]: each position's features read its gradient
-            values = torch.bmm(packed[:n], grad.permute(1, 2, 0))[valid[:n]]
-            adjacency[rows[:, None], cols[None, : int(before[n])]] = values.T.cpu()
+        packed, valid, cols, before = self.blocks[layer]
+        n = grad.shape[1]
+        # [n, slots, d] @ [n, d, k] -> [n, slots, k]: each position's sources read its gradient
+        values = torch.bmm(packed[:n], grad.permute(1, 2, 0))[valid[:n]]
+        out.index_copy_(1, cols[: int(before[n])].to(out.device), values.T.to(out))
+
+
+def _logit_rank(nodes: Sequence[Node]) -> dict[int, int]:
+    """Each logit node's index among the logit nodes (its row of the logit directions)."""
+    return {i: r for r, i in enumerate(i for i, node in enumerate(nodes) if node.kind == "logit")}
 
 
 def _seeds(rm: ReplacementModel, state: CleanState, nodes: Sequence[Node], chunk: Sequence[int],
-           directions: Tensor, lin: Linearised) -> tuple[list[Tensor], list[Tensor]]:
+           directions: Tensor, logit_rank: dict[int, int], lin: Linearised) -> tuple[list[Tensor], list[Tensor]]:
     """The outputs a chunk of targets is linear in, and their gradient seeds (batch row b for
     ``chunk[b]``): a feature's pre-activation is ``reads[layer][pos] . W_enc[:, feature]``; a
     logit direction's value is ``final[-1] . W_U (direction * soft-cap ratio)``. ``directions``
@@ -281,14 +277,15 @@ class _Prefixes:
     """The frozen model's graph on prefixes of the prompt, built once per prefix length.
 
     A chunk of targets whose last position is p reads nothing after p, so its backward pass
-    runs on the first p + 1 tokens only (rounded up to one of eight lengths, so that few
-    graphs are built): about half the work of the full prompt, on average.
+    runs on the first p + 1 tokens only, rounded up to a multiple of ``step`` (at least 8
+    tokens, at most eight lengths) so that few graphs are built: about half the work of the
+    full prompt, on average.
     """
 
-    def __init__(self, rm: ReplacementModel, state: CleanState, n_lengths: int = 8) -> None:
+    def __init__(self, rm: ReplacementModel, state: CleanState, n_lengths: int = 8, min_step: int = 8) -> None:
         self.rm, self.state = rm, state
         self.n_pos = len(state.tokens)
-        self.step = -(-self.n_pos // n_lengths)
+        self.step = max(min_step, -(-self.n_pos // n_lengths))
         self.graphs: dict[int, Linearised] = {}
 
     def graph(self, last: int) -> Linearised:
@@ -307,6 +304,7 @@ def edge_matrix(
     targets: Sequence[LogitTarget],
     batch_size: int,
     progress: bool = False,
+    threads: int | None = None,
 ) -> Float[Tensor, "n_nodes n_nodes"]:
     """Adjacency (rows = targets, columns = sources) by batched backward passes.
 
@@ -314,7 +312,8 @@ def edge_matrix(
     one backward pass per ``batch_size`` targets, seeded at the residual stream the targets
     read (each batch row a different target), which yields their gradient at every earlier
     MLP write and at the embeddings; every source reads its edge from there (see
-    :class:`_Sources`). ``progress`` shows a bar over the backward passes.
+    :class:`_Sources`). ``progress`` shows a bar over the backward passes; ``threads`` is
+    torch's thread count for them (None: chosen by measuring, see :mod:`interp.circuits.threads`).
     """
     n = len(nodes)
     adjacency = torch.zeros(n, n)
@@ -328,27 +327,53 @@ def edge_matrix(
     batch = min(batch_size, max(len(g) for g in groups.values()))
     sources = _Sources(rm, state, nodes)
     directions = torch.stack([t.direction for t in targets])
+    logit_rank = _logit_rank(nodes)
     from tqdm.auto import tqdm
 
     passes = sum(-(-len(group) // batch) for group in groups.values())
     bar = tqdm(total=passes, desc="attribution", unit="pass", disable=not progress, leave=False)
     prefixes = _Prefixes(rm, state)
-    for target_layer, group in sorted(groups.items()):
-        src_layers = [layer for layer in range(rm.n_layers) if layer < target_layer]
-        for start in range(0, len(group), batch):
-            chunk = group[start : start + batch]
-            lin = prefixes.graph(max(nodes[row].pos for row in chunk))
-            inputs = [lin.embed] + [lin.writes[layer] for layer in src_layers]
-            outputs, seeds = _seeds(rm, state, nodes, chunk, directions, lin)
-            grads = lin.grad(outputs, seeds, inputs)
-            row_idx = torch.tensor(chunk)
-            with torch.no_grad():
-                sources.fill(adjacency, row_idx, None, grads[0], state)
-                for layer, g in zip(src_layers, grads[1:]):
-                    sources.fill(adjacency, row_idx, layer, g, state)
-            bar.update(1)
+    with choose_threads(threads, passes) as chooser:
+        for target_layer, group in sorted(groups.items()):
+            src_layers = [layer for layer in range(rm.n_layers) if layer < target_layer]
+            for start in range(0, len(group), batch):
+                chunk = group[start : start + batch]
+                lin = prefixes.graph(max(nodes[row].pos for row in chunk))
+                inputs = [lin.embed] + [lin.writes[layer] for layer in src_layers]
+                outputs, seeds = _seeds(rm, state, nodes, chunk, directions, logit_rank, lin)
+                with chooser.run(len(chunk) * lin.embed.shape[1] * (target_layer + 1)):
+                    grads = lin.grad(outputs, seeds, inputs)
+                _fill_rows(adjacency, sources, chunk, [-1, *src_layers], grads)
+                bar.update(1)
     bar.close()
     return adjacency
+
+
+def _fill_rows(adjacency: Tensor, sources: _Sources, chunk: Sequence[int], layers: Sequence[int],
+               grads: Sequence[Tensor]) -> None:
+    """Write the rows of ``chunk`` (targets) from their gradients at each of ``layers``' writes."""
+    with torch.no_grad():
+        contiguous = list(chunk) == list(range(chunk[0], chunk[0] + len(chunk)))
+        out = adjacency[chunk[0] : chunk[0] + len(chunk)] if contiguous else adjacency.new_zeros(len(chunk), adjacency.shape[1])
+        for layer, g in zip(layers, grads):
+            sources.fill(out, layer, g)
+        if not contiguous:
+            adjacency[list(chunk)] = out
+
+
+def _writes(rm: ReplacementModel, state: CleanState, layer: int, pos: Tensor, feature: Tensor) -> Tensor:
+    """[n, d_model]: what layer ``layer``'s sources at ``pos`` add to the residual stream: the
+    embedding (layer -1), the error term (``feature`` -1) or a feature's decoder row times its
+    activation."""
+    if layer < 0:
+        return state.embed[pos]
+    out = state.errors[layer][pos].clone()
+    is_feature = feature >= 0
+    if bool(is_feature.any()):
+        p, f = pos[is_feature], feature[is_feature]
+        w_dec = rm.transcoders[layer].W_dec
+        out[is_feature.to(out.device)] = state.acts[layer][p, f][:, None] * w_dec[f.to(w_dec.device)]
+    return out
 
 
 def _write_vector(rm: ReplacementModel, state: CleanState, node: Node) -> Tensor:
@@ -360,14 +385,15 @@ def _write_vector(rm: ReplacementModel, state: CleanState, node: Node) -> Tensor
     return state.embed[node.pos]
 
 
-def _ln_input(rm: ReplacementModel, state: CleanState, layer: int, pos: int, vec: Tensor) -> Tensor:
-    """The frozen ln1 of block ``layer`` at ``pos`` applied to a residual write ``vec``."""
+def _ln_input(rm: ReplacementModel, state: CleanState, layer: int, pos: Tensor, vec: Tensor) -> Tensor:
+    """Block ``layer``'s frozen ln1 applied to residual writes ``vec`` [n, d_model] at positions
+    ``pos`` [n] (without its bias, a constant): what each write adds to the attention's input."""
     model = rm.model
     if model.cfg.normalization_type in ("LN", "LNPre"):
-        vec = vec - vec.mean()
+        vec = vec - vec.mean(-1, keepdim=True)
     name = f"blocks.{layer}.ln1.hook_scale"
     if name in state.frozen:
-        vec = vec / state.frozen[name][0, pos]
+        vec = vec / state.frozen[name][0, pos.to(vec.device)]
     w = getattr(model.blocks[layer].ln1, "w", None)
     return vec * w if isinstance(w, Tensor) else vec
 
@@ -379,6 +405,7 @@ def head_paths(
     batch_size: int = 64,
     min_fraction: float = 0.05,
     same_position: bool = False,
+    threads: int | None = None,
 ) -> list[HeadPath]:
     """Split each edge of ``graph`` over the attention heads that carry it (one hop).
 
@@ -387,7 +414,8 @@ def head_paths(
     the source's position: the source's write enters the head's value directly from the
     residual stream and everything downstream of the head is in the gradient. Paths whose
     first hop is another component (a later MLP, a skip connection) are not split. Only
-    moves between positions (q != k) are kept unless ``same_position``.
+    moves between positions (q != k) are kept unless ``same_position``. ``threads`` as in
+    :class:`AttributionConfig`.
     """
     targets = sorted({i for i, _ in graph.edges()})
     if not targets:
@@ -397,6 +425,7 @@ def head_paths(
     with torch.no_grad():
         lin = rm.linearised(state)
     z = lin.z
+    logit_rank = _logit_rank(graph.nodes)
     z_layers = sorted(z)
     # each source's write, through each layer's frozen ln1 and W_V: [n_nodes, head, d_head]
     sources = sorted({s for _, s in graph.edges()})
@@ -406,38 +435,36 @@ def head_paths(
     with torch.no_grad():
         writes = torch.stack([_write_vector(rm, state, graph.nodes[s]) for s in sources])
         values = {
-            layer: torch.einsum(
-                "sd,hde->she",
-                torch.stack([_ln_input(rm, state, layer, int(p), w) for p, w in zip(src_pos, writes)]),
-                model.blocks[layer].attn.W_V,
-            )
+            layer: torch.einsum("sd,hde->she", _ln_input(rm, state, layer, src_pos, writes), model.blocks[layer].attn.W_V)
             for layer in z_layers
         }
     paths: list[HeadPath] = []
-    for start in range(0, len(targets), batch):
-        chunk = targets[start : start + batch]
-        outputs, seeds = _seeds(rm, state, graph.nodes, chunk, graph.logit_directions, lin)
-        gz = lin.grad(outputs, seeds, [z[layer] for layer in z_layers])
-        with torch.no_grad():
-            for b, row in enumerate(chunk):
-                edges = graph.in_edges(row)
-                idx = torch.tensor([slot[s] for s, _ in edges])
-                weight = torch.tensor([abs(w) for _, w in edges])
-                for li, layer in enumerate(z_layers):
-                    ok = src_layer[idx] < layer
-                    if not bool(ok.any()):
-                        continue
-                    sel = idx[ok]
-                    pattern = state.frozen[f"blocks.{layer}.attn.hook_pattern"][0]  # [head, q, k]
-                    # carried[s, q, h] = pattern[h, q, k_s] * values[s, h] . gz[q, h]
-                    carried = pattern[:, :, src_pos[sel]].permute(2, 1, 0) * torch.einsum(
-                        "she,qhe->sqh", values[layer][sel], gz[li][b]
-                    )
-                    keep = (carried != 0) & (carried.abs() >= min_fraction * weight[ok][:, None, None])
-                    q_idx = torch.arange(carried.shape[1])
-                    keep &= q_idx[None, :, None] >= src_pos[sel][:, None, None]
-                    if not same_position:
-                        keep &= q_idx[None, :, None] != src_pos[sel][:, None, None]
-                    for si, q, h in torch.nonzero(keep).tolist():
-                        paths.append(HeadPath(sources[int(sel[si])], row, layer, h, q, float(carried[si, q, h])))
+    with choose_threads(threads, -(-len(targets) // batch)) as chooser:
+        for start in range(0, len(targets), batch):
+            chunk = targets[start : start + batch]
+            outputs, seeds = _seeds(rm, state, graph.nodes, chunk, graph.logit_directions, logit_rank, lin)
+            with chooser.run(len(chunk)):
+                gz = lin.grad(outputs, seeds, [z[layer] for layer in z_layers])
+            with torch.no_grad():
+                for b, row in enumerate(chunk):
+                    edges = graph.in_edges(row)
+                    idx = torch.tensor([slot[s] for s, _ in edges])
+                    weight = torch.tensor([abs(w) for _, w in edges])
+                    for li, layer in enumerate(z_layers):
+                        ok = src_layer[idx] < layer
+                        if not bool(ok.any()):
+                            continue
+                        sel = idx[ok]
+                        pattern = state.frozen[f"blocks.{layer}.attn.hook_pattern"][0]  # [head, q, k]
+                        # carried[s, q, h] = pattern[h, q, k_s] * values[s, h] . gz[q, h]
+                        carried = pattern[:, :, src_pos[sel]].permute(2, 1, 0) * torch.einsum(
+                            "she,qhe->sqh", values[layer][sel], gz[li][b]
+                        )
+                        keep = (carried != 0) & (carried.abs() >= min_fraction * weight[ok][:, None, None])
+                        q_idx = torch.arange(carried.shape[1])
+                        keep &= q_idx[None, :, None] >= src_pos[sel][:, None, None]
+                        if not same_position:
+                            keep &= q_idx[None, :, None] != src_pos[sel][:, None, None]
+                        for si, q, h in torch.nonzero(keep).tolist():
+                            paths.append(HeadPath(sources[int(sel[si])], row, layer, h, q, float(carried[si, q, h])))
     return paths

@@ -123,7 +123,8 @@ def trace(
     if cfg.heads:
         rm = ReplacementModel(model, transcoders)
         graph.head_paths = head_paths(
-            rm, rm.clean_state(tokens), graph, cfg.attribution.batch_size, cfg.min_head_fraction, cfg.same_position_heads
+            rm, rm.clean_state(tokens), graph, cfg.attribution.batch_size, cfg.min_head_fraction, cfg.same_position_heads,
+            threads=cfg.attribution.threads,
         )
     graph.feature_info = describe_features(model, transcoders, graph, context_tokens)
     return graph
