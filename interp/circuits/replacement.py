@@ -147,7 +147,7 @@ class ReplacementModel:
         # every normalisation scale (pre- and post-sublayer norms, ln_final, q/k norms) and
         # every attention pattern, found by name so that no norm of an architecture is missed
         self._frozen_names = [
-            name for name in model.hook_dict if name.endswith(".hook_scale") or name.endswith("attn.hook_pattern")
+            name for name in model.hook_dict if name.endswith((".hook_scale", "attn.hook_pattern"))
         ]
         self.soft_cap = float(getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0)
 

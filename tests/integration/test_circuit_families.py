@@ -77,7 +77,7 @@ class Frozen:
         self.model = model
         self.tcs = transcoders  # folded, as the engine uses them
         self.tokens = tokens
-        names = [n for n in model.hook_dict if n.endswith(".hook_scale") or n.endswith("attn.hook_pattern")]
+        names = [n for n in model.hook_dict if n.endswith((".hook_scale", "attn.hook_pattern"))]
         layers = range(model.cfg.n_layers)
         extra = [hook_name(s, layer) for layer in layers for s in ("mlp_in", "mlp_out")]
         with torch.no_grad():
@@ -180,7 +180,7 @@ def test_replacement_model_is_exact(family, traced):
     scale = float(state.logits.abs().max())
     torch.testing.assert_close(logits, state.logits, atol=1e-5 * scale, rtol=0)
     # the independent frozen model reproduces the clean run too (so it is a freezing of this model)
-    logits, pre = frozen.run(*frozen.clean_inputs(1))
+    logits, _ = frozen.run(*frozen.clean_inputs(1))
     torch.testing.assert_close(logits[0], frozen.logits, atol=1e-5 * scale, rtol=0)
     # a logit node's value is the model's own (soft-capped) logit
     logit = next(n for n in graph.nodes if n.kind == "logit")
@@ -219,7 +219,7 @@ def sample_sources(graph, n_features=48, seed=0):
 
 @pytest.mark.parametrize("family", family_params())
 def test_every_edge_equals_the_frozen_intervention(family, traced):
-    model, tcs, tokens, graph, frozen = traced(family)
+    _, tcs, _, graph, frozen = traced(family)
     n_features = sum(node.kind == "feature" for node in graph.nodes)
     assert n_features >= 20 * len(tcs)  # features active in every transcoder layer
     sources = sample_sources(graph)
