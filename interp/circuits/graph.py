@@ -283,11 +283,13 @@ def _influence(a: Tensor, logit_weights: Tensor, max_iter: int = 10_000) -> Tens
 
 
 def _cumulative_cut(scores: Tensor, threshold: float) -> Tensor:
-    """Smallest score kept so that the kept scores sum to ``threshold`` of the total."""
-    values = torch.sort(scores.flatten(), descending=True).values
-    total = values.sum()
-    if total <= 0:
+    """Smallest score kept so that the kept scores sum to ``threshold`` of the total (scores
+    are never negative; only the positive ones are sorted, a few of the n^2 edge scores)."""
+    values = scores[scores > 0]
+    if values.numel() == 0:
         return torch.tensor(float("inf"))
+    values = torch.sort(values, descending=True).values
+    total = values.sum()
     cum = torch.cumsum(values, 0) / total
     idx = min(int(torch.searchsorted(cum, torch.tensor(threshold))), len(values) - 1)
     return values[idx]
@@ -309,7 +311,7 @@ def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.9
     keep = (node_infl >= _cumulative_cut(node_infl, node_threshold)) & (node_infl > 0) | always
     pruned = graph.adjacency * keep[:, None] * keep[None, :]
     norm = normalize_rows(pruned)
-    edge_scores = norm * (influence(pruned, graph.logit_weights) + graph.logit_weights)[:, None]
+    edge_scores = norm * (_influence(norm, graph.logit_weights) + graph.logit_weights)[:, None]
     edge_keep = (edge_scores >= _cumulative_cut(edge_scores, edge_threshold)) & (edge_scores > 0)
     while True:
         edge_keep &= keep[:, None] & keep[None, :]
