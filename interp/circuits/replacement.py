@@ -6,9 +6,9 @@ For each layer with a transcoder the MLP output is written as
 
 on the clean run, so the replacement model computes exactly what the original does. For
 layers without a transcoder the whole MLP output is an error term. Attribution runs the
-model *frozen*, as circuit-tracer does: every normalisation scale the model has (every
-``*.hook_scale``: ln1, ln2, ln_final, and the post-sublayer norms ``ln1_post``/``ln2_post``
-of Gemma-2-style blocks) and every attention pattern (local or global, soft-capped or not)
+model *frozen*, as circuit-tracer does: every normalisation scale on the residual stream
+(every ``*.hook_scale`` outside attention and MLP: ln1, ln2, ln_final, and the post-sublayer
+norms ``ln1_post``/``ln2_post`` of Gemma-2-style blocks) and every attention pattern (local or global, soft-capped or not)
 are fixed to their clean values; transcoder activations and error terms are inputs. A
 soft-capped logit ``cap * tanh(raw / cap)`` keeps its clean ratio to the raw logit, as a
 norm keeps its scale. Everything between those inputs and a target (a later feature's
@@ -144,10 +144,14 @@ class ReplacementModel:
         self.model = model
         self.transcoders = for_model(model, transcoders)
         self.n_layers = model.cfg.n_layers
-        # every normalisation scale (pre- and post-sublayer norms, ln_final, q/k norms) and
-        # every attention pattern, found by name so that no norm of an architecture is missed
+        # every normalisation scale on the residual stream (pre- and post-sublayer norms,
+        # ln_final) and every attention pattern, found by name so that no norm of an
+        # architecture is missed; norms inside attention (query/key norms) only shape the
+        # pattern, which is frozen, and norms inside an MLP (SoLU's) are replaced with it
         self._frozen_names = [
-            name for name in model.hook_dict if name.endswith((".hook_scale", "attn.hook_pattern"))
+            name for name in model.hook_dict
+            if name.endswith("attn.hook_pattern")
+            or (name.endswith(".hook_scale") and ".attn." not in name and ".mlp." not in name)
         ]
         self.soft_cap = float(getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0)
 

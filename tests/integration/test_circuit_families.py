@@ -2,8 +2,8 @@
 frozen-model intervention, and head paths carry what they claim.
 
 The frozen model the interventions run on is built here, independently of
-:mod:`interp.circuits.replacement`: every normalisation scale the model has (every
-``*.hook_scale``, post-sublayer norms included) and every attention pattern are held at their
+:mod:`interp.circuits.replacement`: every normalisation scale on the residual stream (every
+``*.hook_scale`` outside attention and MLP, post-sublayer norms included) and every attention pattern are held at their
 clean values, transcoder activations and error terms are fixed, and a soft-capped logit keeps
 its clean ratio ``capped / raw`` (see docs/circuits.md). A scale the engine forgot to freeze,
 or a soft-cap it attributed through, shows up as an edge that differs from the intervention.
@@ -77,7 +77,9 @@ class Frozen:
         self.model = model
         self.tcs = transcoders  # folded, as the engine uses them
         self.tokens = tokens
-        names = [n for n in model.hook_dict if n.endswith((".hook_scale", "attn.hook_pattern"))]
+        # every norm on the residual stream; query/key norms only shape the (frozen) pattern
+        names = [n for n in model.hook_dict if n.endswith("attn.hook_pattern")
+                 or (n.endswith(".hook_scale") and ".attn." not in n and ".mlp." not in n)]
         layers = range(model.cfg.n_layers)
         extra = [hook_name(s, layer) for layer in layers for s in ("mlp_in", "mlp_out")]
         with torch.no_grad():
@@ -169,7 +171,7 @@ def traced(request, family_models):
     return get
 
 
-@pytest.mark.parametrize("family", family_params())
+@pytest.mark.parametrize("family", family_params(extra=True))
 def test_replacement_model_is_exact(family, traced):
     model, tcs, tokens, graph, frozen = traced(family)
     rm = ReplacementModel(model, tcs)
@@ -217,7 +219,7 @@ def sample_sources(graph, n_features=48, seed=0):
     return sorted(set(fixed) | set(strongest.tolist()) | set(rest.tolist()))
 
 
-@pytest.mark.parametrize("family", family_params())
+@pytest.mark.parametrize("family", family_params(extra=True))
 def test_every_edge_equals_the_frozen_intervention(family, traced):
     _, tcs, _, graph, frozen = traced(family)
     n_features = sum(node.kind == "feature" for node in graph.nodes)
@@ -256,7 +258,7 @@ def _edge_sample(graph, skips, n=40):
     return dataclasses.replace(graph, adjacency=graph.adjacency * keep)
 
 
-@pytest.mark.parametrize("family", family_params())
+@pytest.mark.parametrize("family", family_params(extra=True))
 def test_head_paths_carry_what_they_claim(family, traced):
     """Each path equals the change of its target when the source's write is removed from that
     head's value at that query position only. Between positions, where no MLP skip path lies
@@ -310,3 +312,23 @@ def test_head_paths_carry_what_they_claim(family, traced):
     for row, p in enumerate(strongest, start=1):
         measured = float(values[0, p.target] - values[row, p.target])
         assert measured == pytest.approx(p.weight, abs=TOLERANCE * largest), (family, p)
+
+
+@pytest.mark.parametrize("kind", ["attention-only", "post-norm"])
+def test_models_without_an_mlp_input_at_ln2_are_refused(kind):
+    """Post-norm blocks (OLMo 2: ln2 normalises the MLP's output) and attention-only models are
+    refused in one sentence rather than attributed wrongly."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from interp.errors import TranscoderLoadError
+
+    settings = {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32, "n_ctx": 8, "d_vocab": 20,
+                "act_fn": "gelu", "normalization_type": "RMS"}
+    if kind == "attention-only":
+        settings["attn_only"] = True
+    else:
+        settings["original_architecture"] = "Olmo2ForCausalLM"
+    model = HookedTransformer(HookedTransformerConfig(**settings))
+    tc = Transcoder.from_weights(torch.randn(16, 32), torch.zeros(32), torch.randn(32, 16))
+    with pytest.raises(TranscoderLoadError, match="attention-only" if kind == "attention-only" else "post-norm"):
+        ReplacementModel(model, {0: tc})
