@@ -234,8 +234,8 @@ class ReplacementModel:
         embed: Tensor,
         fixed_write: Callable[[int], Tensor],
         logits: bool,
-    ) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor], dict[int, Tensor]]:
-        """The frozen forward pass: ``(final, reads, z, logits-or-empty)``.
+    ) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor], Tensor | None]:
+        """The frozen forward pass: ``(final, reads, z, logits or None)``.
 
         ``fixed_write(L)`` is what layer L's MLP writes besides its transcoder's skip path.
         ``final`` is the residual after ``ln_final``; ``logits`` (with the frozen soft-cap
@@ -286,11 +286,9 @@ class ReplacementModel:
         with self._hooks(hooks):
             resid = model(tokens, stop_at_layer=self.n_layers)
             final = model.ln_final(resid) if model.cfg.normalization_type is not None else resid
-            out = {}
-            if logits:
-                out[0] = model.unembed(final)
-                if state.logit_scale is not None:
-                    out[0] = out[0] * state.logit_scale
+            out = model.unembed(final) if logits else None
+        if out is not None and state.logit_scale is not None:
+            out = out * state.logit_scale
         return final, reads, z, out
 
     def linearised(self, state: CleanState) -> Linearised:
@@ -328,7 +326,7 @@ class ReplacementModel:
 
         _, reads, z, logits = self._frozen_run(state, embed.shape[0], embed, fixed_write, logits=True)
         pre = {layer: self.transcoders[layer].pre_activation(x) for layer, x in reads.items()}
-        return logits[0], pre, z
+        return logits, pre, z
 
     @torch.no_grad()
     def run_frozen(

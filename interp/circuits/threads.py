@@ -65,16 +65,19 @@ class ThreadChooser:
         self.per_work_one: float | None = None
         if requested is not None:
             self.threads = requested
+            log.debug("attribution threads: %d (as given)", requested)
             return
         cpus = usable_cpus()
         most = min(self.before, cpus)
         if most <= 1 or n_passes < 3 or machine_busy(cpus):
             self.threads = 1
+            log.debug("attribution threads: 1 (torch at %d, %d usable CPUs, %d passes, busy: %s)",
+                      self.before, cpus, n_passes, machine_busy(cpus))
             return
         self.threads, self.most, self.probing = 1, most, True
 
     @contextlib.contextmanager
-    def run(self, work: int | float) -> Iterator[None]:
+    def run(self, work: float) -> Iterator[None]:
         """Run one pass (the body) on the chosen thread count, timing it where that matters."""
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
@@ -87,10 +90,10 @@ class ThreadChooser:
             self.probing = False
             if per_work * self.SPEEDUP > self.per_work_one:
                 self.threads = 1
-            log.info("attribution threads: %d (one thread %.3g s/unit, %d threads %.3g s/unit)",
+            log.debug("attribution threads: %d (one thread %.3g s/unit, %d threads %.3g s/unit)",
                      self.threads, self.per_work_one, self.most, per_work)
         elif self.threads > 1 and self.per_work_one is not None and per_work > self.SLOWDOWN * self.per_work_one:
-            log.info("attribution threads: back to 1 (a pass took %.1fx the one-thread time)", per_work / self.per_work_one)
+            log.debug("attribution threads: back to 1 (a pass took %.1fx the one-thread time)", per_work / self.per_work_one)
             self.threads = 1
 
     def restore(self) -> None:
