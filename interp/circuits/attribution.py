@@ -163,10 +163,21 @@ def attribute(
     if tokens.numel() == 0:
         raise TargetError("the prompt is empty")
     start = time.perf_counter()
-    rm = ReplacementModel(model, transcoders)
-    state = rm.clean_state(tokens)
-    nodes = _node_list(rm, state, targets, model)
+    with choose_threads(cfg.threads):  # each phase on the thread count of interp.circuits.threads
+        rm = ReplacementModel(model, transcoders)
+        state = rm.clean_state(tokens)
+        nodes = _node_list(rm, state, targets, model)
     adjacency = edge_matrix(rm, state, nodes, targets, cfg.batch_size, cfg.progress, cfg.threads)
+    with choose_threads(cfg.threads):
+        graph = _graph(model, rm, tokens, nodes, adjacency, targets, prompt)
+    graph.seconds = time.perf_counter() - start
+    log.info("attributed %d nodes in %.2f s", len(nodes), graph.seconds)
+    return graph
+
+
+def _graph(model, rm: ReplacementModel, tokens: Tensor, nodes: list[Node], adjacency: Tensor,
+           targets: Sequence[LogitTarget], prompt: str | None) -> Graph:
+    """The full graph of an attribution, with its scores."""
     weights = torch.zeros(len(nodes))
     logit_idx = [i for i, n in enumerate(nodes) if n.kind == "logit"]
     probs = torch.tensor([n.prob if n.prob is not None else 1.0 for n in (nodes[i] for i in logit_idx)])
@@ -182,8 +193,6 @@ def attribute(
         logit_directions=torch.stack([t.direction for t in targets]),
     )
     graph.scores = graph_scores(graph)
-    graph.seconds = time.perf_counter() - start
-    log.info("attributed %d nodes in %.2f s", len(nodes), graph.seconds)
     return graph
 
 
@@ -250,7 +259,8 @@ def head_paths(
             for layer in z_layers
         }
     paths: list[HeadPath] = []
-    with choose_threads(threads, -(-len(targets) // batch)) as chooser:
+    with choose_threads(threads) as chooser:
+        chooser.expect(-(-len(targets) // batch))
         for start in range(0, len(targets), batch):
             chunk = targets[start : start + batch]
             outputs, seeds = _seeds(rm, state, graph.nodes, chunk, graph.logit_directions, logit_rank, lin)

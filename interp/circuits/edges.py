@@ -173,7 +173,8 @@ def edge_matrix(
     passes = sum(-(-len(group) // batch) for group in groups.values())
     bar = tqdm(total=passes, desc="attribution", unit="pass", disable=not progress, leave=False)
     prefixes = _Prefixes(rm, state)
-    with choose_threads(threads, passes) as chooser:
+    with choose_threads(threads) as chooser:
+        chooser.expect(passes)
         for target_layer, group in sorted(groups.items()):
             src_layers = [layer for layer in range(rm.n_layers) if layer < target_layer]
             for start in range(0, len(group), batch):

@@ -1,5 +1,6 @@
-"""The thread count of attribution's backward passes: explicit, refused on a busy machine,
-measured otherwise, and abandoned when a pass slows down (a planted clock times the passes)."""
+"""The thread count of attribution and tracing: explicit, one on a busy machine, measured
+otherwise (and remembered for a minute), abandoned when a pass slows down (a planted clock
+times the passes)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import torch
 
 from interp.circuits import threads as threads_module
 from interp.circuits.attribution import AttributionConfig
-from interp.circuits.threads import ThreadChooser, choose_threads
+from interp.circuits.threads import ThreadChooser, choose_threads, forget
 from interp.errors import ConfigError
 
 
 class Clock:
-    """``time.perf_counter`` for the module under test: advanced by hand inside each pass."""
+    """``time.perf_counter`` and ``time.monotonic`` for the module under test, advanced by hand."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -24,7 +25,8 @@ class Clock:
 
 @pytest.fixture
 def machine(monkeypatch):
-    """Two usable CPUs, an idle load average, torch at two threads (restored afterwards), a planted clock."""
+    """Two usable CPUs, an idle load average, torch at two threads (restored afterwards), a
+    planted clock, nothing measured yet."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     clock = Clock()
@@ -32,12 +34,16 @@ def machine(monkeypatch):
     monkeypatch.setattr(threads_module, "usable_cpus", lambda: 2)
     monkeypatch.setattr(threads_module.os, "getloadavg", lambda: (state["load"], 0.0, 0.0))
     monkeypatch.setattr(threads_module.time, "perf_counter", clock)
+    monkeypatch.setattr(threads_module.time, "monotonic", clock)
+    forget()
     yield clock, state
+    forget()
     torch.set_num_threads(before)
 
 
 def passes(chooser: ThreadChooser, clock: Clock, seconds_by_threads: dict[int, list[float]], work: float = 1.0) -> list[int]:
     """Run passes whose duration depends on the thread count in use; return the counts used."""
+    chooser.expect(len(seconds_by_threads[1]))
     used = []
     for i in range(len(seconds_by_threads[1])):
         with chooser.run(work):
@@ -49,39 +55,63 @@ def passes(chooser: ThreadChooser, clock: Clock, seconds_by_threads: dict[int, l
 
 def test_an_explicit_count_is_used_and_torch_restored(machine):
     clock, _ = machine
-    with choose_threads(1, n_passes=10) as chooser:
+    with choose_threads(1) as chooser:
+        assert torch.get_num_threads() == 1
         assert passes(chooser, clock, {1: [1.0] * 4, 2: [0.1] * 4}) == [1, 1, 1, 1]
     assert torch.get_num_threads() == 2
 
 
-def test_many_threads_when_measured_faster_then_one_when_a_pass_slows_down(machine):
+def test_all_threads_when_measured_faster_then_one_when_a_pass_slows_down(machine):
     clock, _ = machine
-    with choose_threads(None, n_passes=10) as chooser:
-        # probe: one thread 1.0 s, two threads 0.5 s -> two; then a pass at 2.5 s (a core taken) -> one
+    with choose_threads(None) as chooser:
+        assert torch.get_num_threads() == 2  # not measured yet: the work before the passes on all
+        # one thread 1.0 s, two threads 0.5 s -> two; then a pass at 2.5 s (a core taken) -> one
         used = passes(chooser, clock, {1: [1.0, 1.0, 1.0, 1.0, 1.0], 2: [0.5, 0.5, 0.5, 2.5, 0.5]})
     assert used == [1, 2, 2, 2, 1]
     assert torch.get_num_threads() == 2
+    with choose_threads(None) as chooser:  # the next phase reuses the last measurement: one
+        assert torch.get_num_threads() == 1 and not chooser.probing
 
 
-def test_one_thread_when_many_are_not_faster(machine):
+def test_a_measurement_is_reused_for_a_minute(machine):
     clock, _ = machine
-    with choose_threads(None, n_passes=10) as chooser:
+    with choose_threads(None) as chooser:
+        assert passes(chooser, clock, {1: [1.0] * 3, 2: [0.5] * 3}) == [1, 2, 2]
+    clock.now += 30
+    with choose_threads(None) as chooser:
+        assert torch.get_num_threads() == 2 and not chooser.probing
+    clock.now += 60
+    with choose_threads(None) as chooser:
+        assert chooser.probing  # measured again
+
+
+def test_one_thread_when_all_are_not_faster(machine):
+    clock, _ = machine
+    with choose_threads(None) as chooser:
         assert passes(chooser, clock, {1: [1.0] * 4, 2: [0.95] * 4}) == [1, 2, 1, 1]  # < 10% faster
+    with choose_threads(None):
+        assert torch.get_num_threads() == 1
 
 
-@pytest.mark.parametrize("case", ["busy", "few passes", "torch at one", "one cpu"])
+def test_few_passes_are_not_measured(machine):
+    clock, _ = machine
+    with choose_threads(None) as chooser:
+        assert passes(chooser, clock, {1: [1.0] * 2, 2: [5.0] * 2}) == [2, 2]
+    with choose_threads(None) as chooser:
+        assert chooser.probing  # nothing remembered
+
+
+@pytest.mark.parametrize("case", ["busy", "torch at one", "one cpu"])
 def test_one_thread_without_measuring(machine, monkeypatch, case):
     clock, state = machine
-    n_passes = 10
     if case == "busy":
         state["load"] = 2.0
-    elif case == "few passes":
-        n_passes = 2
     elif case == "torch at one":
         torch.set_num_threads(1)
     else:
         monkeypatch.setattr(threads_module, "usable_cpus", lambda: 1)
-    with choose_threads(None, n_passes=n_passes) as chooser:
+    with choose_threads(None) as chooser:
+        assert torch.get_num_threads() == 1  # the whole phase, not only its passes
         assert passes(chooser, clock, {1: [1.0] * 3, 2: [0.1] * 3}) == [1, 1, 1]
 
 
