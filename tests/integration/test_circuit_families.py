@@ -26,15 +26,6 @@ TOLERANCE = 1e-4
 """Largest allowed |edge - intervention|, as a fraction of the largest edge of the graph."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine torch's thread pool mostly waits."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_transcoders(model, seed: int = 0) -> dict[int, Transcoder]:
     """Random sparse transcoders: TopK at layer 0, ReLU with a skip path at layer 1, then ReLU
     and TopK alternating; the last layer of a model deeper than 2 has none (its whole MLP
