@@ -9,18 +9,19 @@ runs in its own interpreter (a venv over the system packages, which keeps torch)
         "transformers==4.57.3" "tokenizers==0.22.1" "datasets==3.6.0"
     python benchmarks/circuit_tracer_compare.py --ct-python /tmp/ct-venv/bin/python
 
-Each round runs one worker process per library (the order alternates between rounds, so
-neither always runs on the quieter half of a shared machine); a worker loads the model,
-warms up on the shortest prompt, then times ``attribute`` ``--repeats`` times per prompt length. Each
-round's ratio (circuit-tracer seconds / interp seconds) compares runs made minutes apart, and
-every run is listed. Model: the reference model; transcoders: ``--transcoders DIR`` or random
-TopK ones (8x expansion, k=16, as many active features per token as trained ones).
+Each library runs in its own worker process, which loads the model and transcoders once,
+warms up, then times one ``attribute`` call whenever the driver asks. A round asks each
+worker once per prompt length, back to back (the order alternates between rounds), so the
+two runs compared are seconds apart and see the same load on a shared machine; every run
+and its round's ratio (circuit-tracer seconds / interp seconds) are listed, with the load
+average before each. Model: the reference model; transcoders: ``--transcoders DIR`` or
+random TopK ones (8x expansion, k=16, as many active features per token as trained ones).
 
 circuit-tracer gets our transcoders as its ``SingleLayerTranscoder`` with a TopK activation
 reading ``ln2.hook_normalized`` and writing ``hook_mlp_out``, and the reference weights
-unfolded (as it loads its own models). The circuit-tracer worker also checks that both
-libraries see the same model (centred logits) and compute the same edges (each active
-feature's edge to the logit target, where both have the feature).
+unfolded (as it loads its own models). Before timing, the circuit-tracer worker checks that
+both libraries see the same model (centred logits) and compute the same edges (each active
+feature's edge to the logit target, where both have the feature) on the longest prompt.
 """
 
 from __future__ import annotations
@@ -65,12 +66,12 @@ def prompt_tokens(model, n: int) -> torch.Tensor:
     return tokens
 
 
-def interp_worker(args) -> dict:
+def interp_runner(args):
+    """(run(n) -> (seconds, active features), description) for interp."""
     from interp.circuits.attribution import AttributionConfig, attribute, token_target
 
     model, tcs, source = setup(args.transcoders)
     cfg = AttributionConfig(progress=False, threads=args.threads)
-    out = {"library": "interp", "transcoders": source, "seconds": {}, "features": {}}
 
     def run(n):
         tokens = prompt_tokens(model, n)
@@ -78,17 +79,9 @@ def interp_worker(args) -> dict:
             top = int(model(tokens[None])[0, -1].argmax())
         start = time.perf_counter()
         graph = attribute(model, tcs, tokens, [token_target(model, top)], cfg)
-        return time.perf_counter() - start, graph
+        return time.perf_counter() - start, sum(node.kind == "feature" for node in graph.nodes)
 
-    run(min(args.lengths))  # warm-up
-    for n in args.lengths:
-        times = []
-        for _ in range(args.repeats):
-            seconds, graph = run(n)
-            times.append(seconds)
-        out["seconds"][n] = times
-        out["features"][n] = sum(node.kind == "feature" for node in graph.nodes)
-    return out
+    return run, {"library": "interp", "transcoders": source}
 
 
 def circuit_tracer_model(model, tcs):
@@ -156,60 +149,72 @@ def agreement(model, tcs, ct_model, tokens, ct_graph) -> dict:
             "max_edge_diff_over_max_edge": max(diffs) / largest if diffs else None}
 
 
-def circuit_tracer_worker(args) -> dict:
+def circuit_tracer_runner(args):
+    """(run(n) -> (seconds, active features), description) for circuit-tracer, after the agreement check."""
     from circuit_tracer import attribute
 
     model, tcs, source = setup(args.transcoders)
     ct_model = circuit_tracer_model(model, tcs)
-    out = {"library": "circuit-tracer", "transcoders": source, "seconds": {}, "features": {},
-           "batch_size": args.ct_batch_size}
 
-    def run(n):
+    def attribute_ct(n):
         tokens = prompt_tokens(model, n)
         start = time.perf_counter()
         graph = attribute(tokens, ct_model, max_n_logits=1, batch_size=args.ct_batch_size)
         return time.perf_counter() - start, graph, tokens
 
-    run(min(args.lengths))  # warm-up
-    for n in args.lengths:
-        times = []
-        for _ in range(args.repeats):
-            seconds, graph, tokens = run(n)
-            times.append(seconds)
-        out["seconds"][n] = times
-        out["features"][n] = int(graph.active_features.shape[0])
-    if args.check:
-        out["agreement"] = agreement(model, tcs, ct_model, tokens, graph)
-    return out
+    _, graph, tokens = attribute_ct(max(args.lengths))
+    info = {"library": "circuit-tracer", "transcoders": source, "batch_size": args.ct_batch_size,
+            "agreement": agreement(model, tcs, ct_model, tokens, graph)}
+
+    def run(n):
+        seconds, graph, _ = attribute_ct(n)
+        return seconds, int(graph.active_features.shape[0])
+
+    return run, info
 
 
 def worker(args) -> None:
+    """Serve timings: after a warm-up, read a prompt length per line, answer with one timed run."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    result = interp_worker(args) if args.worker == "interp" else circuit_tracer_worker(args)
-    print("RESULT " + json.dumps(result))
+    run, info = (interp_runner if args.worker == "interp" else circuit_tracer_runner)(args)
+    run(min(args.lengths))  # warm-up
+    print("READY " + json.dumps(info), flush=True)
+    for line in sys.stdin:
+        seconds, features = run(int(line))
+        print("RESULT " + json.dumps({"seconds": seconds, "features": features}), flush=True)
 
 
-def run_worker(python: str, library: str, args, check: bool) -> dict:
-    command = [python, str(Path(__file__).resolve()), "--worker", library, "--repeats", str(args.repeats),
-               "--lengths", ",".join(map(str, args.lengths)), "--ct-batch-size", str(args.ct_batch_size)]
-    if args.threads is not None:
-        command += ["--threads", str(args.threads)]
-    if args.transcoders:
-        command += ["--transcoders", args.transcoders]
-    if check:
-        command.append("--check")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    load_before = os.getloadavg()[0]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    line = next((line for line in done.stdout.splitlines() if line.startswith("RESULT ")), None)
-    if done.returncode != 0 or line is None:
-        raise SystemExit(f"{library} worker failed:\n{done.stderr[-3000:]}")
-    result = json.loads(line[len("RESULT "):])
-    result["seconds"] = {int(k): v for k, v in result["seconds"].items()}
-    result["features"] = {int(k): v for k, v in result["features"].items()}
-    result["load_average_before"] = load_before
-    return result
+class Worker:
+    """A worker process of one library, asked for one timed run at a time."""
+
+    def __init__(self, python: str, library: str, args) -> None:
+        command = [python, str(Path(__file__).resolve()), "--worker", library,
+                   "--lengths", ",".join(map(str, args.lengths)), "--ct-batch-size", str(args.ct_batch_size)]
+        if args.threads is not None:
+            command += ["--threads", str(args.threads)]
+        if args.transcoders:
+            command += ["--transcoders", args.transcoders]
+        self.library = library
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.info = json.loads(self._read("READY "))
+
+    def _read(self, prefix: str) -> str:
+        for line in self.process.stdout:
+            if line.startswith(prefix):
+                return line[len(prefix):]
+        raise SystemExit(f"the {self.library} worker stopped (run it with --worker {self.library} to see why)")
+
+    def time(self, n: int) -> dict:
+        load = os.getloadavg()[0]
+        self.process.stdin.write(f"{n}\n")
+        self.process.stdin.flush()
+        return {**json.loads(self._read("RESULT ")), "load_average_before": load}
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def median(values: list[float]) -> float:
@@ -218,22 +223,20 @@ def median(values: list[float]) -> float:
 
 
 def table(rounds: list[dict], lengths: list[int]) -> str:
-    """Every run, then per length the median over rounds of each round's ratio of medians."""
-    header = ("| round | order | tokens | interp, each run (s) | circuit-tracer, each run (s) | ratio of medians "
-              "(ct / interp) | load avg (1 min) before interp / ct |")
-    lines = [header, "|---:|---|---:|---|---|---:|---:|"]
+    """Every run, then per length the median over rounds of each round's ratio."""
+    lines = ["| round | order | tokens | interp (s) | circuit-tracer (s) | ratio (ct / interp) | load avg (1 min) before interp / ct |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
     for r, rnd in enumerate(rounds, start=1):
         for n in lengths:
-            i, c = rnd["interp"]["seconds"][n], rnd["circuit-tracer"]["seconds"][n]
-            load = f"{rnd['interp']['load_average_before']:.1f} / {rnd['circuit-tracer']['load_average_before']:.1f}"
-            lines.append(f"| {r} | {rnd['order']} | {n} | {', '.join(f'{t:.3f}' for t in i)} | "
-                         f"{', '.join(f'{t:.3f}' for t in c)} | {median(c) / median(i):.2f} | {load} |")
+            i, c = rnd[n]["interp"], rnd[n]["circuit-tracer"]
+            lines.append(f"| {r} | {rnd['order']} | {n} | {i['seconds']:.3f} | {c['seconds']:.3f} | "
+                         f"{c['seconds'] / i['seconds']:.2f} | {i['load_average_before']:.1f} / {c['load_average_before']:.1f} |")
     lines += ["", "| tokens | median interp (s) | median circuit-tracer (s) | median per-round ratio | min-max per-round ratio |",
               "|---:|---:|---:|---:|---:|"]
     for n in lengths:
-        i = median([t for rnd in rounds for t in rnd["interp"]["seconds"][n]])
-        c = median([t for rnd in rounds for t in rnd["circuit-tracer"]["seconds"][n]])
-        ratios = sorted(median(rnd["circuit-tracer"]["seconds"][n]) / median(rnd["interp"]["seconds"][n]) for rnd in rounds)
+        i = median([rnd[n]["interp"]["seconds"] for rnd in rounds])
+        c = median([rnd[n]["circuit-tracer"]["seconds"] for rnd in rounds])
+        ratios = sorted(rnd[n]["circuit-tracer"]["seconds"] / rnd[n]["interp"]["seconds"] for rnd in rounds)
         lines.append(f"| {n} | {i:.3f} | {c:.3f} | **{median(ratios):.2f}** | {ratios[0]:.2f}-{ratios[-1]:.2f} |")
     return "\n".join(lines)
 
@@ -243,13 +246,11 @@ def main(argv=None) -> None:
     ap.add_argument("--ct-python", default="/tmp/ct-venv/bin/python", help="interpreter with circuit-tracer 0.5.0")
     ap.add_argument("--transcoders", default=None, help="a run directory (default: random TopK transcoders)")
     ap.add_argument("--lengths", default="20,40,64", help="prompt lengths in tokens")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs per prompt length in each worker")
+    ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--threads", type=int, default=1, help="torch threads in both workers (0: each library's default)")
     ap.add_argument("--ct-batch-size", type=int, default=512, help="circuit-tracer's batch_size (its default: 512)")
     ap.add_argument("--out", default=None, help="write the JSON here as well")
     ap.add_argument("--worker", choices=["interp", "circuit-tracer"], help=argparse.SUPPRESS)
-    ap.add_argument("--check", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.lengths = [int(n) for n in args.lengths.split(",")]
     if args.threads == 0:
@@ -258,23 +259,28 @@ def main(argv=None) -> None:
         worker(args)
         return
     start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    workers = {"interp": Worker(sys.executable, "interp", args),
+               "circuit-tracer": Worker(args.ct_python, "circuit-tracer", args)}
     rounds = []
-    for r in range(args.rounds):
-        order = ["interp", "circuit-tracer"] if r % 2 == 0 else ["circuit-tracer", "interp"]
-        rnd = {"order": " then ".join("ct" if lib == "circuit-tracer" else lib for lib in order)}
-        for lib in order:
-            python = sys.executable if lib == "interp" else args.ct_python
-            rnd[lib] = run_worker(python, lib, args, check=(lib == "circuit-tracer" and r == 0))
-        rounds.append(rnd)
-        print(f"round {r + 1}: " + ", ".join(
-            f"{n} tokens {median(rnd['circuit-tracer']['seconds'][n]) / median(rnd['interp']['seconds'][n]):.2f}x"
-            for n in args.lengths), file=sys.stderr)
+    try:
+        for r in range(args.rounds):
+            order = ["interp", "circuit-tracer"] if r % 2 == 0 else ["circuit-tracer", "interp"]
+            rnd: dict = {"order": " then ".join("ct" if lib == "circuit-tracer" else lib for lib in order)}
+            for n in args.lengths:
+                rnd[n] = {lib: workers[lib].time(n) for lib in order}
+            rounds.append(rnd)
+            print(f"round {r + 1}: " + ", ".join(
+                f"{n} tokens {rnd[n]['circuit-tracer']['seconds'] / rnd[n]['interp']['seconds']:.2f}x"
+                for n in args.lengths), file=sys.stderr)
+    finally:
+        for w in workers.values():
+            w.close()
     out = {
         "command": "python benchmarks/circuit_tracer_compare.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "started": start, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, affinity {len(os.sched_getaffinity(0))}",
         "torch": torch.__version__, "threads": args.threads, "lengths": args.lengths, "rounds": rounds,
-        "agreement": rounds[0]["circuit-tracer"].get("agreement"),
+        "workers": {lib: w.info for lib, w in workers.items()},
     }
     print(json.dumps(out, indent=1))
     print(table(rounds, args.lengths))
