@@ -121,7 +121,7 @@ def main(argv=None) -> dict:
 def table(runs: list[dict]) -> str:
     lines = ["| round | threads | tokens | what | seconds | load avg before | chosen |", "|---:|---|---:|---|---:|---:|---|"]
     for run in runs:
-        chose = "; ".join(m.removeprefix("attribution threads: ") for m in run["chose"]) if run["setting"] == "auto" else ""
+        chose = "; ".join(dict.fromkeys(m.removeprefix("threads: ") for m in run["chose"])) if run["setting"] == "auto" else ""
         lines.append(f"| {run['round']} | {run['setting']} | {run['tokens']} | {run['what']} | {run['seconds']:.2f} | "
                      f"{run['load_average_before']:.1f} | {chose} |")
     return "\n".join(lines)
