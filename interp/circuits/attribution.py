@@ -5,14 +5,15 @@ Two kinds of edge, following Dunefsky et al. (2024) and circuit-tracer (Ameisen 
 * **input-invariant** virtual weights: feature -> later feature (decoder row . encoder
   column), token -> feature (de-embedding) and feature -> logit (decoder row . unembedding),
   see :func:`virtual_weights`, :func:`deembedding`, :func:`direct_logit_effects`;
-* **input-dependent** edges: in the frozen replacement model (attention patterns and
-  LayerNorm scales fixed, see :mod:`interp.circuits.replacement`) every target is linear in
-  the sources, and edge(source -> target) = source value x d target / d source. A target is
-  a feature's pre-activation or a logit direction (a logit, or a logit difference); sources
-  are active features (every layer, feature, position), error terms and token embeddings.
-  One forward pass on a batch of copies of the prompt serves all backward passes; each
-  backward pass seeds a different target in each batch row (one-hot gradient seeds), so
-  ``batch_size`` edges rows are computed per backward pass instead of one.
+* **input-dependent** edges: in the frozen replacement model (attention patterns,
+  normalisation scales and the logit soft-cap ratio fixed, see
+  :mod:`interp.circuits.replacement`) every target is linear in the sources, and
+  edge(source -> target) = source value x d target / d source. A target is a feature's
+  pre-activation or a logit direction (a logit, or a logit difference); sources are active
+  features (every layer, feature, position), error terms and token embeddings. Edges are
+  computed in the residual-stream formulation (:func:`interp.circuits.edges.edge_matrix`): each backward pass,
+  vmapped over ``batch_size`` targets, is seeded where the targets read the residual stream
+  and gives their gradient at every MLP write, from which every source reads its edge.
 
 Attention heads: :func:`head_paths` splits an edge into the heads that carry it, the OV
 circuit weighted by the frozen attention pattern (Dunefsky et al.): the source's write at
@@ -31,8 +32,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.circuits.edges import _logit_rank, _seeds, edge_matrix
 from interp.circuits.graph import Graph, HeadPath, Node, graph_scores
 from interp.circuits.replacement import CleanState, ReplacementModel
+from interp.circuits.threads import choose_threads
 from interp.errors import ConfigError, TargetError
 
 log = logging.getLogger(__name__)
@@ -111,10 +114,14 @@ class AttributionConfig:
     """Targets per backward pass (rows of one-hot gradient seeds)."""
     progress: bool = True
     """Show a progress bar over the backward passes."""
+    threads: int | None = None
+    """CPU threads torch uses during attribution (default: chosen for the problem and machine)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
 
 
 def _node_list(rm: ReplacementModel, state: CleanState, targets: Sequence[LogitTarget], model) -> list[Node]:
@@ -156,10 +163,21 @@ def attribute(
     if tokens.numel() == 0:
         raise TargetError("the prompt is empty")
     start = time.perf_counter()
-    rm = ReplacementModel(model, transcoders)
-    state = rm.clean_state(tokens)
-    nodes = _node_list(rm, state, targets, model)
-    adjacency = edge_matrix(rm, state, nodes, targets, cfg.batch_size, cfg.progress)
+    with choose_threads(cfg.threads):  # each phase on the thread count of interp.circuits.threads
+        rm = ReplacementModel(model, transcoders)
+        state = rm.clean_state(tokens)
+        nodes = _node_list(rm, state, targets, model)
+    adjacency = edge_matrix(rm, state, nodes, targets, cfg.batch_size, cfg.progress, cfg.threads)
+    with choose_threads(cfg.threads):
+        graph = _graph(model, rm, tokens, nodes, adjacency, targets, prompt)
+    graph.seconds = time.perf_counter() - start
+    log.info("attributed %d nodes in %.2f s", len(nodes), graph.seconds)
+    return graph
+
+
+def _graph(model, rm: ReplacementModel, tokens: Tensor, nodes: list[Node], adjacency: Tensor,
+           targets: Sequence[LogitTarget], prompt: str | None) -> Graph:
+    """The full graph of an attribution, with its scores."""
     weights = torch.zeros(len(nodes))
     logit_idx = [i for i, n in enumerate(nodes) if n.kind == "logit"]
     probs = torch.tensor([n.prob if n.prob is not None else 1.0 for n in (nodes[i] for i in logit_idx)])
@@ -175,104 +193,7 @@ def attribute(
         logit_directions=torch.stack([t.direction for t in targets]),
     )
     graph.scores = graph_scores(graph)
-    graph.seconds = time.perf_counter() - start
-    log.info("attributed %d nodes in %.2f s", len(nodes), graph.seconds)
     return graph
-
-
-def _leaves(state: CleanState, batch: int) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor]]:
-    def rep(x):
-        return x[None].expand(batch, *x.shape).clone().requires_grad_(True)
-
-    return rep(state.embed), {k: rep(v) for k, v in state.acts.items()}, {k: rep(v) for k, v in state.errors.items()}
-
-
-def edge_matrix(
-    rm: ReplacementModel,
-    state: CleanState,
-    nodes: Sequence[Node],
-    targets: Sequence[LogitTarget],
-    batch_size: int,
-    progress: bool = False,
-) -> Float[Tensor, "n_nodes n_nodes"]:
-    """Adjacency (rows = targets, columns = sources) by batched backward passes.
-
-    ``progress`` shows a bar over the backward passes (notebook bar in Jupyter, text in a terminal).
-    """
-    n = len(nodes)
-    n_pos = len(state.tokens)
-    adjacency = torch.zeros(n, n)
-    rows = [i for i, node in enumerate(nodes) if node.kind in ("feature", "logit")]
-    if not rows:
-        return adjacency
-    batch = min(batch_size, len(rows))
-    embed, acts, errors = _leaves(state, batch)
-    with torch.enable_grad():
-        logits, pre, _ = rm.frozen_forward(state, embed, acts, errors)
-        direction = torch.stack([t.direction for t in targets]).to(logits)
-        target_values = logits[:, -1] @ direction.T  # [batch, n_targets]
-    layers = list(state.acts)
-    # column index of each source, by kind
-    feat_cols = {layer: [] for layer in layers}
-    feat_pos = {layer: [] for layer in layers}
-    feat_idx = {layer: [] for layer in layers}
-    err_col = {}
-    emb_cols = []
-    logit_rank = {}
-    for i, node in enumerate(nodes):
-        if node.kind == "feature":
-            feat_cols[node.layer].append(i)
-            feat_pos[node.layer].append(node.pos)
-            feat_idx[node.layer].append(node.index)
-        elif node.kind == "error":
-            err_col[(node.layer, node.pos)] = i
-        elif node.kind == "embedding":
-            emb_cols.append(i)
-        elif node.kind == "logit":
-            logit_rank[i] = len(logit_rank)
-    err_layers = sorted(state.errors)
-    err_cols = torch.tensor([[err_col[(layer, p)] for p in range(n_pos)] for layer in err_layers])
-    # one group of backward passes per target layer, each differentiating only the sources
-    # that can reach it (earlier layers), so no pass multiplies through all-zero seeds
-    groups: dict[int, list[int]] = {}
-    for row in rows:
-        node = nodes[row]
-        groups.setdefault(node.layer if node.kind == "feature" else rm.n_layers, []).append(row)
-    from tqdm.auto import tqdm
-
-    passes = sum(-(-len(group) // batch) for group in groups.values())
-    bar = tqdm(total=passes, desc="attribution", unit="pass", disable=not progress, leave=False)
-    for target_layer, group in sorted(groups.items()):
-        output = pre[target_layer] if target_layer < rm.n_layers else target_values
-        src_layers = [layer for layer in layers if layer < target_layer]
-        err_here = [layer for layer in err_layers if layer < target_layer]
-        inputs = [embed] + [acts[layer] for layer in src_layers] + [errors[layer] for layer in err_here]
-        for start in range(0, len(group), batch):
-            chunk = group[start : start + batch]
-            seed = torch.zeros_like(output)
-            for b, row in enumerate(chunk):
-                node = nodes[row]
-                if node.kind == "feature":
-                    seed[b, node.pos, node.index] = 1.0
-                else:
-                    seed[b, logit_rank[row]] = 1.0
-            grads = torch.autograd.grad([output], inputs, grad_outputs=[seed], retain_graph=True, allow_unused=True)
-            grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
-            k = len(chunk)
-            row_idx = torch.tensor(chunk)
-            adjacency[row_idx[:, None], torch.tensor(emb_cols)[None]] = (grads[0][:k] * state.embed).sum(-1)
-            for j, layer in enumerate(src_layers):
-                if not feat_cols[layer]:
-                    continue
-                g = grads[1 + j][:k][:, feat_pos[layer], feat_idx[layer]]
-                a = state.acts[layer][feat_pos[layer], feat_idx[layer]]
-                adjacency[row_idx[:, None], torch.tensor(feat_cols[layer])[None]] = g * a
-            for j, layer in enumerate(err_here):
-                g = grads[1 + len(src_layers) + j][:k]
-                adjacency[row_idx[:, None], err_cols[err_layers.index(layer)][None]] = (g * state.errors[layer]).sum(-1)
-            bar.update(1)
-    bar.close()
-    return adjacency
 
 
 def _write_vector(rm: ReplacementModel, state: CleanState, node: Node) -> Tensor:
@@ -284,14 +205,15 @@ def _write_vector(rm: ReplacementModel, state: CleanState, node: Node) -> Tensor
     return state.embed[node.pos]
 
 
-def _ln_input(rm: ReplacementModel, state: CleanState, layer: int, pos: int, vec: Tensor) -> Tensor:
-    """The frozen ln1 of block ``layer`` at ``pos`` applied to a residual write ``vec``."""
+def _ln_input(rm: ReplacementModel, state: CleanState, layer: int, pos: Tensor, vec: Tensor) -> Tensor:
+    """Block ``layer``'s frozen ln1 applied to residual writes ``vec`` [n, d_model] at positions
+    ``pos`` [n] (without its bias, a constant): what each write adds to the attention's input."""
     model = rm.model
     if model.cfg.normalization_type in ("LN", "LNPre"):
-        vec = vec - vec.mean()
+        vec = vec - vec.mean(-1, keepdim=True)
     name = f"blocks.{layer}.ln1.hook_scale"
     if name in state.frozen:
-        vec = vec / state.frozen[name][0, pos]
+        vec = vec / state.frozen[name][0, pos.to(vec.device)]
     w = getattr(model.blocks[layer].ln1, "w", None)
     return vec * w if isinstance(w, Tensor) else vec
 
@@ -303,6 +225,7 @@ def head_paths(
     batch_size: int = 64,
     min_fraction: float = 0.05,
     same_position: bool = False,
+    threads: int | None = None,
 ) -> list[HeadPath]:
     """Split each edge of ``graph`` over the attention heads that carry it (one hop).
 
@@ -311,19 +234,18 @@ def head_paths(
     the source's position: the source's write enters the head's value directly from the
     residual stream and everything downstream of the head is in the gradient. Paths whose
     first hop is another component (a later MLP, a skip connection) are not split. Only
-    moves between positions (q != k) are kept unless ``same_position``.
+    moves between positions (q != k) are kept unless ``same_position``. ``threads`` as in
+    :class:`AttributionConfig`.
     """
     targets = sorted({i for i, _ in graph.edges()})
     if not targets:
         return []
     model = rm.model
     batch = min(batch_size, len(targets))
-    embed, acts, errors = _leaves(state, batch)
-    logit_rank = {i: r for r, i in enumerate(i for i, n in enumerate(graph.nodes) if n.kind == "logit")}
-    with torch.enable_grad():
-        logits, pre, z = rm.frozen_forward(state, embed, acts, errors)
-        target_values = logits[:, -1] @ graph.logit_directions.T.to(logits)
-    layers = list(pre)
+    with torch.no_grad():
+        lin = rm.linearised(state)
+    z = lin.z
+    logit_rank = _logit_rank(graph.nodes)
     z_layers = sorted(z)
     # each source's write, through each layer's frozen ln1 and W_V: [n_nodes, head, d_head]
     sources = sorted({s for _, s in graph.edges()})
@@ -333,47 +255,37 @@ def head_paths(
     with torch.no_grad():
         writes = torch.stack([_write_vector(rm, state, graph.nodes[s]) for s in sources])
         values = {
-            layer: torch.einsum(
-                "sd,hde->she",
-                torch.stack([_ln_input(rm, state, layer, int(p), w) for p, w in zip(src_pos, writes)]),
-                model.blocks[layer].attn.W_V,
-            )
+            layer: torch.einsum("sd,hde->she", _ln_input(rm, state, layer, src_pos, writes), model.blocks[layer].attn.W_V)
             for layer in z_layers
         }
     paths: list[HeadPath] = []
-    for start in range(0, len(targets), batch):
-        chunk = targets[start : start + batch]
-        seeds = [torch.zeros_like(pre[layer]) for layer in layers] + [torch.zeros_like(target_values)]
-        for b, row in enumerate(chunk):
-            node = graph.nodes[row]
-            if node.kind == "feature":
-                seeds[layers.index(node.layer)][b, node.pos, node.index] = 1.0
-            else:
-                seeds[-1][b, logit_rank[row]] = 1.0
-        outs = [pre[layer] for layer in layers] + [target_values]
-        gz = torch.autograd.grad(outs, [z[l] for l in z_layers], grad_outputs=seeds, retain_graph=True, allow_unused=True)
-        with torch.no_grad():
-            for b, row in enumerate(chunk):
-                edges = graph.in_edges(row)
-                idx = torch.tensor([slot[s] for s, _ in edges])
-                weight = torch.tensor([abs(w) for _, w in edges])
-                for li, layer in enumerate(z_layers):
-                    if gz[li] is None:
-                        continue
-                    ok = src_layer[idx] < layer
-                    if not bool(ok.any()):
-                        continue
-                    sel = idx[ok]
-                    pattern = state.frozen[f"blocks.{layer}.attn.hook_pattern"][0]  # [head, q, k]
-                    # carried[s, q, h] = pattern[h, q, k_s] * values[s, h] . gz[q, h]
-                    carried = pattern[:, :, src_pos[sel]].permute(2, 1, 0) * torch.einsum(
-                        "she,qhe->sqh", values[layer][sel], gz[li][b]
-                    )
-                    keep = carried.abs() >= min_fraction * weight[ok][:, None, None]
-                    q_idx = torch.arange(carried.shape[1])
-                    keep &= q_idx[None, :, None] >= src_pos[sel][:, None, None]
-                    if not same_position:
-                        keep &= q_idx[None, :, None] != src_pos[sel][:, None, None]
-                    for si, q, h in torch.nonzero(keep).tolist():
-                        paths.append(HeadPath(sources[int(sel[si])], row, layer, h, q, float(carried[si, q, h])))
+    with choose_threads(threads) as chooser:
+        chooser.expect(-(-len(targets) // batch))
+        for start in range(0, len(targets), batch):
+            chunk = targets[start : start + batch]
+            outputs, seeds = _seeds(rm, state, graph.nodes, chunk, graph.logit_directions, logit_rank, lin)
+            with chooser.run(float(len(chunk))):
+                gz = lin.grad(outputs, seeds, [z[layer] for layer in z_layers])
+            with torch.no_grad():
+                for b, row in enumerate(chunk):
+                    edges = graph.in_edges(row)
+                    idx = torch.tensor([slot[s] for s, _ in edges])
+                    weight = torch.tensor([abs(w) for _, w in edges])
+                    for li, layer in enumerate(z_layers):
+                        ok = src_layer[idx] < layer
+                        if not bool(ok.any()):
+                            continue
+                        sel = idx[ok]
+                        pattern = state.frozen[f"blocks.{layer}.attn.hook_pattern"][0]  # [head, q, k]
+                        # carried[s, q, h] = pattern[h, q, k_s] * values[s, h] . gz[q, h]
+                        carried = pattern[:, :, src_pos[sel]].permute(2, 1, 0) * torch.einsum(
+                            "she,qhe->sqh", values[layer][sel], gz[li][b]
+                        )
+                        keep = (carried != 0) & (carried.abs() >= min_fraction * weight[ok][:, None, None])
+                        q_idx = torch.arange(carried.shape[1])
+                        keep &= q_idx[None, :, None] >= src_pos[sel][:, None, None]
+                        if not same_position:
+                            keep &= q_idx[None, :, None] != src_pos[sel][:, None, None]
+                        for si, q, h in torch.nonzero(keep).tolist():
+                            paths.append(HeadPath(sources[int(sel[si])], row, layer, h, q, float(carried[si, q, h])))
     return paths

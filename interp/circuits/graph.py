@@ -270,7 +270,11 @@ def normalize_rows(matrix: Tensor) -> Tensor:
 
 def influence(adjacency: Tensor, logit_weights: Tensor, max_iter: int = 10_000) -> Tensor:
     """Total influence of each node on the weighted logits: w (A + A^2 + ...), A row-normalised."""
-    a = normalize_rows(adjacency)
+    return _influence(normalize_rows(adjacency), logit_weights, max_iter)
+
+
+def _influence(a: Tensor, logit_weights: Tensor, max_iter: int = 10_000) -> Tensor:
+    """:func:`influence` of an already row-normalised |adjacency| ``a``."""
     current = logit_weights @ a
     total = current.clone()
     for _ in range(max_iter):
@@ -292,11 +296,13 @@ def cumulative_influence(node_influence: Float[Tensor, " n"]) -> Float[Tensor, "
 
 
 def _cumulative_cut(scores: Tensor, threshold: float) -> Tensor:
-    """Smallest score kept so that the kept scores sum to ``threshold`` of the total."""
-    values = torch.sort(scores.flatten(), descending=True).values
-    total = values.sum()
-    if total <= 0:
+    """Smallest score kept so that the kept scores sum to ``threshold`` of the total (scores
+    are never negative; only the positive ones are sorted, a few of the n^2 edge scores)."""
+    values = scores[scores > 0]
+    if values.numel() == 0:
         return torch.tensor(float("inf"))
+    values = torch.sort(values, descending=True).values
+    total = values.sum()
     cum = torch.cumsum(values, 0) / total
     idx = min(int(torch.searchsorted(cum, torch.tensor(threshold))), len(values) - 1)
     return values[idx]
@@ -319,7 +325,7 @@ def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.9
     keep = (node_infl >= _cumulative_cut(node_infl, node_threshold)) & (node_infl > 0) | always
     pruned = graph.adjacency * keep[:, None] * keep[None, :]
     norm = normalize_rows(pruned)
-    edge_scores = norm * (influence(pruned, graph.logit_weights) + graph.logit_weights)[:, None]
+    edge_scores = norm * (_influence(norm, graph.logit_weights) + graph.logit_weights)[:, None]
     edge_keep = (edge_scores >= _cumulative_cut(edge_scores, edge_threshold)) & (edge_scores > 0)
     while True:
         edge_keep &= keep[:, None] & keep[None, :]
@@ -372,11 +378,11 @@ def graph_scores(graph: Graph) -> dict[str, float]:
     error = torch.tensor([k == "error" for k in kinds])
     token = torch.tensor([k == "embedding" for k in kinds])
     a = normalize_rows(graph.adjacency)
-    infl = influence(graph.adjacency, graph.logit_weights)
+    infl = _influence(a, graph.logit_weights)
     from_tokens = float(infl[token].sum())
     from_errors = float(infl[error].sum())
     replacement = from_tokens / max(from_tokens + from_errors, 1e-12)
-    has_inputs = graph.adjacency.abs().sum(1) > 0
+    has_inputs = a.sum(1) > 0
     non_error = torch.where(has_inputs, 1.0 - a[:, error].sum(1), torch.zeros(()))
     weight = (infl + graph.logit_weights) * has_inputs
     completeness = float((non_error * weight).sum() / weight.sum().clamp_min(1e-12))

@@ -2,27 +2,38 @@
 
 For each layer with a transcoder the MLP output is written as
 
-    mlp_out = decode(acts) + error,      error = mlp_out - decode(acts)
+    mlp_out = decode(acts) + skip(x) + error,      error = mlp_out - decode(acts) - skip(x)
 
 on the clean run, so the replacement model computes exactly what the original does. For
 layers without a transcoder the whole MLP output is an error term. Attribution runs the
-model *frozen*, as circuit-tracer does: attention patterns and LayerNorm scales are fixed
-to their clean values, transcoder activations and error terms are inputs. Everything
-between those inputs and a target (a later feature's pre-activation, a logit) is then
-linear, so an edge (source activation x gradient) is exactly the change of the target
-when the source is removed with everything else held fixed (see :meth:`run_frozen`).
+model *frozen*, as circuit-tracer does: every normalisation scale on the residual stream
+(every ``*.hook_scale`` outside attention and MLP: ln1, ln2, ln_final, and the post-sublayer
+norms ``ln1_post``/``ln2_post`` of Gemma-2-style blocks) and every attention pattern (local or global, soft-capped or not)
+are fixed to their clean values; transcoder activations and error terms are inputs. A
+soft-capped logit ``cap * tanh(raw / cap)`` keeps its clean ratio to the raw logit, as a
+norm keeps its scale. Everything between those inputs and a target (a later feature's
+pre-activation, a logit) is then linear, so an edge (source activation x gradient) is
+exactly the change of the target when the source is removed with everything else held
+fixed (see :meth:`ReplacementModel.run_frozen`).
+
+Attribution differentiates this frozen model through :meth:`ReplacementModel.linearised`:
+one forward pass on the prompt, whose inputs are the token embedding and each layer's MLP
+write, and whose outputs are each layer's MLP input and the final residual stream. One
+backward pass, vmapped over a batch of seeds at those outputs, gives the gradient of a batch
+of targets at every MLP write, which every source of that layer reads with one dot product.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.errors import TranscoderLoadError
 from interp.hooks import hook_name
 from interp.transcoders.loading import for_model
 
@@ -43,7 +54,76 @@ class CleanState:
     """Error term per layer, [pos, d_model]: MLP output minus the transcoder's (the whole
     MLP output where a layer has no transcoder)."""
     frozen: dict[str, Tensor] = field(default_factory=dict)
-    """Clean values of the frozen hooks (attention patterns, LayerNorm scales), batch of one."""
+    """Clean values of the frozen hooks (attention patterns, normalisation scales), batch of one."""
+    logit_scale: Tensor | None = None
+    """[pos, d_vocab]: soft-capped logit / raw logit on the clean run, the frozen ratio of a
+    model with logit soft-capping (None without it)."""
+
+    def prefix(self, n: int) -> CleanState:
+        """The state of the prompt's first ``n`` tokens. The model is causal, so the frozen
+        model on a prefix computes exactly what the full one computes at those positions."""
+        if n >= len(self.tokens):
+            return self
+
+        def cut(name: str, value: Tensor) -> Tensor:
+            return value[..., :n, :n] if name.endswith("hook_pattern") else value[:, :n]
+
+        return CleanState(
+            tokens=self.tokens[:n], logits=self.logits[:n], embed=self.embed[:n],
+            x_in={k: v[:n] for k, v in self.x_in.items()}, acts={k: v[:n] for k, v in self.acts.items()},
+            errors={k: v[:n] for k, v in self.errors.items()},
+            frozen={name: cut(name, v) for name, v in self.frozen.items()},
+            logit_scale=None if self.logit_scale is None else self.logit_scale[:n],
+        )
+
+
+@dataclass
+class Linearised:
+    """The frozen model's autograd graph on the prompt (a batch of one).
+
+    ``embed`` and ``writes`` are leaves holding their clean values; the gradient of any
+    output with respect to them is the gradient at ``blocks.0.hook_resid_pre`` and at each
+    layer's ``hook_mlp_out``. Outputs: ``reads[L]`` (layer L's MLP input, what its
+    transcoder's pre-activations are linear in), ``final`` (the residual after ``ln_final``,
+    what the logits are linear in) and ``z[L]`` (per-head attention outputs).
+    """
+
+    embed: Float[Tensor, "1 pos d_model"]
+    writes: dict[int, Tensor]
+    """Per layer, [1, pos, d_model]: what the MLP writes besides a skip path (the
+    transcoder's decoding plus the error term, or the whole MLP output)."""
+    reads: dict[int, Tensor]
+    """Per transcoder layer, [1, pos, d_model]: the MLP input (``ln2.hook_normalized``)."""
+    final: Float[Tensor, "1 pos d_model"]
+    """The unembedding's input: logits = final @ W_U + b_U (before any soft-cap)."""
+    z: dict[int, Tensor]
+    """Per layer, [1, pos, head, d_head]: ``attn.hook_z``."""
+
+    def grad(self, outputs: Sequence[Tensor], seeds: Sequence[Tensor], inputs: Sequence[Tensor]) -> list[Tensor]:
+        """Gradients of ``k`` targets at ``inputs``: ``seeds[i]`` is ``[k, *outputs[i].shape]``,
+        row j the gradient of target j at ``outputs[i]``; returns ``[k, *input.shape[1:]]`` per
+        input (zeros where unreachable). One backward pass for all k (vmapped over the seeds);
+        the graph is kept for the next call."""
+        grads = torch.autograd.grad(list(outputs), list(inputs), grad_outputs=list(seeds), retain_graph=True,
+                                    allow_unused=True, is_grads_batched=True)
+        k = seeds[0].shape[0]
+        return [x.new_zeros(k, *x.shape[1:]) if g is None else g[:, 0] for g, x in zip(grads, inputs)]
+
+
+def check_architecture(model) -> None:
+    """Refuse, in one sentence, a model whose MLPs transcoders cannot replace exactly."""
+    cfg = model.cfg
+    if getattr(cfg, "attn_only", False):
+        raise TranscoderLoadError("this model is attention-only: it has no MLPs for transcoders to replace")
+    try:
+        from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+    except ImportError:  # older transformer-lens: no post-norm decoders
+        POST_NORM_ARCHITECTURES = set()
+    if cfg.original_architecture in POST_NORM_ARCHITECTURES:
+        raise TranscoderLoadError(
+            f"{cfg.original_architecture} normalises each sublayer's output with ln1/ln2 (post-norm blocks), so "
+            "blocks.L.ln2.hook_normalized is not the MLP's input and transcoders cannot be spliced in exactly"
+        )
 
 
 class ReplacementModel:
@@ -53,23 +133,27 @@ class ReplacementModel:
         model: a ``HookedTransformer``.
         transcoders: ``{layer: transcoder}``: interp transcoders or SAELens ones (converted by
             :func:`interp.transcoders.for_model`, which also folds their normalisation).
+
+    Raises:
+        TranscoderLoadError: the transcoders do not fit the model, or the model has no MLP
+            input at ``ln2.hook_normalized`` (attention-only and post-norm blocks).
     """
 
     def __init__(self, model, transcoders: dict[int, object]) -> None:
+        check_architecture(model)
         self.model = model
         self.transcoders = for_model(model, transcoders)
         self.n_layers = model.cfg.n_layers
-        names = model.hook_dict
+        # every normalisation scale on the residual stream (pre- and post-sublayer norms,
+        # ln_final) and every attention pattern, found by name so that no norm of an
+        # architecture is missed; norms inside attention (query/key norms) only shape the
+        # pattern, which is frozen, and norms inside an MLP (SoLU's) are replaced with it
         self._frozen_names = [
-            name
-            for layer in range(self.n_layers)
-            for name in (
-                f"blocks.{layer}.ln1.hook_scale",
-                f"blocks.{layer}.ln2.hook_scale",
-                hook_name("attn_pattern", layer),
-            )
-            if name in names
-        ] + [name for name in ("ln_final.hook_scale",) if name in names]
+            name for name in model.hook_dict
+            if name.endswith("attn.hook_pattern")
+            or (name.endswith(".hook_scale") and ".attn." not in name and ".mlp." not in name)
+        ]
+        self.soft_cap = float(getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0)
 
     # -- exact forward ---------------------------------------------------------------
 
@@ -118,8 +202,14 @@ class ReplacementModel:
         names = [hook_name("resid_pre", 0)] + self._frozen_names
         for layer in range(self.n_layers):
             names += [hook_name("mlp_in", layer), hook_name("mlp_out", layer)]
-        logits, cache = self.model.run_with_cache(tokens[None], names_filter=lambda n: n in set(names))
+        if self.soft_cap > 0:
+            names.append("unembed.hook_out")
+        wanted = set(names)
+        logits, cache = self.model.run_with_cache(tokens[None], names_filter=lambda n: n in wanted)
         state = CleanState(tokens=tokens, logits=logits[0], embed=cache[hook_name("resid_pre", 0)][0])
+        if self.soft_cap > 0:
+            raw = cache["unembed.hook_out"][0]
+            state.logit_scale = torch.where(raw != 0, logits[0] / raw.where(raw != 0, 1.0), 1.0)
         for name in self._frozen_names:
             state.frozen[name] = cache[name]
         for layer in range(self.n_layers):
@@ -137,42 +227,33 @@ class ReplacementModel:
 
     # -- frozen (linearised) forward -------------------------------------------------
 
-    def frozen_forward(
+    def _frozen_run(
         self,
         state: CleanState,
-        embed: Float[Tensor, "batch pos d_model"],
-        acts: dict[int, Tensor],
-        errors: dict[int, Tensor],
-    ) -> tuple[Float[Tensor, "batch pos d_vocab"], dict[int, Tensor], dict[int, Tensor]]:
-        """Forward with frozen attention/LayerNorm and given node values.
+        batch: int,
+        embed: Tensor,
+        fixed_write: Callable[[int], Tensor],
+        logits: bool,
+    ) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor], Tensor | None]:
+        """The frozen forward pass: ``(final, reads, z, logits or None)``.
 
-        ``embed`` replaces ``blocks.0.hook_resid_pre``; ``acts[L]`` ([batch, pos, d_sae]) and
-        ``errors[L]`` ([batch, pos, d_model]) make up layer L's MLP output. Returns the logits,
-        each transcoder layer's feature pre-activations and each layer's per-head output
-        ``hook_z`` ([batch, pos, head, d_head]), all still attached to the autograd graph.
+        ``fixed_write(L)`` is what layer L's MLP writes besides its transcoder's skip path.
+        ``final`` is the residual after ``ln_final``; ``logits`` (with the frozen soft-cap
+        ratio) are computed only when asked for, since attribution never needs them.
         """
-        batch = embed.shape[0]
-        pre: dict[int, Tensor] = {}
+        model = self.model
+        reads: dict[int, Tensor] = {}
         z: dict[int, Tensor] = {}
-        x_live: dict[int, Tensor] = {}
 
-        def frozen(name):
-            value = state.frozen[name]
-
+        def frozen(value):
             def hook(x, hook):
                 return value.expand(batch, *value.shape[1:])
 
             return hook
 
-        def set_embed(x, hook):
-            return embed
-
         def read_in(layer):
-            tc = self.transcoders[layer]
-
             def hook(x, hook):
-                x_live[layer] = x
-                pre[layer] = tc.pre_activation(x)
+                reads[layer] = x
                 return x
 
             return hook
@@ -182,8 +263,8 @@ class ReplacementModel:
 
             def hook(out, hook):
                 if tc is None:
-                    return errors[layer]
-                return _write(tc, acts[layer], x_live[layer]) + errors[layer]
+                    return fixed_write(layer)
+                return fixed_write(layer) + tc.skip(reads[layer])
 
             return hook
 
@@ -194,8 +275,8 @@ class ReplacementModel:
 
             return hook
 
-        hooks = [(name, frozen(name)) for name in self._frozen_names]
-        hooks.append((hook_name("resid_pre", 0), set_embed))
+        hooks = [(name, frozen(state.frozen[name])) for name in self._frozen_names]
+        hooks.append((hook_name("resid_pre", 0), lambda x, hook: embed))
         for layer in range(self.n_layers):
             if layer in self.transcoders:
                 hooks.append((hook_name("mlp_in", layer), read_in(layer)))
@@ -203,7 +284,48 @@ class ReplacementModel:
             hooks.append((hook_name("attn_z", layer), read_z(layer)))
         tokens = state.tokens[None].expand(batch, -1)
         with self._hooks(hooks):
-            logits = self.model(tokens)
+            resid = model(tokens, stop_at_layer=self.n_layers)
+            final = model.ln_final(resid) if model.cfg.normalization_type is not None else resid
+            out = model.unembed(final) if logits else None
+        if out is not None and state.logit_scale is not None:
+            out = out * state.logit_scale
+        return final, reads, z, out
+
+    def linearised(self, state: CleanState) -> Linearised:
+        """The frozen model's autograd graph on the prompt (see :class:`Linearised`)."""
+        def leaf(x):
+            return x[None].clone().requires_grad_(True)
+
+        embed = leaf(state.embed)
+        writes = {}
+        for layer in range(self.n_layers):
+            tc = self.transcoders.get(layer)
+            value = state.errors[layer] if tc is None else tc.decode(state.acts[layer]) + state.errors[layer]
+            writes[layer] = leaf(value)
+        with torch.enable_grad():
+            final, reads, z, _ = self._frozen_run(state, 1, embed, writes.__getitem__, logits=False)
+        return Linearised(embed=embed, writes=writes, reads=reads, final=final, z=z)
+
+    def frozen_forward(
+        self,
+        state: CleanState,
+        embed: Float[Tensor, "batch pos d_model"],
+        acts: dict[int, Tensor],
+        errors: dict[int, Tensor],
+    ) -> tuple[Float[Tensor, "batch pos d_vocab"], dict[int, Tensor], dict[int, Tensor]]:
+        """Forward with frozen norms, attention and soft-cap, and given node values.
+
+        ``embed`` replaces ``blocks.0.hook_resid_pre``; ``acts[L]`` ([batch, pos, d_sae]) and
+        ``errors[L]`` ([batch, pos, d_model]) make up layer L's MLP output. Returns the logits,
+        each transcoder layer's feature pre-activations and each layer's per-head output
+        ``hook_z`` ([batch, pos, head, d_head]), all still attached to the autograd graph.
+        """
+        def fixed_write(layer):
+            tc = self.transcoders.get(layer)
+            return errors[layer] if tc is None else tc.decode(acts[layer]) + errors[layer]
+
+        _, reads, z, logits = self._frozen_run(state, embed.shape[0], embed, fixed_write, logits=True)
+        pre = {layer: self.transcoders[layer].pre_activation(x) for layer, x in reads.items()}
         return logits, pre, z
 
     @torch.no_grad()

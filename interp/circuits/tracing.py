@@ -28,6 +28,7 @@ from interp.circuits.attribution import (
 from interp.circuits.features import describe_features
 from interp.circuits.graph import Graph, prune
 from interp.circuits.replacement import ReplacementModel
+from interp.circuits.threads import choose_threads
 from interp.config import check_fraction
 from interp.errors import ConfigError, TargetError
 from interp.transcoders.loading import for_model, load_run
@@ -164,14 +165,16 @@ def trace(
     transcoders = for_model(model, transcoders)
     targets = resolve_targets(model, tokens, target, cfg)
     full = attribute(model, transcoders, tokens, targets, cfg.attribution, prompt=prompt if isinstance(prompt, str) else None)
-    graph = prune(full, cfg.node_threshold, cfg.edge_threshold)
-    graph.model_name = model_name or str(getattr(model.cfg, "model_name", "") or "")
-    if cfg.heads:
-        rm = ReplacementModel(model, transcoders)
-        graph.head_paths = head_paths(
-            rm, rm.clean_state(tokens), graph, cfg.attribution.batch_size, cfg.min_head_fraction, cfg.same_position_heads
-        )
-    graph.feature_info = describe_features(model, transcoders, graph, context_tokens)
+    with choose_threads(cfg.attribution.threads):  # the count attribution measured (interp.circuits.threads)
+        graph = prune(full, cfg.node_threshold, cfg.edge_threshold)
+        graph.model_name = model_name or str(getattr(model.cfg, "model_name", "") or "")
+        if cfg.heads:
+            rm = ReplacementModel(model, transcoders)
+            graph.head_paths = head_paths(
+                rm, rm.clean_state(tokens), graph, cfg.attribution.batch_size, cfg.min_head_fraction,
+                cfg.same_position_heads, threads=cfg.attribution.threads,
+            )
+        graph.feature_info = describe_features(model, transcoders, graph, context_tokens)
     return graph
 
 

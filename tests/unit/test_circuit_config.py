@@ -11,7 +11,7 @@ from interp.errors import ConfigError
 
 
 def test_attribution_config_holds_only_what_attribute_reads():
-    assert [f.name for f in dataclasses.fields(AttributionConfig)] == ["batch_size", "progress"]
+    assert [f.name for f in dataclasses.fields(AttributionConfig)] == ["batch_size", "progress", "threads"]
 
 
 def test_trace_config_holds_an_attribution_config_and_the_cli_config_a_trace_config():
