@@ -16,7 +16,7 @@ from interp.hooks import hook_name
 from interp.io import atomic_write
 
 CTX = 8
-HOOKS = [hook_name("mlp_in", 0), hook_name("mlp_out", 0), hook_name("mlp_in", 1), hook_name("mlp_out", 1)]
+HOOKS = [hook_name("ln2_normalized", 0), hook_name("mlp_out", 0), hook_name("ln2_normalized", 1), hook_name("mlp_out", 1)]
 
 
 def tiny_model(n_layers: int = 3, seed: int = 0):
@@ -202,3 +202,30 @@ def test_resume_refuses_different_data_or_settings(model, tokens, tmp_path, monk
     with pytest.raises(StoreError, match="model"):
         cache_activations(tiny_model(seed=1), HOOKS, tokens, out, config(resume=True))
     assert len(ActivationStore.open(out, allow_incomplete=True).shards) == 2
+
+
+def test_a_store_written_before_the_architecture_was_recorded_opens_and_resumes(model, tokens, tmp_path, monkeypatch,
+                                                                                uninterrupted):
+    """Stores keep full hook names, which the site renaming did not change; the model's architecture
+    (which says where the MLP's input is) joined the manifest later and is absent from older ones."""
+    real = writer_module.write_shard
+    calls = []
+
+    def failing(path, tensors, metadata):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(path, tensors, metadata)
+
+    out = tmp_path / "store"
+    monkeypatch.setattr(writer_module, "write_shard", failing)
+    with pytest.raises(KeyboardInterrupt):
+        cache_activations(model, HOOKS, tokens, out, config())
+    monkeypatch.setattr(writer_module, "write_shard", real)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["model"].pop("architecture") == model.cfg.original_architecture
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    assert ActivationStore.open(out, allow_incomplete=True).model_architecture is None
+    resumed = cache_activations(model, HOOKS, tokens, out, config(resume=True))
+    assert_same_store(resumed, uninterrupted)
+    assert resumed.model_architecture is None and uninterrupted.model_architecture == model.cfg.original_architecture
