@@ -180,6 +180,16 @@ def site_of(name: str) -> tuple[str, int] | None:
     return None
 
 
+def site_named(entry: str) -> str | None:
+    """The site an entry of a ``--sites`` option names: a site or alias, or a hook name of a site,
+    relative to the block (``attn.hook_z``) or full (``blocks.3.attn.hook_z``); None for a hook
+    name that is no site's (``hook_embed``). An unknown word raises, listing close matches."""
+    if not _is_hook_name(entry):
+        return canonical(entry)
+    found = site_of(entry if entry.startswith("blocks.") else f"blocks.0.{entry}")
+    return None if found is None else found[0]
+
+
 def _inside(name: str) -> str | None:
     """A block hook name without its ``blocks.L.`` (``blocks.3.attn.hook_z`` -> ``attn.hook_z``), else None."""
     parts = name.split(".", 2)
