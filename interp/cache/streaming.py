@@ -126,6 +126,11 @@ class StreamingActivations:
         return int(self.tokens.shape[1])
 
     @property
+    def model_architecture(self) -> str | None:
+        """The model's ``cfg.original_architecture`` (as an activation store records it)."""
+        return self.model.cfg.original_architecture
+
+    @property
     def n_contexts(self) -> int:
         return int(self.tokens.shape[0])
 
