@@ -39,6 +39,7 @@ FUSED_BLOCK_HOOKS = (
     "attn.hook_z",
     "hook_attn_out",
     "hook_resid_mid",
+    "hook_mlp_in",
     "ln2.hook_normalized",
     "mlp.hook_pre",
     "mlp.hook_post",
@@ -100,7 +101,6 @@ _PLAIN_CONFIG = {
     "use_attn_result": False,
     "use_split_qkv_input": False,
     "use_attn_in": False,
-    "use_hook_mlp_in": False,
     "use_hook_tokens": False,
     "n_devices": 1,
 }
@@ -233,7 +233,7 @@ def fused_capture(
             if emit(prefix + "hook_attn_out", attn_out):
                 return
             resid = resid + attn_out  # not in place: the sink may hold hook_resid_pre
-            if emit(prefix + "hook_resid_mid", resid):
+            if emit(prefix + "hook_resid_mid", resid) or emit(prefix + "hook_mlp_in", resid):
                 return
             normed, done = _layer_norm(resid, block.ln2, eps, prefix + "ln2.hook_normalized", emit)
             if done:

@@ -30,12 +30,12 @@ class CacheRunConfig:
     """Directory of the store (created; must be empty or an interrupted store with --resume)."""
     model: str = "reference"
     """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
-    sites: list[str] = field(default_factory=lambda: ["mlp_in", "mlp_out"])
-    """Sites to capture in every chosen layer (see `interp info MODEL`)."""
+    sites: list[str] | None = None
+    """Sites to capture in every chosen layer, in TransformerLens' names (resid_pre, z, ln2_normalized, mlp_out, ...; `interp info MODEL` lists them), or TransformerLens hook names, relative to the block (hook_mlp_out) or full (blocks.3.hook_mlp_out, hook_embed); default: what a transcoder reads and predicts, ln2_normalized and mlp_out (resid_mid and mlp_out on post-norm models such as OLMo 2)."""
     layers: str | None = None
     """Layers to capture, e.g. '0,1', '0-3' or 'all' (default: all)."""
     hooks: list[str] | None = None
-    """Exact hook names to capture instead of sites x layers."""
+    """Full TransformerLens hook names to capture instead of sites x layers (e.g. blocks.5.hook_resid_post)."""
     data: str = "reference"
     """Token source: 'reference', a local .txt/.jsonl file, or a Hugging Face dataset name."""
     ctx_len: int | None = None
@@ -48,7 +48,7 @@ class CacheRunConfig:
     """Batching, storage dtype, shard size, token budget and resume/overwrite."""
 
     def __post_init__(self) -> None:
-        if self.hooks and self.layers is not None:
+        if self.hooks and (self.layers is not None or self.sites):
             raise ConfigError("pass either --hooks or --sites/--layers, not both")
         if self.cache.n_tokens is None and self.data == "reference":
             raise ConfigError("the reference corpus is endless: pass --n-tokens (e.g. 1M) to say how many tokens to cache")
@@ -58,7 +58,7 @@ class CacheRunConfig:
 def run(cfg: CacheRunConfig) -> ActivationStore:
     """Cache the activations ``cfg`` names; returns the finished store, opened."""
     from interp.data import token_batches
-    from interp.hooks import resolve
+    from interp.hooks import expand, mlp_input_site
     from interp.models import load_model
 
     model = load_model(cfg.model, device=cfg.device)
@@ -66,7 +66,8 @@ def run(cfg: CacheRunConfig) -> ActivationStore:
         names = list(cfg.hooks)
     else:
         layers = parse_layers(cfg.layers, model.cfg.n_layers)
-        names = [name for site in cfg.sites for name in resolve(model, site, layers)]
+        sites = cfg.sites or [mlp_input_site(model.cfg.original_architecture), "mlp_out"]
+        names = expand(model, sites, layers)
     ctx_len = cfg.ctx_len or model.cfg.n_ctx
     tokens = token_batches(cfg.data, model.tokenizer, ctx_len=ctx_len, batch_size=cfg.cache.batch_size, seed=cfg.seed)
     settings = cfg.cache

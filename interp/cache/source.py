@@ -26,7 +26,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.errors import ConfigError
-from interp.hooks import layer_of, validate
+from interp.hooks import layer_of, opened, validate
 
 TOKEN_KEY = "tokens"
 CONTEXT_KEY = "context"
@@ -138,7 +138,9 @@ def capturing(model, hook_names: Sequence[str], sink: Callable[[str, Tensor], No
     """Within the block, every forward pass calls ``sink(name, activation)`` at each hook.
 
     The hooks are removed when the block ends, on error too. ``activation`` is the hook's
-    tensor, ``[batch, pos, ...]``; the sink must copy what it keeps.
+    tensor, ``[batch, pos, ...]``; the sink must copy what it keeps. Hook points that
+    TransformerLens computes only behind a flag (``hook_mlp_in``, ...) have it turned on for
+    the block (:func:`interp.hooks.opened`).
     """
 
     def make(name: str):
@@ -147,7 +149,7 @@ def capturing(model, hook_names: Sequence[str], sink: Callable[[str, Tensor], No
 
         return hook
 
-    with model.hooks(fwd_hooks=[(name, make(name)) for name in hook_names]):
+    with opened(model, hook_names), model.hooks(fwd_hooks=[(name, make(name)) for name in hook_names]):
         yield
 
 

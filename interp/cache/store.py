@@ -211,6 +211,12 @@ class ActivationStore:
     def complete(self) -> bool:
         return bool(self.manifest["complete"])
 
+    @property
+    def model_architecture(self) -> str | None:
+        """The cached model's ``cfg.original_architecture`` (None for stores written before
+        interp recorded it)."""
+        return self.manifest["model"].get("architecture")
+
     def __repr__(self) -> str:
         from interp.reports import brief, plain_repr
 

@@ -84,7 +84,7 @@ class StreamingActivations:
 
     Args:
         model: a transformer-lens ``HookedTransformer`` (its device runs the forward).
-        hook_names: hook points to capture, e.g. ``interp.hooks.resolve(model, "mlp_in")``.
+        hook_names: hook points to capture, e.g. ``interp.hooks.resolve(model, "ln2_normalized")``.
         tokens: ``[n_ctx, ctx]`` token ids, or an iterable of such batches.
         n_tokens: use this many tokens (rounded down to whole contexts), e.g. ``4096`` or
             ``"16k"``; needed when ``tokens`` is an endless iterator.
@@ -124,6 +124,11 @@ class StreamingActivations:
     @property
     def ctx_len(self) -> int:
         return int(self.tokens.shape[1])
+
+    @property
+    def model_architecture(self) -> str | None:
+        """The model's ``cfg.original_architecture`` (as an activation store records it)."""
+        return self.model.cfg.original_architecture
 
     @property
     def n_contexts(self) -> int:

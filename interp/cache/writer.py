@@ -240,6 +240,7 @@ def _prepare(out: Path, cfg: CacheConfig, fresh: dict) -> dict:
         raise StoreError(f"{out} already holds an activation store; pass --resume to continue it or --overwrite to replace it")
     manifest = read_manifest(out)
     keys = ("hook_names", "widths", "dtype", "ctx_len", "batch_size", "model")
+    fresh = {**fresh, "model": {k: fresh["model"].get(k) for k in manifest["model"]}}  # a store from before a key was recorded
     differ = [k for k in keys if manifest[k] != fresh[k]]
     if differ:
         detail = "; ".join(f"{k}: store has {manifest[k]!r}, this run {fresh[k]!r}" for k in differ)
@@ -316,6 +317,7 @@ def cache_activations(
             "name": model.cfg.model_name,
             "n_layers": model.cfg.n_layers,
             "d_model": model.cfg.d_model,
+            "architecture": model.cfg.original_architecture,
             "fingerprint": model_fingerprint(model),
         },
         "hook_names": names,

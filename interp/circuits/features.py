@@ -10,7 +10,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.circuits.graph import Graph
-from interp.hooks import hook_name
+from interp.hooks import mlp_input
 from interp.reports import token_text
 
 
@@ -62,11 +62,11 @@ def top_contexts(
     layers = sorted({layer for layer, _ in features})
     if not features:
         return {}
-    names = [hook_name("mlp_in", layer) for layer in layers]
+    names = [mlp_input(model, layer) for layer in layers]
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in set(names))
     out: dict[tuple[int, int], list[dict]] = {}
     for layer, feat in features:
-        acts = transcoders[layer].encode(cache[hook_name("mlp_in", layer)])[..., feat]  # [batch, pos]
+        acts = transcoders[layer].encode(cache[mlp_input(model, layer)])[..., feat]  # [batch, pos]
         values, flat = torch.topk(acts.flatten(), min(k, acts.numel()))
         rows = []
         for v, i in zip(values.tolist(), flat.tolist()):

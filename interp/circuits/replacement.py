@@ -34,7 +34,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.errors import TranscoderLoadError
-from interp.hooks import hook_name
+from interp.hooks import hook_name, mlp_input
 from interp.transcoders.loading import for_model
 
 
@@ -188,7 +188,7 @@ class ReplacementModel:
 
         hooks = []
         for layer, tc in self.transcoders.items():
-            hooks.append((hook_name("mlp_in", layer), read_in(layer)))
+            hooks.append((mlp_input(self.model, layer), read_in(layer)))
             hooks.append((hook_name("mlp_out", layer), write_out(layer, tc)))
         with self._hooks(hooks):
             return self.model(tokens)
@@ -201,7 +201,7 @@ class ReplacementModel:
         tokens = torch.as_tensor(tokens).reshape(-1).to(self.model.cfg.device)
         names = [hook_name("resid_pre", 0)] + self._frozen_names
         for layer in range(self.n_layers):
-            names += [hook_name("mlp_in", layer), hook_name("mlp_out", layer)]
+            names += [mlp_input(self.model, layer), hook_name("mlp_out", layer)]
         if self.soft_cap > 0:
             names.append("unembed.hook_out")
         wanted = set(names)
@@ -218,7 +218,7 @@ class ReplacementModel:
             if tc is None:
                 state.errors[layer] = mlp_out
                 continue
-            x = cache[hook_name("mlp_in", layer)][0]
+            x = cache[mlp_input(self.model, layer)][0]
             acts = tc.encode(x)
             state.x_in[layer] = x
             state.acts[layer] = acts
@@ -279,7 +279,7 @@ class ReplacementModel:
         hooks.append((hook_name("resid_pre", 0), lambda x, hook: embed))
         for layer in range(self.n_layers):
             if layer in self.transcoders:
-                hooks.append((hook_name("mlp_in", layer), read_in(layer)))
+                hooks.append((mlp_input(self.model, layer), read_in(layer)))
             hooks.append((hook_name("mlp_out", layer), write_out(layer)))
             hooks.append((hook_name("attn_z", layer), read_z(layer)))
         tokens = state.tokens[None].expand(batch, -1)
@@ -397,7 +397,7 @@ def ablate_features(
 
     hooks = []
     for layer in by_layer:
-        hooks.append((hook_name("mlp_in", layer), read_in(layer)))
+        hooks.append((mlp_input(model, layer), read_in(layer)))
         hooks.append((hook_name("mlp_out", layer), write_out(layer)))
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         return model(tokens)

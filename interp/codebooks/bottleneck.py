@@ -2,7 +2,7 @@
 
 Follows Tamkin, Taufeeque & Goodman (2023), "Codebook Features: Sparse and Discrete
 Interpretability for Neural Networks". For an activation ``x`` (one vector per token, or
-one per attention head at ``attn_z``):
+one per attention head at ``z``):
 
 1. normalise: ``x / ||x||`` (the codes are normalised the same way for scoring);
 2. score every code ``c_i`` by cosine similarity ``<x/||x||, c_i/||c_i||>``;
@@ -47,13 +47,13 @@ class BottleneckConfig:
     """Shape and behaviour of one codebook bottleneck."""
 
     d: int
-    """Dimension of each vector the bottleneck snaps (d_model, or d_head at attn_z)."""
+    """Dimension of each vector the bottleneck snaps (d_model, or d_head at z)."""
     n_codes: int
-    """Codes per codebook (per head at attn_z)."""
+    """Codes per codebook (per head at z)."""
     k: int = 1
     """Codes kept per vector; the output is their mean."""
     n_groups: int = 1
-    """Independent codebooks side by side: the number of heads at attn_z, else 1."""
+    """Independent codebooks side by side: the number of heads at z, else 1."""
 
     def __post_init__(self) -> None:
         if self.d < 1 or self.n_codes < 1 or self.n_groups < 1:
@@ -146,7 +146,7 @@ class Bottleneck(nn.Module):
         if per_group.max() > self.cfg.k:
             raise ConfigError(
                 f"cannot force {int(per_group.max())} codes into one codebook with k={self.cfg.k}; "
-                "force at most k codes per codebook (per head at attn_z)"
+                "force at most k codes per codebook (per head at z)"
             )
         boost = torch.zeros(self.cfg.n_groups, self.cfg.n_codes, device=sim.device, dtype=sim.dtype)
         boost[group, code] = 10.0  # cosine scores lie in [-1, 1]

@@ -10,9 +10,11 @@ length of a ``with`` block (hooks are removed on exit, even on error) and yields
         loss = model(tokens, return_type="loss")
     run.codes["blocks.1.hook_mlp_out"]   # [batch, pos, group, k] flat code ids
 
-Sites (validated against the model's own hook points with :mod:`interp.hooks`):
-``mlp_out`` (MLP output), ``attn_out`` (attention output), ``attn_z`` (per-head
-attention output before ``W_O``, one codebook per head) and ``resid_post`` (block output).
+Sites (TransformerLens' names, validated against the model's own hook points with
+:mod:`interp.hooks`): ``mlp_out`` (MLP output), ``attn_out`` (attention output), ``z``
+(per-head attention output before ``W_O``, one codebook per head; interp's older name
+``attn_z`` is accepted) and ``resid_post`` (block output), or their hook names
+(``hook_mlp_out``, ``blocks.2.attn.hook_z``).
 """
 
 from __future__ import annotations
@@ -32,8 +34,23 @@ from interp.codebooks.bottleneck import Bottleneck, BottleneckConfig, Snap
 from interp.config import parse_layers
 from interp.errors import ConfigError, StoreError
 
-CodebookSite = Literal["mlp_out", "attn_out", "attn_z", "resid_post"]
+CodebookSite = Literal["mlp_out", "attn_out", "z", "resid_post"]
 CODEBOOK_SITES: tuple[str, ...] = get_args(CodebookSite)
+
+
+def codebook_site(entry: str) -> CodebookSite:
+    """The codebook site an entry of ``--sites`` names (a site, an alias such as ``attn_z``, or a
+    hook name of one); a ConfigError names the choices otherwise."""
+    try:
+        site = H.site_named(entry)
+    except H.UnknownHookError:
+        site = None
+    if site not in CODEBOOK_SITES:
+        raise ConfigError(
+            f"codebooks sit at {', '.join(CODEBOOK_SITES)} (z per head; interp's older name attn_z is accepted) or at "
+            f"their hook names (e.g. hook_mlp_out, blocks.2.attn.hook_z); got {entry!r}"
+        )
+    return site  # type: ignore[return-value]
 CODEBOOKS_FILE = "codebooks.safetensors"
 CODEBOOKS_CONFIG = "codebooks.json"
 
@@ -68,11 +85,10 @@ class Codebooks(nn.Module):
         """
         chosen = parse_layers(layers, model.cfg.n_layers)
         configs = {}
-        for site in sites:
-            if site not in CODEBOOK_SITES:
-                raise ConfigError(f"codebooks can sit at {', '.join(CODEBOOK_SITES)}; got site {site!r}")
-            for hook in H.resolve(model, site, chosen):
-                if site == "attn_z":
+        for entry in sites:
+            site = codebook_site(entry)
+            for hook in H.resolve(model, entry, chosen):
+                if site == "z":
                     cfg = BottleneckConfig(d=model.cfg.d_head, n_codes=n_codes, k=k, n_groups=model.cfg.n_heads)
                 else:
                     cfg = BottleneckConfig(d=model.cfg.d_model, n_codes=n_codes, k=k)

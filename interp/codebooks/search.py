@@ -7,7 +7,7 @@ ids of the codes active at every position (:func:`collect_codes`). From it:
 - :meth:`CodeRecord.top_contexts`: the positions where a code fired with the highest
   cosine similarity, with the text that led there;
 - :func:`code_top_tokens`: the tokens a code promotes through the unembedding (via
-  ``W_O`` of its head at ``attn_z``);
+  ``W_O`` of its head at ``z``);
 - :func:`property_mask` builds a boolean per position from a regex over the context, a
   token class, or a label per position, and :func:`match_property` ranks the codes by how
   well they predict it (precision = P(property | code active), recall = P(code active |
@@ -309,7 +309,7 @@ def best_neuron_at_recall(
 def code_top_tokens(model, codebooks: Codebooks, hook: str, code: int, n: int = 10) -> list[tuple[str, float]]:
     """Tokens whose logits the code raises most, read directly through the unembedding.
 
-    A code at ``attn_z`` is first written through its head's ``W_O`` (and the linear part of
+    A code at ``z`` is first written through its head's ``W_O`` (and the linear part of
     a norm on the attention output, Gemma 2's ``ln1_post``); the direction then goes through
     the final norm's weight and centring and ``W_U``, as a neuron's write vector does
     (:func:`interp.neurons.unembedding`).

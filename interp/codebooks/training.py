@@ -28,7 +28,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from interp.codebooks.insert import CODEBOOK_SITES, Codebooks, inserted
+from interp.codebooks.insert import Codebooks, codebook_site, inserted
 from interp.config import check_positive, parse_count, parse_layers, parse_positive_count
 from interp.errors import ConfigError, StoreError, TrainingDivergedError
 from interp.results import Result
@@ -49,11 +49,11 @@ class CodebookTrainConfig:
     model: str = "reference"
     """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     sites: list[str] = field(default_factory=lambda: ["mlp_out"])
-    """Where to insert bottlenecks: mlp_out, attn_out, attn_z (per head, before W_O), resid_post."""
+    """Where to insert bottlenecks: mlp_out, attn_out, z (per head, before W_O; also attn_z), resid_post, or their TransformerLens hook names (hook_mlp_out, or blocks.2.hook_mlp_out for one layer)."""
     layers: str | None = None
     """Layers to insert them in, e.g. '3', '0,2' or '0-3' (default: all layers)."""
     n_codes: int = 96
-    """Codes per codebook (per head at attn_z)."""
+    """Codes per codebook (per head at z)."""
     k: int = 1
     """Codes active per vector; the output is their mean."""
     data: str = "reference"
@@ -94,9 +94,13 @@ class CodebookTrainConfig:
     """Show a progress bar (a notebook bar in Jupyter, text in a terminal)."""
 
     def __post_init__(self) -> None:
-        bad = [s for s in self.sites if s not in CODEBOOK_SITES]
-        if bad or not self.sites:
-            raise ConfigError(f"--sites must be some of {', '.join(CODEBOOK_SITES)}; got {self.sites}")
+        if not self.sites:
+            raise ConfigError("--sites needs at least one site (mlp_out, attn_out, z, resid_post)")
+        for entry in self.sites:
+            try:
+                codebook_site(entry)
+            except ConfigError as err:
+                raise ConfigError(f"--sites: {err}") from err
         check_positive(n_codes=self.n_codes, k=self.k, batch_size=self.batch_size, steps=self.steps,
                        eval_batches=self.eval_batches, checkpoint_every=self.checkpoint_every)
         parse_positive_count(self.kmeans_tokens, "--kmeans-tokens")

@@ -36,7 +36,7 @@ def clamp(model, layer: int, neurons: int | Sequence[int], value: float) -> Iter
     The hook lives at ``blocks.L.mlp.hook_post`` and is removed when the block exits,
     even on error (transformer-lens' level-scoped ``model.hooks``).
     """
-    (name,) = resolve(model, "mlp_post", layer)
+    (name,) = resolve(model, "post", layer)
     ids = [neurons] if isinstance(neurons, int) else list(neurons)
     d_mlp = model.cfg.d_mlp
     if any(not 0 <= n < d_mlp for n in ids):
@@ -134,7 +134,7 @@ class ClampResult(Result):
 @torch.no_grad()
 def max_activation(model, layer: int, tokens: Int[Tensor, "batch pos"]) -> float:
     """The largest activation of any neuron of ``layer`` on ``tokens`` (a default clamp value)."""
-    (name,) = resolve(model, "mlp_post", layer)
+    (name,) = resolve(model, "post", layer)
     _, cache = model.run_with_cache(tokens, names_filter=[name])
     return float(cache[name].max())
 

@@ -164,7 +164,7 @@ def core_similarity(
 
     if len(groups) < 2 or any(len(g) < 2 for g in groups):
         raise ConfigError("core_similarity needs at least two groups of at least two sentences each")
-    names = resolve(model, "mlp_post", parse_layers(layers, model.cfg.n_layers))
+    names = resolve(model, "post", parse_layers(layers, model.cfg.n_layers))
     cores: list[list[set[int]]] = [[] for _ in names]
     labels = []
     for gi, group in enumerate(tqdm(groups, desc="core neurons", unit="group", disable=not progress, leave=False)):

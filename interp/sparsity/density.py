@@ -215,8 +215,8 @@ def measure(
     if not 0 <= dense_frequency <= 1:
         raise ConfigError(f"dense_frequency must be in [0, 1], got {dense_frequency}")
     layers = parse_layers(layers, model.cfg.n_layers)
-    pre_names = resolve(model, "mlp_pre", layers)
-    post_names = resolve(model, "mlp_post", layers)
+    pre_names = resolve(model, "pre", layers)
+    post_names = resolve(model, "post", layers)
     device = next(model.parameters()).device
     accs = [_Accumulator(model.cfg.d_mlp, device) for _ in pre_names]
     n = 0

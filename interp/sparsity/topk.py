@@ -42,7 +42,7 @@ def topk_thresholding(model, k: int, layers: Layers | int | Sequence[int] = None
     """
     from interp.sparsity.density import signed_activations
 
-    names = resolve(model, "mlp_post", parse_layers(layers, model.cfg.n_layers))
+    names = resolve(model, "post", parse_layers(layers, model.cfg.n_layers))
     by_magnitude = signed_activations(model)
     if not 1 <= k <= model.cfg.d_mlp:
         raise ConfigError(f"k must be in [1, d_mlp={model.cfg.d_mlp}], got {k}")
@@ -136,7 +136,7 @@ def topk_curve(
     from tqdm.auto import tqdm
 
     layers = parse_layers(layers, model.cfg.n_layers)
-    names = resolve(model, "mlp_post", layers)
+    names = resolve(model, "post", layers)
     ks = list(ks) if ks is not None else default_ks(model.cfg.d_mlp)
     tokens = tokens.to(next(model.parameters()).device)
     losses = []

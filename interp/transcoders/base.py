@@ -1,7 +1,8 @@
 """What every transcoder architecture shares: weights, normalisation, encode/decode, loss API.
 
-A transcoder reads the MLP's input ``x`` (``blocks.L.ln2.hook_normalized``) and predicts
-the MLP's output ``y`` (``blocks.L.hook_mlp_out``) through a wide, sparsely active
+A transcoder reads the MLP's input ``x`` (``blocks.L.ln2.hook_normalized``; in post-norm
+blocks such as OLMo 2's, whose MLP reads the residual stream itself, ``blocks.L.hook_resid_mid``)
+and predicts the MLP's output ``y`` (``blocks.L.hook_mlp_out``) through a wide, sparsely active
 hidden layer::
 
     x_n = (x - in_mean) / in_scale                     # normalisation recorded from data
@@ -36,6 +37,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from interp.errors import ConfigError
+from interp.hooks import MlpInputSite
 from interp.transcoders.data import Wiring, layer_wiring
 
 
@@ -174,9 +176,10 @@ class TranscoderModule(nn.Module, abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def wirings(cls, layers: list[int], settings: dict) -> list[Wiring]:
+    def wirings(cls, layers: list[int], settings: dict, mlp_input: MlpInputSite = "ln2_normalized") -> list[Wiring]:
         """How a run of this architecture over ``layers`` sits in the model, one :class:`Wiring`
-        per module (``settings``: the architecture's settings given in the run's config)."""
+        per module (``settings``: the architecture's settings given in the run's config;
+        ``mlp_input``: where the model's MLPs read, :func:`interp.hooks.mlp_input_site`)."""
 
     @abc.abstractmethod
     def wire(self, wiring: Wiring) -> None:
@@ -348,10 +351,10 @@ class Transcoder(TranscoderModule):
         return self.forward_with_activations(x)
 
     @classmethod
-    def wirings(cls, layers: list[int], settings: dict) -> list[Wiring]:
+    def wirings(cls, layers: list[int], settings: dict, mlp_input: MlpInputSite = "ln2_normalized") -> list[Wiring]:
         """How a run of this architecture over ``layers`` sits in the model: one transcoder per
-        layer, from the MLP input to the MLP output (``settings``: the architecture's settings)."""
-        return [layer_wiring(layer) for layer in layers]
+        layer, from the MLP input (``mlp_input``) to the MLP output (``settings``: the architecture's settings)."""
+        return [layer_wiring(layer, mlp_input) for layer in layers]
 
     def wire(self, wiring: Wiring) -> None:
         """Record the hooks this transcoder reads and predicts (``hook_name``, ``hook_name_out``)."""

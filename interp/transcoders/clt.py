@@ -2,7 +2,7 @@
 
 A CLT over model layers ``layers[0] < ... < layers[L-1]`` has ``d_sae`` latents per layer.
 Latent ``f`` of layer index ``i`` reads the residual stream at ``layers[i]``
-(``blocks.l.hook_resid_mid`` by default, or the MLP input ``blocks.l.ln2.hook_normalized``)
+(``blocks.l.hook_resid_mid`` by default, or the normalised MLP input ``blocks.l.ln2.hook_normalized``)
 and writes, with its own decoder vector per output, to the MLP output of that layer and of
 every later one (``blocks.m.hook_mlp_out``)::
 
@@ -55,9 +55,10 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from interp.errors import ConfigError
+from interp.hooks import MlpInputSite
 from interp.kernels import cross_layer_decode, decoder_block, n_pairs, pair_offset, sparse_decode
 from interp.transcoders.base import TranscoderModule
-from interp.transcoders.data import Wiring, cross_layer_wiring
+from interp.transcoders.data import Wiring, check_clt_input, cross_layer_wiring
 
 if TYPE_CHECKING:
     from interp.transcoders.architectures.clt import CLTConfig
@@ -102,9 +103,12 @@ class CrossLayerTranscoder(TranscoderModule):
     # --- wiring ----------------------------------------------------------------------
 
     @classmethod
-    def wirings(cls, layers: list[int], settings: dict) -> list[Wiring]:
-        """One module over all ``layers``, reading ``settings['input_site']`` (default ``resid_mid``)."""
-        return [cross_layer_wiring(layers, settings.get("input_site") or "resid_mid")]
+    def wirings(cls, layers: list[int], settings: dict, mlp_input: MlpInputSite = "ln2_normalized") -> list[Wiring]:
+        """One module over all ``layers``, reading ``settings['input_site']`` (default ``resid_mid``;
+        ``ln2_normalized`` is refused on post-norm models, whose MLPs read ``mlp_input`` = ``resid_mid``)."""
+        site = settings.get("input_site") or "resid_mid"
+        check_clt_input(site, mlp_input)
+        return [cross_layer_wiring(layers, site)]
 
     def wire(self, wiring: Wiring) -> None:
         if len(wiring.layers) != self.cfg.n_layers or wiring != cross_layer_wiring(wiring.layers, self.cfg.input_site):

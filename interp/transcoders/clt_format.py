@@ -35,20 +35,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import torch
 from safetensors import safe_open
 
 from interp.errors import StoreError
+from interp.hooks import hook_name
 from interp.io import atomic_write, atomic_write_text
 from interp.transcoders import registry
 from interp.transcoders.clt import CrossLayerTranscoder, pairs_from_sources
-from interp.transcoders.data import cross_layer_wiring
+from interp.transcoders.data import InputSite, cross_layer_wiring
 
 CONFIG_FILE = "config.yaml"
 MODEL_KIND = "cross_layer_transcoder"
-_HOOKS = {"resid_mid": "hook_resid_mid", "mlp_in": "ln2.hook_normalized"}
-"""interp's input sites as circuit-tracer's block-relative hook names."""
+_HOOKS = {site: hook_name(site, 0).split(".", 2)[2] for site in get_args(InputSite)}
+"""interp's input sites as circuit-tracer's block-relative hook names (``hook_resid_mid``, ``ln2.hook_normalized``)."""
 _OUTPUT_HOOK = "hook_mlp_out"
 
 
@@ -157,8 +159,10 @@ def load_clt(
 ) -> CrossLayerTranscoder:
     """Load a CLT saved by :func:`save_clt` or by circuit-tracer (see the module docstring).
 
-    ``lazy_decoder`` keeps the decoder on disk. ``input_site`` ('resid_mid' or 'mlp_in')
-    overrides what a directory without interp's config says it reads.
+    ``lazy_decoder`` keeps the decoder on disk. ``input_site`` ('resid_mid' or 'ln2_normalized')
+    overrides what a directory without interp's config says it reads. Files written before
+    interp took TransformerLens' site names say ``input_site: mlp_in`` for ``ln2_normalized``
+    (their ``feature_input_hook`` is ``ln2.hook_normalized``) and load as that.
     """
     directory = Path(directory)
     if not is_clt_dir(directory):
@@ -177,7 +181,10 @@ def load_clt(
         (d_out,) = f.get_slice("b_dec_0").get_shape()
         has_threshold = "threshold_0" in f.keys()  # noqa: SIM118 - a safetensors file, not a dict
     if "interp" in config:
-        cfg = arch.config(**config["interp"]["config"])
+        settings = dict(config["interp"]["config"])
+        if settings.get("input_site") == "mlp_in":  # interp's name of ln2_normalized before TransformerLens' names
+            settings["input_site"] = "ln2_normalized"
+        cfg = arch.config(**settings)
         layers = list(config["interp"]["layers"])
     else:
         site = input_site or _site_of(config.get("feature_input_hook", _HOOKS["resid_mid"]), directory)

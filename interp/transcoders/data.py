@@ -2,10 +2,12 @@
 
 A :class:`Wiring` says where one trained module sits in the model: its name in runs and
 checkpoints (``key``), the layers it covers, the hooks it reads and the hooks it predicts.
-A per-layer transcoder is wired to one layer (``layer_L``: the MLP input to the MLP output);
-a cross-layer transcoder is one module wired to all its layers (``clt``: each layer's
-residual stream or MLP input to each layer's MLP output), and its ``x`` and ``y`` are the
-layers' rows stacked, ``[batch, n_layers, d]``.
+A per-layer transcoder is wired to one layer (``layer_L``: the MLP input to the MLP output;
+the input is ``ln2_normalized``, or ``resid_mid`` in post-norm blocks, whose MLP reads the
+residual stream itself: :func:`interp.hooks.mlp_input_site`); a cross-layer transcoder is one
+module wired to all its layers (``clt``: each layer's residual stream or normalised MLP input
+to each layer's MLP output), and its ``x`` and ``y`` are the layers' rows stacked,
+``[batch, n_layers, d]``.
 
 The trainer consumes an iterator of ``{key: (x, y)}`` dicts, one entry per module, the same
 rows for every module because they come from one forward pass. :class:`PairedBatches` builds that iterator
@@ -19,21 +21,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import ConfigError, StoreError
-from interp.hooks import hook_name
+from interp.hooks import MlpInputSite, hook_name, mlp_input_site
 
 Pair = tuple[Float[Tensor, "batch *stack d_in"], Float[Tensor, "batch *stack d_out"]]
 PairBatch = dict[str, Pair]
 
 CLT_KEY = "clt"
 """The key (and run sub-directory) of a cross-layer transcoder."""
-InputSite = Literal["resid_mid", "mlp_in"]
+InputSite = Literal["resid_mid", "ln2_normalized"]
+"""What a cross-layer transcoder reads at each layer."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,25 @@ def layer_key(layer: int) -> str:
     return f"layer_{layer}"
 
 
-def layer_hooks(layer: int) -> tuple[str, str]:
-    """``(input hook, output hook)`` of the MLP transcoder of ``layer``."""
-    return hook_name("mlp_in", layer), hook_name("mlp_out", layer)
+def layer_hooks(layer: int, input_site: MlpInputSite = "ln2_normalized") -> tuple[str, str]:
+    """``(input hook, output hook)`` of the MLP transcoder of ``layer``; ``input_site`` is where
+    the model's MLP reads (:func:`interp.hooks.mlp_input_site`: ``resid_mid`` in post-norm blocks)."""
+    return hook_name(input_site, layer), hook_name("mlp_out", layer)
 
 
-def layer_wiring(layer: int) -> Wiring:
+def model_layer_hooks(model, layer: int) -> tuple[str, str]:
+    """``(input hook, output hook)`` of the MLP of ``layer`` in ``model`` (its architecture says where the MLP reads)."""
+    return layer_hooks(layer, mlp_input_site(model.cfg.original_architecture))
+
+
+def mlp_input_hooks(layer: int) -> tuple[str, ...]:
+    """Every hook a per-layer transcoder of ``layer`` may read, whatever the architecture."""
+    return tuple(layer_hooks(layer, site)[0] for site in get_args(MlpInputSite))
+
+
+def layer_wiring(layer: int, input_site: MlpInputSite = "ln2_normalized") -> Wiring:
     """A per-layer transcoder of ``layer``: MLP input to MLP output."""
-    hin, hout = layer_hooks(layer)
+    hin, hout = layer_hooks(layer, input_site)
     return Wiring(layer_key(layer), (layer,), (hin,), (hout,))
 
 
@@ -87,15 +101,26 @@ def cross_layer_wiring(layers: Sequence[int], input_site: InputSite = "resid_mid
     )
 
 
-def required_hooks(layers: Sequence[int] | Sequence[Wiring]) -> list[str]:
-    """Every hook the modules read or predict (per-layer transcoders of ``layers`` when given ints)."""
-    hooks = [h for w in as_wirings(layers) for h in (*w.hooks_in, *w.hooks_out)]
+def check_clt_input(input_site: str, mlp_input: MlpInputSite) -> None:
+    """Refuse a cross-layer transcoder reading ``ln2_normalized`` on a model whose MLPs read
+    ``mlp_input`` = ``resid_mid`` (post-norm blocks, where ``ln2`` normalises the MLP's output)."""
+    if input_site == "ln2_normalized" and mlp_input != "ln2_normalized":
+        raise ConfigError(
+            "--input-site ln2_normalized reads blocks.L.ln2.hook_normalized, which in this model's post-norm blocks "
+            "normalises the MLP's output, not its input; use --input-site resid_mid, what the MLP reads there"
+        )
+
+
+def required_hooks(layers: Sequence[int] | Sequence[Wiring], input_site: MlpInputSite = "ln2_normalized") -> list[str]:
+    """Every hook the modules read or predict (per-layer transcoders of ``layers``, reading
+    ``input_site``, when given ints)."""
+    hooks = [h for w in as_wirings(layers, input_site) for h in (*w.hooks_in, *w.hooks_out)]
     return list(dict.fromkeys(hooks))
 
 
-def as_wirings(layers: Sequence[int] | Sequence[Wiring]) -> list[Wiring]:
-    """Wirings as they are; layer numbers as per-layer transcoders' wirings."""
-    return [w if isinstance(w, Wiring) else layer_wiring(int(w)) for w in layers]
+def as_wirings(layers: Sequence[int] | Sequence[Wiring], input_site: MlpInputSite = "ln2_normalized") -> list[Wiring]:
+    """Wirings as they are; layer numbers as per-layer transcoders' wirings (reading ``input_site``)."""
+    return [w if isinstance(w, Wiring) else layer_wiring(int(w), input_site) for w in layers]
 
 
 @dataclass
@@ -161,8 +186,8 @@ class PairedBatches:
         if missing:
             raise StoreError(
                 f"the activation source lacks {missing}; it holds {source.hook_names}. "
-                "Cache the input (mlp_in, or resid_mid for a cross-layer transcoder) and the output (mlp_out) "
-                "of every layer you train."
+                "Cache the input (ln2_normalized; resid_mid on post-norm models such as OLMo 2, or for a "
+                "cross-layer transcoder reading it) and the output (mlp_out) of every layer you train."
             )
         if len(source) < batch_size:
             raise StoreError(f"the activation source holds {len(source)} rows, fewer than one batch of {batch_size}")

@@ -45,7 +45,7 @@ from interp.errors import StoreError
 from interp.interventions import ablate_mlps, recovered_fraction
 from interp.results import Result
 from interp.transcoders.clt import CrossLayerTranscoder
-from interp.transcoders.data import layer_hooks, layer_key, required_hooks
+from interp.transcoders.data import layer_key, model_layer_hooks
 from interp.transcoders.loading import Run
 
 
@@ -121,7 +121,7 @@ class CrossLayerEval:
     """What only a cross-layer transcoder has."""
 
     input_site: str
-    """What its latents read at each layer (``resid_mid`` or ``mlp_in``)."""
+    """What its latents read at each layer (``resid_mid`` or ``ln2_normalized``)."""
     decoder_share: list[list[float]]
     """``[source][output]``: of the squared decoder norm of the live latents of each layer (row),
     the share that goes to each output layer (column; zero before the source layer), each
@@ -242,7 +242,7 @@ def splice(model, transcoders: Run, outputs: list[int] | None = None) -> Iterato
     stash: dict[int, torch.Tensor] = {}
     hooks = []
     for layer, tc in transcoders.items():
-        hin, hout = layer_hooks(layer)
+        hin, hout = model_layer_hooks(model, layer)
 
         def read(act, hook, layer=layer):
             stash[layer] = act
@@ -384,13 +384,13 @@ def _layers(transcoders: Run) -> list[int]:
     return list(transcoders.layers) if isinstance(transcoders, CrossLayerTranscoder) else sorted(transcoders)
 
 
-def _hooks(transcoders: Run) -> list[str]:
+def _hooks(model, transcoders: Run) -> list[str]:
     if isinstance(transcoders, CrossLayerTranscoder):
         return list(dict.fromkeys(transcoders.hook_names_in + transcoders.hook_names_out))
-    return required_hooks(sorted(transcoders))
+    return [h for layer in sorted(transcoders) for h in model_layer_hooks(model, layer)]
 
 
-def _predictions(transcoders: Run, cache, rows: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+def _predictions(model, transcoders: Run, cache, rows: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """``(layer, y, y_hat, latent activations)`` per layer from one batch's clean activations."""
     if isinstance(transcoders, CrossLayerTranscoder):
         clt = transcoders
@@ -401,7 +401,7 @@ def _predictions(transcoders: Run, cache, rows: int) -> Iterator[tuple[int, torc
             yield layer, y[:, i], y_hat[:, i], acts[:, i]
         return
     for layer, tc in transcoders.items():
-        hin, hout = layer_hooks(layer)
+        hin, hout = model_layer_hooks(model, layer)
         y_hat, acts = tc.forward_with_activations(cache[hin].reshape(rows, -1))
         yield layer, cache[hout].reshape(rows, -1), y_hat, acts
 
@@ -430,7 +430,7 @@ def _cross_layer_eval(folded: CrossLayerTranscoder, stats: dict) -> CrossLayerEv
 
 def _first_pass(model, transcoders: Run, tokens: torch.Tensor, cfg: EvalConfig) -> dict:
     """Clean activations through the transcoders: FVU and L0 sums, firing counts, top contexts."""
-    names = _hooks(transcoders)
+    names = _hooks(model, transcoders)
     stats = {}
     m = cfg.n_contexts
     for layer in _layers(transcoders):
@@ -448,7 +448,7 @@ def _first_pass(model, transcoders: Run, tokens: torch.Tensor, cfg: EvalConfig) 
         batch = tokens[start : start + cfg.batch_size]
         _, cache = model.run_with_cache(batch, names_filter=lambda name: name in names)
         rows = batch.numel()
-        for layer, y, y_hat, acts in _predictions(transcoders, cache, rows):
+        for layer, y, y_hat, acts in _predictions(model, transcoders, cache, rows):
             s = stats[layer]
             s["n"] += rows
             s["l0_sum"] += (acts > 0).sum().item()

@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from interp.errors import StoreError, TranscoderLoadError
+from interp.errors import ConfigError, StoreError, TranscoderLoadError
+from interp.hooks import is_post_norm, mlp_input
 from interp.transcoders import clt_format, formats, registry
 from interp.transcoders.base import Transcoder
 from interp.transcoders.clt import CrossLayerTranscoder
-from interp.transcoders.data import CLT_KEY, layer_hooks, layer_key
+from interp.transcoders.data import CLT_KEY, check_clt_input, layer_hooks, layer_key, mlp_input_hooks
 
 Run = dict[int, Transcoder] | CrossLayerTranscoder
 """What :func:`load_run` returns: per-layer transcoders by layer, or one cross-layer transcoder."""
@@ -103,13 +104,16 @@ def _mlp_layer(tc: Transcoder, where: Path) -> int:
     layer = layer_of(tc.hook_name or "")
     if layer is None:
         raise TranscoderLoadError(f"{where}/cfg.json names no hook_name in a block; cannot tell which MLP it replaces")
-    expected = layer_hooks(layer)
-    if (tc.hook_name, tc.hook_name_out) != expected:
+    inputs, output = mlp_input_hooks(layer), layer_hooks(layer)[1]
+    if tc.hook_name not in inputs or tc.hook_name_out != output:
         raise TranscoderLoadError(
             f"{where} reads {tc.hook_name!r} and writes {tc.hook_name_out!r}; interp uses transcoders "
-            f"from the MLP input to the MLP output ({expected[0]!r} -> {expected[1]!r})"
+            f"from the MLP input ({' or '.join(map(repr, inputs))}, by architecture) to the MLP output ({output!r})"
         )
     return layer
+
+
+_POST_NORM_NOTE = " (this model's blocks are post-norm: the MLP reads the residual stream itself, and ln2 normalises its output)"
 
 
 def for_model(model, transcoders: Mapping[int, object] | CrossLayerTranscoder, *, fold: bool = True,
@@ -141,9 +145,11 @@ def for_model(model, transcoders: Mapping[int, object] | CrossLayerTranscoder, *
                 f"the layer-{layer} transcoder maps {tc.d_in} -> {tc.d_out} dims but the model's MLP reads and "
                 f"writes d_model={d_model}: these transcoders were trained on another model"
             )
-        if tc.hook_name is not None and tc.hook_name != layer_hooks(layer)[0]:
+        expected = mlp_input(model, layer)
+        if tc.hook_name is not None and tc.hook_name != expected:
             raise TranscoderLoadError(
-                f"the transcoder given for layer {layer} was trained on {tc.hook_name!r}, not on layer {layer}'s MLP input"
+                f"the transcoder given for layer {layer} was trained on {tc.hook_name!r}, not on layer {layer}'s MLP input "
+                f"{expected!r}{_POST_NORM_NOTE if is_post_norm(model.cfg.original_architecture) else ''}"
             )
         tc = tc.folded() if fold else tc
         out[layer] = tc.to(model.cfg.device)
@@ -151,7 +157,7 @@ def for_model(model, transcoders: Mapping[int, object] | CrossLayerTranscoder, *
 
 
 def _clt_for_model(model, clt: CrossLayerTranscoder, fold: bool) -> CrossLayerTranscoder:
-    from interp.hooks import validate
+    from interp.hooks import mlp_input_site, validate
 
     n_layers, d_model = model.cfg.n_layers, model.cfg.d_model
     if clt.layers[-1] >= n_layers:
@@ -162,6 +168,10 @@ def _clt_for_model(model, clt: CrossLayerTranscoder, fold: bool) -> CrossLayerTr
             f"d_model={d_model}: it was trained on another model"
         )
     validate(model, clt.hook_names_in + clt.hook_names_out)
+    try:
+        check_clt_input(clt.cfg.input_site, mlp_input_site(model.cfg.original_architecture))
+    except ConfigError as err:
+        raise TranscoderLoadError(f"this CLT cannot run on the model: {err}") from err
     clt = clt.folded() if fold else clt
     return clt.to(model.cfg.device)
 

@@ -193,6 +193,12 @@ def hookpoint_of(tc: Transcoder) -> str:
     from interp.hooks import layer_of
 
     layer = layer_of(tc.hook_name or "")
+    if layer is not None and (tc.hook_name, tc.hook_name_out) == layer_hooks(layer, "resid_mid"):
+        raise TranscoderLoadError(
+            f"the transcoder reads {tc.hook_name!r}, the MLP's input in a post-norm block (OLMo 2), where the module "
+            f"{hookpoint(layer)} outputs the MLP before ln2 normalises it into {tc.hook_name_out!r}: sparsify's hooks on "
+            "that module would splice it in at the wrong place; use --format saelens"
+        )
     if layer is None or (tc.hook_name, tc.hook_name_out) != layer_hooks(layer):
         raise TranscoderLoadError(
             f"the transcoder reads {tc.hook_name!r} and writes {tc.hook_name_out!r}: not one layer's MLP input -> output"

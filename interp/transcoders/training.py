@@ -32,6 +32,7 @@ from simple_parsing import field as sp_field
 
 from interp.config import check_positive, parse_count, parse_layers, parse_positive_count
 from interp.errors import ConfigError, InterpError, StoreError, TrainingDivergedError
+from interp.hooks import MlpInputSite, mlp_input_site
 from interp.io import atomic_write
 from interp.results import Result
 from interp.transcoders import formats, registry
@@ -123,9 +124,10 @@ class _TrainConfigBase:
         shape = {"n_layers": n_layers} if arch.cross_layer else {}
         return arch.config(d_in=d_in, d_out=d_out, d_sae=self.expansion * d_in, **shape, **self.arch_settings())
 
-    def wirings(self, layers: list[int]) -> list[Wiring]:
-        """The modules this run trains over ``layers`` and where each sits in the model."""
-        return registry.get(self.arch).transcoder.wirings(layers, self.arch_settings())
+    def wirings(self, layers: list[int], mlp_input: MlpInputSite = "ln2_normalized") -> list[Wiring]:
+        """The modules this run trains over ``layers`` and where each sits in a model whose MLPs
+        read ``mlp_input`` (:func:`interp.hooks.mlp_input_site`)."""
+        return registry.get(self.arch).transcoder.wirings(layers, self.arch_settings(), mlp_input)
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the original."""
@@ -322,7 +324,8 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     else:
         n_layers = 1 + max(int(h.split(".")[1]) for h in source.hook_names if h.startswith("blocks."))
     layers = parse_layers(cfg.layers, n_layers if model is None else model.cfg.n_layers)
-    wirings = cfg.wirings(layers)
+    architecture = model.cfg.original_architecture if model is not None else getattr(source, "model_architecture", None)
+    wirings = cfg.wirings(layers, mlp_input_site(architecture))
     if cfg.parallel == "layers" and dist_info.world > len(wirings):  # every rank stops, not only the idle ones
         raise InterpError(
             f"{dist_info.world} processes for {len(wirings)} module(s) ({', '.join(w.key for w in wirings)}) with --parallel layers: "

@@ -3,7 +3,8 @@
 For each MLP layer, :func:`compare_units` measures three kinds of unit on the same tokens:
 
 (a) the layer's **neurons** (``blocks.L.mlp.hook_pre`` / ``hook_post``);
-(b) the latents of a **transcoder** of the layer (reads ``blocks.L.ln2.hook_normalized``,
+(b) the latents of a **transcoder** of the layer (reads the MLP's input,
+    ``blocks.L.ln2.hook_normalized``, or ``blocks.L.hook_resid_mid`` in post-norm blocks;
     predicts ``blocks.L.hook_mlp_out``; :mod:`interp.transcoders`);
 (c) the codes of a **codebook** bottleneck at the layer's MLP output
     (``blocks.L.hook_mlp_out``; :mod:`interp.codebooks`).
@@ -123,9 +124,10 @@ def compare_units(
     from tqdm.auto import tqdm
 
     from interp.hooks import hook_name
+    from interp.transcoders import for_model
 
     cfg = cfg or UnitsConfig()
-    transcoders = dict(transcoders or {})
+    transcoders = dict(for_model(model, transcoders, fold=False)) if transcoders else {}  # checked: each reads its MLP's input
     book_hooks = {} if codebooks is None else {h: b for h, b in codebooks.items()}
     by_layer = {layer: hook_name("mlp_out", layer) for layer in range(model.cfg.n_layers)}
     books = {layer: h for layer, h in by_layer.items() if h in book_hooks}
@@ -194,9 +196,10 @@ def _class_masks(classes: Mapping[str, Tensor], tokens: Tensor, min_positives: i
 def _clean_layer(model, batches: list[Tensor], layer: int) -> dict[str, Tensor]:
     """The clean model's MLP input, pre/post activations and output of one layer (position 0
     dropped), and the residual stream entering the layer's block (every position, per batch)."""
-    from interp.hooks import hook_name
+    from interp.hooks import hook_name, mlp_input
 
-    names = {site: hook_name(site, layer) for site in ("mlp_in", "mlp_pre", "mlp_post", "mlp_out", "resid_pre")}
+    names = {site: hook_name(site, layer) for site in ("pre", "post", "mlp_out", "resid_pre")}
+    names["x"] = mlp_input(model, layer)
     parts: dict[str, list[Tensor]] = {site: [] for site in names}
     wanted = set(names.values())
     for batch in batches:
@@ -207,8 +210,7 @@ def _clean_layer(model, batches: list[Tensor], layer: int) -> dict[str, Tensor]:
             else:
                 parts[site].append(cache[name][:, 1:].reshape(-1, cache[name].shape[-1]).float().cpu())
     out = {site: torch.cat(v) for site, v in parts.items() if site != "resid_pre"}
-    return {"x": out["mlp_in"], "pre": out["mlp_pre"], "post": out["mlp_post"], "y": out["mlp_out"],
-            "resid": parts["resid_pre"]}
+    return {"x": out["x"], "pre": out["pre"], "post": out["post"], "y": out["mlp_out"], "resid": parts["resid_pre"]}
 
 
 def _layer_units(model, layer: int, clean: dict[str, Tensor], tc, book, cfg: UnitsConfig) -> dict[str, dict]:

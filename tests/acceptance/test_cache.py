@@ -25,7 +25,7 @@ from interp.data import token_batches
 from interp.hooks import resolve
 
 CTX, BATCH, N_CTX = 32, 4, 48
-# Reference model, mlp_in + mlp_out of 4 layers: 8 x 128 floats = 4 KiB per row, 0.5 MiB
+# Reference model, ln2_normalized + mlp_out of 4 layers: 8 x 128 floats = 4 KiB per row, 0.5 MiB
 # per forward batch of 4 x 32 tokens; 1.25 MiB shards hold 2 batches -> 6 shards.
 SHARD_MB = 1.25
 
@@ -41,7 +41,7 @@ def reference_tokens(model):
 
 
 def hooks(model) -> list[str]:
-    return resolve(model, "mlp_in") + resolve(model, "mlp_out")
+    return resolve(model, "ln2_normalized") + resolve(model, "mlp_out")
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def stream():
         yield tokens
 
 cfg = CacheConfig(batch_size={batch}, shard_mb={shard_mb}, n_tokens="{n_tokens}", progress=False)
-cache_activations(model, resolve(model, "mlp_in") + resolve(model, "mlp_out"), stream(), out, cfg)
+cache_activations(model, resolve(model, "ln2_normalized") + resolve(model, "mlp_out"), stream(), out, cfg)
 """
 
 

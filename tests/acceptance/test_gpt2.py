@@ -20,7 +20,10 @@ def test_gpt2_loss_on_hello_world_matches_transformer_lens(gpt2_model):
 
 
 def test_gpt2_has_every_site(gpt2_model):
-    from interp.hooks import SITES, resolve
+    from interp.hooks import all_sites, resolve
 
-    for site in SITES:
+    fires = {site for site, names in all_sites(gpt2_model).items() if names}
+    assert fires == {"resid_pre", "ln1_scale", "ln1_normalized", "q", "k", "v", "attn_scores", "pattern", "z", "attn_out",
+                     "resid_mid", "ln2_scale", "ln2_normalized", "pre", "post", "mlp_out", "resid_post"}
+    for site in fires:
         assert len(resolve(gpt2_model, site)) == 12

@@ -16,7 +16,7 @@ from interp.hooks import hook_name
 from interp.io import atomic_write
 
 CTX = 8
-HOOKS = [hook_name("mlp_in", 0), hook_name("mlp_out", 0), hook_name("mlp_in", 1), hook_name("mlp_out", 1)]
+HOOKS = [hook_name("ln2_normalized", 0), hook_name("mlp_out", 0), hook_name("ln2_normalized", 1), hook_name("mlp_out", 1)]
 
 
 def tiny_model(n_layers: int = 3, seed: int = 0):
@@ -180,8 +180,8 @@ def test_batches_of_any_size_and_a_budget_give_the_same_store(model, tokens, tmp
     assert_same_store(store, uninterrupted)
 
 
-def test_resume_refuses_different_data_or_settings(model, tokens, tmp_path, monkeypatch):
-    out = tmp_path / "store"
+def interrupted_store(model, tokens, out, monkeypatch) -> None:
+    """A store whose run was interrupted (Ctrl-C) while writing its third shard."""
     real = writer_module.write_shard
     calls = []
 
@@ -195,6 +195,11 @@ def test_resume_refuses_different_data_or_settings(model, tokens, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         cache_activations(model, HOOKS, tokens, out, config())
     monkeypatch.setattr(writer_module, "write_shard", real)
+
+
+def test_resume_refuses_different_data_or_settings(model, tokens, tmp_path, monkeypatch):
+    out = tmp_path / "store"
+    interrupted_store(model, tokens, out, monkeypatch)
     with pytest.raises(StoreError, match="token stream differs"):
         cache_activations(model, HOOKS, tokens.flip(0), out, config(resume=True))
     with pytest.raises(StoreError, match="dtype"):
@@ -202,3 +207,19 @@ def test_resume_refuses_different_data_or_settings(model, tokens, tmp_path, monk
     with pytest.raises(StoreError, match="model"):
         cache_activations(tiny_model(seed=1), HOOKS, tokens, out, config(resume=True))
     assert len(ActivationStore.open(out, allow_incomplete=True).shards) == 2
+
+
+def test_a_store_written_before_the_architecture_was_recorded_opens_and_resumes(model, tokens, tmp_path, monkeypatch,
+                                                                                uninterrupted):
+    """Stores keep full hook names, which the site renaming did not change; the model's architecture
+    (which says where the MLP's input is) joined the manifest later and is absent from older ones."""
+    out = tmp_path / "store"
+    interrupted_store(model, tokens, out, monkeypatch)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert "architecture" in manifest["model"]
+    del manifest["model"]["architecture"]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    assert ActivationStore.open(out, allow_incomplete=True).model_architecture is None
+    resumed = cache_activations(model, HOOKS, tokens, out, config(resume=True))
+    assert_same_store(resumed, uninterrupted)
+    assert resumed.model_architecture is None and uninterrupted.model_architecture == model.cfg.original_architecture

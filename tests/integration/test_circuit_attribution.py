@@ -214,7 +214,7 @@ def test_saelens_transcoders_run_through_circuits_as_saelens_computes_them(plant
             p.copy_(torch.randn(p.shape, generator=g) * 0.3)
     tokens = planted.prompt
     _, cache = model.run_with_cache(tokens[None])
-    x = cache[hook_name("mlp_in", 0)][0]
+    x = cache[hook_name("ln2_normalized", 0)][0]
     mlp_out = cache[hook_name("mlp_out", 0)][0]
     with torch.no_grad():
         expected = sae(x)

@@ -99,8 +99,8 @@ def ours(settings: dict, seed: int = 0) -> CrossLayerTranscoder:
 @pytest.mark.parametrize(
     "settings",
     [{"activation": "relu"}, {"activation": "jumprelu"}, {"activation": "topk", "k": 9, "topk_over": "all"},
-     {"activation": "relu", "input_site": "mlp_in"}],
-    ids=["relu", "jumprelu", "topk-all", "relu-mlp-in"],
+     {"activation": "relu", "input_site": "ln2_normalized"}],
+    ids=["relu", "jumprelu", "topk-all", "relu-ln2-normalized"],
 )
 @pytest.mark.parametrize("lazy", [False, True])
 def test_circuit_tracer_loads_what_interp_writes(tmp_path, side_python, settings, lazy):
@@ -109,7 +109,7 @@ def test_circuit_tracer_loads_what_interp_writes(tmp_path, side_python, settings
     x = torch.randn(3, 12, 8)  # circuit-tracer's [n_layers, positions, d_model]
     torch.save(x, tmp_path / "x.pt")
     hook = json.loads((tmp_path / "clt" / "config.yaml").read_text())["feature_input_hook"]
-    assert hook == {"resid_mid": "hook_resid_mid", "mlp_in": "ln2.hook_normalized"}[clt.cfg.input_site]
+    assert hook == {"resid_mid": "hook_resid_mid", "ln2_normalized": "ln2.hook_normalized"}[clt.cfg.input_site]
     done = side(side_python, READ_OURS, {"dir": str(tmp_path / "clt"), "hook": hook, "lazy": lazy,
                                          "x": str(tmp_path / "x.pt"), "out": str(tmp_path / "out.pt")})
     assert done.returncode == 0, done.stderr[-3000:]

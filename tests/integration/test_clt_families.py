@@ -4,7 +4,8 @@ Ground truth per family: a CLT over every layer, trained from the model streamed
 more of each output layer than at initialisation, its replacement model (every MLP replaced)
 runs and evaluation reports one row per layer. Parallel-block families (attention and MLP both
 read ``resid_pre``) have no ``resid_mid``: asking for it is refused in one sentence, and the
-CLT reads the MLP input (``--input-site mlp_in``) there.
+CLT reads the normalised MLP input (``--input-site ln2_normalized``) there. Post-norm blocks
+(OLMo) read ``resid_mid``, which is the MLP's own input there.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def test_clt_trains_and_replaces_every_mlp(family, family_models, tmp_path):
     torch.set_num_threads(1)
     tokens = torch.randint(1, model.cfg.d_vocab, (32, 16), generator=torch.Generator().manual_seed(1))
     tokens[:, 0] = model.tokenizer.bos_token_id if model.tokenizer.bos_token_id is not None else 0
-    site = "mlp_in" if parallel(model) else "resid_mid"
+    site = "ln2_normalized" if parallel(model) else "resid_mid"
     cfg = TrainConfig(model="unused", layers="all", arch="clt", k=8, expansion=2, tokens="8k", batch_size=128, input_site=site,
                       out=str(tmp_path / "run"), checkpoint_every=None, progress=False, device="cpu", optim=OptimConfig(lr=1e-2))
     wirings = cfg.wirings(list(range(model.cfg.n_layers)))

@@ -73,7 +73,7 @@ def test_frozen_training_leaves_the_model_untouched(model_dir, tmp_path):
     from interp.models import load_model
 
     before = load_model(str(model_dir), device="cpu").state_dict()
-    train(_cfg(model_dir, tmp_path / "run", steps=3, freeze_model=True, sites=["attn_z"]))
+    train(_cfg(model_dir, tmp_path / "run", steps=3, freeze_model=True, sites=["z"]))
     model, books = load_trained(tmp_path / "run", device="cpu")
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, before[name])

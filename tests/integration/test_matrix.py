@@ -115,11 +115,13 @@ def relu_planted(model, layer: int):
 
     A plain MLP gets ReLU (SoLU also loses the LayerNorm on its activations); a gated MLP a
     step gate and a linear branch equal to the gate's input, so ``step(g) * g = relu(g)``;
-    Gemma 2's norm on the MLP output is made linear (eps 1e12 dwarfs ``mean(v^2)``, so the norm
-    is ``v / 1e6 * w`` with ``w = 2e6``: it doubles its input).
+    a norm on the MLP output (Gemma 2's ``ln2_post``, post-norm OLMo's ``ln2``) is made linear
+    (eps 1e12 dwarfs ``mean(v^2)``, so the RMSNorm is ``v / 1e6 * w`` with ``w = 2e6``: it
+    doubles its input). The transcoder reads what the MLP reads (``resid_mid`` in post-norm blocks).
     """
+    from interp.hooks import output_norm
     from interp.transcoders import registry
-    from interp.transcoders.data import layer_hooks
+    from interp.transcoders.data import model_layer_hooks
 
     planted = copy.deepcopy(model)
     block = planted.blocks[layer]
@@ -136,9 +138,10 @@ def relu_planted(model, layer: int):
                 mlp.ln = torch.nn.Identity()
             W_enc, b_enc, b_dec = mlp.W_in.clone(), mlp.b_in.clone(), mlp.b_out.clone()
         W_dec = mlp.W_out.clone()
-        if hasattr(block, "ln2_post"):
-            block.ln2_post.eps = 1e12
-            block.ln2_post.w.fill_(2e6)
+        norm = output_norm(planted, layer, "mlp")
+        if norm is not None:
+            norm.eps = 1e12
+            norm.w.fill_(2e6)
             W_dec, b_dec = 2 * W_dec, 2 * b_dec
     arch = registry.get("relu")
     tc = arch.transcoder(arch.config(d_in=W_enc.shape[0], d_out=W_dec.shape[1], d_sae=W_enc.shape[1]))
@@ -147,7 +150,7 @@ def relu_planted(model, layer: int):
         tc.b_enc.copy_(b_enc)
         tc.W_dec.copy_(W_dec)
         tc.b_dec.copy_(b_dec)
-    tc.hook_name, tc.hook_name_out = layer_hooks(layer)
+    tc.hook_name, tc.hook_name_out = model_layer_hooks(planted, layer)
     return planted.eval(), tc.eval()
 
 
@@ -163,24 +166,29 @@ def rows_of(activation: torch.Tensor) -> torch.Tensor:
 def test_cache_equals_run_with_cache(family, family_models, tmp_path):
     from interp.cache import CacheConfig, StreamingActivations, cache_activations
     from interp.errors import UnknownHookError
-    from interp.hooks import all_sites, resolve
+    from interp.hooks import all_sites, opened, resolve
 
     model = family_models[family]
     tokens = token_ids(model)
-    sites = {site: names for site, names in all_sites(model).items() if site != "attn_pattern"}
+    # every site but the attention scores and pattern (one value per pair of positions), and the
+    # ones TransformerLens computes only behind a flag, asked for by name: the capture turns it on
+    sites = {site: names for site, names in all_sites(model).items() if site not in ("attn_scores", "pattern")}
+    sites["mlp_in"] = resolve(model, "hook_mlp_in")
     names = [name for site_names in sites.values() for name in site_names]
     if model.cfg.parallel_attn_mlp:
         assert sites["resid_mid"] == []
         with pytest.raises(UnknownHookError, match="run in parallel"):
             resolve(model, "resid_mid", 0)
-    else:
-        assert all(len(site_names) == model.cfg.n_layers for site_names in sites.values())
+    assert all(len(site_names) in (0, model.cfg.n_layers) for site_names in sites.values())
+    assert all(sites[site] for site in ("resid_pre", "z", "attn_out", "ln2_normalized", "pre", "post", "mlp_out", "resid_post"))
 
     store = cache_activations(model, names, tokens, tmp_path / "store", CacheConfig(batch_size=4, progress=False))
+    assert not model.cfg.use_hook_mlp_in  # turned on for the capture only
     stored = store.read_all()
     expected = {name: [] for name in names}
     for batch in tokens.split(4):  # the store's forward batches
-        _, cache = model.run_with_cache(batch, names_filter=names)
+        with opened(model, names):
+            _, cache = model.run_with_cache(batch, names_filter=names)
         for name in names:
             expected[name].append(rows_of(cache[name]))
     assert torch.equal(stored.tokens, tokens.reshape(-1))
@@ -202,11 +210,11 @@ def test_cache_equals_run_with_cache(family, family_models, tmp_path):
 
 @pytest.mark.parametrize("family", MATRIX)
 def test_transcoder_reads_the_mlp_input_and_writes_what_the_mlp_adds(family, family_models):
-    from interp.transcoders.data import layer_hooks
+    from interp.transcoders.data import model_layer_hooks
 
     model = family_models[family]
     layer = last(model)
-    hin, hout = layer_hooks(layer)
+    hin, hout = model_layer_hooks(model, layer)  # ln2_normalized; resid_mid in post-norm blocks
     mlp = model.blocks[layer].mlp
     _, cache = model.run_with_cache(token_ids(model, n=2))
     x, y = cache[hin], cache[hout]
@@ -222,8 +230,10 @@ def test_transcoder_reads_the_mlp_input_and_writes_what_the_mlp_adds(family, fam
 
 @pytest.mark.parametrize("family", MATRIX)
 def test_splice_and_eval_of_an_exact_transcoder(family, family_models):
+    from interp.errors import TranscoderLoadError
+    from interp.hooks import is_post_norm
     from interp.interventions import ablate_mlps
-    from interp.transcoders import evaluate, splice
+    from interp.transcoders import CrossLayerTranscoder, evaluate, for_model, splice
     from interp.transcoders.evaluation import EvalConfig
 
     model, tc = relu_planted(family_models[family], layer=0)
@@ -241,13 +251,22 @@ def test_splice_and_eval_of_an_exact_transcoder(family, family_models):
     assert row.ce_spliced == pytest.approx(result.ce_clean, abs=1e-5)
     assert row.ce_zero_ablated == pytest.approx(zero, abs=1e-5)
     assert result.recovered_all_vs_zero == pytest.approx(1.0, abs=1e-3)
+    if is_post_norm(model.cfg.original_architecture):  # ln2 normalises the MLP's output there: not an input
+        tc.hook_name = "blocks.0.ln2.hook_normalized"
+        with pytest.raises(TranscoderLoadError, match="post-norm"):
+            evaluate({0: tc}, EvalConfig(run="", progress=False, device="cpu"), model=model, tokens=tokens)
+        clt = CrossLayerTranscoder.from_weights(torch.zeros(1, model.cfg.d_model, 4), torch.zeros(1, 4),
+                                                [torch.zeros(4, 1, model.cfg.d_model)], layers=[0], input_site="ln2_normalized")
+        with pytest.raises(TranscoderLoadError, match="post-norm"):
+            for_model(model, clt, cross_layer=True)
 
 
 @pytest.mark.parametrize("family", MATRIX)
 def test_transcoder_training_lowers_fvu(family, family_models, tmp_path):
     from interp.cache import StreamingActivations
+    from interp.hooks import mlp_input_site
     from interp.transcoders import OptimConfig, TrainConfig, evaluate, registry, train
-    from interp.transcoders.data import layer_hooks, required_hooks
+    from interp.transcoders.data import model_layer_hooks, required_hooks
     from interp.transcoders.evaluation import EvalConfig
 
     model = family_models[family]
@@ -255,13 +274,14 @@ def test_transcoder_training_lowers_fvu(family, family_models, tmp_path):
     tokens = token_ids(model, n=32, seed=1)
     cfg = TrainConfig(model="unused", layers=str(layer), arch="topk", k=16, expansion=2, tokens="8k", batch_size=128,
                       out=str(tmp_path / "run"), checkpoint_every=None, progress=False, device="cpu", optim=OptimConfig(lr=1e-2))
-    source = StreamingActivations(model, required_hooks([layer]), tokens, forward_batch=16)
+    source = StreamingActivations(model, required_hooks([layer], mlp_input_site(model.cfg.original_architecture)), tokens,
+                                  forward_batch=16)
     train(cfg, model=model, source=source)
     eval_cfg = EvalConfig(run=str(tmp_path / "run"), batch_size=8, n_features=1, progress=False, device="cpu")
     trained = evaluate(str(tmp_path / "run"), eval_cfg, model=model, tokens=tokens[:8])
     arch = registry.get("topk")
     init = arch.transcoder(cfg.arch_config(model.cfg.d_model, model.cfg.d_model), seed=cfg.seed * 1000 + layer)
-    init.hook_name, init.hook_name_out = layer_hooks(layer)
+    init.hook_name, init.hook_name_out = model_layer_hooks(model, layer)
     before = evaluate({layer: init}, eval_cfg, model=model, tokens=tokens[:8])
     assert trained.layers[0].fvu < min(0.75, 0.5 * before.layers[0].fvu)
 
@@ -272,6 +292,7 @@ def test_transcoder_training_lowers_fvu(family, family_models, tmp_path):
 @pytest.mark.parametrize("family", MATRIX)
 def test_planted_neuron_decodes_to_its_token(family, family_models):
     from interp.errors import ConfigError
+    from interp.hooks import output_norm
     from interp.neurons import clamp, decode
 
     model = copy.deepcopy(family_models[family])
@@ -280,12 +301,14 @@ def test_planted_neuron_decodes_to_its_token(family, family_models):
     block = model.blocks[layer]
     target = plantable_token(model)
     direction = unembedding_directions(model)[:, target]
+    norm = output_norm(model, layer, "mlp")
     with torch.no_grad():
-        if hasattr(block, "ln2_post"):
-            # Gemma 2 normalises the MLP output, then scales it by w: a varied w turns the written
-            # direction, and a large one lets the clamped neuron dominate the residual stream
-            block.ln2_post.w.copy_(1e4 * varied_weight(model, 3))
-            direction = direction / block.ln2_post.w
+        if norm is not None:
+            # Gemma 2 (ln2_post) and post-norm OLMo (ln2) normalise the MLP output, then scale it by w:
+            # a varied w turns the written direction, and a large one lets the clamped neuron dominate
+            # the residual stream (the norm bounds the size of the MLP's output otherwise)
+            norm.w.copy_(1e4 * varied_weight(model, 3))
+            direction = direction / norm.w
         block.mlp.W_out[neuron] = 3 * direction / direction.norm()
     table = decode(model, layers=[layer], k=3)
     top = table.top_ids[table.row_of(layer, neuron)]

@@ -20,7 +20,15 @@ qwen2     Qwen/Qwen2.5-0.5B               RMSNorm, gated MLP, QKV biases, GQA, t
 mistral   mistralai/Mistral-7B-v0.1       RMSNorm, gated MLP, GQA, sliding-window
                                           attention on every layer
 solu      (none: TransformerLens-native)  LayerNorm, SoLU activation with its LayerNorm
+olmo3     allenai/Olmo-3-1025-7B          post-norm blocks (RMSNorm after each sublayer,
+                                          none before), query/key RMSNorm, gated MLP,
+                                          GQA, sliding-window layers
 ========  ==============================  ===============================================
+
+``olmo3`` stands for OLMo 2 as well: both are TransformerLens' ``POST_NORM_ARCHITECTURES``,
+with the same block. TransformerLens 3.9 converts OLMo 2 only at its published sizes, whose
+table it picks by name after reading the hub's config, so a tiny OLMo 2 cannot be loaded;
+OLMo 3 it converts from ``config.json`` at any size.
 
 Extra families, covered by the loading tests only (``core=False``): ``gemma`` (Gemma 1,
 multi-query attention, google/gemma-2b), ``gpt-j`` (parallel blocks, rotary on 8 of 16
@@ -168,7 +176,8 @@ class Family:
     hub_name: str | None
     """A name TransformerLens knows, under which the checkpoint is cached; None for TL-native."""
     traits: tuple[str, ...]
-    """What the family exercises (``rmsnorm``, ``gated_mlp``, ``parallel``, ``post_norm``, ...)."""
+    """What the family exercises (``rmsnorm``, ``gated_mlp``, ``parallel``, ``post_norm``: a norm after
+    each sublayer and none before, ``pre_and_post_norm``: both, ...)."""
     decoder: bool = False
     """Start from :data:`DECODER`'s sizes."""
     core: bool = True
@@ -230,13 +239,16 @@ FAMILIES: dict[str, Family] = {
                {"max_position_embeddings": 4 * N_CTX, "rope_parameters": _LLAMA3_ROPE, "tie_word_embeddings": True},
                "meta-llama/Llama-3.2-1B", ("rmsnorm", "rotary", "gated_mlp", "gqa"), decoder=True),
         Family("gemma2", "Gemma2Config", _GEMMA2, "google/gemma-2-2b",
-               ("rmsnorm", "rotary", "gated_mlp", "gqa", "post_norm", "softcap", "local_attn"), decoder=True),
+               ("rmsnorm", "rotary", "gated_mlp", "gqa", "pre_and_post_norm", "softcap", "local_attn"), decoder=True),
         Family("qwen2", "Qwen2Config", {"tie_word_embeddings": True}, "Qwen/Qwen2.5-0.5B",
                ("rmsnorm", "rotary", "gated_mlp", "gqa", "qkv_bias"), decoder=True),
         Family("mistral", "MistralConfig", {"sliding_window": 4}, "mistralai/Mistral-7B-v0.1",
                ("rmsnorm", "rotary", "gated_mlp", "gqa", "local_attn"), decoder=True),
         Family("solu", "HookedTransformerConfig", {**_SOLU, "normalization_type": "LN", "model_name": "tiny-solu"},
                None, ("layernorm", "learned_pos", "solu")),
+        Family("olmo3", "Olmo3Config", {"sliding_window": 4, "layer_types": ["sliding_attention", "full_attention"]},
+               "allenai/Olmo-3-1025-7B", ("rmsnorm", "rotary", "gated_mlp", "gqa", "post_norm", "qk_norm", "local_attn"),
+               decoder=True),
         Family("gemma", "GemmaConfig", {"num_key_value_heads": 1, "head_dim": 16}, "google/gemma-2b",
                ("rmsnorm", "rotary", "gated_mlp", "mqa"), decoder=True, core=False),
         Family("gpt-j", "GPTJConfig", {"n_layer": 2, "n_embd": 64, "n_head": 4, "rotary_dim": 8, "n_positions": N_CTX},

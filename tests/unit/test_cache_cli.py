@@ -52,6 +52,31 @@ def test_unknown_site_and_missing_budget_are_clear_errors(tmp_path, capsys):
     assert "not an activation store" in capsys.readouterr().err
 
 
+def test_sites_take_transformer_lens_names_and_hook_names(tmp_path, capsys):
+    """--sites takes TransformerLens' site names and aliases, hook names relative to the block and
+    full hook names; hook_mlp_in, which TransformerLens computes only with use_hook_mlp_in, is
+    turned on for the run when asked for by name, and the bare word mlp_in (interp's old name of
+    ln2_normalized) is refused with both choices while the model does not compute it."""
+
+    def args(out, *sites):
+        return ["cache", "run", "--out", str(out), "--n-tokens", "256", "--ctx-len", "32", "--layers", "1",
+                "--noprogress", "--sites", *sites]
+
+    out = tmp_path / "store"
+    assert main(args(out, "z", "attn_z", "hook_mlp_in", "ln2.hook_normalized", "blocks.0.hook_resid_post", "hook_embed")) == 0
+    store = ActivationStore.open(out)
+    assert store.hook_names == ["blocks.1.attn.hook_z", "blocks.1.hook_mlp_in", "blocks.1.ln2.hook_normalized",
+                                "blocks.0.hook_resid_post", "hook_embed"]
+    assert store.model_architecture == "GPT2LMHeadModel"
+    assert main(args(tmp_path / "mid", "resid_mid")) == 0
+    torch.testing.assert_close(store.read_all().acts["blocks.1.hook_mlp_in"],
+                               ActivationStore.open(tmp_path / "mid").read_all().acts["blocks.1.hook_resid_mid"])
+    capsys.readouterr()
+    assert main(args(tmp_path / "old", "mlp_in")) == 2
+    err = capsys.readouterr().err
+    assert "use_hook_mlp_in" in err and "as hook_mlp_in" in err and "ln2_normalized" in err
+
+
 def test_run_is_the_python_api_of_the_command(tmp_path):
     """A notebook calls interp.cache.run with the same config the command line builds."""
     cfg = CacheRunConfig(out=str(tmp_path / "store"), layers="1", sites=["mlp_out"], ctx_len=16,

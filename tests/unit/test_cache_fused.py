@@ -9,6 +9,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from interp.cache import CacheConfig, StreamingActivations, cache_activations
 from interp.cache.fused import FUSED_BLOCK_HOOKS, fused_capture, fused_unsupported
 from interp.cache.source import capture_forward
+from interp.hooks import opened
 
 
 def gpt2_like(act_fn: str = "gelu_new", normalization_type: str = "LN", **overrides) -> HookedTransformer:
@@ -32,8 +33,12 @@ def all_hooks(model) -> list[str]:
 
 
 def assert_matches_transformer_lens(model, tokens: torch.Tensor, names: list[str]) -> None:
-    """With fresh buffers and with a reused workspace (run twice: the second reuses it)."""
-    _, cache = model.run_with_cache(tokens, names_filter=names)
+    """With fresh buffers and with a reused workspace (run twice: the second reuses it).
+    transformer-lens computes ``hook_mlp_in`` only with ``use_hook_mlp_in`` (turned on for it here);
+    the fused forward emits it without the flag."""
+    with opened(model, names):
+        _, cache = model.run_with_cache(tokens, names_filter=names)
+    assert not model.cfg.use_hook_mlp_in
     workspace: dict[str, torch.Tensor] = {}
     for space in (None, workspace, workspace):
         fused: dict[str, torch.Tensor] = {}
@@ -120,7 +125,7 @@ def test_a_patched_model_runs_its_own_forward():
 
 def test_streaming_and_store_agree_fused_or_not(tmp_path):
     model = gpt2_like()
-    names = ["blocks.0.ln2.hook_normalized", "blocks.0.hook_mlp_out", "blocks.2.hook_resid_post"]
+    names = ["blocks.0.ln2.hook_normalized", "blocks.0.hook_mlp_out", "blocks.1.hook_mlp_in", "blocks.2.hook_resid_post"]
     tokens = torch.randint(0, 40, (6, 16), generator=torch.Generator().manual_seed(5))
     fused, plain = (
         next(iter(StreamingActivations(model, names, tokens, forward_batch=3, fused=f).batches(96, seed=1)))
@@ -135,3 +140,8 @@ def test_streaming_and_store_agree_fused_or_not(tmp_path):
     assert store_plain.manifest["forward"] == "transformer-lens"
     for name in names:
         torch.testing.assert_close(store.read_all().acts[name], store_plain.read_all().acts[name], rtol=1e-5, atol=1e-5)
+    # hook_mlp_in (the flag turned on for the transformer-lens run only) is the residual entering the MLP
+    torch.testing.assert_close(store_plain.read_all().acts["blocks.1.hook_mlp_in"],
+                               cache_activations(model, ["blocks.1.hook_resid_mid"], tokens, tmp_path / "r",
+                                                 CacheConfig(batch_size=3, progress=False)).read_all().acts["blocks.1.hook_resid_mid"])
+    assert not model.cfg.use_hook_mlp_in

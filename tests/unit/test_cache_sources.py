@@ -32,7 +32,7 @@ def tiny_model(seed: int = 0):
     return model
 
 
-HOOKS = [hook_name("mlp_in", 0), hook_name("mlp_out", 0), hook_name("mlp_post", 1), hook_name("attn_z", 1)]
+HOOKS = [hook_name("ln2_normalized", 0), hook_name("mlp_out", 0), hook_name("mlp_post", 1), hook_name("attn_z", 1)]
 
 
 @pytest.fixture(scope="module")

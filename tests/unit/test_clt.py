@@ -24,14 +24,14 @@ ACTIVATIONS = [
 ]
 
 
-def random_clt(settings: dict, *, skip: bool = True, L: int = 3, d: int = 8, F: int = 12, seed: int = 0):
+def random_clt(settings: dict, *, skip: bool = True, L: int = 3, d: int = 8, F: int = 12, seed: int = 0, **more):
     """A CLT with random weights, thresholds and biases (raw space) and the source-major decoders it was built from."""
     g = torch.Generator().manual_seed(seed)
     decoders = [torch.randn(F, L - i, d, generator=g) for i in range(L)]
     extra = {"threshold": 0.3 + torch.rand(L, F, generator=g)} if settings["activation"] == "jumprelu" else {}
     clt = CrossLayerTranscoder.from_weights(
         torch.randn(L, d, F, generator=g), torch.randn(L, F, generator=g) - 0.5, decoders, torch.randn(L, d, generator=g),
-        layers=[1, 2, 4][:L], W_skip=torch.randn(L, d, d, generator=g) if skip else None, **extra, **settings,
+        layers=[1, 2, 4][:L], W_skip=torch.randn(L, d, d, generator=g) if skip else None, **extra, **settings, **more,
     )
     if settings.get("topk_over") == "all":
         clt.topk_threshold.fill_(0.8)
@@ -109,6 +109,20 @@ def test_normalisation_folds_exactly(settings):
         torch.testing.assert_close(folded.decode_output(acts[:, :2], 1), clt.decode_output(acts[:, :2], 1), rtol=1e-4, atol=1e-4)
 
 
+def test_a_clt_saved_when_ln2_normalized_was_called_mlp_in_loads(tmp_path):
+    """interp's CLT files written before it took TransformerLens' site names record input_site
+    'mlp_in' for ln2_normalized; their feature_input_hook (ln2.hook_normalized) never changed."""
+    clt, _ = random_clt({"activation": "relu"}, input_site="ln2_normalized")
+    save_clt(clt, tmp_path)
+    config = json.loads((tmp_path / "config.yaml").read_text())
+    assert config["feature_input_hook"] == "ln2.hook_normalized"
+    config["interp"]["config"]["input_site"] = "mlp_in"
+    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    back = load_clt(tmp_path)
+    assert back.cfg == clt.cfg and back.hook_names_in == ["blocks.1.ln2.hook_normalized", "blocks.2.ln2.hook_normalized",
+                                                          "blocks.4.ln2.hook_normalized"]
+
+
 def test_decoder_norms_are_the_concatenated_norms():
     clt, decoders = random_clt({"activation": "relu"})
     want = torch.stack([d.flatten(1).norm(dim=1) for d in decoders])
@@ -151,8 +165,8 @@ def test_circuit_tracer_written_directory_loads_with_defaults(tmp_path):
         save_file({f"W_enc_{i}": enc[i], f"b_enc_{i}": torch.zeros(F), f"b_dec_{i}": torch.ones(d),
                    f"threshold_{i}": torch.full((F,), 0.2)}, str(tmp_path / f"W_enc_{i}.safetensors"))
         save_file({f"W_dec_{i}": dec[i]}, str(tmp_path / f"W_dec_{i}.safetensors"))
-    clt = load_clt(tmp_path, input_site="mlp_in")
-    assert clt.cfg.activation == "jumprelu" and clt.layers == [0, 1] and clt.cfg.input_site == "mlp_in"
+    clt = load_clt(tmp_path, input_site="ln2_normalized")
+    assert clt.cfg.activation == "jumprelu" and clt.layers == [0, 1] and clt.cfg.input_site == "ln2_normalized"
     assert clt.hook_names_in == ["blocks.0.ln2.hook_normalized", "blocks.1.ln2.hook_normalized"]
     torch.testing.assert_close(clt.W_enc[1], enc[1].T)
     torch.testing.assert_close(clt.decoder_vectors(0), dec[0])
@@ -249,7 +263,14 @@ def test_config_errors():
     with pytest.raises(Exception, match="activation"):  # ConfigError (or the suite's run-time type check first)
         arch.config(d_in=4, d_out=4, d_sae=8, n_layers=2, activation="elu")
     assert [w.key for w in TrainConfig(arch="clt").wirings([0, 2])] == ["clt"]
-    assert TrainConfig(arch="clt", input_site="mlp_in").wirings([0])[0].hooks_in == ("blocks.0.ln2.hook_normalized",)
+    assert TrainConfig(arch="clt", input_site="ln2_normalized").wirings([0])[0].hooks_in == ("blocks.0.ln2.hook_normalized",)
+    assert TrainConfig(arch="clt").wirings([0], "resid_mid")[0].hooks_in == ("blocks.0.hook_resid_mid",)
+    with pytest.raises(ConfigError, match="post-norm blocks normalises the MLP's output"):  # OLMo 2: ln2 is after the MLP
+        TrainConfig(arch="clt", input_site="ln2_normalized").wirings([0], "resid_mid")
+    old = arch.config(d_in=4, d_out=4, d_sae=8, k=4)
+    old.input_site = "mlp_in"  # set after __init__, past the suite's run-time type check of the Literal
+    with pytest.raises(ConfigError, match="mlp_in is ambiguous.*ln2_normalized.*resid_mid"):
+        old.__post_init__()
     clt = arch.transcoder(arch.config(d_in=4, d_out=4, d_sae=8, n_layers=2, k=4))
     with pytest.raises(ConfigError, match="cannot sit"):
         clt.wire(cross_layer_wiring([0, 1, 2]))

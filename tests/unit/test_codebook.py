@@ -15,6 +15,7 @@ from interp.codebooks.search import (
     property_mask,
 )
 from interp.codebooks.steer import js_divergence, next_token_shift
+from interp.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +124,20 @@ def test_hooks_are_removed_even_on_error(tiny_model):
     assert all(len(hp.fwd_hooks) == 0 for hp in tiny_model.hook_dict.values())
 
 
+def test_sites_take_transformer_lens_names_and_hook_names(tiny_model):
+    from interp.codebooks.training import CodebookTrainConfig
+
+    books = Codebooks.create(tiny_model, ["z", "attn_z", "hook_mlp_out", "blocks.0.hook_resid_post"], [1], n_codes=4)
+    assert books.hooks == ["blocks.1.attn.hook_z", "blocks.1.hook_mlp_out", "blocks.0.hook_resid_post"]
+    assert books["blocks.1.attn.hook_z"].cfg.n_groups == tiny_model.cfg.n_heads
+    assert CodebookTrainConfig(sites=["attn.hook_z", "blocks.2.hook_attn_out"]).sites == ["attn.hook_z", "blocks.2.hook_attn_out"]
+    for bad in (["post"], ["hook_embed"], ["mlp_outt"], []):
+        with pytest.raises(ConfigError, match="--sites"):
+            CodebookTrainConfig(sites=bad)
+
+
 def test_bad_site_and_unknown_forced_hook(tiny_model):
-    with pytest.raises(ValueError, match="codebooks can sit at"):
+    with pytest.raises(ValueError, match="codebooks sit at mlp_out, attn_out, z, resid_post"):
         Codebooks.create(tiny_model, ["mlp_pre"], [0], n_codes=4)
     books = Codebooks.create(tiny_model, ["mlp_out"], [0], n_codes=4)
     with pytest.raises(KeyError, match="inserted codebook"):

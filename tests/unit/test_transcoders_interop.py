@@ -112,6 +112,11 @@ def test_sparsify_refuses_what_it_cannot_hold(planted, tmp_path):
     (tmp_path / "hf" / "h.0.mlp" / "cfg.json").write_text(json.dumps(cfg))
     with pytest.raises(TranscoderLoadError, match="sparse autoencoder"):
         sparsify.load_run(tmp_path / "hf")
+    # a post-norm model's transcoder reads resid_mid and predicts hook_mlp_out, after ln2: blocks.L.mlp is not that
+    olmo = planted("topk", 0)
+    olmo.hook_name, olmo.hook_name_out = layer_hooks(0, "resid_mid")
+    with pytest.raises(TranscoderLoadError, match="post-norm block"):
+        sparsify.save_run({0: olmo}, tmp_path / "olmo")
 
 
 def test_saelens_export_writes_top_level_settings_and_import_reads_saelens_folders(planted, tmp_path):

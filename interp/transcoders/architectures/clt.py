@@ -69,8 +69,8 @@ class CLTConfig(ArchConfig):
     """Dead latents used by the AuxK loss per row; None = d_out // 2 (Gao et al.)."""
     aux_coefficient: float = 1 / 32
     """Weight of the AuxK loss (Gao et al. use 1/32)."""
-    input_site: Literal["resid_mid", "mlp_in"] = "resid_mid"
-    """What a clt reads at each layer: 'resid_mid' (blocks.L.hook_resid_mid, as circuit-tracer's CLTs) or 'mlp_in' (blocks.L.ln2.hook_normalized)."""
+    input_site: Literal["resid_mid", "ln2_normalized"] = "resid_mid"
+    """What a clt reads at each layer: 'resid_mid' (blocks.L.hook_resid_mid, as circuit-tracer's CLTs) or 'ln2_normalized' (blocks.L.ln2.hook_normalized, the MLP's normalised input; not on post-norm models such as OLMo 2)."""
     skip_connection: bool = False
     """Give a clt a linear skip path from each layer's input to its own MLP output (W_skip)."""
     sparsity_coefficient: float = 2e-2
@@ -90,6 +90,12 @@ class CLTConfig(ArchConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.input_site == "mlp_in":
+            raise ConfigError(
+                "--input-site mlp_in is ambiguous: interp used it for the MLP's normalised input, now ln2_normalized "
+                "(blocks.L.ln2.hook_normalized), and TransformerLens means blocks.L.hook_mlp_in, the residual before ln2, "
+                "which a clt reads as resid_mid; pass one of those two"
+            )
         for name in ("activation", "topk_over", "input_site"):
             allowed = get_args(get_type_hints(CLTConfig)[name])
             if getattr(self, name) not in allowed:
