@@ -207,8 +207,13 @@ def _write_vector(rm: ReplacementModel, state: CleanState, node: Node) -> Tensor
 
 def _ln_input(rm: ReplacementModel, state: CleanState, layer: int, pos: Tensor, vec: Tensor) -> Tensor:
     """Block ``layer``'s frozen ln1 applied to residual writes ``vec`` [n, d_model] at positions
-    ``pos`` [n] (without its bias, a constant): what each write adds to the attention's input."""
+    ``pos`` [n] (without its bias, a constant): what each write adds to the attention's input.
+    In post-norm blocks (OLMo 2/3) attention reads the residual stream itself: ``vec`` unchanged."""
+    from interp.hooks import input_norm
+
     model = rm.model
+    if input_norm(model, layer, "attn") is None:
+        return vec
     if model.cfg.normalization_type in ("LN", "LNPre"):
         vec = vec - vec.mean(-1, keepdim=True)
     name = f"blocks.{layer}.ln1.hook_scale"

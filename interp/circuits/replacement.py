@@ -115,15 +115,6 @@ def check_architecture(model) -> None:
     cfg = model.cfg
     if getattr(cfg, "attn_only", False):
         raise TranscoderLoadError("this model is attention-only: it has no MLPs for transcoders to replace")
-    try:
-        from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
-    except ImportError:  # older transformer-lens: no post-norm decoders
-        POST_NORM_ARCHITECTURES = set()
-    if cfg.original_architecture in POST_NORM_ARCHITECTURES:
-        raise TranscoderLoadError(
-            f"{cfg.original_architecture} normalises each sublayer's output with ln1/ln2 (post-norm blocks), so "
-            "blocks.L.ln2.hook_normalized is not the MLP's input and transcoders cannot be spliced in exactly"
-        )
 
 
 class ReplacementModel:
@@ -281,7 +272,7 @@ class ReplacementModel:
             if layer in self.transcoders:
                 hooks.append((mlp_input(self.model, layer), read_in(layer)))
             hooks.append((hook_name("mlp_out", layer), write_out(layer)))
-            hooks.append((hook_name("attn_z", layer), read_z(layer)))
+            hooks.append((hook_name("z", layer), read_z(layer)))
         tokens = state.tokens[None].expand(batch, -1)
         with self._hooks(hooks):
             resid = model(tokens, stop_at_layer=self.n_layers)

@@ -19,7 +19,7 @@ from support.families import PROMPTS, family_params
 
 from interp.circuits.attribution import AttributionConfig, attribute, head_paths, token_target
 from interp.circuits.replacement import ReplacementModel
-from interp.hooks import hook_name
+from interp.hooks import hook_name, mlp_input
 from interp.transcoders import Transcoder, registry
 
 TOLERANCE = 1e-4
@@ -72,7 +72,7 @@ class Frozen:
         names = [n for n in model.hook_dict if n.endswith("attn.hook_pattern")
                  or (n.endswith(".hook_scale") and ".attn." not in n and ".mlp." not in n)]
         layers = range(model.cfg.n_layers)
-        extra = [hook_name(s, layer) for layer in layers for s in ("mlp_in", "mlp_out")]
+        extra = [name for layer in layers for name in (mlp_input(model, layer), hook_name("mlp_out", layer))]
         with torch.no_grad():
             logits, cache = model.run_with_cache(
                 tokens[None], names_filter=names + extra + ["blocks.0.hook_resid_pre", "unembed.hook_out"]
@@ -86,7 +86,7 @@ class Frozen:
         for layer in layers:
             out = cache[hook_name("mlp_out", layer)][0]
             if layer in self.tcs:
-                tc, x = self.tcs[layer], cache[hook_name("mlp_in", layer)][0]
+                tc, x = self.tcs[layer], cache[mlp_input(model, layer)][0]
                 self.acts[layer] = tc.encode(x)
                 out = out - tc.decode(self.acts[layer]) - tc.skip(x)
             self.errors[layer] = out
@@ -121,7 +121,7 @@ class Frozen:
         hooks = [(name, freeze(v)) for name, v in self.frozen.items()]
         hooks += [("blocks.0.hook_resid_pre", lambda x, hook: embed), ("unembed.hook_out", lambda x, hook: raw.setdefault(0, x))]
         for layer in range(self.model.cfg.n_layers):
-            hooks += [(hook_name("mlp_in", layer), read(layer)), (hook_name("mlp_out", layer), write(layer))]
+            hooks += [(mlp_input(self.model, layer), read(layer)), (hook_name("mlp_out", layer), write(layer))]
         with self.model.hooks(fwd_hooks=hooks + list(extra_hooks)):
             self.model(self.tokens[None].expand(n, -1))
         return raw[0] * self.logit_scale, pre
@@ -226,7 +226,11 @@ def test_every_edge_equals_the_frozen_intervention(family, traced):
 
 def _ln1_linear(model, layer, pos, vec, frozen):
     """Block ``layer``'s ln1, its scale frozen at ``pos``, applied to a residual write (bias removed),
-    by calling the model's own module."""
+    by calling the model's own module. Post-norm blocks (OLMo) read the residual stream itself."""
+    from interp.hooks import input_norm
+
+    if input_norm(model, layer, "attn") is None:
+        return vec
     scale = frozen.frozen[f"blocks.{layer}.ln1.hook_scale"][:, pos : pos + 1]
     ln1 = model.blocks[layer].ln1
     with torch.no_grad(), model.hooks(fwd_hooks=[(f"blocks.{layer}.ln1.hook_scale", lambda x, hook: scale)]):
@@ -305,10 +309,10 @@ def test_head_paths_carry_what_they_claim(family, traced):
         assert measured == pytest.approx(p.weight, abs=TOLERANCE * largest), (family, p)
 
 
-@pytest.mark.parametrize("kind", ["attention-only", "post-norm"])
+@pytest.mark.parametrize("kind", ["attention-only"])
 def test_models_without_an_mlp_input_at_ln2_are_refused(kind):
-    """Post-norm blocks (OLMo 2: ln2 normalises the MLP's output) and attention-only models are
-    refused in one sentence rather than attributed wrongly."""
+    """Attention-only models are refused in one sentence (post-norm blocks, whose MLP reads the
+    residual stream itself, are attributed through hooks.mlp_input: the olmo3 family above)."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     from interp.errors import TranscoderLoadError
