@@ -126,8 +126,8 @@ class ReplacementModel:
             :func:`interp.transcoders.for_model`, which also folds their normalisation).
 
     Raises:
-        TranscoderLoadError: the transcoders do not fit the model, or the model has no MLP
-            input at ``ln2.hook_normalized`` (attention-only and post-norm blocks).
+        TranscoderLoadError: the transcoders do not fit the model, or the model has no MLPs
+            (attention-only).
     """
 
     def __init__(self, model, transcoders: dict[int, object]) -> None:
