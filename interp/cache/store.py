@@ -211,6 +211,12 @@ class ActivationStore:
     def complete(self) -> bool:
         return bool(self.manifest["complete"])
 
+    @property
+    def data(self) -> str | None:
+        """The data source the store was cached from (``--data`` of ``interp cache run``), or
+        None for tokens given directly and for stores written before it was recorded."""
+        return (self.manifest.get("source") or {}).get("data")
+
     def __repr__(self) -> str:
         from interp.reports import brief, plain_repr
 

@@ -30,7 +30,7 @@ from typing import ClassVar
 import torch
 from simple_parsing import field as sp_field
 
-from interp.errors import StoreError
+from interp.errors import ConfigError, StoreError
 from interp.interventions import ablate_mlps, recovered_fraction
 from interp.results import Result
 from interp.transcoders.base import Transcoder
@@ -45,8 +45,10 @@ class EvalConfig:
     """Run directory written by `interp transcoder train`."""
     model: str | None = None
     """Model to splice into (default: the run's model)."""
+    data: str | None = None
+    """Token source: 'reference', a .txt/.jsonl path or a Hugging Face dataset name (default: the data the run was trained on)."""
     dataset: str | None = None
-    """Token source (default: the run's dataset)."""
+    """Deprecated: the old name of --data."""
     tokens: str = "32k"
     """Evaluation tokens, e.g. 32k."""
     ctx_len: int | None = None
@@ -67,6 +69,11 @@ class EvalConfig:
     """'cpu' or 'cuda' (default: CUDA when available)."""
     progress: bool = True
     """Show progress bars (notebook bars in Jupyter, text in a terminal)."""
+
+    def __post_init__(self) -> None:
+        from interp.data import data_option
+
+        self.data, self.dataset = data_option(self.data, self.dataset, default=None), None
 
 
 @dataclass
@@ -229,11 +236,11 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
         raise StoreError("nothing to evaluate: the run has no transcoders")
     transcoders = {layer: tc.eval() for layer, tc in for_model(model, given, fold=False).items()}
     if tokens is None:
-        from interp.data import token_batches
+        from interp.data import load_contexts
 
         ctx_len = cfg.ctx_len or run_cfg.get("ctx_len", 128)
         n_contexts = max(1, -(-parse_count(cfg.tokens, "tokens") // ctx_len))
-        tokens = next(token_batches(cfg.dataset or run_cfg.get("dataset", "reference"), model.tokenizer, ctx_len, n_contexts, seed=cfg.seed))
+        tokens = load_contexts(eval_data(cfg, run_cfg), model.tokenizer, n_contexts, ctx_len, seed=cfg.seed)
     tokens = tokens.to(device)
     layers = sorted(transcoders)
     stats = _first_pass(model, transcoders, tokens, cfg)
@@ -274,6 +281,19 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
         log10_frequencies=freqs,
         features=_feature_cards(model, transcoders, tokens, stats, cfg),
     )
+
+
+def eval_data(cfg: EvalConfig, run_cfg: dict) -> str:
+    """The data an evaluation reads: ``--data``, else what the run trained on (run.json's
+    ``data``; ``dataset`` in runs written before it was renamed), else the reference corpus."""
+    if cfg.data is not None:
+        return cfg.data
+    if "data" in run_cfg and run_cfg["data"] is None:
+        raise ConfigError(
+            "the run does not record its data (it was trained from activations passed in), "
+            "so pass --data with text like the training text"
+        )
+    return run_cfg.get("data") or run_cfg.get("dataset") or "reference"
 
 
 def _first_pass(model, transcoders: dict[int, Transcoder], tokens: torch.Tensor, cfg: EvalConfig) -> dict:

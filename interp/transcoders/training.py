@@ -62,8 +62,10 @@ class _TrainConfigBase:
     """Tokens per optimiser step (split across processes under torchrun)."""
     ctx_len: int = 128
     """Context length of the token stream (when streaming from the model)."""
-    dataset: str = "reference"
-    """Token source when streaming: 'reference', local .txt/.jsonl path, or a Hugging Face dataset name."""
+    data: str = "reference"
+    """Token source when streaming: 'reference' (the reference corpus; as plain text for other tokenizers), a local .txt/.jsonl path, or a Hugging Face dataset name."""
+    dataset: str | None = None
+    """Deprecated: the old name of --data."""
     cache: str | None = None
     """Read activations from this cache directory (written by `interp cache`) instead of running the model."""
     fused_forward: bool = True
@@ -88,6 +90,9 @@ class _TrainConfigBase:
     """Optimiser and schedule."""
 
     def __post_init__(self) -> None:
+        from interp.data import data_option
+
+        self.data, self.dataset = data_option(self.data, self.dataset), None
         if isinstance(self.optim, dict):
             self.optim = OptimConfig(**self.optim)
         arch = registry.get(self.arch)  # an unknown name raises here, listing the known ones
@@ -118,7 +123,7 @@ class _TrainConfigBase:
     def identity(self) -> dict:
         """The settings a resumed run must share with the original."""
         keep = asdict(self)
-        for name in ("resume", "checkpoint_every", "progress", "wandb_project", "device"):
+        for name in ("resume", "checkpoint_every", "progress", "wandb_project", "device", "dataset"):
             keep.pop(name)
         return keep
 
@@ -238,10 +243,10 @@ def open_source(cfg: TrainConfig, model, layers: list[int], device: str):
         if missing:
             raise StoreError(f"cache {cfg.cache} lacks {missing}; cache mlp_in and mlp_out of every layer you train")
         return store
-    from interp.data import token_batches
+    from interp.data import load_contexts
 
     n_contexts = -(-cfg.n_tokens // cfg.ctx_len)
-    tokens = next(token_batches(cfg.dataset, model.tokenizer, cfg.ctx_len, n_contexts, seed=cfg.seed))
+    tokens = load_contexts(cfg.data, model.tokenizer, n_contexts, cfg.ctx_len, seed=cfg.seed)
     return cache.StreamingActivations(model, required_hooks(layers), tokens, fused=cfg.fused_forward)
 
 
@@ -268,7 +273,8 @@ def train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
 
     ``model`` (a HookedTransformer) and ``source`` (an ``ActivationSource``) may be passed
     to skip loading; by default the model is loaded from ``cfg.model`` and the source is
-    ``cfg.cache`` or the model streamed over ``cfg.dataset``. Under torchrun, the process
+    ``cfg.cache`` or the model streamed over ``cfg.data``. run.json records the data actually used
+    (a store's records its source; activations passed in record None). Under torchrun, the process
     group this call creates is destroyed before it returns (a gloo group left to the
     interpreter's shutdown can abort the process after the work is done). On success every
     rank first waits at a barrier, so no rank tears its connections down while another is
@@ -305,8 +311,11 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     else:
         n_layers = 1 + max(int(h.split(".")[1]) for h in source.hook_names if h.startswith("blocks."))
     layers = parse_layers(cfg.layers, n_layers if model is None else model.cfg.n_layers)
+    streamed = source is None and cfg.cache is None
     if source is None:
         source = open_source(cfg, model, layers, device)
+    # the data run.json records: what was streamed, a store's own source, or None (unknown)
+    data = cfg.data if streamed else getattr(source, "data", None)
     mine = layers[dist_info.rank :: dist_info.world] if cfg.parallel == "layers" else layers
     if not mine:
         raise InterpError(f"{dist_info.world} processes for {len(layers)} layers: use at most one process per layer")
@@ -330,10 +339,11 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
         position = tuple(state["position"])
     batches = PairedBatches(source, layers, cfg.batch_size, seed=cfg.seed, start=position, shard=shard, device=device)
     keys = list(transcoders)
-    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, mine)
+    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, mine, data=data)
 
 
-def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_path: Path, dist_info: _Dist, layers, mine) -> TrainResult:
+def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_path: Path, dist_info: _Dist, layers, mine,
+          data: str | None = None) -> TrainResult:
     from tqdm.auto import tqdm
 
     wandb_run = _wandb(cfg) if dist_info.main else None
@@ -383,7 +393,7 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
                 out / key,
                 hook_name=hin,
                 hook_name_out=hout,
-                metadata={"model_name": model_name, "context_size": cfg.ctx_len, "dataset_path": cfg.dataset},
+                metadata={"model_name": model_name, "context_size": cfg.ctx_len, "dataset_path": data},
             )
     if dist_info.world > 1 and cfg.parallel == "layers":
         import torch.distributed as dist
@@ -399,7 +409,7 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
         tokens=trainer.step_count * cfg.batch_size,
         seconds=time.time() - start_time,
         final=dict(sorted(final.items(), key=lambda kv: int(kv[0].split("_")[1]))),
-        config=asdict(cfg),
+        config={**{k: v for k, v in asdict(cfg).items() if k != "dataset"}, "data": data},
         history=history,
     )
     if dist_info.main:
