@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from itertools import islice
 
@@ -193,3 +194,43 @@ def test_dataset_is_a_deprecated_alias_of_data():
     assert data_option("y.txt", None) == "y.txt"
     with pytest.raises(ConfigError, match="pass only --data"):
         data_option("y.txt", "x.txt")
+
+
+# every command that reads text takes --data; the four that called it --dataset still accept that
+DATA_COMMANDS = {
+    ("cache", "run"): ["--out", "x", "--n-tokens", "1k"],
+    ("transcoder", "train"): [],
+    ("transcoder", "eval"): ["runs/tc"],
+    ("sparsity",): [],
+    ("redundancy",): [],
+    ("neurons", "clamp"): ["--layer", "0", "--neuron", "0"],
+    ("circuit", "trace"): ["--prompt", "The war"],
+    ("codebook", "train"): [],
+    ("codebook", "report"): ["--run", "runs/cb"],
+    ("codebook", "search"): ["--run", "runs/cb", "--regex", "x"],
+    ("units",): [],
+}
+RENAMED = {("transcoder", "train"), ("transcoder", "eval"), ("circuit", "trace"), ("units",)}
+
+
+def test_every_command_that_reads_text_is_in_the_list():
+    from interp.cli import COMMANDS, build_parser
+
+    build_parser()
+    readers = {path for path, cmd in COMMANDS.items() if "data" in {f.name for f in dataclasses.fields(cmd.config)}}
+    assert readers == set(DATA_COMMANDS)
+
+
+@pytest.mark.parametrize("path", list(DATA_COMMANDS), ids=" ".join)
+def test_every_command_takes_data(path):
+    from interp.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args([*path, *DATA_COMMANDS[path], "--data", "my.jsonl"])
+    assert args.cfg.data == "my.jsonl"
+    if path in RENAMED:
+        with pytest.warns(DeprecationWarning, match="use --data"):
+            args = parser.parse_args([*path, *DATA_COMMANDS[path], "--dataset", "old.txt"])
+        assert args.cfg.data == "old.txt" and args.cfg.dataset is None
+    else:
+        assert "dataset" not in {f.name for f in dataclasses.fields(args.cfg)}
