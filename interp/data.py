@@ -102,7 +102,7 @@ def labelled_reference_documents(
                 word = word.lstrip()
             text += word
             char_labels += [None if ch == " " else label for ch in word]
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         labels = [char_labels[end - 1] if end > 0 else None for _, end in encoded["offset_mapping"]]
         yield list(encoded["input_ids"]), labels
 
@@ -182,7 +182,8 @@ def hf_documents(name: str, tokenizer, split: str = "train", text_field: str = "
 
 
 def _encode(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    # verbose=False: a document longer than the model's context is fine here (it is packed)
+    return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def looks_like_path(source: str) -> bool:

@@ -238,7 +238,7 @@ def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = N
     if tokens is None:
         from interp.data import load_contexts
 
-        ctx_len = cfg.ctx_len or run_cfg.get("ctx_len", 128)
+        ctx_len = cfg.ctx_len or min(run_cfg.get("ctx_len", 128), model.cfg.n_ctx)
         n_contexts = max(1, -(-parse_count(cfg.tokens, "tokens") // ctx_len))
         tokens = load_contexts(eval_data(cfg, run_cfg), model.tokenizer, n_contexts, ctx_len, seed=cfg.seed)
     tokens = tokens.to(device)

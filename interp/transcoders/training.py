@@ -314,8 +314,10 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     streamed = source is None and cfg.cache is None
     if source is None:
         source = open_source(cfg, model, layers, device)
-    # the data run.json records: what was streamed, a store's own source, or None (unknown)
-    data = cfg.data if streamed else getattr(source, "data", None)
+    # the data run.json records: what was streamed, a store's own source, or None (unknown),
+    # in contexts of the length the activations have
+    data = {"data": cfg.data if streamed else getattr(source, "data", None),
+            "ctx_len": getattr(source, "ctx_len", cfg.ctx_len)}
     mine = layers[dist_info.rank :: dist_info.world] if cfg.parallel == "layers" else layers
     if not mine:
         raise InterpError(f"{dist_info.world} processes for {len(layers)} layers: use at most one process per layer")
@@ -343,9 +345,10 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
 
 
 def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_path: Path, dist_info: _Dist, layers, mine,
-          data: str | None = None) -> TrainResult:
+          data: dict | None = None) -> TrainResult:
     from tqdm.auto import tqdm
 
+    data = data or {"data": cfg.data, "ctx_len": cfg.ctx_len}
     wandb_run = _wandb(cfg) if dist_info.main else None
     history: list[dict[str, float]] = []
     recent: dict[str, list[dict[str, float]]] = {key: [] for key in keys}
@@ -393,7 +396,7 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
                 out / key,
                 hook_name=hin,
                 hook_name_out=hout,
-                metadata={"model_name": model_name, "context_size": cfg.ctx_len, "dataset_path": data},
+                metadata={"model_name": model_name, "context_size": data["ctx_len"], "dataset_path": data["data"]},
             )
     if dist_info.world > 1 and cfg.parallel == "layers":
         import torch.distributed as dist
@@ -409,7 +412,7 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
         tokens=trainer.step_count * cfg.batch_size,
         seconds=time.time() - start_time,
         final=dict(sorted(final.items(), key=lambda kv: int(kv[0].split("_")[1]))),
-        config={**{k: v for k, v in asdict(cfg).items() if k != "dataset"}, "data": data},
+        config={**{k: v for k, v in asdict(cfg).items() if k != "dataset"}, **data},
         history=history,
     )
     if dist_info.main:
