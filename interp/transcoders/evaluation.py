@@ -203,10 +203,6 @@ def ablate(model, replacements: dict[int, torch.Tensor | None]):
     return ablate_mlps(model, replacements)
 
 
-def _ce(model, tokens: torch.Tensor) -> float:
-    return model(tokens, return_type="loss").item()
-
-
 @torch.no_grad()
 def evaluate(run: str | Path | dict[int, Transcoder], cfg: EvalConfig | None = None, *, model=None, tokens: torch.Tensor | None = None) -> EvalResult:
     """Evaluate a run directory (or ``{layer: transcoder}``) on held-out tokens; see the module docstring.
@@ -298,7 +294,10 @@ def eval_data(cfg: EvalConfig, run_cfg: dict) -> str:
 
 def _first_pass(model, transcoders: dict[int, Transcoder], tokens: torch.Tensor, cfg: EvalConfig) -> dict:
     """Clean activations through each transcoder: FVU and L0 sums, firing counts, top contexts."""
+    from interp.cache.source import stop_layer
+
     names = [h for layer in transcoders for h in layer_hooks(layer)]
+    stop = stop_layer(model, names)  # no block past the last MLP read, no unembedding
     stats = {}
     m = cfg.n_contexts
     for layer, tc in transcoders.items():
@@ -313,7 +312,7 @@ def _first_pass(model, transcoders: dict[int, Transcoder], tokens: torch.Tensor,
     offset = 0
     for start in _bar(range(0, tokens.shape[0], cfg.batch_size), cfg.progress, "eval: statistics"):
         batch = tokens[start : start + cfg.batch_size]
-        _, cache = model.run_with_cache(batch, names_filter=lambda name: name in names)
+        _, cache = model.run_with_cache(batch, names_filter=lambda name: name in names, stop_at_layer=stop)
         rows = batch.numel()
         for layer, tc in transcoders.items():
             hin, hout = layer_hooks(layer)
@@ -322,13 +321,18 @@ def _first_pass(model, transcoders: dict[int, Transcoder], tokens: torch.Tensor,
             y_hat, acts = tc.forward_with_activations(x)
             s = stats[layer]
             s["n"] += rows
-            s["l0_sum"] += (acts > 0).sum().item()
             s["err"] += (y - y_hat).double().pow(2).sum().cpu()
             s["y_sq"] += y.double().pow(2).sum().cpu()
             s["y_sum"] += y.double().sum(0)
-            s["fired"] += (acts > 0).sum(0)
-            values = torch.cat([s["top_val"], acts])
-            index = torch.cat([s["top_idx"], offset + torch.arange(rows, device=acts.device)[:, None].expand(rows, acts.shape[1])])
+            # per latent, along contiguous memory: how often it fired, and its top m of the batch,
+            # merged with its top m so far (the top m of every token seen)
+            latents = acts.T.contiguous()
+            fired = (latents > 0).sum(1, dtype=torch.int32)
+            s["l0_sum"] += int(fired.sum())
+            s["fired"] += fired
+            batch_top = latents.topk(min(m, rows), dim=1)
+            values = torch.cat([s["top_val"], batch_top.values.T])
+            index = torch.cat([s["top_idx"], offset + batch_top.indices.T])
             best = values.topk(min(m, values.shape[0]), dim=0)
             s["top_val"], s["top_idx"] = best.values, index.gather(0, best.indices)
         offset += rows
@@ -344,30 +348,52 @@ def _bar(batches: range, progress: bool, desc: str):
 
 
 def _ce_passes(model, transcoders, tokens, means, batch_size: int, progress: bool = False) -> dict:
+    """Mean next-token CE over ``tokens``: clean, and with each layer's MLP output spliced,
+    zero-ablated and mean-ablated, alone and all at once.
+
+    An intervention at layer L leaves the residual stream entering block L as in the clean
+    pass, so it runs from there (``start_at_layer``) on the clean residual cached in the clean
+    forward, instead of from the tokens: per batch one full forward, plus three forwards from
+    each layer and three from the first one, where 3 x layers + 4 full forwards ran before. The
+    numbers are those of full forwards (the same operations on the same inputs).
+    """
+    from interp.hooks import hook_name
+
     sums: dict = {"clean": 0.0, "splice": {}, "zero": {}, "mean": {}, "splice_all": 0.0, "zero_all": 0.0, "mean_all": 0.0}
     layers = list(transcoders)
     for key in ("splice", "zero", "mean"):
         sums[key] = {layer: 0.0 for layer in layers}
     n_batches = 0
     mean_vectors = {layer: means[layer].float().to(tokens.device) for layer in layers}
+    first = min(layers)
+    entries = {layer: hook_name("resid_pre", layer) for layer in layers}
+    cached = set(entries.values())
     for start in _bar(range(0, tokens.shape[0], batch_size), progress, "eval: CE losses"):
         batch = tokens[start : start + batch_size]
         weight = batch.shape[0]
         n_batches += weight
-        sums["clean"] += weight * _ce(model, batch)
+        loss, cache = model.run_with_cache(batch, return_type="loss", names_filter=lambda name: name in cached)
+        sums["clean"] += weight * loss.item()
+        # what the forward derives from the tokens besides the residual (shortformer positions, padding mask)
+        _, _, positions, mask = model.input_to_embed(batch)
+
+        def ce_from(layer: int) -> float:
+            return model(cache[entries[layer]], start_at_layer=layer, tokens=batch, return_type="loss",
+                         shortformer_pos_embed=positions, attention_mask=mask).item()
+
         for layer in layers:
             with splice(model, {layer: transcoders[layer]}):
-                sums["splice"][layer] += weight * _ce(model, batch)
+                sums["splice"][layer] += weight * ce_from(layer)
             with ablate_mlps(model, {layer: None}):
-                sums["zero"][layer] += weight * _ce(model, batch)
+                sums["zero"][layer] += weight * ce_from(layer)
             with ablate_mlps(model, {layer: mean_vectors[layer]}):
-                sums["mean"][layer] += weight * _ce(model, batch)
+                sums["mean"][layer] += weight * ce_from(layer)
         with splice(model, transcoders):
-            sums["splice_all"] += weight * _ce(model, batch)
+            sums["splice_all"] += weight * ce_from(first)
         with ablate_mlps(model, {layer: None for layer in layers}):
-            sums["zero_all"] += weight * _ce(model, batch)
+            sums["zero_all"] += weight * ce_from(first)
         with ablate_mlps(model, mean_vectors):
-            sums["mean_all"] += weight * _ce(model, batch)
+            sums["mean_all"] += weight * ce_from(first)
     scale = lambda v: {k: x / n_batches for k, x in v.items()} if isinstance(v, dict) else v / n_batches  # noqa: E731
     return {k: scale(v) for k, v in sums.items()}
 
