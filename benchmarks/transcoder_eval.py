@@ -84,7 +84,7 @@ def flat(ce: dict) -> dict[str, float]:
 def replace_section(text: str) -> None:
     content = DOC.read_text()
     block = f"<!-- transcoder-eval:start -->\n{text.rstrip()}\n<!-- transcoder-eval:end -->"
-    pattern = re.compile(r"<!-- transcoder-eval:start -->.*?<!-- transcoder-eval:end -->", re.S)
+    pattern = re.compile(r"<!-- transcoder-eval:start -->.*?<!-- transcoder-eval:end -->", re.DOTALL)
     if pattern.search(content):
         content = pattern.sub(lambda m: block, content)
     else:
@@ -148,21 +148,21 @@ def main() -> None:
     out.write_text(json.dumps(summary, indent=2) + "\n")
     speedup = rows[1]["total_s"] / rows[0]["total_s"]
     lines = [
-        f"`interp transcoder eval` as the GPT-2 recipe runs it (ReLU transcoders, {768 * args.expansion:,} latents, "
-        f"layers {args.layers}, batches of {args.batch_size} contexts of 128 tokens) on a randomly initialised "
-        f"GPT-2-small-shaped model, {n:,} held-out tokens: the statistics pass and the CE-loss passes, now and before "
-        f"(`{args.baseline}`, every CE number a full forward).",
+        (f"`interp transcoder eval` as the GPT-2 recipe runs it (ReLU transcoders, {768 * args.expansion:,} latents, "
+         f"layers {args.layers}, batches of {args.batch_size} contexts of 128 tokens) on a randomly initialised "
+         f"GPT-2-small-shaped model, {n:,} held-out tokens: the statistics pass and the CE-loss passes, now and before "
+         f"(`{args.baseline}`, every CE number a full forward)."),
         "",
-        f"Command: `{COMMAND} --tokens {args.tokens} --threads {args.threads}`. Date: {summary['date']}. Machine: "
-        f"{machine}; {args.threads} torch threads.",
+        (f"Command: `{COMMAND} --tokens {args.tokens} --threads {args.threads}`. Date: {summary['date']}. Machine: "
+         f"{machine}; {args.threads} torch threads."),
         "",
         "| implementation | statistics pass (s) | CE passes (s) | total (s) | s per 1k tokens | hours per 1M tokens |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r['implementation']} | {r['first_pass_s']} | {r['ce_passes_s']} | {r['total_s']} | {r['s_per_1k_tokens']} | "
-              f"{r['hours_per_1M_tokens']} |" for r in rows]
-    lines += ["", f"Now is {speedup:.2f}x as fast. Largest difference of any CE value between the two: {ce_diff:.1e}; "
-              f"firing counts and top-context values {'identical' if same_stats else 'DIFFERENT'}."]
+    lines += [(f"| {r['implementation']} | {r['first_pass_s']} | {r['ce_passes_s']} | {r['total_s']} | "
+               f"{r['s_per_1k_tokens']} | {r['hours_per_1M_tokens']} |") for r in rows]
+    lines += ["", (f"Now is {speedup:.2f}x as fast. Largest difference of any CE value between the two: {ce_diff:.1e}; "
+                   f"firing counts and top-context values {'identical' if same_stats else 'DIFFERENT'}.")]
     print("\n".join(lines))
     if not args.no_doc:
         replace_section("\n".join(lines))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -376,11 +377,7 @@ def _ce_passes(model, transcoders, tokens, means, batch_size: int, progress: boo
         sums["clean"] += weight * loss.item()
         # what the forward derives from the tokens besides the residual (shortformer positions, padding mask)
         _, _, positions, mask = model.input_to_embed(batch)
-
-        def ce_from(layer: int) -> float:
-            return model(cache[entries[layer]], start_at_layer=layer, tokens=batch, return_type="loss",
-                         shortformer_pos_embed=positions, attention_mask=mask).item()
-
+        ce_from = partial(_loss_from, model, {layer: cache[name] for layer, name in entries.items()}, batch, positions, mask)
         for layer in layers:
             with splice(model, {layer: transcoders[layer]}):
                 sums["splice"][layer] += weight * ce_from(layer)
@@ -396,6 +393,13 @@ def _ce_passes(model, transcoders, tokens, means, batch_size: int, progress: boo
             sums["mean_all"] += weight * ce_from(first)
     scale = lambda v: {k: x / n_batches for k, x in v.items()} if isinstance(v, dict) else v / n_batches  # noqa: E731
     return {k: scale(v) for k, v in sums.items()}
+
+
+def _loss_from(model, residuals: dict, tokens, positions, mask, layer: int) -> float:
+    """The model's next-token loss on ``tokens`` run from block ``layer`` on ``residuals[layer]``,
+    the residual stream entering it (``positions`` and ``mask`` as the full forward makes them)."""
+    return model(residuals[layer], start_at_layer=layer, tokens=tokens, return_type="loss",
+                 shortformer_pos_embed=positions, attention_mask=mask).item()
 
 
 def _feature_cards(model, transcoders, tokens, stats, cfg: EvalConfig) -> list[FeatureCard]:
