@@ -80,9 +80,9 @@ def labelled_reference_documents(
 
     With the reference vocabulary every corpus token is one token. With another tokenizer
     the document's text is tokenized and each token takes the label of the corpus word its
-    last character belongs to (a token spanning two words, e.g. GPT-2's " 1745" over the
-    century " 17" and the year "45", takes the later word's label; a token of spaces only
-    has none). This needs a fast tokenizer, which reports character offsets.
+    last character belongs to (a token spanning two words, e.g. one token " 1745" over the
+    corpus's century " 17" and year "45", takes the later word's label; a token of spaces
+    only has none). This needs a fast tokenizer, which reports character offsets.
     """
     from interp.reference import vocab as V
     from interp.reference.corpus import CorpusGenerator
