@@ -163,7 +163,7 @@ def main() -> None:
     speedup = rows[1]["total_cpu_s"] / rows[0]["total_cpu_s"]
     lines = [
         (f"`interp transcoder eval` as the GPT-2 recipe runs it (ReLU transcoders, {768 * args.expansion:,} latents, "
-         f"layers {args.layers}, batches of {args.batch_size} contexts of 128 tokens) on a randomly initialised "
+         f"layers {args.layers}, batches of {min(args.batch_size, len(tokens))} contexts of 128 tokens) on a randomly initialised "
          f"GPT-2-small-shaped model, {n:,} held-out tokens: the statistics pass and the CE-loss passes, now and before "
          f"(`{args.baseline}`, every CE number a full forward)."),
         "",
