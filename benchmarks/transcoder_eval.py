@@ -29,15 +29,15 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from docsections import replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
 COMMAND = "python benchmarks/transcoder_eval.py"
 BASELINE = "7e365ac"
 """The last commit whose evaluation ran every CE number as a full forward."""
@@ -89,19 +89,6 @@ def best(runs: list[dict]) -> dict:
 
 def flat(ce: dict) -> dict[str, float]:
     return {f"{k}/{layer}": v for k, d in ce.items() for layer, v in (d.items() if isinstance(d, dict) else [("", d)])}
-
-
-def replace_section(text: str) -> None:
-    content = DOC.read_text()
-    block = f"<!-- transcoder-eval:start -->\n{text.rstrip()}\n<!-- transcoder-eval:end -->"
-    pattern = re.compile(r"<!-- transcoder-eval:start -->.*?<!-- transcoder-eval:end -->", re.DOTALL)
-    if pattern.search(content):
-        content = pattern.sub(lambda m: block, content)
-    else:
-        content = content.rstrip() + "\n\n## Transcoder evaluation at GPT-2 small's shape\n\n" + block + "\n"
-    from interp.io import atomic_write_text
-
-    atomic_write_text(DOC, content)
 
 
 def main() -> None:
@@ -183,7 +170,7 @@ def main() -> None:
                    f"{'identical' if same_stats else 'DIFFERENT'}.")]
     print("\n".join(lines))
     if not args.no_doc:
-        replace_section("\n".join(lines))
+        replace_section("transcoder-eval", "Transcoder evaluation at GPT-2 small's shape", "\n".join(lines))
 
 
 if __name__ == "__main__":
