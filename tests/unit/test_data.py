@@ -133,6 +133,7 @@ def test_too_short_a_source_says_how_much_it_holds_and_what_to_ask_for(tokenizer
     assert len(list(token_batches(str(path), tokenizer, ctx_len=4, batch_size=1))) == have
 
 
+@pytest.mark.slow  # importing datasets and its offline lookup take 10-20 s
 def test_a_missing_hugging_face_dataset_is_one_data_error(tokenizer, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
