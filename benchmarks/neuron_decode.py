@@ -23,7 +23,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,9 @@ import threading
 import time
 from pathlib import Path
 
+from docsections import replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
 COMMAND = "python benchmarks/neuron_decode.py"
 K = 10
 
@@ -118,19 +118,6 @@ def run_method(method: str, threads: int, directory: Path, n_layers: int = 12) -
     return torch.load(out)
 
 
-def replace_section(text: str) -> None:
-    content = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = f"<!-- neuron-decode:start -->\n{text.rstrip()}\n<!-- neuron-decode:end -->"
-    pattern = re.compile(r"<!-- neuron-decode:start -->.*?<!-- neuron-decode:end -->", re.S)
-    if pattern.search(content):
-        content = pattern.sub(lambda m: block, content)
-    else:
-        content = content.rstrip() + "\n\n## Neuron decoding (interp.neurons.decode)\n\n" + block + "\n"
-    from interp.io import atomic_write_text
-
-    atomic_write_text(DOC, content)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -182,7 +169,7 @@ def main() -> None:
               "in this session, so the < 1 s GPU target was not measured."]
     print("\n".join(lines))
     if not args.no_doc and args.n_layers == 12:
-        replace_section("\n".join(lines))
+        replace_section("neuron-decode", "Neuron decoding (interp.neurons.decode)", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 Tiers: tests in tests/unit, tests/integration and tests/acceptance are marked
 ``unit``, ``integration`` and ``acceptance``; select one with ``pytest -m unit``.
 Tests marked ``gpt2`` need GPT-2 small's weights (a local Hugging Face cache or
-``INTERP_GPT2_PATH``) and are skipped, with that reason, when the weights are absent.
+``INTERP_GPT2_PATH``) and are skipped, with that reason, when the weights are absent; the
+mechanics of each (everything but the published numbers) also run on every run against a
+GPT-2-small-shaped checkpoint with random weights (``tests/support/gpt2_shaped.py``, a plugin
+here: fixtures ``gpt2_shaped_dir``, ``gpt2_shaped_model`` and ``gpt2_like``).
 Shapes annotated with jaxtyping are checked at run time (see pyproject's addopts).
 Tiny checkpoints of every model family, and the fixtures and parametrisation helper of the
 capability x architecture matrix, come from ``tests/support/families.py`` (a plugin here).
@@ -25,7 +28,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-pytest_plugins = ["support.families"]
+pytest_plugins = ["support.families", "support.gpt2_shaped"]
 
 TIERS = ("unit", "integration", "acceptance")
 
@@ -80,6 +83,7 @@ def reference_model():
 
 @pytest.fixture(scope="session")
 def gpt2_model():
+    """GPT-2 small with its real weights (only tests marked ``gpt2`` may use it)."""
     from interp.models import load_model
 
     return load_model("gpt2", device="cpu")

@@ -73,7 +73,7 @@ def run(cfg: CacheRunConfig) -> ActivationStore:
     settings = cfg.cache
     if settings.description is None:
         settings = replace(settings, description=f"{cfg.data} (seed {cfg.seed}, ctx_len {ctx_len})")
-    return cache_activations(model, names, tokens, cfg.out, settings)
+    return cache_activations(model, names, tokens, cfg.out, settings, source={"data": cfg.data, "seed": cfg.seed})
 
 
 @dataclass

@@ -217,6 +217,12 @@ class ActivationStore:
         interp recorded it)."""
         return self.manifest["model"].get("architecture")
 
+    @property
+    def data(self) -> str | None:
+        """The data source the store was cached from (``--data`` of ``interp cache run``), or
+        None for tokens given directly and for stores written before it was recorded."""
+        return (self.manifest.get("source") or {}).get("data")
+
     def __repr__(self) -> str:
         from interp.reports import brief, plain_repr
 

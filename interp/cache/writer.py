@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -263,6 +263,8 @@ def cache_activations(
     token_batches: Int[Tensor, "n_ctx ctx"] | Iterable[Tensor],
     out: str | os.PathLike,
     cfg: CacheConfig | None = None,
+    *,
+    source: Mapping[str, object] | None = None,
 ) -> ActivationStore:
     """Run ``model`` over a token stream and store the activations at ``hook_names``.
 
@@ -280,6 +282,9 @@ def cache_activations(
             contexts when a run is resumed.
         out: the store directory.
         cfg: batching, shard size, storage dtype, token budget, resume/overwrite.
+        source: the data source the tokens come from, recorded in the manifest as
+            ``source`` (``{"data": ..., "seed": ...}``, what :func:`interp.cache.run` passes),
+            so a transcoder trained from the store knows its data (None: tokens given directly).
 
     Returns:
         The finished store, opened.
@@ -330,6 +335,7 @@ def cache_activations(
         "forward": "fused" if cfg.fused and fused_unsupported(model, names) is None else "transformer-lens",
         "target_contexts": target,
         "data": cfg.description,
+        "source": dict(source) if source is not None else None,
         "config": asdict(cfg),
         "complete": False,
         "n_contexts": 0,

@@ -195,27 +195,32 @@ class CircuitTraceConfig:
     out: str = "graph"
     """Directory for graph.json, graph.graphml, graph.html, graph.pt and graph_files/ (circuit-tracer's server folder)."""
     contexts: int = 64
-    """Sequences of --dataset scanned for each feature's top activating contexts (0: none)."""
-    dataset: str = "reference"
-    """Token source for the contexts: 'reference', a local text file, or a Hugging Face dataset."""
+    """Sequences of --data scanned for each feature's top activating contexts (0: none)."""
+    data: str = "reference"
+    """Token source for the contexts: 'reference' (as plain text for other tokenizers), a .txt/.jsonl file, or a Hugging Face dataset name."""
+    dataset: str | None = None
+    """Deprecated: the old name of --data."""
     device: str = "cpu"
     """Device to run on."""
     trace: TraceConfig = field(default_factory=TraceConfig)
     """Attribution, pruning and head-path settings."""
 
     def __post_init__(self) -> None:
+        from interp.data import data_option
+
+        self.data, self.dataset = data_option(self.data, self.dataset), None
         if self.contexts < 0:
             raise ConfigError(f"--contexts must be at least 0, got {self.contexts}")
 
 
-def dataset_contexts(model, dataset: str, n: int, ctx_len: int = 64) -> Int[Tensor, "n ctx"] | None:
-    """``n`` sequences of ``ctx_len`` tokens from ``dataset`` (None when n is 0 or the model
+def dataset_contexts(model, data: str, n: int, ctx_len: int = 64) -> Int[Tensor, "n ctx"] | None:
+    """``n`` sequences of ``ctx_len`` tokens from the source ``data`` (None when n is 0 or the model
     has no tokenizer), in which :func:`trace` finds each feature's top activating contexts."""
     if n == 0 or getattr(model, "tokenizer", None) is None:
         return None
-    from interp.data import token_batches
+    from interp.data import load_contexts
 
-    return next(iter(token_batches(dataset, model.tokenizer, ctx_len=min(ctx_len, model.cfg.n_ctx), batch_size=n, seed=0)))
+    return load_contexts(data, model.tokenizer, n, min(ctx_len, model.cfg.n_ctx), seed=0)
 
 
 def run(cfg: CircuitTraceConfig) -> Graph:
@@ -226,6 +231,6 @@ def run(cfg: CircuitTraceConfig) -> Graph:
     model = load_model(cfg.model, device=cfg.device)
     prompt_tokens(model, cfg.prompt)  # an empty prompt fails before the transcoders and contexts load
     transcoders = load_run(cfg.transcoders, device=cfg.device)
-    contexts = dataset_contexts(model, cfg.dataset, cfg.contexts)
+    contexts = dataset_contexts(model, cfg.data, cfg.contexts)
     return trace(model, transcoders, cfg.prompt, target=cfg.target, cfg=cfg.trace, context_tokens=contexts,
                  model_name=cfg.model)

@@ -16,8 +16,8 @@ ids of the codes active at every position (:func:`collect_codes`). From it:
   same recall as a code, has the highest precision: the baseline a code should beat.
 
 :func:`run` is what ``interp codebook search`` runs: it loads a trained run, records its
-codes on reference-corpus contexts and ranks them for one property (:class:`CodeSearchConfig`
-in, :class:`CodeSearchResult` out).
+codes on contexts of ``--data`` (the reference corpus by default, labelled for any tokenizer)
+and ranks them for one property (:class:`CodeSearchConfig` in, :class:`CodeSearchResult` out).
 """
 
 from __future__ import annotations
@@ -54,24 +54,20 @@ class LabelledTokens:
 def labelled_contexts(
     tokenizer, n_contexts: int, ctx_len: int, seed: int = 0, mixture: dict[str, float] | None = None
 ) -> LabelledTokens:
-    """Reference-corpus documents packed into BOS-led contexts, keeping each token's label."""
-    from interp.reference.corpus import CorpusGenerator
+    """Reference-corpus documents packed into BOS-led contexts, keeping each token's label.
 
-    vocab = tokenizer.get_vocab()
-    bos = tokenizer.bos_token_id
-    rows, labels = [], []
-    ids: list[int] = []
-    labs: list[str | None] = []
-    for doc in CorpusGenerator(seed=seed, mixture=mixture):
-        ids += [bos] + [vocab[t] for t in doc.tokens]
-        labs += [None] + list(doc.labels)
-        while len(ids) >= ctx_len - 1:
-            rows.append([bos] + ids[: ctx_len - 1])
-            labels.append([None] + labs[: ctx_len - 1])
-            del ids[: ctx_len - 1], labs[: ctx_len - 1]
-            if len(rows) == n_contexts:
-                return LabelledTokens(torch.tensor(rows, dtype=torch.long), labels)
-    raise AssertionError("unreachable: the corpus generator is endless")
+    Any tokenizer: with another vocabulary than the reference one, each token takes the label
+    of the corpus word it ends in (:func:`interp.data.labelled_reference_documents`).
+    """
+    from itertools import islice
+
+    from interp.data import labelled_reference_documents
+    from interp.packing import pack_labelled
+
+    check_positive(n_contexts=n_contexts)
+    docs = labelled_reference_documents(tokenizer, seed=seed, mixture=mixture)
+    rows, labels = zip(*islice(pack_labelled(docs, ctx_len, tokenizer.bos_token_id), n_contexts))
+    return LabelledTokens(torch.tensor(rows, dtype=torch.long), list(labels))
 
 
 @dataclass
@@ -342,15 +338,22 @@ def ranked_codes(record: CodeRecord, hook: str, limit: int | None = None) -> lis
 
 
 def record_run(
-    run: str | Path, n_contexts: int, seed: int = 1, device: str | None = None
+    run: str | Path, n_contexts: int, seed: int = 1, device: str | None = None, data: str = "reference"
 ) -> tuple[object, Codebooks, LabelledTokens, CodeRecord]:
     """Load a run written by ``interp codebook train`` and record its codes on ``n_contexts``
-    labelled reference-corpus contexts: ``(model, codebooks, contexts, record)``."""
+    contexts of ``data``: ``(model, codebooks, contexts, record)``. The reference corpus comes
+    with its labels (for any tokenizer); other data has none (every label None)."""
     from interp.codebooks.training import load_trained
+    from interp.data import REFERENCE, load_contexts
 
     model, books = load_trained(run, device=device)
-    data = labelled_contexts(model.tokenizer, n_contexts, model.cfg.n_ctx, seed=seed)
-    return model, books, data, collect_codes(model, books, data.tokens)
+    ctx_len = model.cfg.n_ctx
+    if data == REFERENCE:
+        contexts = labelled_contexts(model.tokenizer, n_contexts, ctx_len, seed=seed)
+    else:
+        tokens = load_contexts(data, model.tokenizer, n_contexts, ctx_len, seed=seed)
+        contexts = LabelledTokens(tokens, [[None] * ctx_len for _ in range(n_contexts)])
+    return model, books, contexts, collect_codes(model, books, contexts.tokens)
 
 
 @dataclass
@@ -364,15 +367,17 @@ class CodeSearchConfig:
     tokens: list[str] | None = None
     """Property: the position's token is one of these vocabulary entries."""
     label: str | None = None
-    """Property: the reference corpus labels the position with this label (e.g. fsm_state)."""
+    """Property: the reference corpus labels the position with this label (e.g. fsm_state; needs --data reference)."""
     window: int = 8
     """Tokens of context the regex sees."""
     top: int = 5
     """Codes listed per bottleneck."""
     n_contexts: int = 64
-    """Reference-corpus contexts to search."""
+    """Contexts of --data to search."""
+    data: str = "reference"
+    """Token source: 'reference' (the corpus, with its labels, for any tokenizer), a .txt/.jsonl path, or a Hugging Face dataset name."""
     seed: int = 1
-    """Seed of the corpus sample."""
+    """Seed of the token sample."""
     json: bool = False
     """Print the result as JSON instead of a table."""
     out: str | None = None
@@ -383,6 +388,8 @@ class CodeSearchConfig:
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.regex, self.tokens, self.label)) != 1:
             raise ConfigError("give exactly one property: --regex, --tokens or --label")
+        if self.label is not None and self.data != "reference":
+            raise ConfigError("--label needs --data reference (only the reference corpus labels its tokens); use --regex or --tokens with other data")
         check_positive(window=self.window, top=self.top, n_contexts=self.n_contexts)
 
     def describe_property(self) -> str:
@@ -434,7 +441,7 @@ class CodeSearchResult(Result):
 
 def run(cfg: CodeSearchConfig) -> CodeSearchResult:
     """What ``interp codebook search`` runs: record the run's codes and rank them for the property."""
-    model, books, data, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device)
+    model, books, data, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device, data=cfg.data)
     if cfg.label is not None:
         mask = property_mask(data.tokens, labels=data.labels, label=cfg.label)
     else:

@@ -144,11 +144,13 @@ class CodebookSummaryConfig:
     out: str | None = None
     """Directory to write codes.json and codes.html into (default: RUN)."""
     n_contexts: int = 64
-    """Reference-corpus contexts to record codes on."""
+    """Contexts of --data to record codes on."""
     top_codes: int = 50
     """Codes shown per bottleneck (most frequent first)."""
+    data: str = "reference"
+    """Token source: 'reference' (as plain text for other tokenizers), a .txt/.jsonl path, or a Hugging Face dataset name."""
     seed: int = 1
-    """Seed of the corpus sample."""
+    """Seed of the token sample."""
     device: str | None = None
     """'cpu' or 'cuda'."""
 
@@ -157,8 +159,8 @@ class CodebookSummaryConfig:
 
 
 def run(cfg: CodebookSummaryConfig) -> CodebookSummary:
-    """What ``interp codebook report`` runs: record the run's codes on corpus contexts and summarise them."""
-    model, books, _, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device)
+    """What ``interp codebook report`` runs: record the run's codes on contexts of ``cfg.data`` and summarise them."""
+    model, books, _, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device, data=cfg.data)
     return summarize_codes(model, books, record, title=f"Codes of {cfg.run}", top_codes=cfg.top_codes)
 
 

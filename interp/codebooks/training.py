@@ -21,7 +21,6 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import ClassVar
 
@@ -57,7 +56,7 @@ class CodebookTrainConfig:
     k: int = 1
     """Codes active per vector; the output is their mean."""
     data: str = "reference"
-    """Token source: 'reference', a .txt/.jsonl path, or a Hugging Face dataset name."""
+    """Token source: 'reference' (as plain text for other tokenizers), a .txt/.jsonl path, or a Hugging Face dataset name."""
     ctx_len: int | None = None
     """Context length (the model's n_ctx when unset)."""
     batch_size: int = 16
@@ -283,11 +282,12 @@ def train_codebooks(
     return last
 
 
-def _batches(cfg: CodebookTrainConfig, model, seed: int) -> Iterator[Tensor]:
+def _batches(cfg: CodebookTrainConfig, model, seed: int, n_batches: int | None = None) -> Iterator[Tensor]:
+    """``cfg.data``'s token batches (exactly ``n_batches`` of them, or a DataError, when given)."""
     from interp.data import token_batches
 
     ctx = cfg.ctx_len or model.cfg.n_ctx
-    return token_batches(cfg.data, model.tokenizer, ctx, cfg.batch_size, seed=seed)
+    return token_batches(cfg.data, model.tokenizer, ctx, cfg.batch_size, seed=seed, n_batches=n_batches)
 
 
 def _optimizer(cfg: CodebookTrainConfig, model, codebooks: Codebooks) -> torch.optim.Optimizer:
@@ -335,7 +335,7 @@ def train(cfg: CodebookTrainConfig) -> CodebookTrainResult:
     model = load_model(cfg.model, device=cfg.device)
     for p in model.parameters():
         p.requires_grad_(not cfg.freeze_model)
-    eval_set = list(islice(_batches(cfg, model, seed=cfg.seed + 10_000), cfg.eval_batches))
+    eval_set = list(_batches(cfg, model, seed=cfg.seed + 10_000, n_batches=cfg.eval_batches))
     loss_original, _ = lm_loss(model, eval_set)
     codebooks = Codebooks.create(model, cfg.sites, parse_layers(cfg.layers, model.cfg.n_layers), cfg.n_codes, cfg.k)
     optimizer = _optimizer(cfg, model, codebooks)
@@ -358,7 +358,7 @@ def train(cfg: CodebookTrainConfig) -> CodebookTrainResult:
         logger.info("resuming from step %d", start)
     elif cfg.kmeans_init:
         kmeans_init(model, codebooks, _batches(cfg, model, seed=cfg.seed + 20_000), cfg.n_kmeans_tokens, cfg.seed)
-    batches = _batches(cfg, model, seed=cfg.seed)
+    batches = _batches(cfg, model, seed=cfg.seed, n_batches=cfg.steps)
     for _ in range(start):  # the same stream as an uninterrupted run
         next(batches)
     t0 = time.monotonic()

@@ -212,7 +212,7 @@ class ClampConfig:
     n_random: int = 20
     """Random neurons of the same layer clamped for comparison."""
     data: str = "reference"
-    """Prompt source: 'reference', a .txt/.jsonl path, or a Hugging Face dataset name."""
+    """Prompt source: 'reference' (as plain text for other tokenizers), a .txt/.jsonl path, or a Hugging Face dataset name."""
     n_prompts: int = 16
     """Prompts (rows) to average over."""
     ctx_len: int = 64
@@ -233,7 +233,7 @@ class ClampConfig:
 def run(cfg: ClampConfig) -> ClampResult:
     """What ``interp neurons clamp`` runs: the neuron's first ``cfg.targets`` decoded tokens
     watched while it is clamped on ``cfg.n_prompts`` prompts of ``cfg.data``."""
-    from interp.data import token_batches
+    from interp.data import load_contexts
     from interp.models import load_model
 
     model = load_model(cfg.model, device="cpu")
@@ -245,5 +245,5 @@ def run(cfg: ClampConfig) -> ClampResult:
         raise ConfigError("the model has no tokenizer, so prompts cannot be built from data")
     table = decode(model, cfg.layer, "out", k=cfg.targets)
     targets = table.top_ids[table.row_of(cfg.layer, cfg.neuron)].tolist()
-    tokens = next(iter(token_batches(cfg.data, model.tokenizer, ctx_len=cfg.ctx_len, batch_size=cfg.n_prompts, seed=cfg.seed)))
+    tokens = load_contexts(cfg.data, model.tokenizer, cfg.n_prompts, cfg.ctx_len, seed=cfg.seed)
     return clamp_test(model, cfg.layer, cfg.neuron, tokens, targets, cfg.value, cfg.n_random, cfg.seed)

@@ -35,7 +35,7 @@ class RedundancyConfig:
     model: str = "reference"
     """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     data: str = "reference"
-    """Token source: 'reference' (the offline corpus), .txt/.jsonl paths, or a Hugging Face dataset name."""
+    """Token source: 'reference' (the offline corpus; as plain text for other tokenizers), a .txt/.jsonl path, or a Hugging Face dataset name."""
     ctx_len: int = 128
     """Tokens per sequence (BOS first)."""
     n_calibration: int = 64
@@ -166,16 +166,13 @@ def analyze(
 
 
 def load_tokens(model, source: str, ctx_len: int, n: int, seed: int) -> Tensor:
-    """The first ``n`` BOS-led sequences of ``source`` as one ``(n, ctx_len)`` tensor."""
-    from interp.data import token_batches
+    """The first ``n`` BOS-led sequences of ``source`` as one ``(n, ctx_len)`` tensor
+    (:func:`interp.data.load_contexts`; :class:`~interp.errors.DataError` when it holds fewer)."""
+    from interp.data import load_contexts
 
     if model.tokenizer is None:
         raise ConfigError("the model has no tokenizer; pass token tensors to interp.redundancy.analyze instead")
-    ctx_len = min(ctx_len, model.cfg.n_ctx)
-    rows = next(iter(token_batches(source, model.tokenizer, ctx_len, n, seed=seed)), None)
-    if rows is None:
-        raise ConfigError(f"the data source {source!r} holds fewer than {n} sequences of {ctx_len} tokens")
-    return rows
+    return load_contexts(source, model.tokenizer, n, min(ctx_len, model.cfg.n_ctx), seed=seed)
 
 
 def reference_tasks(n_prompts: int) -> Callable[[object], dict[str, float]]:

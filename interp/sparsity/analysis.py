@@ -31,7 +31,7 @@ class SparsityConfig:
     model: str = "reference"
     """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     data: str = "reference"
-    """Token source: 'reference', a .txt/.jsonl path, or a Hugging Face dataset name."""
+    """Token source: 'reference' (as plain text for other tokenizers), a .txt/.jsonl path, or a Hugging Face dataset name."""
     layers: str | None = None
     """Layers to measure: 'all', '0,2' or '0-3' (default: all)."""
     n_batches: int = 8
@@ -119,7 +119,7 @@ class SparsityAnalysis(Result):
 def run(cfg: SparsityConfig) -> SparsityAnalysis:
     """What ``interp sparsity`` runs: densities on ``cfg.n_batches`` batches of ``cfg.data``, the
     top-k curve on one more batch, and the core similarity of the reference corpus's related sentences."""
-    from interp.data import token_batches
+    from interp.data import load_contexts, token_batches
     from interp.models import load_model
 
     model = load_model(cfg.model, device="cpu")
@@ -130,12 +130,11 @@ def run(cfg: SparsityConfig) -> SparsityAnalysis:
     if ks and max(ks) > model.cfg.d_mlp:
         raise ConfigError(f"--ks must be at most d_mlp={model.cfg.d_mlp}, got {cfg.ks!r}")
 
-    def batches(seed: int):
-        return token_batches(cfg.data, model.tokenizer, ctx_len=cfg.ctx_len, batch_size=cfg.batch_size, seed=seed)
-
-    density = measure(model, batches(cfg.seed), layers, threshold=cfg.threshold, deft_eps=cfg.deft_eps,
+    batches = token_batches(cfg.data, model.tokenizer, cfg.ctx_len, cfg.batch_size, seed=cfg.seed, n_batches=cfg.n_batches)
+    density = measure(model, batches, layers, threshold=cfg.threshold, deft_eps=cfg.deft_eps,
                       max_batches=cfg.n_batches, progress=cfg.progress)
-    curve = topk_curve(model, next(iter(batches(cfg.seed + 1))), ks, layers, progress=cfg.progress)
+    heldout = load_contexts(cfg.data, model.tokenizer, cfg.batch_size, cfg.ctx_len, seed=cfg.seed + 1)
+    curve = topk_curve(model, heldout, ks, layers, progress=cfg.progress)
     core = core_similarity(model, related_sentences(seed=cfg.seed), layers, alpha=cfg.alpha, beta=cfg.beta,
                            progress=cfg.progress)
     return SparsityAnalysis(density, curve, core)

@@ -41,7 +41,7 @@ from typing import ClassVar
 import torch
 from simple_parsing import field as sp_field
 
-from interp.errors import StoreError
+from interp.errors import ConfigError, StoreError
 from interp.interventions import ablate_mlps, recovered_fraction
 from interp.results import Result
 from interp.transcoders.clt import CrossLayerTranscoder
@@ -57,8 +57,10 @@ class EvalConfig:
     """Run directory written by `interp transcoder train`."""
     model: str | None = None
     """Model to splice into (default: the run's model)."""
+    data: str | None = None
+    """Token source: 'reference', a .txt/.jsonl path or a Hugging Face dataset name (default: the data the run was trained on)."""
     dataset: str | None = None
-    """Token source (default: the run's dataset)."""
+    """Deprecated: the old name of --data."""
     tokens: str = "32k"
     """Evaluation tokens, e.g. 32k."""
     ctx_len: int | None = None
@@ -81,6 +83,11 @@ class EvalConfig:
     """Show progress bars (notebook bars in Jupyter, text in a terminal)."""
     baseline: str | None = None
     """Another run to evaluate on the same tokens and show beside this one (e.g. per-layer transcoders at the same total L0 as a cross-layer transcoder)."""
+
+    def __post_init__(self) -> None:
+        from interp.data import data_option
+
+        self.data, self.dataset = data_option(self.data, self.dataset, default=None), None
 
 
 @dataclass
@@ -282,10 +289,6 @@ def ablate(model, replacements: dict[int, torch.Tensor | None]):
     return ablate_mlps(model, replacements)
 
 
-def _ce(model, tokens: torch.Tensor) -> float:
-    return model(tokens, return_type="loss").item()
-
-
 @torch.no_grad()
 def evaluate(run: str | Path | Run, cfg: EvalConfig | None = None, *, model=None, tokens: torch.Tensor | None = None) -> EvalResult:
     """Evaluate a run directory (or ``{layer: transcoder}``, or a cross-layer transcoder) on
@@ -318,11 +321,11 @@ def evaluate(run: str | Path | Run, cfg: EvalConfig | None = None, *, model=None
     transcoders = for_model(model, given, fold=False, cross_layer=True)
     transcoders = transcoders.eval() if isinstance(transcoders, CrossLayerTranscoder) else {k: tc.eval() for k, tc in transcoders.items()}
     if tokens is None:
-        from interp.data import token_batches
+        from interp.data import load_contexts
 
-        ctx_len = cfg.ctx_len or run_cfg.get("ctx_len", 128)
+        ctx_len = cfg.ctx_len or min(run_cfg.get("ctx_len", 128), model.cfg.n_ctx)
         n_contexts = max(1, -(-parse_count(cfg.tokens, "tokens") // ctx_len))
-        tokens = next(token_batches(cfg.dataset or run_cfg.get("dataset", "reference"), model.tokenizer, ctx_len, n_contexts, seed=cfg.seed))
+        tokens = load_contexts(eval_data(cfg, run_cfg), model.tokenizer, n_contexts, ctx_len, seed=cfg.seed)
     tokens = tokens.to(device)
     result = _evaluate(model, model_name, transcoders, tokens, cfg, cards=True)
     result.name = "" if in_memory else str(run)
@@ -428,9 +431,25 @@ def _cross_layer_eval(folded: CrossLayerTranscoder, stats: dict) -> CrossLayerEv
     return CrossLayerEval(input_site=folded.cfg.input_site, decoder_share=shares)
 
 
+def eval_data(cfg: EvalConfig, run_cfg: dict) -> str:
+    """The data an evaluation reads: ``--data``, else what the run trained on (run.json's
+    ``data``; ``dataset`` in runs written before it was renamed), else the reference corpus."""
+    if cfg.data is not None:
+        return cfg.data
+    if "data" in run_cfg and run_cfg["data"] is None:
+        raise ConfigError(
+            "the run does not record its data (it was trained from activations passed in), "
+            "so pass --data with text like the training text"
+        )
+    return run_cfg.get("data") or run_cfg.get("dataset") or "reference"
+
+
 def _first_pass(model, transcoders: Run, tokens: torch.Tensor, cfg: EvalConfig) -> dict:
     """Clean activations through the transcoders: FVU and L0 sums, firing counts, top contexts."""
+    from interp.cache.source import stop_layer
+
     names = _hooks(model, transcoders)
+    stop = stop_layer(model, names)  # no block past the last MLP read, no unembedding
     stats = {}
     m = cfg.n_contexts
     for layer in _layers(transcoders):
@@ -446,18 +465,23 @@ def _first_pass(model, transcoders: Run, tokens: torch.Tensor, cfg: EvalConfig) 
     offset = 0
     for start in _bar(range(0, tokens.shape[0], cfg.batch_size), cfg.progress, "eval: statistics"):
         batch = tokens[start : start + cfg.batch_size]
-        _, cache = model.run_with_cache(batch, names_filter=lambda name: name in names)
+        _, cache = model.run_with_cache(batch, names_filter=lambda name: name in names, stop_at_layer=stop)
         rows = batch.numel()
         for layer, y, y_hat, acts in _predictions(model, transcoders, cache, rows):
             s = stats[layer]
             s["n"] += rows
-            s["l0_sum"] += (acts > 0).sum().item()
             s["err"] += (y - y_hat).double().pow(2).sum().cpu()
             s["y_sq"] += y.double().pow(2).sum().cpu()
             s["y_sum"] += y.double().sum(0)
-            s["fired"] += (acts > 0).sum(0)
-            values = torch.cat([s["top_val"], acts])
-            index = torch.cat([s["top_idx"], offset + torch.arange(rows, device=acts.device)[:, None].expand(rows, acts.shape[1])])
+            # per latent, along contiguous memory: how often it fired, and its top m of the batch,
+            # merged with its top m so far (the top m of every token seen)
+            latents = acts.T.contiguous()
+            fired = (latents > 0).sum(1, dtype=torch.int32)
+            s["l0_sum"] += int(fired.sum())
+            s["fired"] += fired
+            batch_top = latents.topk(min(m, rows), dim=1)
+            values = torch.cat([s["top_val"], batch_top.values.T])
+            index = torch.cat([s["top_idx"], offset + batch_top.indices.T])
             best = values.topk(min(m, values.shape[0]), dim=0)
             s["top_val"], s["top_idx"] = best.values, index.gather(0, best.indices)
         offset += rows
@@ -473,6 +497,19 @@ def _bar(batches: range, progress: bool, desc: str):
 
 
 def _ce_passes(model, transcoders: Run, tokens, means, batch_size: int, progress: bool = False) -> dict:
+    """Mean next-token CE over ``tokens``: clean, and with each layer's MLP output spliced,
+    zero-ablated and mean-ablated, alone and all at once.
+
+    An intervention at layer L leaves the residual stream entering block L as in the clean
+    pass, so it runs from there (``start_at_layer``) on the clean residual cached in the clean
+    forward, instead of from the tokens: per batch one full forward, plus three forwards from
+    each layer and three from the first one, where 3 x layers + 4 full forwards ran before. The
+    numbers are those of full forwards (the same operations on the same inputs). A cross-layer
+    transcoder's output at layer L reads every earlier layer it covers, so its splices run from
+    its first layer.
+    """
+    from interp.hooks import hook_name
+
     sums: dict = {"clean": 0.0, "splice": {}, "zero": {}, "mean": {}, "splice_all": 0.0, "zero_all": 0.0, "mean_all": 0.0}
     layers = _layers(transcoders)
     clt = isinstance(transcoders, CrossLayerTranscoder)
@@ -480,26 +517,40 @@ def _ce_passes(model, transcoders: Run, tokens, means, batch_size: int, progress
         sums[key] = {layer: 0.0 for layer in layers}
     n_batches = 0
     mean_vectors = {layer: means[layer].float().to(tokens.device) for layer in layers}
+    first = min(layers)
+    entries = {layer: hook_name("resid_pre", layer) for layer in layers}
+    cached = set(entries.values())
     for start in _bar(range(0, tokens.shape[0], batch_size), progress, "eval: CE losses"):
         batch = tokens[start : start + batch_size]
         weight = batch.shape[0]
         n_batches += weight
-        sums["clean"] += weight * _ce(model, batch)
+        loss, cache = model.run_with_cache(batch, return_type="loss", names_filter=lambda name: name in cached)
+        sums["clean"] += weight * loss.item()
+        # what the forward derives from the tokens besides the residual (shortformer positions, padding mask)
+        _, _, positions, mask = model.input_to_embed(batch)
+        ce_from = partial(_loss_from, model, {layer: cache[name] for layer, name in entries.items()}, batch, positions, mask)
         for layer in layers:
             with splice(model, transcoders, [layer]) if clt else splice(model, {layer: transcoders[layer]}):
-                sums["splice"][layer] += weight * _ce(model, batch)
+                sums["splice"][layer] += weight * ce_from(first if clt else layer)
             with ablate_mlps(model, {layer: None}):
-                sums["zero"][layer] += weight * _ce(model, batch)
+                sums["zero"][layer] += weight * ce_from(layer)
             with ablate_mlps(model, {layer: mean_vectors[layer]}):
-                sums["mean"][layer] += weight * _ce(model, batch)
+                sums["mean"][layer] += weight * ce_from(layer)
         with splice(model, transcoders):
-            sums["splice_all"] += weight * _ce(model, batch)
+            sums["splice_all"] += weight * ce_from(first)
         with ablate_mlps(model, {layer: None for layer in layers}):
-            sums["zero_all"] += weight * _ce(model, batch)
+            sums["zero_all"] += weight * ce_from(first)
         with ablate_mlps(model, mean_vectors):
-            sums["mean_all"] += weight * _ce(model, batch)
+            sums["mean_all"] += weight * ce_from(first)
     scale = lambda v: {k: x / n_batches for k, x in v.items()} if isinstance(v, dict) else v / n_batches  # noqa: E731
     return {k: scale(v) for k, v in sums.items()}
+
+
+def _loss_from(model, residuals: dict, tokens, positions, mask, layer: int) -> float:
+    """The model's next-token loss on ``tokens`` run from block ``layer`` on ``residuals[layer]``,
+    the residual stream entering it (``positions`` and ``mask`` as the full forward makes them)."""
+    return model(residuals[layer], start_at_layer=layer, tokens=tokens, return_type="loss",
+                 shortformer_pos_embed=positions, attention_mask=mask).item()
 
 
 def _feature_cards(model, folded: Run, tokens, stats, cfg: EvalConfig) -> list[FeatureCard]:

@@ -68,8 +68,10 @@ class _TrainConfigBase:
     """Tokens per optimiser step (split across processes under torchrun)."""
     ctx_len: int = 128
     """Context length of the token stream (when streaming from the model)."""
-    dataset: str = "reference"
-    """Token source when streaming: 'reference', local .txt/.jsonl path, or a Hugging Face dataset name."""
+    data: str = "reference"
+    """Token source when streaming: 'reference' (the reference corpus; as plain text for other tokenizers), a local .txt/.jsonl path, or a Hugging Face dataset name."""
+    dataset: str | None = None
+    """Deprecated: the old name of --data."""
     cache: str | None = None
     """Read activations from this cache directory (written by `interp cache`) instead of running the model."""
     fused_forward: bool = True
@@ -94,6 +96,9 @@ class _TrainConfigBase:
     """Optimiser and schedule."""
 
     def __post_init__(self) -> None:
+        from interp.data import data_option
+
+        self.data, self.dataset = data_option(self.data, self.dataset), None
         if isinstance(self.optim, dict):
             self.optim = OptimConfig(**self.optim)
         arch = registry.get(self.arch)  # an unknown name raises here, listing the known ones
@@ -132,7 +137,7 @@ class _TrainConfigBase:
     def identity(self) -> dict:
         """The settings a resumed run must share with the original."""
         keep = asdict(self)
-        for name in ("resume", "checkpoint_every", "progress", "wandb_project", "device"):
+        for name in ("resume", "checkpoint_every", "progress", "wandb_project", "device", "dataset"):
             keep.pop(name)
         return keep
 
@@ -257,10 +262,10 @@ def open_source(cfg: TrainConfig, model, wirings: list[Wiring], device: str):
         if missing:
             raise StoreError(f"cache {cfg.cache} lacks {missing}; cache the hooks the modules read and mlp_out of every layer you train")
         return store
-    from interp.data import token_batches
+    from interp.data import load_contexts
 
     n_contexts = -(-cfg.n_tokens // cfg.ctx_len)
-    tokens = next(token_batches(cfg.dataset, model.tokenizer, cfg.ctx_len, n_contexts, seed=cfg.seed))
+    tokens = load_contexts(cfg.data, model.tokenizer, n_contexts, cfg.ctx_len, seed=cfg.seed)
     return cache.StreamingActivations(model, required_hooks(wirings), tokens, fused=cfg.fused_forward)
 
 
@@ -287,7 +292,8 @@ def train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
 
     ``model`` (a HookedTransformer) and ``source`` (an ``ActivationSource``) may be passed
     to skip loading; by default the model is loaded from ``cfg.model`` and the source is
-    ``cfg.cache`` or the model streamed over ``cfg.dataset``. Under torchrun, the process
+    ``cfg.cache`` or the model streamed over ``cfg.data``. run.json records the data actually used
+    (a store's records its source; activations passed in record None). Under torchrun, the process
     group this call creates is destroyed before it returns (a gloo group left to the
     interpreter's shutdown can abort the process after the work is done). On success every
     rank first waits at a barrier, so no rank tears its connections down while another is
@@ -332,8 +338,13 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
             "use at most one process per module, or --parallel data"
         )
     mine = wirings[dist_info.rank :: dist_info.world] if cfg.parallel == "layers" else wirings
+    streamed = source is None and cfg.cache is None
     if source is None:
         source = open_source(cfg, model, wirings, device)
+    # the data run.json records: what was streamed, a store's own source, or None (unknown),
+    # in contexts of the length the activations have
+    data = {"data": cfg.data if streamed else getattr(source, "data", None),
+            "ctx_len": getattr(source, "ctx_len", cfg.ctx_len)}
     widths = source.widths()
     transcoders = {}
     for wiring in mine:
@@ -355,13 +366,14 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
         position = tuple(state["position"])
     batches = PairedBatches(source, wirings, cfg.batch_size, seed=cfg.seed, start=position, shard=shard, device=device)
     keys = list(transcoders)
-    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings)
+    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings, data=data)
 
 
 def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_path: Path, dist_info: _Dist, layers,
-          wirings: list[Wiring]) -> TrainResult:
+          wirings: list[Wiring], data: dict) -> TrainResult:
     from tqdm.auto import tqdm
 
+    data = data or {"data": cfg.data, "ctx_len": cfg.ctx_len}
     wandb_run = _wandb(cfg) if dist_info.main else None
     history: list[dict[str, float]] = []
     recent: dict[str, list[dict[str, float]]] = {key: [] for key in keys}
@@ -402,7 +414,7 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
         save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity())
     final = {key: {m: sum(r[m] for r in rows) / len(rows) for m in rows[0]} for key, rows in recent.items() if rows}
     if dist_info.main or cfg.parallel == "layers":
-        metadata = {"model_name": cfg.model, "context_size": cfg.ctx_len, "dataset_path": cfg.dataset}
+        metadata = {"model_name": cfg.model, "context_size": data["ctx_len"], "dataset_path": data["data"]}
         for key, module in trainer.transcoders.items():
             formats.save_module(module, out / key, metadata=metadata)
     if dist_info.world > 1 and cfg.parallel == "layers":
@@ -419,7 +431,7 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
         tokens=trainer.step_count * cfg.batch_size,
         seconds=time.time() - start_time,
         final={w.key: final[w.key] for w in wirings if w.key in final},
-        config=asdict(cfg),
+        config={**{k: v for k, v in asdict(cfg).items() if k != "dataset"}, **data},
         history=history,
     )
     if dist_info.main:

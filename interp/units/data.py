@@ -11,13 +11,14 @@ local file or a Hugging Face dataset) with classes by token identity
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from interp.data import has_reference_vocab
 from interp.errors import ConfigError
 from interp.units.measures import reference_classes, token_classes
 
@@ -33,48 +34,31 @@ class UnitData:
     """How the classes were made: ``corpus labels`` or ``token identity``."""
 
 
-def has_reference_vocab(tokenizer) -> bool:
-    """True when every reference-corpus token is in the tokenizer's vocabulary."""
-    from interp.reference import vocab as V
-
-    vocab = tokenizer.get_vocab()
-    return all(t in vocab for t in V.all_tokens())
-
-
-def labelled_data(model, n_contexts: int = 128, ctx_len: int | None = None, seed: int = 1, dataset: str = "reference") -> UnitData:
+def labelled_data(model, n_contexts: int = 128, ctx_len: int | None = None, seed: int = 1, data: str = "reference",
+                  *, dataset: str | None = None) -> UnitData:
     """``n_contexts`` BOS-led contexts for :func:`interp.units.compare_units`, with class masks.
 
-    With the reference vocabulary and ``dataset="reference"``, the corpus labels define the
-    classes; otherwise classes are the semantic-class words found as single tokens.
+    With the reference vocabulary and ``data="reference"``, the corpus labels define the
+    classes; otherwise classes are the semantic-class words found as single tokens (the
+    reference corpus is read as plain text, :func:`interp.data.reference_documents`).
+    ``dataset`` is the deprecated name of ``data``.
     """
+    from interp.data import data_option, load_contexts
+
+    data = data_option(data, dataset)
     if n_contexts < 1:
         raise ConfigError(f"n_contexts must be >= 1, got {n_contexts}")
     tokenizer = model.tokenizer
     ctx_len = ctx_len or model.cfg.n_ctx
-    if dataset == "reference" and has_reference_vocab(tokenizer):
+    if data == "reference" and has_reference_vocab(tokenizer):
         from interp.codebooks.search import labelled_contexts
 
-        data = labelled_contexts(tokenizer, n_contexts, ctx_len, seed=seed)
-        classes, groups = reference_classes(data.tokens, data.labels, tokenizer)
-        return UnitData(data.tokens, classes, groups, "corpus labels")
-    from interp.data import batched, pack, token_batches
-
-    if dataset == "reference":
-        tokens = next(batched(pack(_reference_text(tokenizer, seed), ctx_len, tokenizer.bos_token_id), n_contexts))
-    else:
-        tokens = next(token_batches(dataset, tokenizer, ctx_len, n_contexts, seed=seed))
+        labelled = labelled_contexts(tokenizer, n_contexts, ctx_len, seed=seed)
+        classes, groups = reference_classes(labelled.tokens, labelled.labels, tokenizer)
+        return UnitData(labelled.tokens, classes, groups, "corpus labels")
+    tokens = load_contexts(data, tokenizer, n_contexts, ctx_len, seed=seed)
     classes, groups = token_classes(tokens, tokenizer)
     return UnitData(tokens, classes, groups, "token identity")
-
-
-def _reference_text(tokenizer, seed: int) -> Iterator[list[int]]:
-    """Reference-corpus documents as plain text, tokenized by ``tokenizer`` (any vocabulary)."""
-    from interp.reference import vocab as V
-    from interp.reference.corpus import CorpusGenerator
-
-    for doc in CorpusGenerator(seed=seed):
-        text = "".join(doc.tokens).replace(V.SPACE, " ").strip()
-        yield tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def load_transcoders(run: str | Path, device: str | None = None) -> dict[int, object]:

@@ -34,8 +34,10 @@ class UnitsRunConfig:
     """Contexts the comparison runs on (the same tokens for every measure and kind)."""
     ctx_len: int | None = None
     """Context length (default: the model's n_ctx)."""
-    dataset: str = "reference"
-    """Token source: 'reference' (labelled corpus; as plain text for other tokenizers), a file or HF dataset."""
+    data: str = "reference"
+    """Token source: 'reference' (labelled corpus; as plain text for other tokenizers), a .txt/.jsonl file or a Hugging Face dataset name."""
+    dataset: str | None = None
+    """Deprecated: the old name of --data."""
     seed: int = 1
     """Seed of the token sample (keep it apart from the training seeds)."""
     out: str = "runs/units/report"
@@ -46,6 +48,9 @@ class UnitsRunConfig:
     """How to measure (recall, neuron threshold, ...)."""
 
     def __post_init__(self) -> None:
+        from interp.data import data_option
+
+        self.data, self.dataset = data_option(self.data, self.dataset), None
         if isinstance(self.measure, dict):
             self.measure = UnitsConfig(**self.measure)
         check_positive(n_contexts=self.n_contexts)
@@ -67,7 +72,7 @@ def run(cfg: UnitsRunConfig, *, model=None) -> UnitsComparison:
     transcoders = load_run(cfg.transcoders, device=device) if cfg.transcoders else {}
     books = load_codebooks(cfg.codebooks, device=device) if cfg.codebooks else None
     layers = parse_layers(cfg.layers, model.cfg.n_layers) if cfg.layers else None
-    data = labelled_data(model, cfg.n_contexts, cfg.ctx_len, seed=cfg.seed, dataset=cfg.dataset)
+    data = labelled_data(model, cfg.n_contexts, cfg.ctx_len, seed=cfg.seed, data=cfg.data)
     result = compare_units(model, data.tokens, data.classes, layers=layers, transcoders=transcoders, codebooks=books,
                            groups=data.groups, cfg=cfg.measure, model_name=cfg.model)
     result.metadata.update({"classes": data.source, "transcoders": cfg.transcoders, "codebooks": list(cfg.codebooks)})

@@ -44,6 +44,13 @@ def test_head_ablation_changes_only_the_last_position(gt, reference_model):
     assert not torch.allclose(ablated[-1], clean[-1])
 
 
+def test_gpt2_clean_probability_difference_is_measured(gt, gpt2_like):
+    years = gt.year_tokens(gpt2_like)
+    assert len(set(years)) == 100
+    clean = gt.clean_prob_diff(gpt2_like, gt.PROMPTS["gpt2"], 35)
+    assert -1.0 <= clean <= 1.0
+
+
 @pytest.mark.gpt2
 def test_gpt2_clean_probability_difference_matches_published(gt, gpt2_model):
     """Published (Hanna et al. 2023; Dunefsky et al. 2024): 0.883 on this prompt."""

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from support.full_forward import full_forward_ce
 
 from interp.transcoders import EvalResult, evaluate, splice
 
@@ -75,3 +76,56 @@ def test_cli_train_then_eval_writes_report(tmp_path):
     result = EvalResult.load(out / "eval" / "eval.json")
     assert [r.layer for r in result.layers] == [0, 3]
     assert all(0 < r.l0 <= 8 for r in result.layers)
+
+
+@pytest.mark.parametrize("family", ["reference", "pythia", "llama", "gemma2"])
+def test_ce_passes_from_the_intervened_layer_equal_full_forwards(family, reference_model, family_models, planted_transcoder):
+    """Starting each intervention's forward at its layer, on the clean residual, changes no number."""
+    from interp.data import load_contexts
+    from interp.transcoders.evaluation import _ce_passes
+
+    model = reference_model if family == "reference" else family_models[family]
+    layers = [1, model.cfg.n_layers - 1]
+    d = model.cfg.d_model
+    transcoders = {layer: planted_transcoder("topk", d=d, d_sae=2 * d, k=8, layer=layer) for layer in layers}
+    tokens = load_contexts("reference", model.tokenizer, 6, 16, seed=3)
+    g = torch.Generator().manual_seed(1)
+    means = {layer: torch.randn(d, generator=g, dtype=torch.float64) for layer in layers}
+    with torch.no_grad():
+        expected = full_forward_ce(model, transcoders, tokens, means, batch_size=4)
+        got = _ce_passes(model, transcoders, tokens, means, batch_size=4)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        values = value if isinstance(value, dict) else {"": value}
+        mine = got[key] if isinstance(value, dict) else {"": got[key]}
+        for layer, x in values.items():
+            assert mine[layer] == pytest.approx(x, rel=1e-6, abs=1e-6), (key, layer)  # bit for bit on CPU in our runs
+    assert got["zero"][layers[0]] != pytest.approx(got["clean"], abs=1e-4)  # the interventions matter
+
+
+def test_first_pass_statistics_equal_the_whole_set_at_once(reference_model, planted_transcoder):
+    """Firing counts, L0 and each latent's top contexts, accumulated batch by batch, equal what
+    the activations of every token at once give."""
+    from interp.data import load_contexts
+    from interp.transcoders.data import layer_hooks
+    from interp.transcoders.evaluation import EvalConfig, _first_pass
+
+    model = reference_model
+    d = model.cfg.d_model
+    tc = planted_transcoder("relu", d=d, d_sae=3 * d, layer=2)
+    tokens = load_contexts("reference", model.tokenizer, 10, 16, seed=5)
+    cfg = EvalConfig(run="", batch_size=3, n_contexts=4, progress=False)
+    with torch.no_grad():
+        stats = _first_pass(model, {2: tc}, tokens, cfg)[2]
+        _, cache = model.run_with_cache(tokens)
+        hin, hout = layer_hooks(2)
+        y_hat, acts = tc.forward_with_activations(cache[hin].reshape(tokens.numel(), -1))
+    y = cache[hout].reshape(tokens.numel(), -1)
+    assert stats["n"] == tokens.numel()
+    assert torch.equal(stats["fired"], (acts > 0).sum(0)) and stats["l0_sum"] == (acts > 0).sum().item()
+    assert 0 < stats["l0_sum"] < acts.numel()
+    top = acts.topk(4, dim=0)
+    torch.testing.assert_close(stats["top_val"], top.values)
+    assert torch.equal(acts.gather(0, stats["top_idx"]), stats["top_val"])  # the indices point at those values
+    torch.testing.assert_close(stats["y_sum"], y.double().sum(0))
+    torch.testing.assert_close(stats["err"], (y - y_hat).double().pow(2).sum())

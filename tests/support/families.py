@@ -117,7 +117,6 @@ def build_tokenizer(prepends_bos: bool = False):
     reloads a tokenizer that does not from its saved files, which one built in memory lacks.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -129,6 +128,13 @@ def build_tokenizer(prepends_bos: bool = False):
         show_progress=False,
     )
     core.train_from_iterator(CORPUS, trainer=trainer)
+    return wrap_tokenizer(core, prepends_bos)
+
+
+def wrap_tokenizer(core, prepends_bos: bool = False, model_max_length: int = N_CTX):
+    """A ``tokenizers.Tokenizer`` as a ``PreTrainedTokenizerFast`` with :data:`BOS` as BOS, EOS and padding."""
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
         tokenizer_object=core,
         bos_token=BOS,
@@ -136,7 +142,7 @@ def build_tokenizer(prepends_bos: bool = False):
         pad_token=BOS,
         add_bos_token=prepends_bos,
         name_or_path="interp-test-bpe",
-        model_max_length=N_CTX,
+        model_max_length=model_max_length,
         clean_up_tokenization_spaces=False,
     )
 
