@@ -297,10 +297,15 @@ def cumulative_influence(node_influence: Float[Tensor, " n"]) -> Float[Tensor, "
 
 def _cumulative_cut(scores: Tensor, threshold: float) -> Tensor:
     """Smallest score kept so that the kept scores sum to ``threshold`` of the total (scores
-    are never negative; only the positive ones are sorted, a few of the n^2 edge scores)."""
+    are never negative; only the positive ones are sorted, a few of the n^2 edge scores).
+    A threshold of 1 keeps every positive score, however small: float32 shares reach 1.0
+    before a tail of scores too small to move the total, and where that tail ends depends
+    on the order of summation (the viewer's port sums in another order)."""
     values = scores[scores > 0]
     if values.numel() == 0:
         return torch.tensor(float("inf"))
+    if threshold >= 1.0:
+        return values.min()
     values = torch.sort(values, descending=True).values
     total = values.sum()
     cum = torch.cumsum(values, 0) / total

@@ -37,10 +37,14 @@ var prune = (function () {
 
   // smallest score kept so that the kept scores sum to `threshold` of the total. The scores are
   // float32 values; like torch, the total is a float32 sum, the running sum is accumulated in
-  // double and stored as float32, and each share is a float32 division, so a threshold of 1
-  // drops the same tail of scores too small to move a float32 total as Python does
+  // double and stored as float32, and each share is a float32 division. A threshold of 1 keeps
+  // every positive score (where float32 shares reach 1 depends on the order of summation)
   function cumulativeCut(scores, threshold) {
     var values = Float64Array.from(scores, Math.fround).sort().reverse(), sum = 0, i;
+    if (threshold >= 1) {
+      for (i = values.length - 1; i >= 0; i--) if (values[i] > 0) return values[i];
+      return Infinity;
+    }
     for (i = 0; i < values.length; i++) sum += values[i];
     var total = Math.fround(sum);
     if (!(total > 0)) return Infinity;
