@@ -3,23 +3,30 @@ the contexts where it fires most (with their spaces, the firing token marked).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.circuits.dictionary import Dictionary, as_dictionary
 from interp.circuits.graph import Graph
-from interp.hooks import mlp_input
 from interp.reports import token_text
+from interp.transcoders.clt import CrossLayerTranscoder
 
 
 @torch.no_grad()
 def top_tokens(model, transcoder, feature: int, k: int = 5) -> list[tuple[str, float]]:
     """The ``k`` tokens whose logits the feature's decoder row raises most (W_dec[f] @ W_U)."""
+    return _top_tokens(model, transcoder.W_dec[feature], k)
+
+
+@torch.no_grad()
+def _top_tokens(model, write: Tensor, k: int) -> list[tuple[str, float]]:
+    """The ``k`` tokens whose logits a residual-stream write raises most (``write @ W_U``)."""
     from interp.circuits.attribution import token_str
 
-    logits = transcoder.W_dec[feature] @ model.W_U
+    logits = write @ model.W_U
     values, idx = torch.topk(logits, min(k, logits.numel()))
     return [(token_str(model, int(i)), float(v)) for v, i in zip(values, idx)]
 
@@ -48,7 +55,7 @@ def context_pieces(model, before: list[int], token: int, after: list[int]) -> tu
 @torch.no_grad()
 def top_contexts(
     model,
-    transcoders: dict[int, object],
+    transcoders: Mapping[int, object] | CrossLayerTranscoder | Dictionary,
     features: Iterable[tuple[int, int]],
     tokens: Int[Tensor, "batch pos"],
     k: int = 3,
@@ -62,11 +69,12 @@ def top_contexts(
     layers = sorted({layer for layer, _ in features})
     if not features:
         return {}
-    names = [mlp_input(model, layer) for layer in layers]
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in set(names))
+    d = as_dictionary(model, transcoders)
+    names = {d.read_hook(layer) for layer in layers}
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     out: dict[tuple[int, int], list[dict]] = {}
     for layer, feat in features:
-        acts = transcoders[layer].encode(cache[mlp_input(model, layer)])[..., feat]  # [batch, pos]
+        acts = d.encode(layer, cache[d.read_hook(layer)])[..., feat]  # [batch, pos]
         values, flat = torch.topk(acts.flatten(), min(k, acts.numel()))
         rows = []
         for v, i in zip(values.tolist(), flat.tolist()):
@@ -82,20 +90,23 @@ def top_contexts(
 
 def describe_features(
     model,
-    transcoders: dict[int, object],
+    transcoders: Mapping[int, object] | CrossLayerTranscoder | Dictionary,
     graph: Graph,
     context_tokens: Int[Tensor, "batch pos"] | None = None,
     k: int = 5,
 ) -> dict[str, dict]:
-    """``feature_info`` for every feature node of ``graph`` (keyed by node id)."""
+    """``feature_info`` for every feature node of ``graph`` (keyed by node id): the top tokens
+    of its total write (a cross-layer transcoder's feature: summed over its output layers) and,
+    given ``context_tokens``, its top contexts."""
+    d = as_dictionary(model, transcoders)
     keys = {(n.layer, n.index) for n in graph.nodes if n.kind == "feature"}
-    contexts = top_contexts(model, transcoders, keys, context_tokens) if context_tokens is not None else {}
+    contexts = top_contexts(model, d, keys, context_tokens) if context_tokens is not None else {}
     info = {}
     for i, n in enumerate(graph.nodes):
         if n.kind != "feature":
             continue
         info[graph.node_id(i)] = {
-            "top_tokens": top_tokens(model, transcoders[n.layer], n.index, k),
+            "top_tokens": _top_tokens(model, d.total_write(n.layer, torch.tensor([n.index]))[0], k),
             "contexts": contexts.get((n.layer, n.index), []),
         }
     return info
