@@ -55,13 +55,13 @@ def random_transcoders(model, seed: int = 0) -> dict[int, Transcoder]:
     return tcs
 
 
-def random_clt(model, tokens, seed: int = 0) -> CrossLayerTranscoder:
+def random_clt(model, tokens, seed: int = 0, skip: bool = True) -> CrossLayerTranscoder:
     """A random JumpReLU CLT over every layer, each feature writing to its own layer and every
     later one, its thresholds set so that about a fifth of each layer's features fire on
     ``tokens``. It reads ``resid_mid``, or the normalised MLP input where blocks are parallel
-    (no ``resid_mid``) or Gemma-2-style (to cover both read sites). A skip path everywhere but in
-    parallel blocks (there, with a skip at every layer, no edge between positions would be
-    carried by heads alone, and the head-path test would check nothing)."""
+    (no ``resid_mid``) or Gemma-2-style (to cover both read sites). A skip path at every layer when
+    ``skip``, but never in parallel blocks (there no edge between positions would then be carried
+    by heads alone, and the head-path test would check nothing)."""
     d, L = model.cfg.d_model, model.cfg.n_layers
     d_sae = 4 * d
     g = torch.Generator().manual_seed(seed)
@@ -71,7 +71,7 @@ def random_clt(model, tokens, seed: int = 0) -> CrossLayerTranscoder:
     decoders = [torch.randn(d_sae, L - i, d, generator=g) * 0.3 / d**0.5 for i in range(L)]
     clt = CrossLayerTranscoder.from_weights(
         w_enc, torch.zeros(L, d_sae), decoders, torch.randn(L, d, generator=g) * 0.01, layers=list(range(L)),
-        W_skip=None if parallel else torch.randn(L, d, d, generator=g) * 0.1 / d**0.5,
+        W_skip=None if parallel or not skip else torch.randn(L, d, d, generator=g) * 0.1 / d**0.5,
         threshold=torch.zeros(L, d_sae), input_site=site,
     )
     with torch.no_grad():
@@ -82,9 +82,10 @@ def random_clt(model, tokens, seed: int = 0) -> CrossLayerTranscoder:
 
 
 CASES = [pytest.param(p.values[0], "per-layer", id=p.id, marks=p.marks) for p in family_params(extra=True)] + [
-    pytest.param(family, "clt", id=f"{family}-clt") for family in ("gpt2", "pythia", "llama", "gemma2")
+    pytest.param(family, "clt", id=f"{family}-clt") for family in ("gpt2", "pythia", "llama", "gemma2", "reference")
 ]
-"""(family, kind): per-layer transcoders on every family; a cross-layer transcoder on four."""
+"""(family, kind): per-layer transcoders on every family; a cross-layer transcoder on four, and on
+the trained reference model, whose four layers let a feature's later writes enter later heads."""
 
 
 def prompt(model) -> torch.Tensor:
@@ -104,9 +105,17 @@ def traced(request, family_models):
 
     def get(family, kind):
         if (family, kind) not in cache:
-            model = family_models[family]
-            tokens = prompt(model)
-            given = random_clt(model, tokens) if kind == "clt" else random_transcoders(model)
+            if family == "reference":
+                from interp.models import load_model
+
+                model = load_model("reference")
+                tokens = model.to_tokens("The war lasted from the year 1745 to the year 17")[0]
+            else:
+                model = family_models[family]
+                tokens = prompt(model)
+            # no skip path on the reference model: its head paths from a feature to the logits
+            # then sum to the edge, and they hold the feature's writes to layers 1-2 as well
+            given = random_clt(model, tokens, skip=family != "reference") if kind == "clt" else random_transcoders(model)
             tcs = ReplacementModel(model, given).transcoders
             with torch.no_grad():
                 top = int(model(tokens[None])[0, -1].argmax())
@@ -163,17 +172,22 @@ def _ln1_linear(model, layer, pos, vec, frozen):
 
 
 def _edge_sample(graph, skips, n=40):
-    """The graph with only its ``n`` largest edges kept, and the ``n`` largest edges between
-    positions with no skip path between source and target (the ones whose paths sum to them)."""
+    """The graph with only its ``n`` largest edges kept, the ``n`` largest edges between
+    positions with no skip path between source and target (the ones whose paths sum to them),
+    and the ``n`` largest of those from a feature to a target two or more layers later (a CLT
+    feature's writes to later layers enter heads there)."""
     nodes = graph.nodes
     pos = torch.tensor([node.pos for node in nodes])
     layer = torch.tensor([node.layer for node in nodes])
+    feature = torch.tensor([node.kind == "feature" for node in nodes])
     between = torch.zeros_like(graph.adjacency, dtype=torch.bool)
     for skip in skips:
         between |= (layer[None, :] < skip) & (skip < layer[:, None])
     weight = graph.adjacency.abs()
     keep = torch.zeros_like(between)
-    for candidates in (weight, weight * ((pos[:, None] != pos[None, :]) & ~between)):
+    summed = (pos[:, None] != pos[None, :]) & ~between
+    far = summed & feature[None, :] & (layer[:, None] >= layer[None, :] + 2)
+    for candidates in (weight, weight * summed, weight * far):
         keep.view(-1)[candidates.flatten().topk(n).indices] = True
     return dataclasses.replace(graph, adjacency=graph.adjacency * keep)
 
