@@ -11,7 +11,7 @@ from torch import Tensor
 
 from interp.circuits.dictionary import Dictionary, as_dictionary
 from interp.circuits.graph import Graph
-from interp.reports import token_text
+from interp.reports import token_pieces
 from interp.transcoders.clt import CrossLayerTranscoder
 
 
@@ -32,24 +32,14 @@ def _top_tokens(model, write: Tensor, k: int) -> list[tuple[str, float]]:
 
 
 def context_pieces(model, before: list[int], token: int, after: list[int]) -> tuple[str, str, str]:
-    """A window of token ids as readable text cut in three: before, the token, after.
-
-    The window is decoded as a whole, so the spaces between words survive (decoding one token
-    at a time drops them: SentencePiece-style and Metaspace tokenizers strip a word's leading
-    space), and each part is the text its tokens add. Without a tokenizer, ids as ``<id>``.
-    """
+    """A window of token ids as readable text cut in three: before, the token, after, each the
+    text its tokens add to the window decoded as a whole (:func:`interp.reports.token_pieces`:
+    the spaces between words survive). Without a tokenizer, ids as ``<id>``."""
     tok = getattr(model, "tokenizer", None)
     if tok is None:
         return (" ".join(f"<{i}>" for i in before), f"<{token}>", " ".join(f"<{i}>" for i in after))
-    ids = [*before, token, *after]
-    cuts = (len(before), len(before) + 1)
-    texts = [tok.decode(ids[:n], clean_up_tokenization_spaces=False) for n in cuts]
-    whole = tok.decode(ids, clean_up_tokenization_spaces=False)
-    if whole.startswith(texts[1]) and texts[1].startswith(texts[0]):
-        return texts[0], texts[1][len(texts[0]):], whole[len(texts[1]):]
-    # a decoder that is not prefix-stable (rare): vocabulary entries with word markers as spaces
-    pieces = [token_text(t) for t in tok.convert_ids_to_tokens(ids)]
-    return "".join(pieces[: cuts[0]]), pieces[cuts[0]], "".join(pieces[cuts[1]:])
+    pieces = token_pieces(tok, [*before, token, *after])
+    return "".join(pieces[: len(before)]), pieces[len(before)], "".join(pieces[len(before) + 1 :])
 
 
 @torch.no_grad()
