@@ -86,8 +86,8 @@ def describe_features(
     k: int = 5,
 ) -> dict[str, dict]:
     """``feature_info`` for every feature node of ``graph`` (keyed by node id): the top tokens
-    of its total write (a cross-layer transcoder's feature: summed over its output layers) and,
-    given ``context_tokens``, its top contexts."""
+    of its total write (a cross-layer transcoder's feature: summed over its output layers, which
+    ``writes_to`` lists) and, given ``context_tokens``, its top contexts."""
     d = as_dictionary(model, transcoders)
     keys = {(n.layer, n.index) for n in graph.nodes if n.kind == "feature"}
     contexts = top_contexts(model, d, keys, context_tokens) if context_tokens is not None else {}
@@ -99,4 +99,6 @@ def describe_features(
             "top_tokens": _top_tokens(model, d.total_write(n.layer, torch.tensor([n.index]))[0], k),
             "contexts": contexts.get((n.layer, n.index), []),
         }
+        if d.kind == "cross-layer":
+            info[graph.node_id(i)]["writes_to"] = d.output_layers(n.layer)
     return info

@@ -21,6 +21,7 @@ from support.frozen import Frozen, edge_errors
 from support.planted_clt import PLANTED_CTX, PLANTED_VOCAB, exact_clt, exact_per_layer, planted_model
 
 from interp.circuits import AttributionConfig, TraceConfig, ablate_features, attribute, prune, token_target, trace
+from interp.circuits.html import viewer_data
 from interp.circuits.replacement import ReplacementModel
 
 QUIET = AttributionConfig(progress=False)
@@ -113,6 +114,9 @@ def test_trace_describes_a_clt_feature_by_its_total_write(planted):
     logits = (2 * (dirs["v0"][:, j] + dirs["v2"][:, j]) @ model.W_U).detach()
     assert info["top_tokens"][0][1] == pytest.approx(float(logits.max()), rel=1e-5)
     assert info["contexts"] and all(c["value"] > 0 for c in info["contexts"])
+    assert info["writes_to"] == [0, 1, 2]  # the viewer's card lists the layers a CLT feature writes
+    shown = {n["id"]: n for n in viewer_data(graph)["nodes"]}
+    assert shown[graph.node_id(node)]["writes_to"] == [0, 1, 2]
     exported = graph.to_json()
     assert {n["feature_type"] for n in exported["nodes"] if n["node_id"] == graph.node_id(node)} == {"cross layer transcoder"}
 
