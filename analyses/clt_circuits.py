@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import torch
+from greater_than import PROMPTS, replace_block, year_tokens
 
-from greater_than import PROMPTS, year_tokens
 from interp.circuits import AttributionConfig, TraceConfig, difference_target, trace
 from interp.io import atomic_write_text
 from interp.transcoders import load_run
@@ -143,11 +143,6 @@ def table(s: dict) -> str:
 
 
 def update_docs(path: Path, s: dict) -> None:
-    if not path.is_file():
-        return
-    text = path.read_text()
-    if DOC_BEGIN not in text or DOC_END not in text:
-        return
     a = s["args"]
     trained = []
     for kind, name in KINDS.items():
@@ -156,21 +151,17 @@ def update_docs(path: Path, s: dict) -> None:
             trained.append(f"{name}: {t['wall_s']:.0f} s wall / {t['cpu_s']:.0f} s CPU ({t['date']}, load average "
                            f"{t['load_before']} before, {t['load_after']} after)")
     lines = [
-        DOC_BEGIN,
-        f"Produced by `python analyses/clt_circuits.py --k {a['k']} --expansion {a['expansion']} --tokens {a['tokens']}` "
-        f"({s['date']}; {s['machine']}; shared with other jobs).",
+        (f"Produced by `python analyses/clt_circuits.py --k {a['k']} --expansion {a['expansion']} --tokens {a['tokens']}` "
+         f"({s['date']}; {s['machine']}; shared with other jobs)."),
         "",
         f"Means over the {len(s['tc']['graphs'])} greater-than prompts; total L0 and CE on {a['eval_tokens']} held-out tokens.",
         "",
         table(s),
         "",
-        f"Training ({a['tokens']} tokens each, batch 2048, default learning rate): " + ("; ".join(trained) or "times not recorded") + ". "
-        f"Tracing (load average during): per-layer {s['tc']['trace_load']}, CLT {s['clt']['trace_load']}.",
-        DOC_END,
+        (f"Training ({a['tokens']} tokens each, batch 2048, default learning rate): " + ("; ".join(trained) or "times not recorded")
+         + f". Tracing (load average during): per-layer {s['tc']['trace_load']}, CLT {s['clt']['trace_load']}."),
     ]
-    head, rest = text.split(DOC_BEGIN, 1)
-    _, tail = rest.split(DOC_END, 1)
-    atomic_write_text(path, head + "\n".join(lines) + tail)
+    replace_block(path, DOC_BEGIN, DOC_END, lines)
 
 
 if __name__ == "__main__":

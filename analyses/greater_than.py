@@ -213,14 +213,21 @@ def report_html(s: dict) -> str:
     )
 
 
-def update_docs(path: Path, s: dict) -> None:
+def replace_block(path: Path, begin: str, end: str, lines: list[str]) -> None:
+    """Rewrite what lies between the markers ``begin`` and ``end`` of ``path`` with ``lines``
+    (nothing when the file or a marker is missing)."""
     if not path.is_file():
         return
     text = path.read_text()
-    if DOC_BEGIN not in text or DOC_END not in text:
+    if begin not in text or end not in text:
         return
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(path, head + "\n".join([begin, *lines, end]) + tail)
+
+
+def update_docs(path: Path, s: dict) -> None:
     lines = [
-        DOC_BEGIN,
         f"Produced by `python analyses/greater_than.py --transcoders {s['transcoders']}` "
         f"({time.strftime('%Y-%m-%d', time.gmtime())}, 2-core shared CPU, no GPU).",
         "",
@@ -240,11 +247,8 @@ def update_docs(path: Path, s: dict) -> None:
         "| YY | clean | graph's YY features ablated | random features ablated (mean) | features ablated |",
         "|---:|---:|---:|---:|---:|",
         *[f"| {p['yy']:02d} | {p['clean']:.3f} | {p['ablate_named']:.3f} | {p['ablate_random_mean']:.3f} | {p['n_named']} |" for p in s["prompts"]],
-        DOC_END,
     ]
-    head, rest = text.split(DOC_BEGIN, 1)
-    _, tail = rest.split(DOC_END, 1)
-    atomic_write_text(path, head + "\n".join(lines) + tail)
+    replace_block(path, DOC_BEGIN, DOC_END, lines)
 
 
 if __name__ == "__main__":

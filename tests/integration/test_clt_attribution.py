@@ -88,7 +88,7 @@ def test_the_clt_graph_has_fewer_nodes_than_the_per_layer_one(planted):
 
 
 def test_ablating_a_clt_feature_removes_its_write_to_every_layer(planted):
-    model, dirs, tokens, target = planted
+    model, dirs, tokens, _ = planted
     clt = exact_clt(model, dirs)
     state = ReplacementModel(model, clt).clean_state(tokens)
     pos = len(tokens) - 1
@@ -123,8 +123,9 @@ def test_trace_describes_a_clt_feature_by_its_total_write(planted):
 
 def test_cli_traces_a_clt_run(tmp_path):
     """`interp circuit trace --transcoders RUN` on a CLT run trained here (a few thousand tokens)."""
-    import jsonschema
     from importlib import resources
+
+    import jsonschema
 
     from interp.models import load_model
     from interp.transcoders import TrainConfig, load_run, train
