@@ -22,9 +22,10 @@ fixed (see :meth:`ReplacementModel.run_frozen`).
 
 Attribution differentiates this frozen model through :meth:`ReplacementModel.linearised`:
 one forward pass on the prompt, whose inputs are the token embedding and each layer's MLP
-write, and whose outputs are each layer's read hook (its MLP input, or a CLT's read hook) and the final residual stream. One
-backward pass, vmapped over a batch of seeds at those outputs, gives the gradient of a batch
-of targets at every MLP write, which every source of that layer reads with one dot product.
+write, and whose outputs are each layer's read hook (its MLP input, or a CLT's read hook) and
+the final residual stream. One backward pass, vmapped over a batch of seeds at those outputs,
+gives the gradient of a batch of targets at every MLP write, which every source writing there
+reads with one dot product.
 """
 
 from __future__ import annotations
