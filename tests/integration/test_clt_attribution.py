@@ -134,7 +134,13 @@ def test_cli_traces_a_clt_run(tmp_path):
     torch.set_num_threads(1)
     train(TrainConfig(model="reference", layers="0,2,3", arch="clt", k=4, expansion=1, tokens="4k", batch_size=256,
                       out=str(tmp_path / "run"), progress=False, checkpoint_every=None, device="cpu"), model=model)
-    assert load_run(tmp_path / "run").layers == [0, 2, 3]
+    clt = load_run(tmp_path / "run")
+    assert clt.layers == [0, 2, 3]
+    # a CLT whose decoder stays on disk gives the same graph
+    tokens = model.to_tokens("The war lasted from the year 1745 to the year 17")[0]
+    target = [token_target(model, "50")]
+    lazy = attribute(model, load_run(tmp_path / "run", lazy_decoder=True), tokens, target, QUIET)
+    torch.testing.assert_close(lazy.adjacency, attribute(model, clt, tokens, target, QUIET).adjacency, atol=1e-5, rtol=1e-4)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     prompt = "The war lasted from the year 1745 to the year 17"
     done = subprocess.run([sys.executable, "-m", "interp", "circuit", "trace", "--prompt", prompt, "--transcoders",
