@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from interp.circuits import TraceConfig, ablate_features, difference_target, trace
-from interp.transcoders import for_model, load_run
+from interp.circuits import TraceConfig, ablate_features, as_dictionary, difference_target, trace
 from interp.hooks import hook_name
 from interp.io import atomic_write_text
+from interp.transcoders import load_run
 
 PROMPTS = {
     "reference": "The war lasted from the year 1745 to the year 17",
@@ -65,12 +65,14 @@ def yy_position(model, tokens: torch.Tensor, yy: int) -> int:
 
 
 def active_features(model, transcoders, tokens: torch.Tensor, pos: int) -> list[tuple[int, int, int]]:
-    names = [hook_name("mlp_in", layer) for layer in transcoders]
+    """``(layer, pos, feature)`` of every feature active at ``pos`` (per-layer transcoders or a CLT)."""
+    d = as_dictionary(model, transcoders)
+    names = {d.read_hook(layer) for layer in d.layers}
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens[None], names_filter=lambda n: n in names)
     out = []
-    for layer, tc in transcoders.items():
-        acts = tc.encode(cache[hook_name("mlp_in", layer)][0, pos])
+    for layer in d.layers:
+        acts = d.encode(layer, cache[d.read_hook(layer)][0, pos])
         out += [(layer, pos, int(f)) for f in torch.nonzero(acts > 0).flatten()]
     return out
 
@@ -117,7 +119,7 @@ def analyse_prompt(model, transcoders, tokens, yy, years, cfg, n_random, rng):
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="reference", help="'reference' or 'gpt2'")
-    ap.add_argument("--transcoders", default=None, help="run directory of `interp transcoder train`")
+    ap.add_argument("--transcoders", default=None, help="run directory of `interp transcoder train` (per-layer or --arch clt)")
     ap.add_argument("--out", default="analyses/out/greater_than", help="output directory")
     ap.add_argument("--n-prompts", type=int, default=8, help="prompts (different YY and nouns) for the ablations")
     ap.add_argument("--n-random", type=int, default=5, help="random ablations per prompt")
@@ -139,7 +141,7 @@ def main(argv=None) -> dict:
     if args.transcoders is None:
         summary["note"] = "no transcoders given: clean probability difference only"
     else:
-        transcoders = for_model(model, load_run(args.transcoders))
+        transcoders = as_dictionary(model, load_run(args.transcoders))  # per-layer transcoders or a CLT
         cfg = TraceConfig()
         main_tokens = model.to_tokens(prompt)[0]
         prompts = [(main_tokens, main_yy)]
@@ -213,14 +215,21 @@ def report_html(s: dict) -> str:
     )
 
 
-def update_docs(path: Path, s: dict) -> None:
+def replace_block(path: Path, begin: str, end: str, lines: list[str]) -> None:
+    """Rewrite what lies between the markers ``begin`` and ``end`` of ``path`` with ``lines``
+    (nothing when the file or a marker is missing)."""
     if not path.is_file():
         return
     text = path.read_text()
-    if DOC_BEGIN not in text or DOC_END not in text:
+    if begin not in text or end not in text:
         return
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(path, head + "\n".join([begin, *lines, end]) + tail)
+
+
+def update_docs(path: Path, s: dict) -> None:
     lines = [
-        DOC_BEGIN,
         f"Produced by `python analyses/greater_than.py --transcoders {s['transcoders']}` "
         f"({time.strftime('%Y-%m-%d', time.gmtime())}, 2-core shared CPU, no GPU).",
         "",
@@ -240,11 +249,8 @@ def update_docs(path: Path, s: dict) -> None:
         "| YY | clean | graph's YY features ablated | random features ablated (mean) | features ablated |",
         "|---:|---:|---:|---:|---:|",
         *[f"| {p['yy']:02d} | {p['clean']:.3f} | {p['ablate_named']:.3f} | {p['ablate_random_mean']:.3f} | {p['n_named']} |" for p in s["prompts"]],
-        DOC_END,
     ]
-    head, rest = text.split(DOC_BEGIN, 1)
-    _, tail = rest.split(DOC_END, 1)
-    atomic_write_text(path, head + "\n".join(lines) + tail)
+    replace_block(path, DOC_BEGIN, DOC_END, lines)
 
 
 if __name__ == "__main__":

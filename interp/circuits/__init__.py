@@ -6,6 +6,7 @@
     from interp.transcoders import load_run
     model = interp.load_model("reference")
     graph = trace(model, load_run("runs/tc"), "The war lasted from the year 1745 to the year 17")
+                              # per-layer transcoders or a cross-layer transcoder run alike
     graph.write("graph/")     # graph.json (circuit-tracer / Neuronpedia), graph.graphml, graph.html, graph.pt,
                               # graph_files/ (circuit-tracer's local server reads it)
     interp.circuits.read_graph("graph/graph.json")   # back into a Graph (also circuit-tracer's files)
@@ -30,6 +31,8 @@ _LAZY = {
     "load_transcoders": ("interp.circuits.transcoder", "load_transcoders"),
     "TargetError": ("interp.errors", "TargetError"),
     "ReplacementModel": ("interp.circuits.replacement", "ReplacementModel"),
+    "Dictionary": ("interp.circuits.dictionary", "Dictionary"),
+    "as_dictionary": ("interp.circuits.dictionary", "as_dictionary"),
     "ablate_features": ("interp.circuits.replacement", "ablate_features"),
     "AttributionConfig": ("interp.circuits.attribution", "AttributionConfig"),
     "LogitTarget": ("interp.circuits.attribution", "LogitTarget"),
@@ -72,6 +75,7 @@ if TYPE_CHECKING:
     from interp.circuits.formats import read_graph
     from interp.circuits.html import to_html
     from interp.circuits.graph import Graph, HeadPath, Node, graph_scores, prune
+    from interp.circuits.dictionary import Dictionary, as_dictionary
     from interp.circuits.replacement import ReplacementModel, ablate_features
     from interp.circuits.tracing import CircuitTraceConfig, TraceConfig, resolve_targets, run, salient_targets, trace
     from interp.circuits.transcoder import PlantedTranscoder, TranscoderLike, load_transcoders

@@ -25,18 +25,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.circuits.dictionary import Dictionary
 from interp.circuits.edges import _logit_rank, _seeds, edge_matrix
 from interp.circuits.graph import Graph, HeadPath, Node, graph_scores
 from interp.circuits.replacement import CleanState, ReplacementModel
 from interp.circuits.threads import choose_threads
 from interp.errors import ConfigError, TargetError
+from interp.transcoders.clt import CrossLayerTranscoder
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +151,18 @@ def _node_list(rm: ReplacementModel, state: CleanState, targets: Sequence[LogitT
 
 def attribute(
     model,
-    transcoders: dict[int, object],
+    transcoders: Mapping[int, object] | CrossLayerTranscoder | Dictionary,
     tokens: Int[Tensor, " pos"],
     targets: Sequence[LogitTarget],
     cfg: AttributionConfig | None = None,
     prompt: str | None = None,
 ) -> Graph:
-    """The full (unpruned) attribution graph of ``tokens`` for the given logit targets."""
+    """The full (unpruned) attribution graph of ``tokens`` for the given logit targets.
+
+    ``transcoders``: ``{layer: transcoder}`` (interp's or SAELens'), or one cross-layer
+    transcoder (:func:`interp.transcoders.load_run` of a CLT run), whose features each read at
+    their layer and write to it and every later CLT layer (see :mod:`interp.circuits.dictionary`).
+    """
     cfg = cfg or AttributionConfig()
     if len(targets) == 0:
         raise TargetError("give at least one logit target")
@@ -196,13 +203,18 @@ def _graph(model, rm: ReplacementModel, tokens: Tensor, nodes: list[Node], adjac
     return graph
 
 
-def _write_vector(rm: ReplacementModel, state: CleanState, node: Node) -> Tensor:
-    """What a source node adds to the residual stream at its position."""
+def _writes_by_layer(rm: ReplacementModel, state: CleanState, node: Node) -> list[tuple[int, Tensor]]:
+    """What a source node adds to the residual stream at its position, as ``(layer, write)``
+    per MLP output it writes through (-1 for an embedding): one for an error term or a per-layer
+    transcoder's feature, its own and every later CLT layer for a cross-layer transcoder's."""
     if node.kind == "feature":
-        return node.activation * rm.transcoders[node.layer].W_dec[node.index]
+        d = rm.dictionary
+        rows = d.decoder_rows(node.layer, torch.tensor([node.index]))[0]
+        act = state.acts[node.layer][node.pos, node.index]
+        return [(out, act * row) for out, row in zip(d.output_layers(node.layer), rows)]
     if node.kind == "error":
-        return state.errors[node.layer][node.pos]
-    return state.embed[node.pos]
+        return [(node.layer, state.errors[node.layer][node.pos])]
+    return [(-1, state.embed[node.pos])]
 
 
 def _ln_input(rm: ReplacementModel, state: CleanState, layer: int, pos: Tensor, vec: Tensor) -> Tensor:
@@ -237,7 +249,8 @@ def head_paths(
     For an edge source -> target, head (l, h) at query position q carries
     ``pattern[h, q, k] * (ln1(write_source) @ W_V[h]) . d target / d z[q, h]`` where k is
     the source's position: the source's write enters the head's value directly from the
-    residual stream and everything downstream of the head is in the gradient. Paths whose
+    residual stream and everything downstream of the head is in the gradient (a cross-layer
+    transcoder's feature enters a head's value with its writes to the layers before the head's). Paths whose
     first hop is another component (a later MLP, a skip connection) are not split. Only
     moves between positions (q != k) are kept unless ``same_position``. ``threads`` as in
     :class:`AttributionConfig`.
@@ -258,11 +271,12 @@ def head_paths(
     src_layer = torch.tensor([graph.nodes[s].layer for s in sources])
     slot = {s: j for j, s in enumerate(sources)}
     with torch.no_grad():
-        writes = torch.stack([_write_vector(rm, state, graph.nodes[s]) for s in sources])
-        values = {
-            layer: torch.einsum("sd,hde->she", _ln_input(rm, state, layer, src_pos, writes), model.blocks[layer].attn.W_V)
-            for layer in z_layers
-        }
+        by_layer = [_writes_by_layer(rm, state, graph.nodes[s]) for s in sources]
+        values = {}
+        for layer in z_layers:  # what each source has written when block ``layer``'s attention reads
+            writes = torch.stack([sum((w for out, w in parts if out < layer), torch.zeros_like(parts[0][1]))
+                                  for parts in by_layer])
+            values[layer] = torch.einsum("sd,hde->she", _ln_input(rm, state, layer, src_pos, writes), model.blocks[layer].attn.W_V)
     paths: list[HeadPath] = []
     with choose_threads(threads) as chooser:
         chooser.expect(-(-len(targets) // batch))

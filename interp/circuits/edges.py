@@ -2,10 +2,11 @@
 
 Every target is linear in one output of the frozen model's graph
 (:meth:`~interp.circuits.replacement.ReplacementModel.linearised`): a feature's
-pre-activation in its layer's MLP input, a logit direction in the final residual stream. A
-backward pass seeded there (vmapped over a batch of targets) gives the targets' gradient at
-every MLP write and at the embeddings; every source reads its edge from the gradient at its
-own write (:class:`_Sources`). Targets go layer by layer, each batch on the shortest prefix
+pre-activation in its layer's read hook (the MLP input, or a CLT's read hook), a logit
+direction in the final residual stream. A backward pass seeded there (vmapped over a batch of
+targets) gives the targets' gradient at every MLP write and at the embeddings; every source
+reads its edge from the gradient at its own writes (:class:`_Sources`; a cross-layer
+transcoder's feature writes to several layers and sums over them). Targets go layer by layer, each batch on the shortest prefix
 of the prompt that holds it (:class:`_Prefixes`), with the thread count of
 :mod:`interp.circuits.threads`. :func:`interp.circuits.attribution.attribute` calls
 :func:`edge_matrix`; :func:`~interp.circuits.attribution.head_paths` reuses the seeds.
@@ -27,49 +28,64 @@ from interp.circuits.threads import choose_threads
 class _Sources:
     """Every source node's write, grouped as the backward pass delivers their gradients.
 
-    A source at layer L adds ``write`` to the residual stream through layer L's MLP output
-    (the embeddings through ``blocks.0.hook_resid_pre``), so its edge to a target is
-    ``write . d target / d mlp_out[L][pos]``. Sources are read sparsely: per layer, the
-    error term and the active features' writes ``activation x W_dec[feature]`` at each
-    position are packed into a [pos, slots, d_model] block, which reads a batch of targets'
-    gradients with one batched matmul over positions.
+    A source adds its write to the residual stream through the MLP output of each layer it
+    writes to (the embeddings through ``blocks.0.hook_resid_pre``), so its edge to a target is
+    the sum, over those layers L, of ``write[L] . d target / d mlp_out[L][pos]``: one layer for
+    an error term or a per-layer transcoder's feature, its own and every later layer for a
+    cross-layer transcoder's feature. Sources are read sparsely: per written layer, the error
+    term and the active features' writes ``activation x decoder row`` at each position are
+    packed into a [pos, slots, d_model] block, which reads a batch of targets' gradients with
+    one batched matmul over positions.
     """
 
     def __init__(self, rm: ReplacementModel, state: CleanState, nodes: Sequence[Node]) -> None:
         n_pos = len(state.tokens)
-        entries: dict[int, list[tuple[int, int, int]]] = {}  # layer (-1: embeddings) -> (pos, slot order, column)
+        d = rm.dictionary
+        # per written layer (-1: embeddings), parts of (positions, columns, writes [n, d_model])
+        parts: dict[int, list[tuple[Tensor, Tensor, Tensor]]] = {}
+        by_kind: dict[tuple[str, int], list[int]] = {}
         for i, node in enumerate(nodes):
-            if node.kind == "feature":
-                entries.setdefault(node.layer, []).append((node.pos, node.index + 1, i))
-            elif node.kind in ("error", "embedding"):
-                entries.setdefault(node.layer, []).append((node.pos, 0, i))
+            if node.kind in ("feature", "error", "embedding"):
+                by_kind.setdefault((node.kind, node.layer), []).append(i)
+        for (kind, layer), columns in by_kind.items():
+            pos = torch.tensor([nodes[i].pos for i in columns])
+            if kind == "embedding":
+                parts.setdefault(-1, []).append((pos, torch.tensor(columns), state.embed[pos.to(state.embed.device)]))
+            elif kind == "error":
+                parts.setdefault(layer, []).append((pos, torch.tensor(columns), state.errors[layer][pos.to(state.embed.device)]))
+            else:
+                feat = torch.tensor([nodes[i].index for i in columns])
+                rows = d.decoder_rows(layer, feat)  # [n, n_out, d_model]
+                values = state.acts[layer][pos.to(rows.device), feat.to(rows.device)]
+                for j, out in enumerate(d.output_layers(layer)):
+                    parts.setdefault(out, []).append((pos, torch.tensor(columns), values[:, None] * rows[:, j]))
         self.blocks: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
-        """Per layer: (packed writes [pos, slots, d_model], valid [pos, slots], columns of the
-        valid slots in (pos, slot) order, number of valid slots before each position [pos + 1])."""
-        for layer, rows in entries.items():
-            rows.sort()
-            pos = torch.tensor([p for p, _, _ in rows])
+        """Per written layer: (packed writes [pos, slots, d_model], valid [pos, slots], columns of
+        the valid slots in (pos, slot) order, number of valid slots before each position [pos + 1])."""
+        for layer, chunks in parts.items():
+            pos, cols, writes = (torch.cat(list(x)) for x in zip(*chunks))
+            order = torch.argsort(pos, stable=True)
+            pos, cols, writes = pos[order], cols[order], writes[order.to(writes.device)]
             counts = torch.bincount(pos, minlength=n_pos)
             before = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
-            slot = torch.arange(len(rows)) - before[pos]
-            writes = _writes(rm, state, layer, pos, torch.tensor([order - 1 for _, order, _ in rows]))
+            slot = torch.arange(len(pos)) - before[pos]
             packed = writes.new_zeros(n_pos, int(counts.max()), writes.shape[1])
             packed[pos.to(packed.device), slot.to(packed.device)] = writes
             valid = torch.zeros(n_pos, packed.shape[1], dtype=torch.bool, device=packed.device)
             valid[pos.to(packed.device), slot.to(packed.device)] = True
-            self.blocks[layer] = (packed, valid, torch.tensor([i for _, _, i in rows]), before)
+            self.blocks[layer] = (packed, valid, cols, before)
 
     def fill(self, out: Tensor, layer: int, grad: Tensor) -> None:
-        """Write the edges from layer ``layer``'s sources (-1: embeddings) into ``out`` ([k,
-        n_nodes], one row per target), given the targets' gradient [k, n, d_model] at those
-        sources' writes at the first n positions (the targets read nothing later)."""
+        """Add the edges through layer ``layer``'s MLP write (-1: embeddings) into ``out`` ([k,
+        n_nodes], one row per target), given the targets' gradient [k, n, d_model] at that
+        write at the first n positions (the targets read nothing later)."""
         if layer not in self.blocks:
             return
         packed, valid, cols, before = self.blocks[layer]
         n = grad.shape[1]
         # [n, slots, d] @ [n, d, k] -> [n, slots, k]: each position's sources read its gradient
         values = torch.bmm(packed[:n], grad.permute(1, 2, 0))[valid[:n]]
-        out.index_copy_(1, cols[: int(before[n])].to(out.device), values.T.to(out))
+        out.index_add_(1, cols[: int(before[n])].to(out.device), values.T.to(out))
 
 
 def _logit_rank(nodes: Sequence[Node]) -> dict[int, int]:
@@ -80,7 +96,8 @@ def _logit_rank(nodes: Sequence[Node]) -> dict[int, int]:
 def _seeds(rm: ReplacementModel, state: CleanState, nodes: Sequence[Node], chunk: Sequence[int],
            directions: Tensor, logit_rank: dict[int, int], lin: Linearised) -> tuple[list[Tensor], list[Tensor]]:
     """The outputs a chunk of targets is linear in, and their gradient seeds (batch row b for
-    ``chunk[b]``): a feature's pre-activation is ``reads[layer][pos] . W_enc[:, feature]``; a
+    ``chunk[b]``): a feature's pre-activation is ``reads[layer][pos] . W_enc[:, feature]``
+    (:meth:`~interp.circuits.dictionary.Dictionary.encoder_rows`); a
     logit direction's value is ``final[-1] . W_U (direction * soft-cap ratio)``. ``directions``
     holds one row per logit node of ``nodes``, in their order."""
     logit_rank = {i: r for r, i in enumerate(i for i, node in enumerate(nodes) if node.kind == "logit")}
@@ -94,11 +111,10 @@ def _seeds(rm: ReplacementModel, state: CleanState, nodes: Sequence[Node], chunk
         b_idx = torch.tensor(batch_rows)
         if layer < rm.n_layers:
             output = lin.reads[layer]
-            w_enc = rm.transcoders[layer].W_enc
             seed = output.new_zeros(len(chunk), *output.shape)
             pos = torch.tensor([nodes[r].pos for r in rows])
-            feat = torch.tensor([nodes[r].index for r in rows], device=w_enc.device)
-            seed[b_idx, 0, pos] = w_enc[:, feat].T
+            feat = torch.tensor([nodes[r].index for r in rows])
+            seed[b_idx, 0, pos] = rm.dictionary.encoder_rows(layer, feat).to(seed)
         else:
             output = lin.final
             w_u = rm.model.W_U
@@ -200,18 +216,3 @@ def _fill_rows(adjacency: Tensor, sources: _Sources, chunk: Sequence[int], layer
             sources.fill(out, layer, g)
         if not contiguous:
             adjacency[list(chunk)] = out
-
-
-def _writes(rm: ReplacementModel, state: CleanState, layer: int, pos: Tensor, feature: Tensor) -> Tensor:
-    """[n, d_model]: what layer ``layer``'s sources at ``pos`` add to the residual stream: the
-    embedding (layer -1), the error term (``feature`` -1) or a feature's decoder row times its
-    activation."""
-    if layer < 0:
-        return state.embed[pos]
-    out = state.errors[layer][pos].clone()
-    is_feature = feature >= 0
-    if bool(is_feature.any()):
-        p, f = pos[is_feature], feature[is_feature]
-        w_dec = rm.transcoders[layer].W_dec
-        out[is_feature.to(out.device)] = state.acts[layer][p, f][:, None] * w_dec[f.to(w_dec.device)]
-    return out

@@ -3,52 +3,49 @@ the contexts where it fires most (with their spaces, the firing token marked).""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from interp.circuits.dictionary import Dictionary, as_dictionary
 from interp.circuits.graph import Graph
-from interp.hooks import mlp_input
-from interp.reports import token_text
+from interp.reports import token_pieces
+from interp.transcoders.clt import CrossLayerTranscoder
 
 
 @torch.no_grad()
 def top_tokens(model, transcoder, feature: int, k: int = 5) -> list[tuple[str, float]]:
     """The ``k`` tokens whose logits the feature's decoder row raises most (W_dec[f] @ W_U)."""
+    return _top_tokens(model, transcoder.W_dec[feature], k)
+
+
+@torch.no_grad()
+def _top_tokens(model, write: Tensor, k: int) -> list[tuple[str, float]]:
+    """The ``k`` tokens whose logits a residual-stream write raises most (``write @ W_U``)."""
     from interp.circuits.attribution import token_str
 
-    logits = transcoder.W_dec[feature] @ model.W_U
+    logits = write @ model.W_U
     values, idx = torch.topk(logits, min(k, logits.numel()))
     return [(token_str(model, int(i)), float(v)) for v, i in zip(values, idx)]
 
 
 def context_pieces(model, before: list[int], token: int, after: list[int]) -> tuple[str, str, str]:
-    """A window of token ids as readable text cut in three: before, the token, after.
-
-    The window is decoded as a whole, so the spaces between words survive (decoding one token
-    at a time drops them: SentencePiece-style and Metaspace tokenizers strip a word's leading
-    space), and each part is the text its tokens add. Without a tokenizer, ids as ``<id>``.
-    """
+    """A window of token ids as readable text cut in three: before, the token, after, each the
+    text its tokens add to the window decoded as a whole (:func:`interp.reports.token_pieces`:
+    the spaces between words survive). Without a tokenizer, ids as ``<id>``."""
     tok = getattr(model, "tokenizer", None)
     if tok is None:
         return (" ".join(f"<{i}>" for i in before), f"<{token}>", " ".join(f"<{i}>" for i in after))
-    ids = [*before, token, *after]
-    cuts = (len(before), len(before) + 1)
-    texts = [tok.decode(ids[:n], clean_up_tokenization_spaces=False) for n in cuts]
-    whole = tok.decode(ids, clean_up_tokenization_spaces=False)
-    if whole.startswith(texts[1]) and texts[1].startswith(texts[0]):
-        return texts[0], texts[1][len(texts[0]):], whole[len(texts[1]):]
-    # a decoder that is not prefix-stable (rare): vocabulary entries with word markers as spaces
-    pieces = [token_text(t) for t in tok.convert_ids_to_tokens(ids)]
-    return "".join(pieces[: cuts[0]]), pieces[cuts[0]], "".join(pieces[cuts[1]:])
+    pieces = token_pieces(tok, [*before, token, *after])
+    return "".join(pieces[: len(before)]), pieces[len(before)], "".join(pieces[len(before) + 1 :])
 
 
 @torch.no_grad()
 def top_contexts(
     model,
-    transcoders: dict[int, object],
+    transcoders: Mapping[int, object] | CrossLayerTranscoder | Dictionary,
     features: Iterable[tuple[int, int]],
     tokens: Int[Tensor, "batch pos"],
     k: int = 3,
@@ -62,11 +59,12 @@ def top_contexts(
     layers = sorted({layer for layer, _ in features})
     if not features:
         return {}
-    names = [mlp_input(model, layer) for layer in layers]
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in set(names))
+    d = as_dictionary(model, transcoders)
+    names = {d.read_hook(layer) for layer in layers}
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     out: dict[tuple[int, int], list[dict]] = {}
     for layer, feat in features:
-        acts = transcoders[layer].encode(cache[mlp_input(model, layer)])[..., feat]  # [batch, pos]
+        acts = d.encode(layer, cache[d.read_hook(layer)])[..., feat]  # [batch, pos]
         values, flat = torch.topk(acts.flatten(), min(k, acts.numel()))
         rows = []
         for v, i in zip(values.tolist(), flat.tolist()):
@@ -82,20 +80,25 @@ def top_contexts(
 
 def describe_features(
     model,
-    transcoders: dict[int, object],
+    transcoders: Mapping[int, object] | CrossLayerTranscoder | Dictionary,
     graph: Graph,
     context_tokens: Int[Tensor, "batch pos"] | None = None,
     k: int = 5,
 ) -> dict[str, dict]:
-    """``feature_info`` for every feature node of ``graph`` (keyed by node id)."""
+    """``feature_info`` for every feature node of ``graph`` (keyed by node id): the top tokens
+    of its total write (a cross-layer transcoder's feature: summed over its output layers, which
+    ``writes_to`` lists) and, given ``context_tokens``, its top contexts."""
+    d = as_dictionary(model, transcoders)
     keys = {(n.layer, n.index) for n in graph.nodes if n.kind == "feature"}
-    contexts = top_contexts(model, transcoders, keys, context_tokens) if context_tokens is not None else {}
+    contexts = top_contexts(model, d, keys, context_tokens) if context_tokens is not None else {}
     info = {}
     for i, n in enumerate(graph.nodes):
         if n.kind != "feature":
             continue
         info[graph.node_id(i)] = {
-            "top_tokens": top_tokens(model, transcoders[n.layer], n.index, k),
+            "top_tokens": _top_tokens(model, d.total_write(n.layer, torch.tensor([n.index]))[0], k),
             "contexts": contexts.get((n.layer, n.index), []),
         }
+        if d.kind == "cross-layer":
+            info[graph.node_id(i)]["writes_to"] = d.output_layers(n.layer)
     return info

@@ -79,6 +79,7 @@ def viewer_data(graph: Graph) -> dict:
             "logit_weight": weights[i],
             "top_tokens": [[t, _round(v)] for t, v in info.get("top_tokens", [])],
             "contexts": _contexts(info.get("contexts", [])),
+            **({"writes_to": info["writes_to"]} if "writes_to" in info else {}),  # a CLT feature's output layers
         })
     adjacency = graph.adjacency.detach().cpu().numpy()
     targets, sources = np.nonzero(adjacency)

@@ -5,7 +5,11 @@ For each layer with a transcoder the MLP output is written as
     mlp_out = decode(acts) + skip(x) + error,      error = mlp_out - decode(acts) - skip(x)
 
 on the clean run, so the replacement model computes exactly what the original does. For
-layers without a transcoder the whole MLP output is an error term. Attribution runs the
+layers without a transcoder the whole MLP output is an error term. With a cross-layer
+transcoder, ``decode`` at layer ``l'`` sums the writes of the features of ``l'`` and of every
+earlier CLT layer (each feature reads at its own layer and writes to its layer and every later
+one), and the error term of ``l'`` is what those summed writes miss there; see
+:mod:`interp.circuits.dictionary`, the one interface over both kinds. Attribution runs the
 model *frozen*, as circuit-tracer does: every normalisation scale on the residual stream
 (every ``*.hook_scale`` outside attention and MLP: ln1, ln2, ln_final, and the post-sublayer
 norms ``ln1_post``/``ln2_post`` of Gemma-2-style blocks) and every attention pattern (local or global, soft-capped or not)
@@ -18,24 +22,26 @@ fixed (see :meth:`ReplacementModel.run_frozen`).
 
 Attribution differentiates this frozen model through :meth:`ReplacementModel.linearised`:
 one forward pass on the prompt, whose inputs are the token embedding and each layer's MLP
-write, and whose outputs are each layer's MLP input and the final residual stream. One
-backward pass, vmapped over a batch of seeds at those outputs, gives the gradient of a batch
-of targets at every MLP write, which every source of that layer reads with one dot product.
+write, and whose outputs are each layer's read hook (its MLP input, or a CLT's read hook) and
+the final residual stream. One backward pass, vmapped over a batch of seeds at those outputs,
+gives the gradient of a batch of targets at every MLP write, which every source writing there
+reads with one dot product.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.circuits.dictionary import Dictionary, as_dictionary
 from interp.errors import TranscoderLoadError
-from interp.hooks import hook_name, mlp_input
-from interp.transcoders.loading import for_model
+from interp.hooks import hook_name
+from interp.transcoders.clt import CrossLayerTranscoder
 
 
 @dataclass
@@ -47,7 +53,7 @@ class CleanState:
     embed: Float[Tensor, "pos d_model"]
     """``blocks.0.hook_resid_pre``: token plus position embedding, the embedding nodes."""
     x_in: dict[int, Tensor] = field(default_factory=dict)
-    """MLP input (``ln2.hook_normalized``) per transcoder layer, [pos, d_model]."""
+    """The read hook per transcoder layer (the MLP input, or a CLT's read hook), [pos, d_model]."""
     acts: dict[int, Tensor] = field(default_factory=dict)
     """Feature activations per transcoder layer, [pos, d_sae]."""
     errors: dict[int, Tensor] = field(default_factory=dict)
@@ -83,17 +89,17 @@ class Linearised:
 
     ``embed`` and ``writes`` are leaves holding their clean values; the gradient of any
     output with respect to them is the gradient at ``blocks.0.hook_resid_pre`` and at each
-    layer's ``hook_mlp_out``. Outputs: ``reads[L]`` (layer L's MLP input, what its
-    transcoder's pre-activations are linear in), ``final`` (the residual after ``ln_final``,
+    layer's ``hook_mlp_out``. Outputs: ``reads[L]`` (layer L's read hook, what its features'
+    pre-activations are linear in), ``final`` (the residual after ``ln_final``,
     what the logits are linear in) and ``z[L]`` (per-head attention outputs).
     """
 
     embed: Float[Tensor, "1 pos d_model"]
     writes: dict[int, Tensor]
-    """Per layer, [1, pos, d_model]: what the MLP writes besides a skip path (the
-    transcoder's decoding plus the error term, or the whole MLP output)."""
+    """Per layer, [1, pos, d_model]: what the MLP writes besides a skip path (the features'
+    decoding plus the error term, or the whole MLP output)."""
     reads: dict[int, Tensor]
-    """Per transcoder layer, [1, pos, d_model]: the MLP input (``ln2.hook_normalized``)."""
+    """Per transcoder layer, [1, pos, d_model]: the read hook (the MLP input, or a CLT's read hook)."""
     final: Float[Tensor, "1 pos d_model"]
     """The unembedding's input: logits = final @ W_U + b_U (before any soft-cap)."""
     z: dict[int, Tensor]
@@ -122,18 +128,23 @@ class ReplacementModel:
 
     Args:
         model: a ``HookedTransformer``.
-        transcoders: ``{layer: transcoder}``: interp transcoders or SAELens ones (converted by
-            :func:`interp.transcoders.for_model`, which also folds their normalisation).
+        transcoders: ``{layer: transcoder}`` (interp transcoders or SAELens ones, converted by
+            :func:`interp.transcoders.for_model`, which also folds their normalisation), or one
+            :class:`~interp.transcoders.clt.CrossLayerTranscoder` (what :func:`interp.transcoders.load_run`
+            returns for a CLT run), or a :class:`~interp.circuits.dictionary.Dictionary`.
 
     Raises:
         TranscoderLoadError: the transcoders do not fit the model, or the model has no MLPs
             (attention-only).
     """
 
-    def __init__(self, model, transcoders: dict[int, object]) -> None:
+    def __init__(self, model, transcoders: Mapping[int, object] | CrossLayerTranscoder | Dictionary) -> None:
         check_architecture(model)
         self.model = model
-        self.transcoders = for_model(model, transcoders)
+        self.dictionary = as_dictionary(model, transcoders)
+        """The features, per-layer or cross-layer, behind one interface."""
+        self.transcoders = self.dictionary.transcoders
+        """The folded transcoders: ``{layer: Transcoder}`` or the one CLT."""
         self.n_layers = model.cfg.n_layers
         # every normalisation scale on the residual stream (pre- and post-sublayer norms,
         # ln_final) and every attention pattern, found by name so that no norm of an
@@ -158,29 +169,31 @@ class ReplacementModel:
 
         The MLP output is written as ``mlp_out + (recon - recon.detach())``: its value is the
         original MLP output bit for bit (so the logits equal the original model's exactly) and
-        its gradient flows through the transcoder, as ``recon + error`` would.
+        its gradient flows through the transcoders, as ``recon + error`` would.
         """
+        d = self.dictionary
         x_in: dict[int, Tensor] = {}
+        acts: dict[int, Tensor] = {}
 
         def read_in(layer):
             def hook(x, hook):
                 x_in[layer] = x
+                acts[layer] = d.encode(layer, x)
                 return x
 
             return hook
 
-        def write_out(layer, tc):
+        def write_out(layer):
             def hook(out, hook):
-                x = x_in[layer]
-                recon = _write(tc, tc.encode(x), x)
+                recon = d.reconstruct(layer, acts) + d.skip(layer, x_in[layer])
                 return out + (recon - recon.detach())
 
             return hook
 
         hooks = []
-        for layer, tc in self.transcoders.items():
-            hooks.append((mlp_input(self.model, layer), read_in(layer)))
-            hooks.append((hook_name("mlp_out", layer), write_out(layer, tc)))
+        for layer in d.layers:
+            hooks.append((d.read_hook(layer), read_in(layer)))
+            hooks.append((hook_name("mlp_out", layer), write_out(layer)))
         with self._hooks(hooks):
             return self.model(tokens)
 
@@ -190,9 +203,10 @@ class ReplacementModel:
     def clean_state(self, tokens: Int[Tensor, " pos"]) -> CleanState:
         """Run the model once and record activations, errors and the frozen hooks."""
         tokens = torch.as_tensor(tokens).reshape(-1).to(self.model.cfg.device)
+        d = self.dictionary
         names = [hook_name("resid_pre", 0)] + self._frozen_names
-        for layer in range(self.n_layers):
-            names += [mlp_input(self.model, layer), hook_name("mlp_out", layer)]
+        names += [hook_name("mlp_out", layer) for layer in range(self.n_layers)]
+        names += [d.read_hook(layer) for layer in d.layers]
         if self.soft_cap > 0:
             names.append("unembed.hook_out")
         wanted = set(names)
@@ -203,17 +217,14 @@ class ReplacementModel:
             state.logit_scale = torch.where(raw != 0, logits[0] / raw.where(raw != 0, 1.0), 1.0)
         for name in self._frozen_names:
             state.frozen[name] = cache[name]
+        for layer in d.layers:
+            state.x_in[layer] = x = cache[d.read_hook(layer)][0]
+            state.acts[layer] = d.encode(layer, x)
         for layer in range(self.n_layers):
             mlp_out = cache[hook_name("mlp_out", layer)][0]
-            tc = self.transcoders.get(layer)
-            if tc is None:
-                state.errors[layer] = mlp_out
-                continue
-            x = cache[mlp_input(self.model, layer)][0]
-            acts = tc.encode(x)
-            state.x_in[layer] = x
-            state.acts[layer] = acts
-            state.errors[layer] = mlp_out - _write(tc, acts, x)
+            if layer in state.x_in:
+                mlp_out = mlp_out - d.reconstruct(layer, state.acts) - d.skip(layer, state.x_in[layer])
+            state.errors[layer] = mlp_out
         return state
 
     # -- frozen (linearised) forward -------------------------------------------------
@@ -228,11 +239,11 @@ class ReplacementModel:
     ) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor], Tensor | None]:
         """The frozen forward pass: ``(final, reads, z, logits or None)``.
 
-        ``fixed_write(L)`` is what layer L's MLP writes besides its transcoder's skip path.
+        ``fixed_write(L)`` is what layer L's MLP writes besides its skip path.
         ``final`` is the residual after ``ln_final``; ``logits`` (with the frozen soft-cap
         ratio) are computed only when asked for, since attribution never needs them.
         """
-        model = self.model
+        model, d = self.model, self.dictionary
         reads: dict[int, Tensor] = {}
         z: dict[int, Tensor] = {}
 
@@ -250,12 +261,10 @@ class ReplacementModel:
             return hook
 
         def write_out(layer):
-            tc = self.transcoders.get(layer)
-
             def hook(out, hook):
-                if tc is None:
+                if layer not in reads:
                     return fixed_write(layer)
-                return fixed_write(layer) + tc.skip(reads[layer])
+                return fixed_write(layer) + d.skip(layer, reads[layer])
 
             return hook
 
@@ -268,9 +277,9 @@ class ReplacementModel:
 
         hooks = [(name, frozen(state.frozen[name])) for name in self._frozen_names]
         hooks.append((hook_name("resid_pre", 0), lambda x, hook: embed))
+        for layer in d.layers:
+            hooks.append((d.read_hook(layer), read_in(layer)))
         for layer in range(self.n_layers):
-            if layer in self.transcoders:
-                hooks.append((mlp_input(self.model, layer), read_in(layer)))
             hooks.append((hook_name("mlp_out", layer), write_out(layer)))
             hooks.append((hook_name("z", layer), read_z(layer)))
         tokens = state.tokens[None].expand(batch, -1)
@@ -288,11 +297,7 @@ class ReplacementModel:
             return x[None].clone().requires_grad_(True)
 
         embed = leaf(state.embed)
-        writes = {}
-        for layer in range(self.n_layers):
-            tc = self.transcoders.get(layer)
-            value = state.errors[layer] if tc is None else tc.decode(state.acts[layer]) + state.errors[layer]
-            writes[layer] = leaf(value)
+        writes = {layer: leaf(self._fixed_write(layer, state.acts, state.errors)) for layer in range(self.n_layers)}
         with torch.enable_grad():
             final, reads, z, _ = self._frozen_run(state, 1, embed, writes.__getitem__, logits=False)
         return Linearised(embed=embed, writes=writes, reads=reads, final=final, z=z)
@@ -312,12 +317,18 @@ class ReplacementModel:
         ``hook_z`` ([batch, pos, head, d_head]), all still attached to the autograd graph.
         """
         def fixed_write(layer):
-            tc = self.transcoders.get(layer)
-            return errors[layer] if tc is None else tc.decode(acts[layer]) + errors[layer]
+            return self._fixed_write(layer, acts, errors)
 
         _, reads, z, logits = self._frozen_run(state, embed.shape[0], embed, fixed_write, logits=True)
-        pre = {layer: self.transcoders[layer].pre_activation(x) for layer, x in reads.items()}
+        pre = {layer: self.dictionary.pre_activation(layer, x) for layer, x in reads.items()}
         return logits, pre, z
+
+    def _fixed_write(self, layer: int, acts: dict[int, Tensor], errors: dict[int, Tensor]) -> Tensor:
+        """Layer ``layer``'s MLP write besides its skip path: the features' reconstruction there
+        (from every layer writing to it) plus the error term, or the error term alone."""
+        if layer not in self.dictionary.layers:
+            return errors[layer]
+        return self.dictionary.reconstruct(layer, acts) + errors[layer]
 
     @torch.no_grad()
     def run_frozen(
@@ -338,57 +349,53 @@ class ReplacementModel:
         return logits[0], {k: v[0] for k, v in pre.items()}
 
 
-def _write(tc, acts: Tensor, x: Tensor) -> Tensor:
-    """What a transcoder writes to the MLP output: its latents' decoding plus its skip path."""
-    return tc.decode(acts) + tc.skip(x)
-
-
 def ablate_features(
     model,
-    transcoders: dict[int, object],
+    transcoders: Mapping[int, object] | CrossLayerTranscoder | Dictionary,
     tokens: Int[Tensor, "batch pos"],
     features: Sequence[tuple[int, int, int]],
 ) -> Float[Tensor, "batch pos d_vocab"]:
     """Logits of the *unfrozen* model with transcoder features removed.
 
     ``features`` are ``(layer, position, feature)``; each one's decoder write
-    ``act * W_dec[feature]`` is subtracted from that layer's MLP output at that position
-    (the error term and everything else stay live), so the ablation propagates through
-    attention and later layers as it would in the real model.
+    ``act * W_dec[feature]`` is subtracted from the MLP output at that position of each layer
+    it writes to (its own layer; with a cross-layer transcoder, every later CLT layer too), its
+    activation read live from the ablated run. The error terms and everything else stay live, so
+    the ablation propagates through attention and later layers as it would in the real model.
     """
-    transcoders = for_model(model, transcoders)
+    d = as_dictionary(model, transcoders)
     by_layer: dict[int, list[tuple[int, int]]] = {}
     for layer, pos, feat in features:
-        if layer not in transcoders:
-            raise KeyError(f"no transcoder at layer {layer}; layers with one: {sorted(transcoders)}")
+        if layer not in d.layers:
+            raise KeyError(f"no transcoder at layer {layer}; layers with one: {d.layers}")
         by_layer.setdefault(layer, []).append((pos, feat))
-    x_in: dict[int, Tensor] = {}
+    acts: dict[int, Tensor] = {}
 
     def read_in(layer):
         def hook(x, hook):
-            x_in[layer] = x
+            acts[layer] = d.encode(layer, x)  # [batch, pos, d_sae]
             return x
 
         return hook
 
-    def write_out(layer):
-        tc = transcoders[layer]
-        pos = torch.tensor([p for p, _ in by_layer[layer]])
-        feat = torch.tensor([f for _, f in by_layer[layer]])
-
+    def write_out(out_layer):
         def hook(out, hook):
-            acts = tc.encode(x_in[layer])  # [batch, pos, d_sae]
-            a = acts[:, pos, feat]  # [batch, n]
             delta = torch.zeros_like(out)
-            for i in range(len(pos)):
-                delta[:, pos[i]] += a[:, i, None] * tc.W_dec[feat[i]]
+            for layer, entries in by_layer.items():
+                if out_layer not in d.output_layers(layer):
+                    continue
+                pos = torch.tensor([p for p, _ in entries])
+                feat = torch.tensor([f for _, f in entries])
+                rows = d.decoder_rows(layer, feat)[:, d.output_layers(layer).index(out_layer)]  # [n, d_model]
+                a = acts[layer][:, pos, feat]  # [batch, n]
+                for i in range(len(pos)):
+                    delta[:, pos[i]] += a[:, i, None] * rows[i]
             return out - delta
 
         return hook
 
-    hooks = []
-    for layer in by_layer:
-        hooks.append((mlp_input(model, layer), read_in(layer)))
-        hooks.append((hook_name("mlp_out", layer), write_out(layer)))
+    hooks = [(d.read_hook(layer), read_in(layer)) for layer in by_layer]
+    outputs = sorted({out for layer in by_layer for out in d.output_layers(layer)})
+    hooks += [(hook_name("mlp_out", layer), write_out(layer)) for layer in outputs]
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         return model(tokens)

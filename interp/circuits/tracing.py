@@ -10,7 +10,7 @@ the :class:`~interp.circuits.attribution.AttributionConfig` that :func:`attribut
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field, replace
 
 import torch
@@ -25,13 +25,15 @@ from interp.circuits.attribution import (
     head_paths,
     token_target,
 )
+from interp.circuits.dictionary import Dictionary, as_dictionary
 from interp.circuits.features import describe_features
 from interp.circuits.graph import Graph, prune
 from interp.circuits.replacement import ReplacementModel
 from interp.circuits.threads import choose_threads
 from interp.config import check_fraction
 from interp.errors import ConfigError, TargetError
-from interp.transcoders.loading import for_model, load_run
+from interp.transcoders.clt import CrossLayerTranscoder
+from interp.transcoders.loading import load_run
 
 
 @dataclass
@@ -144,7 +146,7 @@ def _token(model, token: object) -> LogitTarget:
 
 def trace(
     model,
-    transcoders: dict[int, object],
+    transcoders: Mapping[int, object] | CrossLayerTranscoder | Dictionary,
     prompt: str | Tensor | Sequence[int],
     target: Target = None,
     cfg: TraceConfig | None = None,
@@ -152,6 +154,9 @@ def trace(
     model_name: str = "",
 ) -> Graph:
     """Attribute, prune, split edges over heads and describe features.
+
+    ``transcoders``: ``{layer: transcoder}`` or one cross-layer transcoder (what
+    :func:`interp.transcoders.load_run` returns for either kind of run).
 
     ``target``: a token (string or id), a :class:`LogitTarget` (e.g. a logit difference),
     a list of them or a tensor of token ids, or None for the most probable next tokens as
@@ -162,7 +167,7 @@ def trace(
     """
     cfg = cfg or TraceConfig()
     tokens = prompt_tokens(model, prompt)
-    transcoders = for_model(model, transcoders)
+    transcoders = as_dictionary(model, transcoders)
     targets = resolve_targets(model, tokens, target, cfg)
     full = attribute(model, transcoders, tokens, targets, cfg.attribution, prompt=prompt if isinstance(prompt, str) else None)
     with choose_threads(cfg.attribution.threads):  # the count attribution measured (interp.circuits.threads)
@@ -189,7 +194,7 @@ class CircuitTraceConfig:
     model: str = "reference"
     """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     transcoders: str = "runs/tc"
-    """Run directory written by `interp transcoder train` (or one saved transcoder)."""
+    """Run directory written by `interp transcoder train`, per-layer or cross-layer (--arch clt), or one saved transcoder, or a CLT directory in circuit-tracer's layout."""
     target: str | None = None
     """Token whose logit is explained, e.g. ' 45' (default: the most probable next tokens, see --max-n-logits and --desired-logit-prob)."""
     out: str = "graph"

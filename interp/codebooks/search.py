@@ -119,7 +119,11 @@ class CodeRecord:
         return (self.codes[hook] == code).any(-1)
 
     def top_contexts(self, hook: str, code: int, tokenizer, n: int = 10, window: int = 8) -> list[dict]:
-        """The ``n`` positions where ``code`` fired most strongly: text before it and the token."""
+        """The ``n`` positions where ``code`` fired most strongly: the text of up to ``window`` tokens
+        before it (``context``) and of the token (``token``), cut from the window decoded as a whole,
+        so the token keeps its leading space (:func:`interp.reports.token_pieces`)."""
+        from interp.reports import token_pieces
+
         hit = self.codes[hook] == code
         score = torch.where(hit, self.scores[hook], torch.full_like(self.scores[hook], -2.0)).amax(-1)
         flat = score.flatten()
@@ -128,14 +132,14 @@ class CodeRecord:
         ctx = self.tokens.shape[1]
         for index in flat.topk(min(n, n_hits)).indices.tolist():
             row, pos = divmod(index, ctx)
-            before = self.tokens[row, max(0, pos - window) : pos].tolist()
+            pieces = token_pieces(tokenizer, self.tokens[row, max(0, pos - window) : pos + 1].tolist())
             out.append(
                 {
                     "row": row,
                     "pos": pos,
                     "score": float(flat[index]),
-                    "context": tokenizer.decode(before),
-                    "token": tokenizer.decode([int(self.tokens[row, pos])]),
+                    "context": "".join(pieces[:-1]),
+                    "token": pieces[-1],
                 }
             )
         return out

@@ -21,7 +21,7 @@ from interp.reports.figures import PLOTLY_FILE, figure_html, figures_html, write
 from interp.reports.neuron_table import PROMOTED, SUPPRESSED, neuron_table_html
 from interp.reports.notebook import brief, clip, plain_repr, summary_html
 from interp.reports.page import BASE_CSS, page, section, settings_line
-from interp.reports.tables import Raw, fmt, layer_numbers, layer_span, table, token_chips, token_key, token_text
+from interp.reports.tables import Raw, fmt, layer_numbers, layer_span, table, token_chips, token_key, token_pieces, token_text
 
 __all__ = [
     "BASE_CSS",
@@ -48,6 +48,7 @@ __all__ = [
     "table",
     "token_chips",
     "token_key",
+    "token_pieces",
     "token_text",
     "write_page",
 ]

@@ -73,6 +73,22 @@ def token_text(token) -> str:
     return str(token).replace("\u0120", " ").replace("\u2581", " ")
 
 
+def token_pieces(tokenizer, ids: Sequence[int]) -> list[str]:
+    """Each token of a window of ids as the text it adds to the window, decoded as a whole: the
+    pieces concatenate to ``tokenizer.decode(ids)``, so the spaces between words survive
+    (decoding one token at a time drops them: SentencePiece-style and Metaspace tokenizers strip
+    a word's leading space). A decoder that is not prefix-stable (a multi-byte character split
+    over tokens) gets the vocabulary entries with word markers as spaces (:func:`token_text`).
+    Without a tokenizer, ids as ``<id>``."""
+    ids = [int(i) for i in ids]
+    if tokenizer is None:
+        return [f"<{i}>" for i in ids]
+    texts = [tokenizer.decode(ids[:n], clean_up_tokenization_spaces=False) for n in range(len(ids) + 1)]
+    if all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:])):
+        return [later[len(earlier):] for earlier, later in zip(texts, texts[1:])]
+    return [token_text(t) for t in tokenizer.convert_ids_to_tokens(ids)]
+
+
 def token_key(token) -> str:
     """A token as a search key: :func:`token_text` without surrounding spaces, lower case.
 

@@ -114,7 +114,9 @@ class FeatureCard:
     index: int
     frequency: float
     contexts: list[dict]
-    """Each: ``tokens`` (strings, the window), ``focus`` (index of the activating token), ``value``."""
+    """Each: ``tokens`` (the window, each token's text as the tokenizer writes it there: concatenated they
+    are the decoded window, see :func:`interp.reports.token_pieces`), ``focus`` (index of the activating
+    token), ``value``."""
     decoder_top_tokens: list[tuple[str, float]]
 
     def __repr__(self) -> str:
@@ -557,7 +559,10 @@ def _feature_cards(model, folded: Run, tokens, stats, cfg: EvalConfig) -> list[F
     cards = []
     flat = tokens.reshape(-1).cpu()
     ctx_len = tokens.shape[1]
-    to_str = model.tokenizer.convert_ids_to_tokens if model.tokenizer is not None else (lambda ids: [str(i) for i in ids])
+    from interp.reports import token_pieces
+
+    tokenizer = model.tokenizer
+    to_str = tokenizer.convert_ids_to_tokens if tokenizer is not None else (lambda ids: [str(i) for i in ids])
     generator = torch.Generator().manual_seed(cfg.seed)
     W_U = model.W_U.detach()
     for layer in _layers(folded):
@@ -577,7 +582,7 @@ def _feature_cards(model, folded: Run, tokens, stats, cfg: EvalConfig) -> list[F
                 seq_start = (where // ctx_len) * ctx_len
                 lo = max(seq_start, where - 12)
                 window = flat[lo : where + 4 if where + 4 <= seq_start + ctx_len else seq_start + ctx_len].tolist()
-                contexts.append({"tokens": to_str(window), "focus": where - lo, "value": value})
+                contexts.append({"tokens": token_pieces(tokenizer, window), "focus": where - lo, "value": value})
             decoder = [(tok, val) for tok, val in zip(to_str(top_tokens.indices[row].tolist()), top_tokens.values[row].tolist())]
             cards.append(FeatureCard(layer, index, s["fired"][index].item() / s["n"], contexts, decoder))
     return cards

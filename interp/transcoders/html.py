@@ -67,11 +67,14 @@ def _figures(result) -> list:
 
 
 def _context(ctx: dict) -> str:
+    """A context's tokens concatenated as the tokenizer writes them, the firing one marked. Its
+    ``tokens`` are the pieces of :func:`interp.reports.token_pieces` (vocabulary entries in files
+    written earlier: their word markers read as spaces)."""
     pieces = []
     for i, tok in enumerate(ctx["tokens"]):
         text = html.escape(token_text(tok))
         pieces.append(f'<span class="focus">{text}</span>' if i == ctx["focus"] else text)
-    return " ".join(pieces)
+    return "".join(pieces)
 
 
 def _features(result) -> str:

@@ -1,12 +1,14 @@
 """Attribution on every model family: the replacement model is exact, every edge equals the
-frozen-model intervention, and head paths carry what they claim.
+frozen-model intervention, and head paths carry what they claim; through per-layer
+transcoders on every family, and through a cross-layer transcoder on four (LayerNorm, parallel
+blocks, RMSNorm with a gated MLP, Gemma 2's pre- and post-norms with soft-capping).
 
-The frozen model the interventions run on is built here, independently of
-:mod:`interp.circuits.replacement`: every normalisation scale on the residual stream (every
-``*.hook_scale`` outside attention and MLP, post-sublayer norms included) and every attention pattern are held at their
-clean values, transcoder activations and error terms are fixed, and a soft-capped logit keeps
-its clean ratio ``capped / raw`` (see docs/circuits.md). A scale the engine forgot to freeze,
-or a soft-cap it attributed through, shows up as an edge that differs from the intervention.
+The frozen model the interventions run on (``tests/support/frozen.py``) is built independently
+of :mod:`interp.circuits`: every normalisation scale on the residual stream and every attention
+pattern held at their clean values, transcoder activations and error terms fixed, a soft-capped
+logit at its clean ratio ``capped / raw`` (see docs/circuits.md). A scale the engine forgot to
+freeze, a soft-cap it attributed through, or a CLT write it missed shows up as an edge that
+differs from the intervention.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import dataclasses
 import pytest
 import torch
 from support.families import PROMPTS, family_params
+from support.frozen import Frozen, edge_errors, sample_sources
 
 from interp.circuits.attribution import AttributionConfig, attribute, head_paths, token_target
 from interp.circuits.replacement import ReplacementModel
 from interp.hooks import hook_name, mlp_input
 from interp.transcoders import Transcoder, registry
+from interp.transcoders.clt import CrossLayerTranscoder
 
 TOLERANCE = 1e-4
 """Largest allowed |edge - intervention|, as a fraction of the largest edge of the graph."""
@@ -51,6 +55,39 @@ def random_transcoders(model, seed: int = 0) -> dict[int, Transcoder]:
     return tcs
 
 
+def random_clt(model, tokens, seed: int = 0, skip: bool = True) -> CrossLayerTranscoder:
+    """A random JumpReLU CLT over every layer, each feature writing to its own layer and every
+    later one, its thresholds set so that about a fifth of each layer's features fire on
+    ``tokens``. It reads ``resid_mid``, or the normalised MLP input where blocks are parallel
+    (no ``resid_mid``) or Gemma-2-style (to cover both read sites). A skip path at every layer when
+    ``skip``, but never in parallel blocks (there no edge between positions would then be carried
+    by heads alone, and the head-path test would check nothing)."""
+    d, L = model.cfg.d_model, model.cfg.n_layers
+    d_sae = 4 * d
+    g = torch.Generator().manual_seed(seed)
+    parallel = bool(getattr(model.cfg, "parallel_attn_mlp", False))
+    site = "ln2_normalized" if parallel or model.cfg.original_architecture == "Gemma2ForCausalLM" else "resid_mid"
+    w_enc = torch.randn(L, d, d_sae, generator=g) / d**0.5
+    decoders = [torch.randn(d_sae, L - i, d, generator=g) * 0.3 / d**0.5 for i in range(L)]
+    clt = CrossLayerTranscoder.from_weights(
+        w_enc, torch.zeros(L, d_sae), decoders, torch.randn(L, d, generator=g) * 0.01, layers=list(range(L)),
+        W_skip=None if parallel or not skip else torch.randn(L, d, d, generator=g) * 0.1 / d**0.5,
+        threshold=torch.zeros(L, d_sae), input_site=site,
+    )
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens[None], names_filter=lambda n: n in clt.hook_names_in)
+        for i, hook in enumerate(clt.hook_names_in):
+            clt.threshold[i] = clt.layer_pre_activation(cache[hook][0], i).quantile(0.8).clamp_min(1e-3)
+    return clt
+
+
+CASES = [pytest.param(p.values[0], "per-layer", id=p.id, marks=p.marks) for p in family_params(extra=True)] + [
+    pytest.param(family, "clt", id=f"{family}-clt") for family in ("gpt2", "pythia", "llama", "gemma2", "reference")
+]
+"""(family, kind): per-layer transcoders on every family; a cross-layer transcoder on four, and on
+the trained reference model, whose four layers let a feature's later writes enter later heads."""
+
+
 def prompt(model) -> torch.Tensor:
     """Twelve tokens, longer than every local attention window of the test families. No BOS:
     the test tokenizer's BOS is its padding token, whose embedding is zero in the families
@@ -61,110 +98,37 @@ def prompt(model) -> torch.Tensor:
     return tokens
 
 
-class Frozen:
-    """The frozen replacement model, built from the model's own hook points (not the engine's)."""
-
-    def __init__(self, model, transcoders, tokens):
-        self.model = model
-        self.tcs = transcoders  # folded, as the engine uses them
-        self.tokens = tokens
-        # every norm on the residual stream; query/key norms only shape the (frozen) pattern
-        names = [n for n in model.hook_dict if n.endswith("attn.hook_pattern")
-                 or (n.endswith(".hook_scale") and ".attn." not in n and ".mlp." not in n)]
-        layers = range(model.cfg.n_layers)
-        extra = [name for layer in layers for name in (mlp_input(model, layer), hook_name("mlp_out", layer))]
-        with torch.no_grad():
-            logits, cache = model.run_with_cache(
-                tokens[None], names_filter=names + extra + ["blocks.0.hook_resid_pre", "unembed.hook_out"]
-            )
-        self.frozen = {n: cache[n] for n in names}
-        raw = cache["unembed.hook_out"][0]
-        self.logit_scale = torch.where(raw.abs() > 1e-12, logits[0] / raw, torch.ones_like(raw))
-        self.logits = logits[0]
-        self.embed = cache["blocks.0.hook_resid_pre"][0]
-        self.acts, self.errors = {}, {}
-        for layer in layers:
-            out = cache[hook_name("mlp_out", layer)][0]
-            if layer in self.tcs:
-                tc, x = self.tcs[layer], cache[mlp_input(model, layer)][0]
-                self.acts[layer] = tc.encode(x)
-                out = out - tc.decode(self.acts[layer]) - tc.skip(x)
-            self.errors[layer] = out
-
-    @torch.no_grad()
-    def run(self, embed, acts, errors, extra_hooks=()):
-        """Batched: ``embed`` [n, pos, d], ``acts[L]`` [n, pos, d_sae], ``errors[L]`` [n, pos, d].
-        Returns (logits [n, pos, vocab] with the frozen soft-cap ratio, {L: pre-activations})."""
-        n = embed.shape[0]
-        live, pre, raw = {}, {}, {}
-
-        def freeze(value):
-            return lambda x, hook: value.expand(n, *value.shape[1:])
-
-        def read(layer):
-            def hook(x, hook):
-                live[layer] = x
-                if layer in self.tcs:
-                    pre[layer] = self.tcs[layer].pre_activation(x)
-
-            return hook
-
-        def write(layer):
-            def hook(out, hook):
-                if layer not in self.tcs:
-                    return errors[layer]
-                tc = self.tcs[layer]
-                return tc.decode(acts[layer]) + tc.skip(live[layer]) + errors[layer]
-
-            return hook
-
-        hooks = [(name, freeze(v)) for name, v in self.frozen.items()]
-        hooks += [("blocks.0.hook_resid_pre", lambda x, hook: embed), ("unembed.hook_out", lambda x, hook: raw.setdefault(0, x))]
-        for layer in range(self.model.cfg.n_layers):
-            hooks += [(mlp_input(self.model, layer), read(layer)), (hook_name("mlp_out", layer), write(layer))]
-        with self.model.hooks(fwd_hooks=hooks + list(extra_hooks)):
-            self.model(self.tokens[None].expand(n, -1))
-        return raw[0] * self.logit_scale, pre
-
-    def clean_inputs(self, n):
-        def rep(x):
-            return x[None].repeat(n, *([1] * x.ndim))
-
-        return rep(self.embed), {k: rep(v) for k, v in self.acts.items()}, {k: rep(v) for k, v in self.errors.items()}
-
-    def target_values(self, graph, logits, pre):
-        """[n, n_nodes]: each feature node's pre-activation and each logit target's value."""
-        out = torch.zeros(logits.shape[0], len(graph.nodes))
-        for i, node in enumerate(graph.nodes):
-            if node.kind == "feature":
-                out[:, i] = pre[node.layer][:, node.pos, node.index]
-        logit_rows = [i for i, node in enumerate(graph.nodes) if node.kind == "logit"]
-        out[:, logit_rows] = logits[:, -1] @ graph.logit_directions.T
-        return out
-
-
 @pytest.fixture(scope="module")
 def traced(request, family_models):
-    """Per family: (model, folded transcoders, tokens, full graph, Frozen)."""
+    """Per (family, kind): (model, folded transcoders, tokens, full graph, Frozen)."""
     cache = {}
 
-    def get(family):
-        if family not in cache:
-            model = family_models[family]
-            tcs = ReplacementModel(model, random_transcoders(model)).transcoders
-            tokens = prompt(model)
+    def get(family, kind):
+        if (family, kind) not in cache:
+            if family == "reference":
+                from interp.models import load_model
+
+                model = load_model("reference")
+                tokens = model.to_tokens("The war lasted from the year 1745 to the year 17")[0]
+            else:
+                model = family_models[family]
+                tokens = prompt(model)
+            # no skip path on the reference model: its head paths from a feature to the logits
+            # then sum to the edge, and they hold the feature's writes to layers 1-2 as well
+            given = random_clt(model, tokens, skip=family != "reference") if kind == "clt" else random_transcoders(model)
+            tcs = ReplacementModel(model, given).transcoders
             with torch.no_grad():
                 top = int(model(tokens[None])[0, -1].argmax())
             graph = attribute(model, tcs, tokens, [token_target(model, top)], AttributionConfig(progress=False))
-            cache[family] = (model, tcs, tokens, graph, Frozen(model, tcs, tokens))
-        return cache[family]
+            cache[family, kind] = (model, tcs, tokens, graph, Frozen(model, tcs, tokens))
+        return cache[family, kind]
 
     return get
 
 
-@pytest.mark.parametrize("family", family_params(extra=True))
-def test_replacement_model_is_exact(family, traced):
-    model, tcs, tokens, graph, frozen = traced(family)
+@pytest.mark.parametrize(("family", "kind"), CASES)
+def test_replacement_model_is_exact(family, kind, traced):
+    model, tcs, tokens, graph, frozen = traced(family, kind)
     rm = ReplacementModel(model, tcs)
     with torch.no_grad():
         assert torch.equal(rm(tokens[None]), model(tokens[None]))
@@ -180,41 +144,11 @@ def test_replacement_model_is_exact(family, traced):
     assert logit.activation == pytest.approx(float(frozen.logits[-1] @ graph.logit_directions[0]), abs=1e-5 * scale)
 
 
-def edge_errors(graph, frozen, sources):
-    """(max |edge - intervention| over ``sources``' columns, largest |edge| of the graph)."""
-    n = len(sources)
-    embed, acts, errors = frozen.clean_inputs(n + 1)
-    for row, s in enumerate(sources, start=1):  # row 0 stays clean
-        node = graph.nodes[s]
-        if node.kind == "feature":
-            acts[node.layer][row, node.pos, node.index] = 0
-        elif node.kind == "error":
-            errors[node.layer][row, node.pos] = 0
-        else:
-            embed[row, node.pos] = 0
-    values = frozen.target_values(graph, *frozen.run(embed, acts, errors))
-    measured = (values[0] - values[1:]).T  # [n_nodes, n_sources]: change of each target
-    rows = [i for i, node in enumerate(graph.nodes) if node.kind in ("feature", "logit")]
-    predicted = graph.adjacency[:, sources]
-    return float((predicted - measured)[rows].abs().max()), float(graph.adjacency.abs().max())
-
-
-def sample_sources(graph, n_features=48, seed=0):
-    """Every embedding and error node, the features with the largest out-edges, and a random sample."""
-    kinds = [node.kind for node in graph.nodes]
-    fixed = [i for i, k in enumerate(kinds) if k in ("embedding", "error")]
-    features = torch.tensor([i for i, k in enumerate(kinds) if k == "feature"])
-    strongest = features[graph.adjacency[:, features].abs().amax(0).argsort(descending=True)[: n_features // 2]]
-    g = torch.Generator().manual_seed(seed)
-    rest = features[torch.randperm(len(features), generator=g)[: n_features // 2]]
-    return sorted(set(fixed) | set(strongest.tolist()) | set(rest.tolist()))
-
-
-@pytest.mark.parametrize("family", family_params(extra=True))
-def test_every_edge_equals_the_frozen_intervention(family, traced):
-    _, tcs, _, graph, frozen = traced(family)
-    n_features = sum(node.kind == "feature" for node in graph.nodes)
-    assert n_features >= 20 * len(tcs)  # features active in every transcoder layer
+@pytest.mark.parametrize(("family", "kind"), CASES)
+def test_every_edge_equals_the_frozen_intervention(family, kind, traced):
+    _, tcs, _, graph, frozen = traced(family, kind)
+    for layer in frozen.layers:  # features active in every transcoder layer
+        assert sum(node.kind == "feature" and node.layer == layer for node in graph.nodes) >= 20
     sources = sample_sources(graph)
     worst, largest = edge_errors(graph, frozen, sources)
     assert largest > 0
@@ -238,29 +172,34 @@ def _ln1_linear(model, layer, pos, vec, frozen):
 
 
 def _edge_sample(graph, skips, n=40):
-    """The graph with only its ``n`` largest edges kept, and the ``n`` largest edges between
-    positions with no skip path between source and target (the ones whose paths sum to them)."""
+    """The graph with only its ``n`` largest edges kept, the ``n`` largest edges between
+    positions with no skip path between source and target (the ones whose paths sum to them),
+    and the ``n`` largest of those from a feature to a target two or more layers later (a CLT
+    feature's writes to later layers enter heads there)."""
     nodes = graph.nodes
     pos = torch.tensor([node.pos for node in nodes])
     layer = torch.tensor([node.layer for node in nodes])
+    feature = torch.tensor([node.kind == "feature" for node in nodes])
     between = torch.zeros_like(graph.adjacency, dtype=torch.bool)
     for skip in skips:
         between |= (layer[None, :] < skip) & (skip < layer[:, None])
     weight = graph.adjacency.abs()
     keep = torch.zeros_like(between)
-    for candidates in (weight, weight * ((pos[:, None] != pos[None, :]) & ~between)):
+    summed = (pos[:, None] != pos[None, :]) & ~between
+    far = summed & feature[None, :] & (layer[:, None] >= layer[None, :] + 2)
+    for candidates in (weight, weight * summed, weight * far):
         keep.view(-1)[candidates.flatten().topk(n).indices] = True
     return dataclasses.replace(graph, adjacency=graph.adjacency * keep)
 
 
-@pytest.mark.parametrize("family", family_params(extra=True))
-def test_head_paths_carry_what_they_claim(family, traced):
+@pytest.mark.parametrize(("family", "kind"), CASES)
+def test_head_paths_carry_what_they_claim(family, kind, traced):
     """Each path equals the change of its target when the source's write is removed from that
     head's value at that query position only. Between positions, where no MLP skip path lies
     between source and target, the paths (all of them kept) sum to the edge: every such path
     starts with a head reading the source from the residual stream."""
-    model, tcs, tokens, full, frozen = traced(family)
-    skips = [layer for layer, tc in tcs.items() if tc.has_skip]
+    model, tcs, tokens, full, frozen = traced(family, kind)
+    skips = frozen.skip_layers()
     graph = _edge_sample(full, skips)
     rm = ReplacementModel(model, tcs)
     paths = head_paths(rm, rm.clean_state(tokens), graph, min_fraction=0.0, same_position=True)
@@ -284,12 +223,7 @@ def test_head_paths_carry_what_they_claim(family, traced):
     deltas = {}  # layer -> list of (row, query, head, delta z)
     for row, p in enumerate(strongest, start=1):
         src = graph.nodes[p.source]
-        if src.kind == "feature":
-            write = src.activation * tcs[src.layer].W_dec[src.index]
-        elif src.kind == "error":
-            write = frozen.errors[src.layer][src.pos]
-        else:
-            write = frozen.embed[src.pos]
+        write = frozen.write_before(src, p.layer)
         v = _ln1_linear(model, p.layer, src.pos, write, frozen) @ model.blocks[p.layer].attn.W_V[p.head]
         deltas.setdefault(p.layer, []).append((row, p.query, p.head, patterns[p.layer][p.head, p.query, src.pos] * v))
 

@@ -239,3 +239,25 @@ def test_circuit_tracers_model_reads_the_viewers_subgraph_export(ct_python, setu
     data = json.loads(exported)
     assert data["qParams"]["pinnedIds"] == pinned and data["qParams"]["clickedId"] == pinned[5]
     assert data["qParams"]["supernodes"] == [["two features", pinned[3], pinned[4]]]
+
+
+def test_circuit_tracers_model_validates_a_graph_traced_through_a_clt(ct_python, setup, tmp_path):
+    """A graph through a cross-layer transcoder: features are "cross layer transcoder" nodes, as
+    circuit-tracer writes a CLT's, and its pydantic model validates the file and dumps it unchanged."""
+    from interp.transcoders import registry
+
+    model, _, _ = setup
+    arch = registry.get("clt")
+    d, L = model.cfg.d_model, model.cfg.n_layers
+    clt = arch.transcoder(arch.config(d_in=d, d_out=d, d_sae=128, n_layers=L, k=8), seed=0)
+    graph = trace(model, clt, PROMPT, cfg=TraceConfig(attribution=AttributionConfig(progress=False)), model_name="reference")
+    graph.write(tmp_path / "graph")
+    data = json.loads((tmp_path / "graph" / "graph.json").read_text())
+    features = [n for n in data["nodes"] if n["feature_type"] == "cross layer transcoder"]
+    assert features and {n["layer"] for n in features} != {"0"}  # features of several layers
+    check = ("import json, sys; from circuit_tracer.frontend.graph_models import Model; d = json.load(open(sys.argv[1])); "
+             "m = Model.model_validate(d).model_dump(); print(json.dumps([m[k] == d[k] for k in ('nodes', 'links', 'qParams')]))")
+    done = subprocess.run([str(ct_python), "-c", check, str(tmp_path / "graph" / "graph.json")], check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == [True, True, True]

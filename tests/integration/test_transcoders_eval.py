@@ -129,3 +129,34 @@ def test_first_pass_statistics_equal_the_whole_set_at_once(reference_model, plan
     assert torch.equal(acts.gather(0, stats["top_idx"]), stats["top_val"])  # the indices point at those values
     torch.testing.assert_close(stats["y_sum"], y.double().sum(0))
     torch.testing.assert_close(stats["err"], (y - y_hat).double().pow(2).sum())
+
+
+def test_report_contexts_read_as_the_tokenizer_writes_them():
+    """Each feature card's context is the window's tokens as the tokenizer writes them there:
+    concatenated, they are a stretch of the decoded text (the reference tokenizer strips a lone
+    token's leading space, and joining vocabulary entries with " " doubled every space)."""
+    import re
+
+    from interp.models import load_model
+    from interp.transcoders import Transcoder
+    from interp.transcoders.html import _context
+
+    model = load_model("reference")
+    tok = model.tokenizer
+    text = "The war lasted from the year 1745 to the year 1790, and the peace lasted longer."
+    tokens = model.to_tokens([text, text.replace("war", "feud")], padding_side="right")
+    d, g = model.cfg.d_model, torch.Generator().manual_seed(0)
+    tc = Transcoder.from_weights(torch.randn(d, 32, generator=g), torch.zeros(32), torch.randn(32, d, generator=g) * 0.01)
+    result = evaluate({1: tc}, model=model, tokens=tokens)
+    decoded = [tok.decode(row, clean_up_tokenization_spaces=False) for row in tokens.tolist()]
+    contexts = [c for card in result.features for c in card.contexts]
+    assert len(contexts) >= 3
+    for c in contexts:
+        window = "".join(c["tokens"])
+        assert any(window in d for d in decoded), window
+        assert "  " not in window and c["tokens"][c["focus"]].strip()
+        shown = re.sub(r"<[^>]+>", "", _context(c))
+        assert shown == window.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # a file written before keeps rendering: vocabulary entries, word markers read as spaces
+    old = {"tokens": ["▁The", "▁war", "▁lasted"], "focus": 1, "value": 1.0}
+    assert re.sub(r"<[^>]+>", "", _context(old)) == " The war lasted"

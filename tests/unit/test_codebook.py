@@ -238,3 +238,21 @@ def test_replace_dead_reseeds_only_unused_codes():
     torch.testing.assert_close(book.codebook.data[0, :2], before[0, :2])
     assert not torch.equal(book.codebook.data[0, 2:], before[0, 2:])
     assert int(book.counts.sum()) == 0
+
+
+def test_top_contexts_keep_the_firing_tokens_leading_space():
+    """The reference tokenizer (Metaspace) strips a lone token's leading space; the context and
+    the token are cut from the window decoded as a whole, so together they read as the text."""
+    from interp.reference.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    text = "The war lasted from the year 1745"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    fire = ids.index(tok.convert_tokens_to_ids("▁from"))
+    codes = torch.zeros(1, len(ids), 1, dtype=torch.long)
+    codes[0, fire] = 3
+    record = CodeRecord(tokens=torch.tensor([ids]), codes={"h": codes}, scores={"h": torch.ones(1, len(ids), 1)},
+                        n_flat={"h": 4})
+    (top,) = record.top_contexts("h", 3, tok, window=8)
+    assert (top["context"], top["token"]) == ("The war lasted", " from")
+    assert top["context"] + top["token"] == text[: len(top["context"] + top["token"])]

@@ -462,10 +462,12 @@ var interpViewer = (function () {
     }
     if (n.prob !== null && n.prob !== undefined) rows.push(["probability", fmt(n.prob)]);
     if (n.influence !== null && n.influence !== undefined) rows.push(["influence", fmt(n.influence)]);
+    var crossLayer = n.writes_to && n.writes_to.length > 1;  // a cross-layer transcoder's feature
+    if (n.writes_to) rows.push(["writes to", "MLP output" + (crossLayer ? "s of layers " : " of layer ") + n.writes_to.join(", ")]);
     var dl = card.append("table").attr("class", "iv-facts");
     rows.forEach(function (r) { var tr = dl.append("tr"); tr.append("td").text(r[0]); tr.append("td").text(r[1]); });
     if (n.top_tokens && n.top_tokens.length) {
-      card.append("h4").text("decoder through the unembedding: top tokens");
+      card.append("h4").text((crossLayer ? "decoders summed over its layers" : "decoder") + " through the unembedding: top tokens");
       var tt = card.append("div").attr("class", "iv-chips");
       n.top_tokens.forEach(function (t) { tt.append("code").attr("title", fmt(t[1])).text(t[0]); });
     }
