@@ -354,8 +354,15 @@ def mlp_input_site(architecture: str | None) -> MlpInputSite:
 
 
 def mlp_input(model, layer: int) -> str:
-    """The hook name of what block ``layer``'s MLP reads (see :func:`mlp_input_site`)."""
-    return hook_name(mlp_input_site(getattr(model.cfg, "original_architecture", None)), layer)
+    """The hook name of what block ``layer``'s MLP reads (see :func:`mlp_input_site`).
+
+    In a block without an ``ln2`` norm (``normalization_type=None``) there is no
+    ``ln2.hook_normalized``: the MLP reads the residual stream itself, ``hook_resid_mid``
+    (``hook_resid_pre`` where attention and MLP run in parallel)."""
+    site = mlp_input_site(getattr(model.cfg, "original_architecture", None))
+    if site == "ln2_normalized" and not hasattr(getattr(model.blocks[layer], "ln2", None), "hook_normalized"):
+        site = "resid_pre" if getattr(model.cfg, "parallel_attn_mlp", False) else "resid_mid"
+    return hook_name(site, layer)
 
 
 def input_norm(model, layer: int, sublayer: Sublayer):

@@ -99,6 +99,26 @@ def test_the_mlp_input_is_ln2_normalized_except_in_post_norm_blocks(model):
         assert hooks.is_post_norm(architecture) and hooks.mlp_input_site(architecture) == "resid_mid"
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_without_norms_the_mlp_input_is_the_residual_stream_the_mlp_reads(parallel):
+    """No ``ln2.hook_normalized`` exists in a norm-less block: the hook named must hold exactly
+    the tensor the MLP module is called with."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_ctx=8, d_head=4, n_heads=4, d_mlp=32, d_vocab=20,
+                                  act_fn="gelu", normalization_type=None, parallel_attn_mlp=parallel, seed=0)
+    model = HookedTransformer(cfg)
+    seen = {}
+    handle = model.blocks[1].mlp.register_forward_pre_hook(lambda module, args: seen.setdefault("x", args[0]))
+    try:
+        _, cache = model.run_with_cache(torch.randint(0, 20, (1, 8)))
+    finally:
+        handle.remove()
+    name = hooks.mlp_input(model, 1)
+    assert name == ("blocks.1.hook_resid_pre" if parallel else "blocks.1.hook_resid_mid")
+    assert torch.equal(cache[name], seen["x"])
+
+
 def test_unknown_hook_lists_close_matches(model):
     with pytest.raises(UnknownHookError) as err:
         hooks.validate(model, ["blocks.1.hook_mlp_outt"])
