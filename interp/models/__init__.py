@@ -16,12 +16,14 @@ the same thing for every model the toolkit handles. See docs/models.md.
 from __future__ import annotations
 
 from interp.models.fingerprint import check_fingerprint, fingerprint
-from interp.models.info import ModelInfo, model_info
+from interp.models.info import ModelInfo, check_context, check_tokens, model_info
 from interp.models.loading import default_device, gpt2_available, load_model, quiet_transformer_lens
 
 __all__ = [
     "ModelInfo",
+    "check_context",
     "check_fingerprint",
+    "check_tokens",
     "default_device",
     "fingerprint",
     "gpt2_available",

@@ -72,6 +72,8 @@ def check_fingerprint(
     force: bool = False,
     error: type[InterpError] = TranscoderLoadError,
     current: Mapping | None = None,
+    verb: str = "were trained on",
+    fix: str = "use them with the model they were trained on, or pass --force true (force=True) to use them anyway",
 ) -> dict | None:
     """Check that an artefact recording ``recorded`` (its :func:`fingerprint` at training) is
     used on ``model``; ``what`` names the artefact in messages ("these transcoders").
@@ -80,7 +82,8 @@ def check_fingerprint(
     (an artefact from before fingerprints: accepted, with a logged warning). With another
     fingerprint it raises ``error`` naming both models, unless ``force``: then it logs a warning
     and returns ``{"forced": True, "trained_on": recorded, "used_on": current}`` for the caller
-    to record in its output. ``current`` is ``fingerprint(model)`` when already computed.
+    to record in its output. ``current`` is ``fingerprint(model)`` when already computed;
+    ``verb`` and ``fix`` word the message (``what verb MODEL, not ...; fix``).
     """
     if not recorded or not recorded.get("weights"):
         logger.warning("%s record no model fingerprint (written before interp recorded them): "
@@ -90,9 +93,7 @@ def check_fingerprint(
     differ = [k for k in (*SHAPE_KEYS, "weights") if k in recorded and recorded.get(k) != current.get(k)]
     if not differ:
         return None
-    detail = ", ".join(f"{k} {recorded.get(k)!r} vs {current.get(k)!r}" for k in differ)
-    message = (f"{what} were trained on {describe(recorded)}, not on this model {describe(current)} ({detail}); "
-               "use them with the model they were trained on, or pass --force true (force=True) to use them anyway")
+    message = f"{what} {verb} {describe(recorded)}, but this model is {describe(current)} ({', '.join(differ)} differ); {fix}"
     if not force:
         raise error(message)
     logger.warning("forced: %s", message)

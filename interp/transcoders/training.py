@@ -183,6 +183,9 @@ class TrainResult(Result):
     config: dict
     history: list[dict]
     """Every ``log_every``-th step: step, lr, and the means over layers of loss, L0, FVU, dead."""
+    model_fingerprint: dict | None = None
+    """:func:`interp.models.fingerprint` of the model whose activations trained the run (also in
+    each module's ``cfg.json``); None when unknown (activations passed in without a model)."""
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write ``run.json`` (into the run directory unless ``path`` is given)."""
@@ -341,6 +344,7 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     streamed = source is None and cfg.cache is None
     if source is None:
         source = open_source(cfg, model, wirings, device)
+    trained_on = _trained_on(cfg, model, source)
     # the data run.json records: what was streamed, a store's own source, or None (unknown),
     # in contexts of the length the activations have
     data = {"data": cfg.data if streamed else getattr(source, "data", None),
@@ -366,11 +370,27 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
         position = tuple(state["position"])
     batches = PairedBatches(source, wirings, cfg.batch_size, seed=cfg.seed, start=position, shard=shard, device=device)
     keys = list(transcoders)
-    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings, data=data)
+    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings, data=data, trained_on=trained_on)
+
+
+def _trained_on(cfg: TrainConfig, model, source) -> dict | None:
+    """The fingerprint of the model whose activations train the run: the store's when reading a
+    cache (checked against ``model``, which must be the model the store was cached from), else
+    ``model``'s (None when neither is known)."""
+    from interp.models.fingerprint import check_fingerprint, fingerprint
+
+    stored = getattr(source, "manifest", {}).get("model")
+    stored = stored if stored and stored.get("weights") else None
+    if model is None:
+        return stored
+    if cfg.cache is not None and stored is not None:
+        check_fingerprint(stored, model, what=f"the activations in {cfg.cache}", error=StoreError, verb="were cached from",
+                          fix=f"pass the --model they were cached from ({stored.get('name')!r} or its checkpoint directory)")
+    return fingerprint(model)
 
 
 def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_path: Path, dist_info: _Dist, layers,
-          wirings: list[Wiring], data: dict) -> TrainResult:
+          wirings: list[Wiring], data: dict, trained_on: dict | None = None) -> TrainResult:
     from tqdm.auto import tqdm
 
     data = data or {"data": cfg.data, "ctx_len": cfg.ctx_len}
@@ -414,7 +434,8 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
         save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity())
     final = {key: {m: sum(r[m] for r in rows) / len(rows) for m in rows[0]} for key, rows in recent.items() if rows}
     if dist_info.main or cfg.parallel == "layers":
-        metadata = {"model_name": cfg.model, "context_size": data["ctx_len"], "dataset_path": data["data"]}
+        metadata = {"model_name": cfg.model, "context_size": data["ctx_len"], "dataset_path": data["data"],
+                    "model_fingerprint": trained_on}
         for key, module in trainer.transcoders.items():
             formats.save_module(module, out / key, metadata=metadata)
     if dist_info.world > 1 and cfg.parallel == "layers":
@@ -433,6 +454,7 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
         final={w.key: final[w.key] for w in wirings if w.key in final},
         config={**{k: v for k, v in asdict(cfg).items() if k != "dataset"}, **data},
         history=history,
+        model_fingerprint=trained_on,
     )
     if dist_info.main:
         result.save()
