@@ -153,6 +153,8 @@ class CodebookSummaryConfig:
     """Seed of the token sample."""
     device: str | None = None
     """'cpu' or 'cuda'."""
+    force: bool = False
+    """Use the run's codebooks even when the model loaded under its recorded name is another model (its fingerprint differs)."""
 
     def __post_init__(self) -> None:
         check_positive(n_contexts=self.n_contexts, top_codes=self.top_codes)
@@ -160,7 +162,8 @@ class CodebookSummaryConfig:
 
 def run(cfg: CodebookSummaryConfig) -> CodebookSummary:
     """What ``interp codebook report`` runs: record the run's codes on contexts of ``cfg.data`` and summarise them."""
-    model, books, _, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device, data=cfg.data)
+    model, books, _, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device, data=cfg.data,
+                                         force=cfg.force)
     return summarize_codes(model, books, record, title=f"Codes of {cfg.run}", top_codes=cfg.top_codes)
 
 
