@@ -20,6 +20,7 @@ cross-layer transcoder is one module), on gloo for CPU and NCCL for CUDA.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -31,7 +32,7 @@ import torch
 from simple_parsing import field as sp_field
 
 from interp.config import check_positive, parse_count, parse_layers, parse_positive_count
-from interp.errors import ConfigError, InterpError, StoreError, TrainingDivergedError
+from interp.errors import ConfigError, DataError, InterpError, StoreError, TrainingDivergedError
 from interp.hooks import MlpInputSite, mlp_input_site
 from interp.io import atomic_write
 from interp.results import Result
@@ -106,8 +107,9 @@ class _TrainConfigBase:
         for name, (_, _, users) in registry.settings().items():
             if getattr(self, name, None) is not None and name not in takes:
                 raise ConfigError(f"--{name.replace('_', '-')} applies to {', '.join(users)}, not {self.arch!r}")
-        check_positive(expansion=self.expansion, batch_size=self.batch_size, checkpoint_every=self.checkpoint_every)
-        parse_positive_count(self.tokens, "tokens")
+        check_positive(expansion=self.expansion, batch_size=self.batch_size, ctx_len=self.ctx_len,
+                       checkpoint_every=self.checkpoint_every)
+        parse_positive_count(self.tokens, "--tokens")
         arch.config(d_in=1, d_out=1, d_sae=2**31 - 1, **self.arch_settings())  # the architecture checks its settings
 
     @property
@@ -277,11 +279,40 @@ def _checkpoint_path(out: Path, dist_info: _Dist, parallel: str) -> Path:
     return out / CHECKPOINT_DIR / name
 
 
+class _Sink:
+    """The file ``torch.save`` writes through, keeping the OSError of a failed write (torch
+    reports a full disk as ``RuntimeError: ... unexpected pos``, losing the cause)."""
+
+    def __init__(self, handle) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self._write(self.handle, data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    @staticmethod
+    def _write(handle, data) -> int:
+        return handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save_checkpoint(path: Path, trainer: Trainer, position: tuple[int, int], identity: dict) -> None:
-    """Write the trainer's state, data position and config identity atomically."""
+    """Write the trainer's state, data position and config identity atomically (a failed write,
+    e.g. a full disk, raises its OSError and leaves the previous checkpoint in place)."""
     state = {"trainer": trainer.state_dict(), "position": position, "identity": identity}
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_write(path) as tmp, open(tmp, "wb") as handle:
+        sink = _Sink(handle)
+        try:
+            torch.save(state, sink)
+        except RuntimeError:
+            if sink.error is not None:
+                raise sink.error from None
+            raise
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -370,7 +401,16 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
         position = tuple(state["position"])
     batches = PairedBatches(source, wirings, cfg.batch_size, seed=cfg.seed, start=position, shard=shard, device=device)
     keys = list(transcoders)
-    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings, data=data, trained_on=trained_on)
+    try:
+        return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings, data=data, trained_on=trained_on)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        kept = f"the last good checkpoint, {ckpt_path}, is kept" if ckpt_path.is_file() else "no checkpoint had been written yet"
+        raise StoreError(
+            f"the disk is full: writing to {out} failed ({err.strerror}); {kept}. Free some space there (or choose an "
+            "--out on another disk) and continue with --resume true"
+        ) from err
 
 
 def _trained_on(cfg: TrainConfig, model, source) -> dict | None:
@@ -408,10 +448,13 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
             batch = {key: batch[key] for key in keys}
             try:
                 metrics = trainer.step(batch)
-            except TrainingDivergedError as err:
+            except (TrainingDivergedError, DataError) as err:
                 where = f"the last good checkpoint ({ckpt_path}, step {last_good}) is kept" if last_good is not None else "no checkpoint was written yet"
+                if isinstance(err, DataError):
+                    raise DataError(f"{err}; {where}. Check the model's weights and the activations it is trained on.") from err
                 raise TrainingDivergedError(
-                    f"training diverged: {err}; {where}. Lower --lr (now {cfg.optim.lr}) or raise --batch_size, then retry."
+                    f"training diverged: {err}, from finite activations; {where}. Lower --lr (now {cfg.optim.lr}) or "
+                    "raise --batch-size, then rerun with --resume true."
                 ) from err
             summary = metrics.summary()
             bar.update(1)
