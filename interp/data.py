@@ -169,8 +169,9 @@ def hf_documents(name: str, tokenizer, split: str = "train", text_field: str = "
     except Exception as err:  # datasets raises many kinds; the user needs one sentence
         reason = " ".join(str(err).split())[:300] or type(err).__name__
         raise DataError(
-            f"could not read the Hugging Face dataset {name!r} ({type(err).__name__}: {reason}); "
-            "pass 'reference', a .txt/.jsonl file, or a dataset that is reachable or in the local cache"
+            f"could not read the Hugging Face dataset {name!r} ({type(err).__name__}: {reason}), and there is no "
+            f"local file or directory {name!r} either; pass 'reference', an existing .txt/.jsonl file, or a dataset "
+            "that is reachable or in the local cache"
         ) from err
     if first is None:
         raise DataError(f"the Hugging Face dataset {name!r} (split {split!r}) is empty")
@@ -189,6 +190,8 @@ def _encode(tokenizer, text: str) -> list[int]:
 def looks_like_path(source: str) -> bool:
     """True when ``source`` names a local file (an existing path, or one shaped like a path)."""
     if Path(source).exists() or source.startswith(("/", "./", "../", "~")):
+        return True
+    if source.count("/") > 1 or ("/" in source and Path(source).parent.is_dir()):  # a dataset is 'name' or 'org/name'
         return True
     return source.lower().endswith(SUFFIXES + _PATH_HINTS)
 
