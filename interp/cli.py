@@ -168,6 +168,7 @@ def run_command(cmd, cfg, *, debug: bool = False) -> int:
     from interp.errors import InterpError
 
     try:
+        _check_out(cfg)
         return int(cmd.run(cfg) or 0)
     except KeyboardInterrupt:
         print("interp: interrupted; files already written are intact", file=sys.stderr)
@@ -192,6 +193,21 @@ def run_command(cmd, cfg, *, debug: bool = False) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+
+
+def _check_out(cfg) -> None:
+    """Refuse an ``--out`` that is an existing file before the command does any work (commands
+    write a directory there; a config whose ``--out`` names a file says so with the class
+    variable ``out_is_file``)."""
+    from pathlib import Path
+
+    from interp.errors import ConfigError
+
+    out = getattr(cfg, "out", None)
+    if getattr(cfg, "out_is_file", False):
+        return
+    if isinstance(out, (str, Path)) and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is an existing file; every command writes a directory there: choose a new or empty directory")
 
 
 def _one_line(err: BaseException) -> str:

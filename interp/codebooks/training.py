@@ -328,12 +328,13 @@ def _setup_mismatch(saved: dict, cfg: CodebookTrainConfig, n_layers: int) -> dic
 
 def train(cfg: CodebookTrainConfig) -> CodebookTrainResult:
     """Train codebooks as ``cfg`` says; write them (and fine-tuned weights) to ``cfg.out``."""
-    from interp.models import fingerprint, load_model
+    from interp.models import check_context, fingerprint, load_model
 
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     model = load_model(cfg.model, device=cfg.device)
     trained_on = fingerprint(model)  # the model as loaded, before any fine-tuning
+    check_context(model, cfg.ctx_len or model.cfg.n_ctx)
     for p in model.parameters():
         p.requires_grad_(not cfg.freeze_model)
     eval_set = list(_batches(cfg, model, seed=cfg.seed + 10_000, n_batches=cfg.eval_batches))
