@@ -143,10 +143,14 @@ def _jsonl_text(path: Path, number: int, line: str, text_field: str) -> str:
         record = json.loads(line)
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{number} is not valid JSON ({err.msg}); each line of a .jsonl file is one JSON object") from err
-    if not isinstance(record, dict) or text_field not in record:
-        fields = sorted(record) if isinstance(record, dict) else type(record).__name__
+    if not isinstance(record, dict):
         raise DataError(
-            f"{path}:{number} has no field {text_field!r} (fields: {fields}); "
+            f"{path}:{number} is not a JSON object but a JSON {type(record).__name__}; each line of a .jsonl file is one "
+            f"object with a {text_field!r} field"
+        )
+    if text_field not in record:
+        raise DataError(
+            f"{path}:{number} has no field {text_field!r} (fields: {sorted(record)}); "
             "give each line a 'text' field, or pass text_field= to name the field that holds the text"
         )
     if not isinstance(record[text_field], str):
