@@ -4,24 +4,20 @@ naming what was wrong, with no existing file changed (issue 18)."""
 from __future__ import annotations
 
 import errno
-import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from support.artefacts import tree_digest
+from support.artefacts import edited_copy, tree_digest
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
-def model():
-    from interp.models import load_model
-
-    return load_model("reference", device="cpu")
+def model(reference_model):
+    return reference_model
 
 
 @pytest.fixture(scope="module")
@@ -205,15 +201,6 @@ def test_a_missing_local_file_is_not_looked_up_on_the_hub(source, tmp_path, mode
     assert "Hub" not in str(caught.value)
 
 
-def _edited_store(store: Path, tmp_path: Path, edit) -> Path:
-    out = tmp_path / "edited"
-    shutil.copytree(store, out)
-    manifest = json.loads((out / "manifest.json").read_text())
-    edit(manifest)
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    return out
-
-
 LIES = {
     "width": (lambda m: m["widths"].update({m["hook_names"][1]: 64}), "as F32 [992, 128], but the manifest says F32 [992, 64]"),
     "dtype": (lambda m: m.update(dtype="bfloat16"), "but the manifest says BF16"),
@@ -229,7 +216,7 @@ def test_a_manifest_that_lies_about_its_shards_is_refused(lie, verify, tiny_stor
     from interp.errors import StoreError
 
     edit, fragment = LIES[lie]
-    store = _edited_store(tiny_store, tmp_path, edit)
+    store = edited_copy(tiny_store, tmp_path / "edited", edit)
     with pytest.raises(StoreError) as caught:
         ActivationStore.open(store, verify=verify)
     _one_sentence(caught.value, "the manifest does not describe its shards", fragment)

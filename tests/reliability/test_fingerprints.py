@@ -14,20 +14,11 @@ pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
-def model():
-    from interp.models import load_model
-
-    return load_model("reference", device="cpu")
+def model(reference_model):
+    return reference_model
 
 
-@pytest.fixture(scope="module")
-def other(other_model_dir):
-    from interp.models import load_model
-
-    return load_model(str(other_model_dir), device="cpu")
-
-
-def test_fingerprint_describes_the_model_and_changes_with_any_weights(model, other):
+def test_fingerprint_describes_the_model_and_changes_with_any_weights(model, other_model):
     from interp.models import fingerprint
 
     fp = fingerprint(model)
@@ -36,7 +27,7 @@ def test_fingerprint_describes_the_model_and_changes_with_any_weights(model, oth
         "n_layers": 4, "d_model": 128, "d_mlp": 512, "d_vocab": 459, "n_ctx": 128}
     assert fp["architecture"] == model.cfg.original_architecture and fp["normalization"] == model.cfg.normalization_type
     assert len(fp["weights"]) == 16
-    theirs = fingerprint(other)
+    theirs = fingerprint(other_model)
     assert {k: v for k, v in theirs.items() if k != "weights"} == {k: v for k, v in fp.items() if k != "weights"}
     assert theirs["weights"] != fp["weights"]  # same shape, other weights: told apart
 
@@ -74,22 +65,22 @@ def test_a_store_and_codebooks_record_it(tiny_store, tiny_codebooks, model):
     assert json.loads((tiny_codebooks / "codebooks.json").read_text())["model_fingerprint"] == fp
 
 
-def test_transcoders_of_another_model_are_refused_then_forced_and_recorded(tiny_run, model, other, tmp_path):
+def test_transcoders_of_another_model_are_refused_then_forced_and_recorded(tiny_run, model, other_model, tmp_path):
     from interp.circuits import Graph, TraceConfig, trace
     from interp.errors import TranscoderLoadError
     from interp.models import fingerprint
     from interp.transcoders import for_model, load_run
 
     with pytest.raises(TranscoderLoadError) as caught:
-        for_model(other, load_run(tiny_run))
+        for_model(other_model, load_run(tiny_run))
     message = str(caught.value)
-    assert fingerprint(model)["weights"] in message and fingerprint(other)["weights"] in message and "--force true" in message
+    assert fingerprint(model)["weights"] in message and fingerprint(other_model)["weights"] in message and "--force true" in message
     with pytest.raises(TranscoderLoadError, match="were trained on"):
-        trace(other, load_run(tiny_run), "The cat", cfg=TraceConfig(heads=False))
+        trace(other_model, load_run(tiny_run), "The cat", cfg=TraceConfig(heads=False))
 
-    graph = trace(other, load_run(tiny_run), "The cat", cfg=TraceConfig(heads=True), force=True)
+    graph = trace(other_model, load_run(tiny_run), "The cat", cfg=TraceConfig(heads=True), force=True)
     forced = graph.transcoders_forced
-    assert forced["forced"] and forced["trained_on"] == fingerprint(model) and forced["used_on"] == fingerprint(other)
+    assert forced["forced"] and forced["trained_on"] == fingerprint(model) and forced["used_on"] == fingerprint(other_model)
     paths = graph.write(tmp_path)
     assert json.loads(paths["json"].read_text())["interp"]["transcoders_forced"] == forced
     assert Graph.load(tmp_path / "graph.pt").transcoders_forced == forced
@@ -139,7 +130,7 @@ def test_codebooks_of_another_model_are_refused_unless_forced(tiny_codebooks, tm
     assert len(books.hooks) == 1
 
 
-def test_a_cross_layer_transcoder_records_and_checks_it(tmp_path, model, other):
+def test_a_cross_layer_transcoder_records_and_checks_it(tmp_path, model, other_model):
     from interp.errors import TranscoderLoadError
     from interp.models import fingerprint
     from interp.transcoders import TrainConfig, for_model, load_run, train
@@ -150,4 +141,4 @@ def test_a_cross_layer_transcoder_records_and_checks_it(tmp_path, model, other):
     assert clt.model_fingerprint == fingerprint(model)
     for_model(model, clt, cross_layer=True)
     with pytest.raises(TranscoderLoadError, match="were trained on"):
-        for_model(other, clt, cross_layer=True)
+        for_model(other_model, clt, cross_layer=True)

@@ -4,8 +4,9 @@ As a pytest plugin (``tests/conftest.py`` lists it) it gives session fixtures, e
 first use in a read-only-by-convention directory: ``tiny_run`` (a 2-layer TopK transcoder run),
 ``tiny_store`` (an activation store of layers 0-1), ``lying_store`` (its copy whose manifest
 says a width its shards do not have), ``incomplete_store``, ``tiny_codebooks`` (a frozen-model
-codebook run), ``other_model_dir`` (the reference model with other weights, same shape) and
-``artefact_paths`` (all of them by the placeholder names docs/errors.md uses).
+codebook run), ``other_model_dir`` (the reference model with other weights, same shape; loaded:
+``other_model``), ``a_file`` and ``artefact_paths`` (all of them by the placeholder names
+docs/errors.md uses), plus :func:`tree_digest` and :func:`edited_copy` for the tests.
 """
 
 from __future__ import annotations
@@ -52,25 +53,25 @@ def tiny_store(artefact_root) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def lying_store(tiny_store, artefact_root) -> Path:
-    out = artefact_root / "lying-store"
-    shutil.copytree(tiny_store, out)
+def edited_copy(store: Path, out: Path, edit) -> Path:
+    """A copy of ``store`` at ``out`` whose manifest ``edit(manifest)`` changed in place."""
+    shutil.copytree(store, out)
     manifest = json.loads((out / "manifest.json").read_text())
-    first = manifest["hook_names"][0]
-    manifest["widths"][first] *= 2
+    edit(manifest)
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
+
+
+@pytest.fixture(scope="session")
+def lying_store(tiny_store, artefact_root) -> Path:
+    """The store with a manifest that doubles its first hook's width."""
+    return edited_copy(tiny_store, artefact_root / "lying-store", lambda m: m["widths"].update({m["hook_names"][0]: 256}))
 
 
 @pytest.fixture(scope="session")
 def incomplete_store(tiny_store, artefact_root) -> Path:
-    out = artefact_root / "incomplete-store"
-    shutil.copytree(tiny_store, out)
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["complete"] = False
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    return out
+    """The store with a manifest that says its run stopped early."""
+    return edited_copy(tiny_store, artefact_root / "incomplete-store", lambda m: m.update(complete=False))
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +99,14 @@ def other_model_dir(artefact_root) -> Path:
     state = {k: v + 0.01 * torch.randn(v.shape, generator=generator) if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(out / "model.safetensors"))
     return out
+
+
+@pytest.fixture(scope="session")
+def other_model(other_model_dir):
+    """The reference model with other weights, loaded."""
+    from interp.models import load_model
+
+    return load_model(str(other_model_dir), device="cpu")
 
 
 @pytest.fixture(scope="session")
