@@ -424,6 +424,8 @@ class CodeSearchResult(Result):
     """Positions where the property holds."""
     matches: dict[str, list[CodeMatch]]
     """hook -> best codes, highest F1 first."""
+    codebooks_forced: dict | None = None
+    """Set when ``--force`` used the codebooks on another model than they were trained on (both fingerprints)."""
 
     def summary(self) -> str:
         lines = [f"{self.property}: holds at {self.n_positive} of {self.n_positions} positions"]
@@ -459,4 +461,5 @@ def run(cfg: CodeSearchConfig) -> CodeSearchResult:
     return CodeSearchResult(
         run=str(cfg.run), property=cfg.describe_property(), n_positions=mask.numel(), n_positive=int(mask.sum()),
         matches={hook: match_property(record, hook, mask, top=cfg.top) for hook in books.hooks},
+        codebooks_forced=books.forced,
     )

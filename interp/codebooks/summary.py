@@ -53,6 +53,8 @@ class CodebookSummary(Result):
     title: str = "Codebook codes"
     """The page's title (and the first line of :meth:`summary`)."""
     extra: dict = field(default_factory=dict)
+    codebooks_forced: dict | None = None
+    """Set when ``--force`` used the codebooks on another model than they were trained on (both fingerprints)."""
 
     def to_html(self) -> str:
         """One self-contained page: a frequency chart and a table of codes per bottleneck."""
@@ -164,7 +166,9 @@ def run(cfg: CodebookSummaryConfig) -> CodebookSummary:
     """What ``interp codebook report`` runs: record the run's codes on contexts of ``cfg.data`` and summarise them."""
     model, books, _, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device, data=cfg.data,
                                          force=cfg.force)
-    return summarize_codes(model, books, record, title=f"Codes of {cfg.run}", top_codes=cfg.top_codes)
+    result = summarize_codes(model, books, record, title=f"Codes of {cfg.run}", top_codes=cfg.top_codes)
+    result.codebooks_forced = books.forced
+    return result
 
 
 __all__ = [

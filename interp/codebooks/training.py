@@ -405,7 +405,8 @@ def load_trained(directory: str | Path, device: str | None = None, *, force: boo
 
     The model is loaded by the name the run records; when what loads under that name is not the
     model the codebooks were trained on (its fingerprint differs, e.g. a checkpoint directory
-    written again), that is a :class:`StoreError` unless ``force``."""
+    written again), that is a :class:`StoreError` unless ``force``; then ``codebooks.forced`` is
+    ``{"forced": True, "trained_on": ..., "used_on": ...}`` (None otherwise)."""
     from safetensors.torch import load_file
 
     from interp.codebooks.insert import CODEBOOKS_CONFIG
@@ -417,7 +418,7 @@ def load_trained(directory: str | Path, device: str | None = None, *, force: boo
         raise StoreError(f"{directory} holds no trained codebooks; run `interp codebook train --out {directory}`")
     meta = json.loads(meta_path.read_text())
     model = load_model(meta.get("model", "reference"), device=device)
-    check_fingerprint(meta.get("model_fingerprint"), model, what=f"the codebooks in {directory}", force=force, error=StoreError,
+    forced = check_fingerprint(meta.get("model_fingerprint"), model, what=f"the codebooks in {directory}", force=force, error=StoreError,
                       fix="load them with that model, or pass --force true (force=True) to use them anyway")
     if meta.get("fine_tuned"):
         weights = directory / MODEL_FILE
@@ -425,4 +426,5 @@ def load_trained(directory: str | Path, device: str | None = None, *, force: boo
             raise StoreError(f"{directory} says the model was fine-tuned but {MODEL_FILE} is missing; retrain")
         model.load_state_dict(load_file(str(weights)))
     codebooks = Codebooks.load(directory, device=model.cfg.device)
+    codebooks.forced = forced  # what report and search record when force let another model through
     return model, codebooks

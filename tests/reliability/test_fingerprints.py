@@ -116,6 +116,8 @@ def test_files_from_before_fingerprints_load_with_a_warning(tiny_run, model, tmp
 
 
 def test_codebooks_of_another_model_are_refused_unless_forced(tiny_codebooks, tmp_path):
+    from interp.codebooks.search import CodeSearchConfig
+    from interp.codebooks.search import run as search
     from interp.codebooks.training import load_trained
     from interp.errors import StoreError
 
@@ -127,7 +129,11 @@ def test_codebooks_of_another_model_are_refused_unless_forced(tiny_codebooks, tm
     with pytest.raises(StoreError, match="the codebooks in .* were trained on"):
         load_trained(run)
     _, books = load_trained(run, force=True)
-    assert len(books.hooks) == 1
+    assert len(books.hooks) == 1 and books.forced["trained_on"] == meta["model_fingerprint"]
+    with pytest.raises(StoreError, match="were trained on"):
+        search(CodeSearchConfig(run=str(run), regex="a", n_contexts=2))
+    found = search(CodeSearchConfig(run=str(run), regex="a", n_contexts=2, force=True))
+    assert found.codebooks_forced["used_on"]["weights"] != "0" * 16
 
 
 def test_a_cross_layer_transcoder_records_and_checks_it(tmp_path, model, other_model):
