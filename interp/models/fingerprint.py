@@ -86,7 +86,7 @@ def check_fingerprint(
     ``verb`` and ``fix`` word the message (``what verb MODEL, not ...; fix``).
     """
     if not recorded or not recorded.get("weights"):
-        logger.warning("%s record no model fingerprint (written before interp recorded them): "
+        logger.warning("%s record no model fingerprint (written before interp recorded one, or by another library): "
                        "cannot check that they were trained on this model", what)
         return None
     current = dict(current) if current is not None else fingerprint(model)

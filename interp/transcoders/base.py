@@ -92,9 +92,10 @@ class TranscoderModule(nn.Module, abc.ABC):
     """False: one transcoder per MLP layer; True: one module over all the run's layers."""
     cfg: ArchConfig
     model_fingerprint: dict | None = None
-    """:func:`interp.models.fingerprint` of the model it was trained on, from its files (None:
-    unknown, e.g. files written before interp recorded it); after ``for_model(..., force=True)``
-    on another model, the record of that (``{"forced": True, "trained_on": ..., "used_on": ...}``)."""
+    """:func:`interp.models.fingerprint` of the model it was trained on, from its files (``{}``:
+    files written before interp recorded it; None: built in memory, never checked); after
+    ``for_model(..., force=True)`` on another model, the record of that (``{"forced": True,
+    "trained_on": ..., "used_on": ...}``)."""
 
     # --- normalisation -------------------------------------------------------------
 

@@ -199,7 +199,7 @@ def load_clt(
     clt = arch.transcoder(cfg, lazy=lazy_decoder)
     clt.wire(cross_layer_wiring(layers, cfg.input_site))
     _read_weights(clt, directory, native, lazy_decoder)
-    clt.model_fingerprint = config.get("model_fingerprint")
+    clt.model_fingerprint = config.get("model_fingerprint") or {}  # {}: files that record none
     return clt.to(device).eval()
 
 

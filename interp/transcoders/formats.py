@@ -195,7 +195,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Transcode
     _tensors_in(tc, state)
     meta = cfg.get("metadata", {})
     tc.hook_name, tc.hook_name_out = meta.get("hook_name"), meta.get("hook_name_out")
-    tc.model_fingerprint = meta.get("model_fingerprint")
+    tc.model_fingerprint = meta.get("model_fingerprint") or {}  # {}: files that record none
     return tc.to(device).eval()
 
 
@@ -217,7 +217,7 @@ def from_saelens(sae) -> Transcoder:
     meta = getattr(sae.cfg, "metadata", None)
     tc.hook_name = getattr(meta, "hook_name", None)
     tc.hook_name_out = getattr(meta, "hook_name_out", None)
-    tc.model_fingerprint = getattr(meta, "model_fingerprint", None)
+    tc.model_fingerprint = getattr(meta, "model_fingerprint", None) or {}  # {}: files that record none
     return tc.to(sae.W_enc.device).eval()
 
 

@@ -119,10 +119,11 @@ _POST_NORM_NOTE = " (this model's blocks are post-norm: the MLP reads the residu
 
 def check_trained_on(model, transcoders: Mapping[int, object] | CrossLayerTranscoder, *, force: bool = False) -> dict | None:
     """Check that ``transcoders`` were trained on ``model`` (:func:`interp.models.check_fingerprint`
-    against the fingerprint their files record) and return None, or, when ``force`` lets
-    transcoders of another model through, the record ``{"forced": True, "trained_on": ...,
-    "used_on": ...}`` to keep in the output. The transcoders are marked with that record
-    (``model_fingerprint``), so later checks on this model pass and return it again.
+    against the fingerprint their files record; transcoders built in memory record none and are
+    not checked) and return None, or, when ``force`` lets transcoders of another model through,
+    the record ``{"forced": True, "trained_on": ..., "used_on": ...}`` to keep in the output.
+    The transcoders are marked with that record (``model_fingerprint``), so later checks on this
+    model pass and return it again.
 
     Raises:
         TranscoderLoadError: they were trained on another model (naming both), and not ``force``.
@@ -130,7 +131,9 @@ def check_trained_on(model, transcoders: Mapping[int, object] | CrossLayerTransc
     from interp.models.fingerprint import check_fingerprint, fingerprint
 
     modules = [transcoders] if isinstance(transcoders, CrossLayerTranscoder) else list(transcoders.values())
-    records = {json.dumps(r, sort_keys=True): r for r in (getattr(m, "model_fingerprint", None) for m in modules)}
+    # None: built in memory (nothing to check); {}: loaded from files that record no fingerprint
+    fingerprints = (getattr(m, "model_fingerprint", None) for m in modules)
+    records = {json.dumps(r, sort_keys=True): r for r in fingerprints if r is not None}
     current, note = None, None
     for record in records.values():
         if current is None and record:

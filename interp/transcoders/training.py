@@ -415,16 +415,17 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
 
 def _trained_on(cfg: TrainConfig, model, source) -> dict | None:
     """The fingerprint of the model whose activations train the run: the store's when reading a
-    cache (checked against ``model``, which must be the model the store was cached from), else
-    ``model``'s (None when neither is known)."""
+    store (checked against ``model`` when there is one: it must be the model the store was cached
+    from), else ``model``'s (None when neither is known)."""
     from interp.models.fingerprint import check_fingerprint, fingerprint
 
     stored = getattr(source, "manifest", {}).get("model")
     stored = stored if stored and stored.get("weights") else None
     if model is None:
         return stored
-    if cfg.cache is not None and stored is not None:
-        check_fingerprint(stored, model, what=f"the activations in {cfg.cache}", error=StoreError, verb="were cached from",
+    if stored is not None:
+        where = cfg.cache or getattr(source, "path", "the store")
+        check_fingerprint(stored, model, what=f"the activations in {where}", error=StoreError, verb="were cached from",
                           fix=f"pass the --model they were cached from ({stored.get('name')!r} or its checkpoint directory)")
     return fingerprint(model)
 
