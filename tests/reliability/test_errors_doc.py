@@ -32,10 +32,7 @@ UNTRIED = {
     "ModelLoadError: TransformerLens cannot convert this checkpoint": "needs unsupported checkpoints; tests/integration/test_model_families.py",
     "KernelInputError: backend 'triton' cannot run / needs the triton package": "depends on triton and TRITON_INTERPRET; tests/unit/test_kernels.py",
     "TrainingDivergedError: codebook training diverged": "needs a diverging run; tests/unit/test_codebook.py",
-    "ValueError: cannot force codes (codebook steering)": "tests/unit/test_codebook.py",
     "StoreError: the disk is full (activation cache)": "needs a full disk; tests/integration/test_cache_store.py (monkeypatched ENOSPC)",
-    "ValueError: no tokens were measured (sparsity)": "tests/unit/test_sparsity.py",
-    "RedundancyError: the model's blocks cannot be measured or dropped this way": "needs an attention-only model; tests/unit/test_redundancy_importance.py",
     "TrainingDivergedError: transcoder training diverged": "needs a diverging run; tests/unit/test_transcoders.py",
     "StoreError: transcoder training ran out of disk": "needs a full disk; tests/reliability/test_bad_inputs_api.py (monkeypatched ENOSPC)",
     "DataError: non-finite activations while training transcoders": "tests/reliability/test_bad_inputs_api.py",
@@ -113,9 +110,12 @@ def _namespace(paths, tmp: Path) -> dict:
 
     from interp.cache import ActivationStore
     from interp.circuits import Graph, trace
+    from interp.codebooks.bottleneck import Bottleneck, BottleneckConfig
     from interp.kernels import sparse_decode, topk_activation
     from interp.models import load_model
     from interp.neurons import NeuronTable
+    from interp.redundancy import importance
+    from interp.sparsity import measure
     from interp.transcoders import TrainConfig, load_run
 
     class Lazy(dict):
@@ -128,11 +128,16 @@ def _namespace(paths, tmp: Path) -> dict:
                 self[key] = load_model(str(paths["other"]), device="cpu")
             elif key == "STORE":
                 self[key] = str(paths["store"])
+            elif key == "ATTN_ONLY":
+                from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+                self[key] = HookedTransformer(HookedTransformerConfig(
+                    n_layers=1, d_model=8, n_ctx=8, d_head=4, n_heads=2, d_vocab=10, attn_only=True, act_fn="relu"))
             else:
                 raise KeyError(key)
             return self[key]
 
     names = Lazy(torch=torch, topk_activation=topk_activation, sparse_decode=sparse_decode, ActivationStore=ActivationStore,
                  Graph=Graph, trace=trace, NeuronTable=NeuronTable, load_run=load_run, TrainConfig=TrainConfig,
-                 TMP=str(tmp))
+                 Bottleneck=Bottleneck, BottleneckConfig=BottleneckConfig, measure=measure, importance=importance, TMP=str(tmp))
     return names
