@@ -255,15 +255,37 @@ def token_batches(
 ) -> Iterator[Int[Tensor, "batch ctx"]]:
     """BOS-led ``(batch_size, ctx_len)`` token batches from a source, deterministic for ``seed``.
 
-    Without ``n_batches`` the stream ends with the source (never, for the reference corpus);
-    with it, exactly ``n_batches`` batches come out, or :class:`DataError` says the source is
-    too short (raised when the iterator reaches its end).
+    Without ``n_batches`` the stream ends with the source (never, for the reference corpus; a
+    source shorter than one batch is a :class:`DataError`); with it, exactly ``n_batches``
+    batches come out, or :class:`DataError` says the source is too short (raised when the
+    iterator reaches its end).
     """
     bos = _bos(tokenizer)
     contexts = pack(documents(source, tokenizer, seed=seed), ctx_len, bos)
     if n_batches is not None:
-        contexts = _exactly(contexts, n_batches * batch_size, source, ctx_len)
-    return batched(contexts, batch_size)
+        return batched(_exactly(contexts, n_batches * batch_size, source, ctx_len), batch_size)
+    return _at_least_one_batch(contexts, batch_size, source, ctx_len)
+
+
+def _at_least_one_batch(contexts: Iterable[list[int]], batch_size: int, source: Source, ctx_len: int) -> Iterator[Tensor]:
+    """``batched(contexts, batch_size)``, refusing a source that does not fill one batch."""
+    seen = 0
+
+    def counted() -> Iterator[list[int]]:
+        nonlocal seen
+        for context in contexts:
+            seen += 1
+            yield context
+
+    empty = True
+    for batch in batched(counted(), batch_size):
+        empty = False
+        yield batch
+    if empty:
+        raise DataError(
+            f"{describe(source)} gives only {seen} contexts of {ctx_len} tokens, fewer than one batch of {batch_size}: "
+            "pass more text with --data, or a smaller --batch-size"
+        )
 
 
 def load_contexts(source: Source, tokenizer, n_contexts: int, ctx_len: int, seed: int = 0) -> Int[Tensor, "n ctx"]:

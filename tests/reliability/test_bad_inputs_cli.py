@@ -67,6 +67,7 @@ CASES: list[tuple[list[str], str]] = [
     ([*CACHE, "--ctx-len", "1000"], "exceed the model's n_ctx=128"),
     ([*CACHE, "--out", "{file}"], "is an existing file"),
     ([*CACHE, "--data", "{bad}/empty.txt"], "holds no text"),
+    ([*CACHE, "--data", "{bad}/short.txt"], "gives only 0 contexts of 128 tokens, fewer than one batch of 32"),
     ([*CACHE, "--layers", "9"], "layer 9 out of range"),
     ([*CACHE, "--hooks", "blocks.0.hook_mlp_out"], "pass either --hooks or --sites/--layers"),
     ([*CACHE, "--shard-mb", "0"], "--shard-mb must be positive"),
@@ -109,6 +110,7 @@ def bad_data(tmp_path_factory) -> Path:
     (folder / "body.jsonl").write_text('{"body": "no text field"}\n')
     (folder / "broken.jsonl").write_text('{"text": "unterminated\n')
     (folder / "list.jsonl").write_text('["a", "b"]\n')
+    (folder / "short.txt").write_text("a few words, far fewer than one batch of contexts\n")
     return folder
 
 
