@@ -46,15 +46,17 @@ def test_fingerprint_survives_a_cast_but_not_a_change_of_one_tensor(model):
     assert fingerprint(nudged)["weights"] != fp["weights"]
 
 
-def test_every_file_of_a_transcoder_run_records_it(tiny_run, model):
+def test_every_file_of_a_transcoder_run_records_it(tiny_run, model, tmp_path):
     from interp.models import fingerprint
-    from interp.transcoders import load_run
+    from interp.transcoders import ExportConfig, export, load_run
 
     fp = fingerprint(model)
     assert json.loads((tiny_run / "run.json").read_text())["model_fingerprint"] == fp
     for layer in (0, 1):
         assert json.loads((tiny_run / f"layer_{layer}" / "cfg.json").read_text())["metadata"]["model_fingerprint"] == fp
     assert all(tc.model_fingerprint == fp for tc in load_run(tiny_run).values())
+    export(ExportConfig(run=str(tiny_run), format="saelens", out=str(tmp_path / "saelens")))  # an export keeps it
+    assert all(tc.model_fingerprint == fp for tc in load_run(tmp_path / "saelens").values())
 
 
 def test_a_store_and_codebooks_record_it(tiny_store, tiny_codebooks, model):
