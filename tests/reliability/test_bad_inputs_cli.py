@@ -44,6 +44,7 @@ CASES: list[tuple[list[str], str]] = [
     ([*TRAIN, "--decay", "2"], "--decay is a fraction of training"),
     ([*TRAIN, "--tokens", "-5"], "--tokens is not a count"),
     ([*TRAIN, "--out", "{file}"], "is an existing file"),
+    ([*TRAIN, "--out", "{file}/run"], "a-file.txt is a file, not a directory"),
     ([*TRAIN, "--data", "{bad}/empty.txt"], "holds no text"),
     ([*TRAIN, "--data", "{bad}/latin1.txt"], "is not UTF-8 text"),
     ([*TRAIN, "--data", "{bad}/body.jsonl"], "has no field 'text'"),
@@ -161,6 +162,18 @@ def test_bad_command_line_in_a_real_process(argv, fragment, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "interp", *argv], capture_output=True, text=True, env=env, timeout=300)
     _check_one_line(proc.returncode, proc.stderr, fragment)
     assert proc.stdout == ""
+
+
+def test_an_out_below_a_directory_without_write_permission_is_refused(tmp_path, capsys, monkeypatch):
+    from interp.cli import main
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))  # root may write anywhere
+    code = main(["transcoder", "train", "--layers", "0", "--tokens", "1k", "--out", str(locked / "run")])
+    _check_one_line(code, capsys.readouterr().err, f"{locked} is not writable by this user; choose another --out")
+    assert not any(locked.iterdir())
 
 
 def test_debug_shows_the_traceback(artefact_paths, tmp_path):
