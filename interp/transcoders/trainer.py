@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from interp.errors import ConfigError, DataError, TrainingDivergedError
+from interp.errors import ConfigError, DataError, KernelInputError, TrainingDivergedError
 from interp.transcoders.base import TranscoderModule
 from interp.transcoders.data import PairBatch
 
@@ -180,7 +180,13 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         self.optimizer.zero_grad(set_to_none=True)
-        outputs = {key: tc.loss(*batch[key], progress=progress, dead=self.dead_mask(key)) for key, tc in self.transcoders.items()}
+        try:
+            outputs = {key: tc.loss(*batch[key], progress=progress, dead=self.dead_mask(key)) for key, tc in self.transcoders.items()}
+        except KernelInputError:  # the top-k kernel refuses NaN/inf pre-activations: from the weights, the inputs being finite
+            broken = [key for key, tc in self.transcoders.items() if not all(bool(torch.isfinite(p).all()) for p in tc.parameters())]
+            if broken:
+                raise TrainingDivergedError(f"{broken[0]}: a weight is NaN or inf at step {self.step_count}") from None
+            raise
         total = sum(out.loss for out in outputs.values())
         for key, out in outputs.items():
             if not torch.isfinite(out.loss):

@@ -251,3 +251,32 @@ def test_check_context_names_the_flag(model):
     check_context(model, 128)
     with pytest.raises(ConfigError, match=r"--n-ctx 129 is longer than the model's context \(n_ctx=128\); pass at most 128"):
         check_context(model, 129, flag="--n-ctx")
+
+
+def test_weights_that_became_nan_are_divergence_not_a_kernel_error(planted_transcoder):
+    from interp.errors import TrainingDivergedError
+    from interp.transcoders import OptimConfig, Trainer
+
+    tc = planted_transcoder("topk", d=8, d_sae=16, k=2)
+    trainer = Trainer({"layer_0": tc}, OptimConfig(), total_steps=4, tokens_per_step=32)
+    trainer.step({"layer_0": (torch.randn(32, 8), torch.randn(32, 8))})
+    trainer.since_fired["layer_0"].fill_(10**9)  # every latent dead: the AuxK loss runs the top-k kernel on them
+    with torch.no_grad():
+        tc.W_enc[0, 0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match="layer_0: a weight is NaN or inf at step 1"):
+        trainer.step({"layer_0": (torch.randn(32, 8), torch.randn(32, 8))})
+
+
+def test_a_clt_whose_weights_became_nan_diverges():
+    from interp.errors import TrainingDivergedError
+    from interp.transcoders import OptimConfig, Trainer, registry
+
+    arch = registry.get("clt")
+    clt = arch.transcoder(arch.config(d_in=8, d_out=8, d_sae=16, n_layers=2, activation="topk", k=2), seed=0)
+    x, y = torch.randn(32, 2, 8), torch.randn(32, 2, 8)
+    trainer = Trainer({"clt": clt}, OptimConfig(), total_steps=4, tokens_per_step=32)
+    trainer.step({"clt": (x, y)})
+    with torch.no_grad():
+        clt.W_enc[0, 0, 0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match="clt: (a weight is NaN or inf|loss is nan) at step 1"):
+        trainer.step({"clt": (x, y)})
