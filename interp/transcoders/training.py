@@ -455,7 +455,7 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
                     raise DataError(f"{err}; {where}. Check the model's weights and the activations it is trained on.") from err
                 raise TrainingDivergedError(
                     f"training diverged: {err}, from finite activations; {where}. Lower --lr (now {cfg.optim.lr}) or "
-                    "raise --batch-size, then rerun with --resume true."
+                    "raise --batch-size and train again into a new --out (--resume continues only with the same settings)."
                 ) from err
             summary = metrics.summary()
             bar.update(1)
