@@ -93,10 +93,10 @@ def check_fingerprint(
     differ = [k for k in (*SHAPE_KEYS, "weights") if k in recorded and recorded.get(k) != current.get(k)]
     if not differ:
         return None
-    message = f"{what} {verb} {describe(recorded)}, but this model is {describe(current)} ({', '.join(differ)} differ); {fix}"
+    message = f"{what} {verb} {describe(recorded)}, but this model is {describe(current)} ({', '.join(differ)} differ)"
     if not force:
-        raise error(message)
-    logger.warning("forced: %s", message)
+        raise error(f"{message}; {fix}")
+    logger.warning("%s; using them anyway, as force asks (the output records it)", message)
     return {"forced": True, "trained_on": dict(recorded), "used_on": current}
 
 
