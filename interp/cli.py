@@ -168,6 +168,7 @@ def run_command(cmd, cfg, *, debug: bool = False) -> int:
     from interp.errors import InterpError
 
     try:
+        _check_out(cfg)
         return int(cmd.run(cfg) or 0)
     except KeyboardInterrupt:
         print("interp: interrupted; files already written are intact", file=sys.stderr)
@@ -192,6 +193,30 @@ def run_command(cmd, cfg, *, debug: bool = False) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+
+
+def _check_out(cfg) -> None:
+    """Refuse an ``--out`` that cannot become a directory before the command does any work: an
+    existing file, a path below a file, or one below a directory this user cannot write to (a
+    config whose ``--out`` names a file says so with the class variable ``out_is_file``)."""
+    import os
+    from pathlib import Path
+
+    from interp.errors import ConfigError
+
+    out = getattr(cfg, "out", None)
+    if not isinstance(out, (str, Path)):
+        return
+    out = Path(out).expanduser()
+    if out.is_dir() or (out.exists() and getattr(cfg, "out_is_file", False)):
+        return
+    if out.exists():
+        raise ConfigError(f"--out {out} is an existing file; every command writes a directory there: choose a new or empty directory")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"--out {out} cannot be created: {parent} is a file, not a directory")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out} cannot be created: {parent} is not writable by this user; choose another --out")
 
 
 def _one_line(err: BaseException) -> str:

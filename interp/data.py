@@ -143,10 +143,14 @@ def _jsonl_text(path: Path, number: int, line: str, text_field: str) -> str:
         record = json.loads(line)
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{number} is not valid JSON ({err.msg}); each line of a .jsonl file is one JSON object") from err
-    if not isinstance(record, dict) or text_field not in record:
-        fields = sorted(record) if isinstance(record, dict) else type(record).__name__
+    if not isinstance(record, dict):
         raise DataError(
-            f"{path}:{number} has no field {text_field!r} (fields: {fields}); "
+            f"{path}:{number} is not a JSON object but a JSON {type(record).__name__}; each line of a .jsonl file is one "
+            f"object with a {text_field!r} field"
+        )
+    if text_field not in record:
+        raise DataError(
+            f"{path}:{number} has no field {text_field!r} (fields: {sorted(record)}); "
             "give each line a 'text' field, or pass text_field= to name the field that holds the text"
         )
     if not isinstance(record[text_field], str):
@@ -169,8 +173,9 @@ def hf_documents(name: str, tokenizer, split: str = "train", text_field: str = "
     except Exception as err:  # datasets raises many kinds; the user needs one sentence
         reason = " ".join(str(err).split())[:300] or type(err).__name__
         raise DataError(
-            f"could not read the Hugging Face dataset {name!r} ({type(err).__name__}: {reason}); "
-            "pass 'reference', a .txt/.jsonl file, or a dataset that is reachable or in the local cache"
+            f"could not read the Hugging Face dataset {name!r} ({type(err).__name__}: {reason}), and there is no "
+            f"local file or directory {name!r} either; pass 'reference', an existing .txt/.jsonl file, or a dataset "
+            "that is reachable or in the local cache"
         ) from err
     if first is None:
         raise DataError(f"the Hugging Face dataset {name!r} (split {split!r}) is empty")
@@ -189,6 +194,8 @@ def _encode(tokenizer, text: str) -> list[int]:
 def looks_like_path(source: str) -> bool:
     """True when ``source`` names a local file (an existing path, or one shaped like a path)."""
     if Path(source).exists() or source.startswith(("/", "./", "../", "~")):
+        return True
+    if source.count("/") > 1 or ("/" in source and Path(source).parent.is_dir()):  # a dataset is 'name' or 'org/name'
         return True
     return source.lower().endswith(SUFFIXES + _PATH_HINTS)
 
@@ -248,15 +255,37 @@ def token_batches(
 ) -> Iterator[Int[Tensor, "batch ctx"]]:
     """BOS-led ``(batch_size, ctx_len)`` token batches from a source, deterministic for ``seed``.
 
-    Without ``n_batches`` the stream ends with the source (never, for the reference corpus);
-    with it, exactly ``n_batches`` batches come out, or :class:`DataError` says the source is
-    too short (raised when the iterator reaches its end).
+    Without ``n_batches`` the stream ends with the source (never, for the reference corpus; a
+    source shorter than one batch is a :class:`DataError`); with it, exactly ``n_batches``
+    batches come out, or :class:`DataError` says the source is too short (raised when the
+    iterator reaches its end).
     """
     bos = _bos(tokenizer)
     contexts = pack(documents(source, tokenizer, seed=seed), ctx_len, bos)
     if n_batches is not None:
-        contexts = _exactly(contexts, n_batches * batch_size, source, ctx_len)
-    return batched(contexts, batch_size)
+        return batched(_exactly(contexts, n_batches * batch_size, source, ctx_len), batch_size)
+    return _at_least_one_batch(contexts, batch_size, source, ctx_len)
+
+
+def _at_least_one_batch(contexts: Iterable[list[int]], batch_size: int, source: Source, ctx_len: int) -> Iterator[Tensor]:
+    """``batched(contexts, batch_size)``, refusing a source that does not fill one batch."""
+    seen = 0
+
+    def counted() -> Iterator[list[int]]:
+        nonlocal seen
+        for context in contexts:
+            seen += 1
+            yield context
+
+    empty = True
+    for batch in batched(counted(), batch_size):
+        empty = False
+        yield batch
+    if empty:
+        raise DataError(
+            f"{describe(source)} gives only {seen} contexts of {ctx_len} tokens, fewer than one batch of {batch_size}: "
+            "pass more text with --data, or a smaller --batch-size"
+        )
 
 
 def load_contexts(source: Source, tokenizer, n_contexts: int, ctx_len: int, seed: int = 0) -> Int[Tensor, "n ctx"]:

@@ -9,7 +9,9 @@ GPT-2-small-shaped checkpoint with random weights (``tests/support/gpt2_shaped.p
 here: fixtures ``gpt2_shaped_dir``, ``gpt2_shaped_model`` and ``gpt2_like``).
 Shapes annotated with jaxtyping are checked at run time (see pyproject's addopts).
 Tiny checkpoints of every model family, and the fixtures and parametrisation helper of the
-capability x architecture matrix, come from ``tests/support/families.py`` (a plugin here).
+capability x architecture matrix, come from ``tests/support/families.py`` (a plugin here); tiny
+trained artefacts of the reference model (a transcoder run, stores, codebooks, a model of the
+same shape with other weights), from ``tests/support/artefacts.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-pytest_plugins = ["support.families", "support.gpt2_shaped"]
+pytest_plugins = ["support.families", "support.gpt2_shaped", "support.artefacts"]
 
 TIERS = ("unit", "integration", "acceptance")
 

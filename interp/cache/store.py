@@ -271,10 +271,12 @@ class ActivationStore:
     # --- integrity ----------------------------------------------------------------------
 
     def verify(self, checksums: bool = True) -> None:
-        """Check every shard against the manifest (size, and XXH3-64 checksum when ``checksums``).
+        """Check every shard against the manifest: its size, the shape and dtype of every tensor
+        in its own header, and (when ``checksums``) its XXH3-64 checksum.
 
         Raises:
-            StoreError: naming the first shard that is missing, truncated or corrupt.
+            StoreError: naming the first shard that is missing, truncated, corrupt, or whose
+                tensors are not what the manifest says (a manifest lying about a width).
         """
         for shard in self.shards:
             file = self.path / shard.file
@@ -286,6 +288,7 @@ class ActivationStore:
                     f"{self.path}: shard {shard.file} has {size:,} bytes but the manifest says {shard.bytes:,}; "
                     "the store does not match its manifest (a file was replaced or truncated)"
                 )
+            self._check_header(shard)
             if checksums:
                 digest = file_checksum(file)
                 if digest != shard.checksum:
@@ -295,6 +298,30 @@ class ActivationStore:
                         "the file is corrupt or does not belong to this manifest. Re-create the store, or delete "
                         "this shard and the shards after it from the manifest and resume."
                     )
+
+    def _check_header(self, shard: Shard) -> None:
+        """The shard's own safetensors header agrees with the manifest (widths, dtype, row counts)."""
+        file = self.path / shard.file
+        try:
+            with open(file, "rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                header = json.loads(handle.read(length)) if length <= _READ_CHUNK else None
+        except (OSError, struct.error, ValueError) as err:
+            header, length = None, err
+        if not isinstance(header, dict):
+            raise StoreError(f"{self.path}: shard {shard.file} has no readable safetensors header ({length}); the file is corrupt")
+        widths, rows = self.manifest["widths"], shard.n_contexts * self.ctx_len
+        expected = {name: ([rows, widths.get(name)], _SAFETENSORS_CODES[self.dtype]) for name in self.manifest["hook_names"]}
+        expected[TOKEN_KEY] = ([shard.n_contexts, self.ctx_len], "I32")
+        for name, (shape, dtype) in expected.items():
+            entry = header.get(name)
+            found = None if not isinstance(entry, dict) else (entry.get("shape"), entry.get("dtype"))
+            if found != (shape, dtype):
+                held = "no such tensor" if found is None else f"{found[1]} {found[0]}"
+                raise StoreError(
+                    f"{self.path}: shard {shard.file} holds {name} as {held}, but the manifest says {dtype} {shape}; "
+                    "the manifest does not describe its shards (edited, or from another store): re-create the store"
+                )
 
     # --- reading --------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ are plain memcpys and the event is absent.
 from __future__ import annotations
 
 import errno
-import hashlib
 import itertools
 import logging
 import os
@@ -44,6 +43,7 @@ from interp.cache.store import (
 )
 from interp.config import check_positive, parse_count, parse_positive_count
 from interp.errors import ConfigError, StoreError
+from interp.models.fingerprint import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -91,17 +91,6 @@ class CacheConfig:
     def token_budget(self) -> int | None:
         """``n_tokens`` as a number (None: until the token stream ends)."""
         return None if self.n_tokens is None else parse_count(self.n_tokens, "--n-tokens")
-
-
-def model_fingerprint(model) -> str:
-    """A short hash of the model's weights (rounded sums, so it survives a device move)."""
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                values = (tensor.sum(dtype=torch.float64).item(), tensor.norm().item())
-                digest.update(f"{name}:{tuple(tensor.shape)}:{values[0]:.6e}:{values[1]:.6e};".encode())
-    return digest.hexdigest()[:16]
 
 
 def rebatch(
@@ -239,11 +228,15 @@ def _prepare(out: Path, cfg: CacheConfig, fresh: dict) -> dict:
     if not cfg.resume:
         raise StoreError(f"{out} already holds an activation store; pass --resume to continue it or --overwrite to replace it")
     manifest = read_manifest(out)
+    # the model is compared on the keys both record (a store from before a key was recorded, or
+    # from before interp.models.fingerprint, which recorded another weight hash, has fewer)
+    shared = [k for k in manifest["model"] if k in fresh["model"]]
+    stored = {**manifest, "model": {k: manifest["model"][k] for k in shared}}
+    now = {**fresh, "model": {k: fresh["model"][k] for k in shared}}
     keys = ("hook_names", "widths", "dtype", "ctx_len", "batch_size", "model")
-    fresh = {**fresh, "model": {k: fresh["model"].get(k) for k in manifest["model"]}}  # a store from before a key was recorded
-    differ = [k for k in keys if manifest[k] != fresh[k]]
+    differ = [k for k in keys if stored[k] != now[k]]
     if differ:
-        detail = "; ".join(f"{k}: store has {manifest[k]!r}, this run {fresh[k]!r}" for k in differ)
+        detail = "; ".join(f"{k}: store has {stored[k]!r}, this run {now[k]!r}" for k in differ)
         raise StoreError(f"cannot resume {out}: the run's settings differ from the store's ({detail})")
     for stale in out.glob(".*.tmp"):
         stale.unlink()
@@ -318,13 +311,7 @@ def cache_activations(
     fresh = {
         "format": FORMAT,
         "version": VERSION,
-        "model": {
-            "name": model.cfg.model_name,
-            "n_layers": model.cfg.n_layers,
-            "d_model": model.cfg.d_model,
-            "architecture": model.cfg.original_architecture,
-            "fingerprint": model_fingerprint(model),
-        },
+        "model": fingerprint(model),
         "hook_names": names,
         "widths": widths,
         "dtype": cfg.dtype,

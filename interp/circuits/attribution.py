@@ -169,6 +169,9 @@ def attribute(
     tokens = torch.as_tensor(tokens).reshape(-1)
     if tokens.numel() == 0:
         raise TargetError("the prompt is empty")
+    from interp.models import check_tokens
+
+    check_tokens(model, tokens, error=TargetError)
     start = time.perf_counter()
     with choose_threads(cfg.threads):  # each phase on the thread count of interp.circuits.threads
         rm = ReplacementModel(model, transcoders)

@@ -168,12 +168,14 @@ class CrossLayer(Dictionary):
         return bool(self.transcoders.cfg.skip_connection)
 
 
-def as_dictionary(model, transcoders: Mapping[int, object] | CrossLayerTranscoder | Dictionary) -> Dictionary:
+def as_dictionary(model, transcoders: Mapping[int, object] | CrossLayerTranscoder | Dictionary, *,
+                  force: bool = False) -> Dictionary:
     """The :class:`Dictionary` of ``transcoders`` on ``model``: checked and folded by
-    :func:`interp.transcoders.for_model` (SAELens transcoders converted); a dictionary is returned as it is."""
+    :func:`interp.transcoders.for_model` (SAELens transcoders converted; transcoders of another
+    model refused unless ``force``); a dictionary is returned as it is."""
     if isinstance(transcoders, Dictionary):
         return transcoders
-    run = for_model(model, transcoders, cross_layer=True)
+    run = for_model(model, transcoders, cross_layer=True, force=force)
     return CrossLayer(run) if isinstance(run, CrossLayerTranscoder) else PerLayer(model, run)
 
 

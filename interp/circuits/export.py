@@ -160,6 +160,8 @@ def to_json(graph: Graph, slug: str | None = None, scan: str | None = None, incl
     nodes = [_node(graph, i, ids[i], vocab.get(i), cumulative[i], i in first) for i in range(len(graph.nodes))]
     links = [{"source": ids[s], "target": ids[t], "weight": float(graph.adjacency[t, s])} for t, s in graph.edges()]
     extras: dict = {"d_vocab": d_vocab(graph)}
+    if graph.transcoders_forced is not None:
+        extras["transcoders_forced"] = graph.transcoders_forced
     if include_heads:
         extras["head_paths"] = [
             {"source": ids[p.source], "target": ids[p.target], "layer": p.layer, "head": p.head, "query": p.query,

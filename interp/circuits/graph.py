@@ -104,6 +104,9 @@ class Graph(Result):
     model_name: str = ""
     seconds: float = 0.0
     """Time the attribution took."""
+    transcoders_forced: dict | None = None
+    """Set when transcoders trained on another model were used with ``force``: ``{"forced": True,
+    "trained_on": fingerprint, "used_on": fingerprint}`` (:func:`interp.transcoders.loading.check_trained_on`)."""
 
     # -- access ----------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from interp.circuits.threads import choose_threads
 from interp.config import check_fraction
 from interp.errors import ConfigError, TargetError
 from interp.transcoders.clt import CrossLayerTranscoder
-from interp.transcoders.loading import load_run
+from interp.transcoders.loading import check_trained_on, load_run
 
 
 @dataclass
@@ -91,17 +91,23 @@ class TraceConfig:
 
 
 def prompt_tokens(model, prompt: str | Tensor | Sequence[int]) -> Int[Tensor, " pos"]:
-    """Token ids of a prompt (a string gets the model's BOS token prepended); an empty prompt
-    is refused, also as a string, which would otherwise be traced as the BOS token alone."""
+    """Token ids of a prompt (a string gets the model's BOS token prepended). Refused, each with
+    one sentence (:class:`TargetError`): an empty prompt, also as a string (which would otherwise
+    be traced as the BOS token alone), one longer than the model's context (never cut short),
+    and ids outside the vocabulary."""
+    from interp.models import check_tokens
+
     if isinstance(prompt, str):
         if not prompt:
             raise TargetError("the prompt is empty: give the text to trace")
         if getattr(model, "tokenizer", None) is None:
             raise TargetError("this model has no tokenizer: pass the prompt as token ids")
-        return model.to_tokens(prompt)[0].cpu()
-    tokens = torch.as_tensor(prompt).reshape(-1)
-    if tokens.numel() == 0:
-        raise TargetError("the prompt is empty: give at least one token id to trace")
+        tokens = model.to_tokens(prompt, truncate=False)[0].cpu()
+    else:
+        tokens = torch.as_tensor(prompt).reshape(-1)
+        if tokens.numel() == 0:
+            raise TargetError("the prompt is empty: give at least one token id to trace")
+    check_tokens(model, tokens, error=TargetError)
     return tokens
 
 
@@ -152,6 +158,8 @@ def trace(
     cfg: TraceConfig | None = None,
     context_tokens: Int[Tensor, "batch pos"] | None = None,
     model_name: str = "",
+    *,
+    force: bool = False,
 ) -> Graph:
     """Attribute, prune, split edges over heads and describe features.
 
@@ -164,15 +172,19 @@ def trace(
     :func:`resolve_targets`).
     ``context_tokens`` ([batch, pos]) supply each feature's top activating contexts.
     ``model_name`` is recorded in the graph and its exports (default: ``model.cfg.model_name``).
+    Transcoders whose files say they were trained on another model are refused unless ``force``;
+    the graph records a forced use in ``transcoders_forced``.
     """
     cfg = cfg or TraceConfig()
     tokens = prompt_tokens(model, prompt)
-    transcoders = as_dictionary(model, transcoders)
+    given = transcoders
+    transcoders = as_dictionary(model, given, force=force)
     targets = resolve_targets(model, tokens, target, cfg)
     full = attribute(model, transcoders, tokens, targets, cfg.attribution, prompt=prompt if isinstance(prompt, str) else None)
     with choose_threads(cfg.attribution.threads):  # the count attribution measured (interp.circuits.threads)
         graph = prune(full, cfg.node_threshold, cfg.edge_threshold)
         graph.model_name = model_name or str(getattr(model.cfg, "model_name", "") or "")
+        graph.transcoders_forced = None if isinstance(given, Dictionary) else check_trained_on(model, given)
         if cfg.heads:
             rm = ReplacementModel(model, transcoders)
             graph.head_paths = head_paths(
@@ -207,6 +219,8 @@ class CircuitTraceConfig:
     """Deprecated: the old name of --data."""
     device: str = "cpu"
     """Device to run on."""
+    force: bool = False
+    """Use transcoders trained on another model (refused by default: their fingerprint differs); the graph records it."""
     trace: TraceConfig = field(default_factory=TraceConfig)
     """Attribution, pruning and head-path settings."""
 
@@ -238,4 +252,4 @@ def run(cfg: CircuitTraceConfig) -> Graph:
     transcoders = load_run(cfg.transcoders, device=cfg.device)
     contexts = dataset_contexts(model, cfg.data, cfg.contexts)
     return trace(model, transcoders, cfg.prompt, target=cfg.target, cfg=cfg.trace, context_tokens=contexts,
-                 model_name=cfg.model)
+                 model_name=cfg.model, force=cfg.force)

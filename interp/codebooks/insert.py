@@ -68,6 +68,9 @@ class Codebooks(nn.Module):
         super().__init__()
         self.configs = dict(configs)
         self.books = nn.ModuleDict({_key(h): Bottleneck(c) for h, c in self.configs.items()})
+        self.forced: dict | None = None
+        """Set by :func:`interp.codebooks.training.load_trained` when ``force`` used them on a model
+        other than the one they were trained on (the record of both fingerprints)."""
 
     @classmethod
     def create(

@@ -342,7 +342,7 @@ def ranked_codes(record: CodeRecord, hook: str, limit: int | None = None) -> lis
 
 
 def record_run(
-    run: str | Path, n_contexts: int, seed: int = 1, device: str | None = None, data: str = "reference"
+    run: str | Path, n_contexts: int, seed: int = 1, device: str | None = None, data: str = "reference", *, force: bool = False
 ) -> tuple[object, Codebooks, LabelledTokens, CodeRecord]:
     """Load a run written by ``interp codebook train`` and record its codes on ``n_contexts``
     contexts of ``data``: ``(model, codebooks, contexts, record)``. The reference corpus comes
@@ -350,7 +350,7 @@ def record_run(
     from interp.codebooks.training import load_trained
     from interp.data import REFERENCE, load_contexts
 
-    model, books = load_trained(run, device=device)
+    model, books = load_trained(run, device=device, force=force)
     ctx_len = model.cfg.n_ctx
     if data == REFERENCE:
         contexts = labelled_contexts(model.tokenizer, n_contexts, ctx_len, seed=seed)
@@ -388,6 +388,8 @@ class CodeSearchConfig:
     """Directory to write search.json into (default: nothing is written)."""
     device: str | None = None
     """'cpu' or 'cuda'."""
+    force: bool = False
+    """Use the run's codebooks even when the model loaded under its recorded name is another model (its fingerprint differs)."""
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.regex, self.tokens, self.label)) != 1:
@@ -395,6 +397,13 @@ class CodeSearchConfig:
         if self.label is not None and self.data != "reference":
             raise ConfigError("--label needs --data reference (only the reference corpus labels its tokens); use --regex or --tokens with other data")
         check_positive(window=self.window, top=self.top, n_contexts=self.n_contexts)
+        if self.regex is not None:
+            import re
+
+            try:
+                re.compile(self.regex)
+            except re.error as err:
+                raise ConfigError(f"--regex {self.regex!r} is not a valid regular expression ({err})") from err
 
     def describe_property(self) -> str:
         if self.label is not None:
@@ -419,6 +428,8 @@ class CodeSearchResult(Result):
     """Positions where the property holds."""
     matches: dict[str, list[CodeMatch]]
     """hook -> best codes, highest F1 first."""
+    codebooks_forced: dict | None = None
+    """Set when ``--force`` used the codebooks on another model than they were trained on (both fingerprints)."""
 
     def summary(self) -> str:
         lines = [f"{self.property}: holds at {self.n_positive} of {self.n_positions} positions"]
@@ -445,7 +456,8 @@ class CodeSearchResult(Result):
 
 def run(cfg: CodeSearchConfig) -> CodeSearchResult:
     """What ``interp codebook search`` runs: record the run's codes and rank them for the property."""
-    model, books, data, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device, data=cfg.data)
+    model, books, data, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device, data=cfg.data,
+                                            force=cfg.force)
     if cfg.label is not None:
         mask = property_mask(data.tokens, labels=data.labels, label=cfg.label)
     else:
@@ -453,4 +465,5 @@ def run(cfg: CodeSearchConfig) -> CodeSearchResult:
     return CodeSearchResult(
         run=str(cfg.run), property=cfg.describe_property(), n_positions=mask.numel(), n_positive=int(mask.sum()),
         matches={hook: match_property(record, hook, mask, top=cfg.top) for hook in books.hooks},
+        codebooks_forced=books.forced,
     )

@@ -53,6 +53,8 @@ class CodebookSummary(Result):
     title: str = "Codebook codes"
     """The page's title (and the first line of :meth:`summary`)."""
     extra: dict = field(default_factory=dict)
+    codebooks_forced: dict | None = None
+    """Set when ``--force`` used the codebooks on another model than they were trained on (both fingerprints)."""
 
     def to_html(self) -> str:
         """One self-contained page: a frequency chart and a table of codes per bottleneck."""
@@ -153,6 +155,8 @@ class CodebookSummaryConfig:
     """Seed of the token sample."""
     device: str | None = None
     """'cpu' or 'cuda'."""
+    force: bool = False
+    """Use the run's codebooks even when the model loaded under its recorded name is another model (its fingerprint differs)."""
 
     def __post_init__(self) -> None:
         check_positive(n_contexts=self.n_contexts, top_codes=self.top_codes)
@@ -160,8 +164,11 @@ class CodebookSummaryConfig:
 
 def run(cfg: CodebookSummaryConfig) -> CodebookSummary:
     """What ``interp codebook report`` runs: record the run's codes on contexts of ``cfg.data`` and summarise them."""
-    model, books, _, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device, data=cfg.data)
-    return summarize_codes(model, books, record, title=f"Codes of {cfg.run}", top_codes=cfg.top_codes)
+    model, books, _, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device, data=cfg.data,
+                                         force=cfg.force)
+    result = summarize_codes(model, books, record, title=f"Codes of {cfg.run}", top_codes=cfg.top_codes)
+    result.codebooks_forced = books.forced
+    return result
 
 
 __all__ = [

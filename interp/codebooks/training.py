@@ -328,11 +328,13 @@ def _setup_mismatch(saved: dict, cfg: CodebookTrainConfig, n_layers: int) -> dic
 
 def train(cfg: CodebookTrainConfig) -> CodebookTrainResult:
     """Train codebooks as ``cfg`` says; write them (and fine-tuned weights) to ``cfg.out``."""
-    from interp.models import load_model
+    from interp.models import check_context, fingerprint, load_model
 
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     model = load_model(cfg.model, device=cfg.device)
+    trained_on = fingerprint(model)  # the model as loaded, before any fine-tuning
+    check_context(model, cfg.ctx_len or model.cfg.n_ctx)
     for p in model.parameters():
         p.requires_grad_(not cfg.freeze_model)
     eval_set = list(_batches(cfg, model, seed=cfg.seed + 10_000, n_batches=cfg.eval_batches))
@@ -379,16 +381,18 @@ def train(cfg: CodebookTrainConfig) -> CodebookTrainResult:
         out=str(out), steps=cfg.steps, seconds=time.monotonic() - t0, loss_original=loss_original,
         loss_codebooks=loss_cb, active_codes=active, final_train_loss=last,
     )
-    _write_outputs(out, cfg, model, codebooks, result)
+    _write_outputs(out, cfg, model, codebooks, result, trained_on)
     return result
 
 
-def _write_outputs(out: Path, cfg: CodebookTrainConfig, model, codebooks: Codebooks, result: CodebookTrainResult) -> None:
+def _write_outputs(out: Path, cfg: CodebookTrainConfig, model, codebooks: Codebooks, result: CodebookTrainResult,
+                   trained_on: dict | None = None) -> None:
     from safetensors.torch import save_file
 
     from interp.io import atomic_write
 
-    codebooks.save(out, extra={"model": cfg.model, "fine_tuned": not cfg.freeze_model, "config": asdict(cfg)})
+    codebooks.save(out, extra={"model": cfg.model, "model_fingerprint": trained_on, "fine_tuned": not cfg.freeze_model,
+                               "config": asdict(cfg)})
     if not cfg.freeze_model:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         with atomic_write(out / MODEL_FILE) as tmp:
@@ -396,12 +400,17 @@ def _write_outputs(out: Path, cfg: CodebookTrainConfig, model, codebooks: Codebo
     result.save(out / RESULT_FILE)
 
 
-def load_trained(directory: str | Path, device: str | None = None):
-    """The model (fine-tuned weights if the run fine-tuned) and codebooks written by :func:`train`."""
+def load_trained(directory: str | Path, device: str | None = None, *, force: bool = False):
+    """The model (fine-tuned weights if the run fine-tuned) and codebooks written by :func:`train`.
+
+    The model is loaded by the name the run records; when what loads under that name is not the
+    model the codebooks were trained on (its fingerprint differs, e.g. a checkpoint directory
+    written again), that is a :class:`StoreError` unless ``force``; then ``codebooks.forced`` is
+    ``{"forced": True, "trained_on": ..., "used_on": ...}`` (None otherwise)."""
     from safetensors.torch import load_file
 
     from interp.codebooks.insert import CODEBOOKS_CONFIG
-    from interp.models import load_model
+    from interp.models import check_fingerprint, load_model
 
     directory = Path(directory)
     meta_path = directory / CODEBOOKS_CONFIG
@@ -409,10 +418,13 @@ def load_trained(directory: str | Path, device: str | None = None):
         raise StoreError(f"{directory} holds no trained codebooks; run `interp codebook train --out {directory}`")
     meta = json.loads(meta_path.read_text())
     model = load_model(meta.get("model", "reference"), device=device)
+    forced = check_fingerprint(meta.get("model_fingerprint"), model, what=f"the codebooks in {directory}", force=force, error=StoreError,
+                      fix="load them with that model, or pass --force true (force=True) to use them anyway")
     if meta.get("fine_tuned"):
         weights = directory / MODEL_FILE
         if not weights.is_file():
             raise StoreError(f"{directory} says the model was fine-tuned but {MODEL_FILE} is missing; retrain")
         model.load_state_dict(load_file(str(weights)))
     codebooks = Codebooks.load(directory, device=model.cfg.device)
+    codebooks.forced = forced  # what report and search record when force let another model through
     return model, codebooks

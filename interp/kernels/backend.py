@@ -64,6 +64,15 @@ def check_topk_args(pre: Tensor, k: object) -> None:
     d_sae = pre.shape[1]
     if not 1 <= k <= d_sae:
         raise KernelInputError(f"k must satisfy 1 <= k <= d_sae = {d_sae}, got k = {k}")
+    # NaN and +inf would be selected as the largest values (-inf is how callers mask latents out);
+    # checked where it costs no device synchronisation
+    if pre.device.type == "cpu" and pre.numel() and not bool((pre < float("inf")).all()):
+        bad = ~(pre < float("inf"))
+        row = int(bad.any(1).nonzero()[0])
+        raise KernelInputError(
+            f"pre holds {int(bad.sum())} NaN or +inf values (first in row {row}); top-k would select them: "
+            "find where the pre-activations stop being finite (the inputs or the encoder weights)"
+        )
 
 
 def check_decode_args(values: Tensor, indices: Tensor, W_dec: Tensor) -> None:

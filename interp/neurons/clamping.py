@@ -234,9 +234,10 @@ def run(cfg: ClampConfig) -> ClampResult:
     """What ``interp neurons clamp`` runs: the neuron's first ``cfg.targets`` decoded tokens
     watched while it is clamped on ``cfg.n_prompts`` prompts of ``cfg.data``."""
     from interp.data import load_contexts
-    from interp.models import load_model
+    from interp.models import check_context, load_model
 
     model = load_model(cfg.model, device="cpu")
+    check_context(model, cfg.ctx_len)
     if cfg.layer >= model.cfg.n_layers:
         raise ConfigError(f"--layer must be in [0, {model.cfg.n_layers}) for {cfg.model!r}, got {cfg.layer}")
     if cfg.neuron >= model.cfg.d_mlp:

@@ -120,9 +120,10 @@ def run(cfg: SparsityConfig) -> SparsityAnalysis:
     """What ``interp sparsity`` runs: densities on ``cfg.n_batches`` batches of ``cfg.data``, the
     top-k curve on one more batch, and the core similarity of the reference corpus's related sentences."""
     from interp.data import load_contexts, token_batches
-    from interp.models import load_model
+    from interp.models import check_context, load_model
 
     model = load_model(cfg.model, device="cpu")
+    check_context(model, cfg.ctx_len)
     if model.tokenizer is None:
         raise ConfigError("the model has no tokenizer, so tokens cannot be built from data")
     layers = parse_layers(cfg.layers, model.cfg.n_layers)

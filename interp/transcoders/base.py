@@ -91,6 +91,11 @@ class TranscoderModule(nn.Module, abc.ABC):
     cross_layer: ClassVar[bool] = False
     """False: one transcoder per MLP layer; True: one module over all the run's layers."""
     cfg: ArchConfig
+    model_fingerprint: dict | None = None
+    """:func:`interp.models.fingerprint` of the model it was trained on, from its files (``{}``:
+    files written before interp recorded it; None: built in memory, never checked); after
+    ``for_model(..., force=True)`` on another model, the record of that (``{"forced": True,
+    "trained_on": ..., "used_on": ...}``)."""
 
     # --- normalisation -------------------------------------------------------------
 
@@ -368,6 +373,7 @@ class Transcoder(TranscoderModule):
         arch = registry.get(self.arch)
         copy = arch.transcoder(arch.config(**{f.name: getattr(self.cfg, f.name) for f in fields(self.cfg)}))
         copy.hook_name, copy.hook_name_out = self.hook_name, self.hook_name_out
+        copy.model_fingerprint = self.model_fingerprint
         return copy
 
     @classmethod

@@ -153,6 +153,7 @@ class CrossLayerTranscoder(TranscoderModule):
         arch = registry.get(self.arch)
         copy = arch.transcoder(arch.config(**{f.name: getattr(self.cfg, f.name) for f in fields(self.cfg)}), lazy=self.lazy)
         copy.layers = list(self.layers)
+        copy.model_fingerprint = self.model_fingerprint
         if self._lazy is not None:
             copy.attach_lazy_decoder(self._lazy)
         return copy

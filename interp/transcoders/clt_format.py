@@ -43,7 +43,7 @@ from safetensors import safe_open
 from interp.errors import StoreError
 from interp.hooks import hook_name
 from interp.io import atomic_write, atomic_write_text
-from interp.transcoders import registry
+from interp.transcoders import formats, registry
 from interp.transcoders.clt import CrossLayerTranscoder, pairs_from_sources
 from interp.transcoders.data import InputSite, cross_layer_wiring
 
@@ -95,6 +95,7 @@ def save_clt(clt: CrossLayerTranscoder, directory: str | Path, *, metadata: dict
         "model_kind": MODEL_KIND,
         "feature_input_hook": _HOOKS[clt.cfg.input_site],
         "feature_output_hook": _OUTPUT_HOOK,
+        **formats.trained_on(clt),
         **(metadata or {}),
         "interp": {"architecture": clt.arch, "config": _config_dict(clt), "layers": list(clt.layers)},
     }
@@ -199,6 +200,7 @@ def load_clt(
     clt = arch.transcoder(cfg, lazy=lazy_decoder)
     clt.wire(cross_layer_wiring(layers, cfg.input_site))
     _read_weights(clt, directory, native, lazy_decoder)
+    clt.model_fingerprint = config.get("model_fingerprint") or {}  # {}: files that record none
     return clt.to(device).eval()
 
 

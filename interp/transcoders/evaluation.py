@@ -83,11 +83,19 @@ class EvalConfig:
     """Show progress bars (notebook bars in Jupyter, text in a terminal)."""
     baseline: str | None = None
     """Another run to evaluate on the same tokens and show beside this one (e.g. per-layer transcoders at the same total L0 as a cross-layer transcoder)."""
+    force: bool = False
+    """Evaluate transcoders trained on another model (refused by default: their fingerprint differs); eval.json records it."""
 
     def __post_init__(self) -> None:
+        from interp.config import check_fraction, check_positive, parse_positive_count
         from interp.data import data_option
 
         self.data, self.dataset = data_option(self.data, self.dataset, default=None), None
+        parse_positive_count(self.tokens, "--tokens")
+        check_positive(ctx_len=self.ctx_len, batch_size=self.batch_size)
+        if self.n_features < 0 or self.n_contexts < 0:
+            raise ConfigError(f"--n-features and --n-contexts must be at least 0, got {self.n_features} and {self.n_contexts}")
+        check_fraction("dense_threshold", self.dense_threshold)
 
 
 @dataclass
@@ -162,6 +170,9 @@ class EvalResult(Result):
     """The run named by ``EvalConfig.baseline``, evaluated on the same tokens (no latent cards)."""
     name: str = ""
     """The evaluated run's directory (empty for transcoders passed in memory)."""
+    transcoders_forced: dict | None = None
+    """Set when transcoders trained on another model were evaluated with ``force``: ``{"forced": True,
+    "trained_on": fingerprint, "used_on": fingerprint}``."""
 
     @property
     def kind(self) -> str:
@@ -300,8 +311,8 @@ def evaluate(run: str | Path | Run, cfg: EvalConfig | None = None, *, model=None
     they come from ``cfg`` and the run's ``run.json``.
     """
     from interp.config import parse_count
-    from interp.models import default_device
-    from interp.transcoders.loading import for_model, load_run
+    from interp.models import check_context, check_tokens, default_device
+    from interp.transcoders.loading import check_trained_on, for_model, load_run
     from interp.transcoders.training import TrainResult
 
     in_memory = isinstance(run, (dict, CrossLayerTranscoder))
@@ -320,19 +331,22 @@ def evaluate(run: str | Path | Run, cfg: EvalConfig | None = None, *, model=None
         model = load_model(model_name, device=device)
     if not given:
         raise StoreError("nothing to evaluate: the run has no transcoders")
-    transcoders = for_model(model, given, fold=False, cross_layer=True)
+    transcoders = for_model(model, given, fold=False, cross_layer=True, force=cfg.force)
     transcoders = transcoders.eval() if isinstance(transcoders, CrossLayerTranscoder) else {k: tc.eval() for k, tc in transcoders.items()}
     if tokens is None:
         from interp.data import load_contexts
 
         ctx_len = cfg.ctx_len or min(run_cfg.get("ctx_len", 128), model.cfg.n_ctx)
+        check_context(model, ctx_len)
         n_contexts = max(1, -(-parse_count(cfg.tokens, "tokens") // ctx_len))
         tokens = load_contexts(eval_data(cfg, run_cfg), model.tokenizer, n_contexts, ctx_len, seed=cfg.seed)
+    check_tokens(model, tokens, what="the evaluation tokens")
     tokens = tokens.to(device)
     result = _evaluate(model, model_name, transcoders, tokens, cfg, cards=True)
     result.name = "" if in_memory else str(run)
+    result.transcoders_forced = check_trained_on(model, transcoders)
     if cfg.baseline is not None:
-        other = for_model(model, load_run(cfg.baseline, device=device), fold=False, cross_layer=True)
+        other = for_model(model, load_run(cfg.baseline, device=device), fold=False, cross_layer=True, force=cfg.force)
         result.baseline = _evaluate(model, model_name, other, tokens, cfg, cards=False)
         result.baseline.name = cfg.baseline
     return result

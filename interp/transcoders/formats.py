@@ -63,6 +63,14 @@ def interp_architecture(saelens_name: str) -> str | None:
     return {saelens_architecture(name): name for name in registry.names()}.get(saelens_name)
 
 
+def trained_on(module) -> dict:
+    """``{"model_fingerprint": ...}`` of the model ``module`` was trained on, as its files record
+    it (empty when unknown), so exporting or re-saving it keeps the record."""
+    fp = getattr(module, "model_fingerprint", None) or {}
+    fp = fp.get("trained_on", {}) if fp.get("forced") else fp
+    return {"model_fingerprint": fp} if fp else {}
+
+
 def saelens_config(tc: Transcoder, *, hook_name: str, hook_name_out: str, metadata: dict | None = None) -> dict:
     """``cfg.json`` of ``tc`` as SAELens reads it (top-level fields, ``metadata``), plus the
     ``interp`` record of the architecture and its full config."""
@@ -76,6 +84,7 @@ def saelens_config(tc: Transcoder, *, hook_name: str, hook_name_out: str, metada
         "hook_layer_out": _layer(hook_name_out),
         "hook_head_index": None,
         "prepend_bos": True,
+        **trained_on(tc),
         **(metadata or {}),
     }
     if registry.get(tc.arch).saelens is None:
@@ -195,6 +204,7 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> Transcode
     _tensors_in(tc, state)
     meta = cfg.get("metadata", {})
     tc.hook_name, tc.hook_name_out = meta.get("hook_name"), meta.get("hook_name_out")
+    tc.model_fingerprint = meta.get("model_fingerprint") or {}  # {}: files that record none
     return tc.to(device).eval()
 
 
@@ -216,6 +226,7 @@ def from_saelens(sae) -> Transcoder:
     meta = getattr(sae.cfg, "metadata", None)
     tc.hook_name = getattr(meta, "hook_name", None)
     tc.hook_name_out = getattr(meta, "hook_name_out", None)
+    tc.model_fingerprint = getattr(meta, "model_fingerprint", None) or {}  # {}: files that record none
     return tc.to(sae.W_enc.device).eval()
 
 

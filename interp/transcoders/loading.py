@@ -11,13 +11,14 @@ hooks they read and write), converting SAELens transcoders on the way
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
 from interp.errors import ConfigError, StoreError, TranscoderLoadError
 from interp.hooks import is_post_norm, mlp_input
 from interp.transcoders import clt_format, formats, registry
-from interp.transcoders.base import Transcoder
+from interp.transcoders.base import Transcoder, TranscoderModule
 from interp.transcoders.clt import CrossLayerTranscoder
 from interp.transcoders.data import CLT_KEY, check_clt_input, layer_hooks, layer_key, mlp_input_hooks
 
@@ -116,15 +117,52 @@ def _mlp_layer(tc: Transcoder, where: Path) -> int:
 _POST_NORM_NOTE = " (this model's blocks are post-norm: the MLP reads the residual stream itself, and ln2 normalises its output)"
 
 
+def check_trained_on(model, transcoders: Mapping[int, object] | CrossLayerTranscoder, *, force: bool = False) -> dict | None:
+    """Check that ``transcoders`` were trained on ``model`` (:func:`interp.models.check_fingerprint`
+    against the fingerprint their files record; transcoders built in memory record none and are
+    not checked) and return None, or, when ``force`` lets transcoders of another model through,
+    the record ``{"forced": True, "trained_on": ..., "used_on": ...}`` to keep in the output.
+    The transcoders are marked with that record (``model_fingerprint``), so later checks on this
+    model pass and return it again.
+
+    Raises:
+        TranscoderLoadError: they were trained on another model (naming both), and not ``force``.
+    """
+    from interp.models.fingerprint import check_fingerprint, fingerprint
+
+    modules = [transcoders] if isinstance(transcoders, CrossLayerTranscoder) else list(transcoders.values())
+    # None: built in memory (nothing to check); {}: loaded from files that record no fingerprint
+    fingerprints = (getattr(m, "model_fingerprint", None) for m in modules)
+    records = {json.dumps(r, sort_keys=True): r for r in fingerprints if r is not None}
+    current, note = None, None
+    for record in records.values():
+        if current is None and record:
+            current = fingerprint(model)
+        if record and record.get("forced"):
+            if record["used_on"].get("weights") == current["weights"]:
+                note = record
+                continue
+            record = record["trained_on"]
+        note = check_fingerprint(record, model, what="these transcoders", force=force, current=current) or note
+    if note is not None:
+        for module in modules:
+            if isinstance(module, TranscoderModule):
+                module.model_fingerprint = note
+    return note
+
+
 def for_model(model, transcoders: Mapping[int, object] | CrossLayerTranscoder, *, fold: bool = True,
-              cross_layer: bool = False) -> Run:
+              cross_layer: bool = False, force: bool = False) -> Run:
     """Check ``{layer: transcoder}`` against ``model`` and return it sorted by layer, every
     transcoder an interp :class:`Transcoder` (SAELens ones converted), folded when ``fold``
     (frozen copies whose weights act on raw activations), on the model's device.
 
     A cross-layer transcoder is checked and returned the same way (one module) when the caller
     passes ``cross_layer=True`` (it handles one); otherwise it is refused with a clear error.
+    Transcoders whose files record another model's fingerprint are refused unless ``force``
+    (:func:`check_trained_on`).
     """
+    check_trained_on(model, transcoders, force=force)
     if isinstance(transcoders, CrossLayerTranscoder):
         if not cross_layer:
             raise TranscoderLoadError(
@@ -176,4 +214,4 @@ def _clt_for_model(model, clt: CrossLayerTranscoder, fold: bool) -> CrossLayerTr
     return clt.to(model.cfg.device)
 
 
-__all__ = ["Run", "for_model", "load_run"]
+__all__ = ["Run", "check_trained_on", "for_model", "load_run"]

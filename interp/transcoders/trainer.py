@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from interp.errors import ConfigError, TrainingDivergedError
+from interp.errors import ConfigError, DataError, KernelInputError, TrainingDivergedError
 from interp.transcoders.base import TranscoderModule
 from interp.transcoders.data import PairBatch
 
@@ -50,14 +50,17 @@ class OptimConfig:
     use 10M on GPT-2; it is capped at half the run's tokens)."""
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
         if not 0 <= self.decay <= 1:
-            raise ConfigError(f"decay is a fraction of training in [0, 1], got {self.decay}")
+            raise ConfigError(f"--decay is a fraction of training in [0, 1], got {self.decay}")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+            raise ConfigError(f"--warmup-steps must be at least 0, got {self.warmup_steps}")
         if self.dead_after_tokens < 1:
-            raise ConfigError(f"dead_after_tokens must be positive, got {self.dead_after_tokens}")
+            raise ConfigError(f"--dead-after-tokens must be at least 1, got {self.dead_after_tokens}")
 
 
 @dataclass
@@ -158,7 +161,18 @@ class Trainer:
         return self.since_fired[key] >= self.dead_after
 
     def step(self, batch: PairBatch) -> StepMetrics:
-        """One optimiser update on ``batch``; raises TrainingDivergedError on NaN/inf."""
+        """One optimiser update on ``batch``. Raises DataError when the batch's activations hold
+        NaN or inf (bad data or a broken model, before any update), TrainingDivergedError when
+        the loss or a gradient becomes NaN/inf from finite activations."""
+        for key, pair in batch.items():
+            for what, tensor in zip(("inputs", "targets"), pair):
+                if not bool(torch.isfinite(tensor).all()):
+                    bad = int((~torch.isfinite(tensor)).sum())
+                    raise DataError(
+                        f"{key}: the activations ({what}) of the batch at step {self.step_count} hold {bad} NaN or inf "
+                        f"values of {tensor.numel()}: the model or the data (--data / --cache) produce non-finite "
+                        "activations, which no learning rate fixes"
+                    )
         if not self.initialised:
             self.initialise(batch)
         progress = self.step_count / self.total_steps
@@ -166,7 +180,13 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         self.optimizer.zero_grad(set_to_none=True)
-        outputs = {key: tc.loss(*batch[key], progress=progress, dead=self.dead_mask(key)) for key, tc in self.transcoders.items()}
+        try:
+            outputs = {key: tc.loss(*batch[key], progress=progress, dead=self.dead_mask(key)) for key, tc in self.transcoders.items()}
+        except KernelInputError:  # the top-k kernel refuses NaN/inf pre-activations: from the weights, the inputs being finite
+            broken = [key for key, tc in self.transcoders.items() if not all(bool(torch.isfinite(p).all()) for p in tc.parameters())]
+            if broken:
+                raise TrainingDivergedError(f"{broken[0]}: a weight is NaN or inf at step {self.step_count}") from None
+            raise
         total = sum(out.loss for out in outputs.values())
         for key, out in outputs.items():
             if not torch.isfinite(out.loss):

@@ -20,6 +20,7 @@ cross-layer transcoder is one module), on gloo for CPU and NCCL for CUDA.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -31,7 +32,7 @@ import torch
 from simple_parsing import field as sp_field
 
 from interp.config import check_positive, parse_count, parse_layers, parse_positive_count
-from interp.errors import ConfigError, InterpError, StoreError, TrainingDivergedError
+from interp.errors import ConfigError, DataError, InterpError, StoreError, TrainingDivergedError
 from interp.hooks import MlpInputSite, mlp_input_site
 from interp.io import atomic_write
 from interp.results import Result
@@ -106,8 +107,9 @@ class _TrainConfigBase:
         for name, (_, _, users) in registry.settings().items():
             if getattr(self, name, None) is not None and name not in takes:
                 raise ConfigError(f"--{name.replace('_', '-')} applies to {', '.join(users)}, not {self.arch!r}")
-        check_positive(expansion=self.expansion, batch_size=self.batch_size, checkpoint_every=self.checkpoint_every)
-        parse_positive_count(self.tokens, "tokens")
+        check_positive(expansion=self.expansion, batch_size=self.batch_size, ctx_len=self.ctx_len,
+                       checkpoint_every=self.checkpoint_every)
+        parse_positive_count(self.tokens, "--tokens")
         arch.config(d_in=1, d_out=1, d_sae=2**31 - 1, **self.arch_settings())  # the architecture checks its settings
 
     @property
@@ -183,6 +185,9 @@ class TrainResult(Result):
     config: dict
     history: list[dict]
     """Every ``log_every``-th step: step, lr, and the means over layers of loss, L0, FVU, dead."""
+    model_fingerprint: dict | None = None
+    """:func:`interp.models.fingerprint` of the model whose activations trained the run (also in
+    each module's ``cfg.json``); None when unknown (activations passed in without a model)."""
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write ``run.json`` (into the run directory unless ``path`` is given)."""
@@ -274,11 +279,40 @@ def _checkpoint_path(out: Path, dist_info: _Dist, parallel: str) -> Path:
     return out / CHECKPOINT_DIR / name
 
 
+class _Sink:
+    """The file ``torch.save`` writes through, keeping the OSError of a failed write (torch
+    reports a full disk as ``RuntimeError: ... unexpected pos``, losing the cause)."""
+
+    def __init__(self, handle) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self._write(self.handle, data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    @staticmethod
+    def _write(handle, data) -> int:
+        return handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save_checkpoint(path: Path, trainer: Trainer, position: tuple[int, int], identity: dict) -> None:
-    """Write the trainer's state, data position and config identity atomically."""
+    """Write the trainer's state, data position and config identity atomically (a failed write,
+    e.g. a full disk, raises its OSError and leaves the previous checkpoint in place)."""
     state = {"trainer": trainer.state_dict(), "position": position, "identity": identity}
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_write(path) as tmp, open(tmp, "wb") as handle:
+        sink = _Sink(handle)
+        try:
+            torch.save(state, sink)
+        except RuntimeError:
+            if sink.error is not None:
+                raise sink.error from None
+            raise
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -341,6 +375,7 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     streamed = source is None and cfg.cache is None
     if source is None:
         source = open_source(cfg, model, wirings, device)
+    trained_on = _trained_on(cfg, model, source)
     # the data run.json records: what was streamed, a store's own source, or None (unknown),
     # in contexts of the length the activations have
     data = {"data": cfg.data if streamed else getattr(source, "data", None),
@@ -366,11 +401,37 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
         position = tuple(state["position"])
     batches = PairedBatches(source, wirings, cfg.batch_size, seed=cfg.seed, start=position, shard=shard, device=device)
     keys = list(transcoders)
-    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings, data=data)
+    try:
+        return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings, data=data, trained_on=trained_on)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        kept = f"the last good checkpoint, {ckpt_path}, is kept" if ckpt_path.is_file() else "no checkpoint had been written yet"
+        raise StoreError(
+            f"the disk is full: writing to {out} failed ({err.strerror}); {kept}. Free some space there (or choose an "
+            "--out on another disk) and continue with --resume true"
+        ) from err
+
+
+def _trained_on(cfg: TrainConfig, model, source) -> dict | None:
+    """The fingerprint of the model whose activations train the run: the store's when reading a
+    store (checked against ``model`` when there is one: it must be the model the store was cached
+    from), else ``model``'s (None when neither is known)."""
+    from interp.models.fingerprint import check_fingerprint, fingerprint
+
+    stored = getattr(source, "manifest", {}).get("model")
+    stored = stored if stored and stored.get("weights") else None
+    if model is None:
+        return stored
+    if stored is not None:
+        where = cfg.cache or getattr(source, "path", "the store")
+        check_fingerprint(stored, model, what=f"the activations in {where}", error=StoreError, verb="were cached from",
+                          fix=f"pass the --model they were cached from ({stored.get('name')!r} or its checkpoint directory)")
+    return fingerprint(model)
 
 
 def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_path: Path, dist_info: _Dist, layers,
-          wirings: list[Wiring], data: dict) -> TrainResult:
+          wirings: list[Wiring], data: dict, trained_on: dict | None = None) -> TrainResult:
     from tqdm.auto import tqdm
 
     data = data or {"data": cfg.data, "ctx_len": cfg.ctx_len}
@@ -388,10 +449,13 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
             batch = {key: batch[key] for key in keys}
             try:
                 metrics = trainer.step(batch)
-            except TrainingDivergedError as err:
+            except (TrainingDivergedError, DataError) as err:
                 where = f"the last good checkpoint ({ckpt_path}, step {last_good}) is kept" if last_good is not None else "no checkpoint was written yet"
+                if isinstance(err, DataError):
+                    raise DataError(f"{err}; {where}. Check the model's weights and the activations it is trained on.") from err
                 raise TrainingDivergedError(
-                    f"training diverged: {err}; {where}. Lower --lr (now {cfg.optim.lr}) or raise --batch_size, then retry."
+                    f"training diverged: {err}, from finite activations; {where}. Lower --lr (now {cfg.optim.lr}) or "
+                    "raise --batch-size and train again into a new --out (--resume continues only with the same settings)."
                 ) from err
             summary = metrics.summary()
             bar.update(1)
@@ -414,7 +478,8 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
         save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity())
     final = {key: {m: sum(r[m] for r in rows) / len(rows) for m in rows[0]} for key, rows in recent.items() if rows}
     if dist_info.main or cfg.parallel == "layers":
-        metadata = {"model_name": cfg.model, "context_size": data["ctx_len"], "dataset_path": data["data"]}
+        metadata = {"model_name": cfg.model, "context_size": data["ctx_len"], "dataset_path": data["data"],
+                    "model_fingerprint": trained_on}
         for key, module in trainer.transcoders.items():
             formats.save_module(module, out / key, metadata=metadata)
     if dist_info.world > 1 and cfg.parallel == "layers":
@@ -433,6 +498,7 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
         final={w.key: final[w.key] for w in wirings if w.key in final},
         config={**{k: v for k, v in asdict(cfg).items() if k != "dataset"}, **data},
         history=history,
+        model_fingerprint=trained_on,
     )
     if dist_info.main:
         result.save()

@@ -70,20 +70,27 @@ def load_transcoders(run: str | Path, device: str | None = None) -> dict[int, ob
     return load_run(run, device=device or "cpu")
 
 
-def load_codebooks(runs: Sequence[str | Path], device: str | None = None):
+def load_codebooks(runs: Sequence[str | Path], device: str | None = None, model=None):
     """The codebooks of several ``interp codebook train`` runs (model frozen) merged into one set.
 
     Raises :class:`~interp.errors.StoreError` for a run that fine-tuned the model: its codes
     belong to other weights than the model the neurons and transcoders are measured on,
+    for a run trained on another model than ``model`` (when given; its fingerprint differs),
     and for two runs with a codebook at the same hook point.
     """
+    from interp.models import check_fingerprint
+
     from interp.codebooks.insert import CODEBOOKS_CONFIG, Codebooks
     from interp.errors import StoreError
 
     configs, weights = {}, {}
     for run in runs:
         meta_path = Path(run) / CODEBOOKS_CONFIG
-        if meta_path.is_file() and json.loads(meta_path.read_text()).get("fine_tuned"):
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if model is not None and meta:
+            check_fingerprint(meta.get("model_fingerprint"), model, what=f"the codebooks in {run}", error=StoreError,
+                              fix="compare them on the model they were trained on")
+        if meta.get("fine_tuned"):
             raise StoreError(
                 f"{run}: these codebooks were trained with the model fine-tuned, so they belong to other weights; "
                 "train them with --freeze-model true to compare them with the model's neurons"

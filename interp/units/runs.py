@@ -62,15 +62,17 @@ def run(cfg: UnitsRunConfig, *, model=None) -> UnitsComparison:
     """Run the comparison ``cfg`` describes (``model``: an already loaded model to use instead of
     ``cfg.model``). Writes nothing: ``result.write(cfg.out)`` saves ``units.json`` and ``units.html``."""
     from interp.config import parse_layers
-    from interp.models import default_device, load_model
+    from interp.models import check_context, default_device, load_model
     from interp.transcoders import load_run
     from interp.units.compare import compare_units
     from interp.units.data import labelled_data, load_codebooks
 
     device = cfg.device or default_device()
     model = model if model is not None else load_model(cfg.model, device=device)
+    if cfg.ctx_len is not None:
+        check_context(model, cfg.ctx_len)
     transcoders = load_run(cfg.transcoders, device=device) if cfg.transcoders else {}
-    books = load_codebooks(cfg.codebooks, device=device) if cfg.codebooks else None
+    books = load_codebooks(cfg.codebooks, device=device, model=model) if cfg.codebooks else None
     layers = parse_layers(cfg.layers, model.cfg.n_layers) if cfg.layers else None
     data = labelled_data(model, cfg.n_contexts, cfg.ctx_len, seed=cfg.seed, data=cfg.data)
     result = compare_units(model, data.tokens, data.classes, layers=layers, transcoders=transcoders, codebooks=books,

@@ -44,12 +44,16 @@ class TopKConfig(ArchConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 1 <= self.k <= self.d_sae:
-            raise ConfigError(f"k must be between 1 and d_sae={self.d_sae}, got {self.k}")
-        if self.aux_k is not None and not 1 <= self.aux_k <= self.d_sae:
-            raise ConfigError(f"aux_k must be between 1 and d_sae={self.d_sae}, got {self.aux_k}")
+        if self.k < 1:
+            raise ConfigError(f"--k must be at least 1, got {self.k}")
+        if self.k > self.d_sae:
+            raise ConfigError(f"--k must be between 1 and d_sae={self.d_sae} (--expansion x d_model), got {self.k}")
+        if self.aux_k is not None and self.aux_k < 1:
+            raise ConfigError(f"--aux-k must be at least 1, got {self.aux_k}")
+        if self.aux_k is not None and self.aux_k > self.d_sae:
+            raise ConfigError(f"--aux-k must be between 1 and d_sae={self.d_sae}, got {self.aux_k}")
         if self.aux_coefficient < 0:
-            raise ConfigError(f"aux_coefficient must be >= 0, got {self.aux_coefficient}")
+            raise ConfigError(f"--aux-coefficient must be at least 0, got {self.aux_coefficient}")
 
 
 class TopKMixin:
