@@ -252,7 +252,8 @@ def claim_output(
       did not write (unless ``overwrite``), and one that already holds ``kind``, finished or not
       (unless ``overwrite`` or ``resume``). ``overwrite`` removes ``kind.files`` and nothing else;
     * writes the marker ``DIR/.interp.json`` ``{"kind", "complete": false, ...}`` at once, and
-      rewrites it with ``"complete": true`` as the last write when the block ends without an
+      rewrites it with ``"complete": true`` as the last write (``resume`` first removes the
+      ``.*.tmp`` files a killed writer's atomic writes left behind) when the block ends without an
       error. If the block raises before changing any of ``kind``'s files, the directory is left
       as it was (the old marker back), so a refused resume does not unfinish a finished run.
 
@@ -268,6 +269,8 @@ def claim_output(
             raise StoreError(reason)
         if overwrite and not resume:
             _remove(_own_files(directory, kind))
+        if resume:  # what atomic_write left behind when the writer was killed
+            _remove(list(directory.rglob(".*.tmp")))
         before = _snapshot(directory, kind)
         marker = {"kind": kind.name, "what": kind.what, "complete": False, "started": _now(), "command": _command_line()}
         if kind.resume:

@@ -33,7 +33,7 @@ from simple_parsing import field as sp_field
 from interp.config import check_positive, parse_count, parse_layers, parse_positive_count
 from interp.errors import ConfigError, InterpError, StoreError, TrainingDivergedError
 from interp.hooks import MlpInputSite, mlp_input_site
-from interp.io import atomic_write
+from interp.io import OutputKind, atomic_write, claim_output
 from interp.results import Result
 from interp.transcoders import formats, registry
 from interp.transcoders.data import PairedBatches, Wiring, required_hooks
@@ -43,6 +43,11 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 RUN_FILE = "run.json"
+RUN_KIND = OutputKind(
+    "transcoder-run", "a transcoder run", (RUN_FILE, "run.html", CHECKPOINT_DIR, "layer_*", "clt"),
+    resume="`interp transcoder train --out {dir} --resume true` with the same settings",
+)
+"""The output kind of ``interp transcoder train`` (:func:`interp.io.claim_output`)."""
 
 
 @dataclass
@@ -80,6 +85,8 @@ class _TrainConfigBase:
     """Run directory: checkpoints, the trained transcoders (SAELens layout) and run.json."""
     resume: bool = False
     """Continue the run in --out from its last checkpoint, bit-for-bit."""
+    overwrite: bool = False
+    """Replace the run in --out (its checkpoint, transcoders and run.json) and start again."""
     checkpoint_every: int | None = 500
     """Checkpoint every this many steps (None: only at the end)."""
     seed: int = 0
@@ -107,6 +114,8 @@ class _TrainConfigBase:
             if getattr(self, name, None) is not None and name not in takes:
                 raise ConfigError(f"--{name.replace('_', '-')} applies to {', '.join(users)}, not {self.arch!r}")
         check_positive(expansion=self.expansion, batch_size=self.batch_size, checkpoint_every=self.checkpoint_every)
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite exclude each other: resume continues the run in --out, overwrite replaces it")
         parse_positive_count(self.tokens, "tokens")
         arch.config(d_in=1, d_out=1, d_sae=2**31 - 1, **self.arch_settings())  # the architecture checks its settings
 
@@ -137,7 +146,7 @@ class _TrainConfigBase:
     def identity(self) -> dict:
         """The settings a resumed run must share with the original."""
         keep = asdict(self)
-        for name in ("resume", "checkpoint_every", "progress", "wandb_project", "device", "dataset"):
+        for name in ("resume", "overwrite", "checkpoint_every", "progress", "wandb_project", "device", "dataset"):
             keep.pop(name)
         return keep
 
@@ -274,9 +283,10 @@ def _checkpoint_path(out: Path, dist_info: _Dist, parallel: str) -> Path:
     return out / CHECKPOINT_DIR / name
 
 
-def save_checkpoint(path: Path, trainer: Trainer, position: tuple[int, int], identity: dict) -> None:
-    """Write the trainer's state, data position and config identity atomically."""
-    state = {"trainer": trainer.state_dict(), "position": position, "identity": identity}
+def save_checkpoint(path: Path, trainer: Trainer, position: tuple[int, int], identity: dict, record: dict | None = None) -> None:
+    """Write the trainer's state, data position, config identity and the run's record so far
+    (history, recent metrics, elapsed seconds: what run.json needs after a resume) atomically."""
+    state = {"trainer": trainer.state_dict(), "position": position, "identity": identity, "record": record}
     with atomic_write(path) as tmp:
         torch.save(state, tmp)
 
@@ -285,6 +295,23 @@ def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise StoreError(f"--resume: no checkpoint at {path}; start the run without --resume")
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _flag(key: str) -> str:
+    """A config key as its flag: ``optim.lr`` -> ``--lr``, ``batch_size`` -> ``--batch-size``."""
+    return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def identity_differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
+    """``--flag: the run has A, this one B`` for every setting of ``now`` that differs from ``saved``."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        old, new = saved.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += identity_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            out.append(f"{_flag(prefix + key)}: the run has {old!r}, this one {new!r}")
+    return out
 
 
 def train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
@@ -299,13 +326,18 @@ def train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     rank first waits at a barrier, so no rank tears its connections down while another is
     still finishing (a peer's closed connection makes gloo abort the other process).
     """
+    import contextlib
+
     import torch.distributed as dist
 
     already = dist.is_available() and dist.is_initialized()
+    main = (dist.get_rank() if already else int(os.environ.get("RANK", "0"))) == 0
+    claim = claim_output(cfg.out, RUN_KIND, overwrite=cfg.overwrite, resume=cfg.resume) if main else contextlib.nullcontext()
     try:
-        result = _train(cfg, model=model, source=source)
-        if not already and dist.is_available() and dist.is_initialized():
-            dist.barrier()
+        with claim:  # rank 0 owns --out; it is marked complete after every rank has finished
+            result = _train(cfg, model=model, source=source)
+            if not already and dist.is_available() and dist.is_initialized():
+                dist.barrier()
         return result
     finally:
         if not already and dist.is_available() and dist.is_initialized():
@@ -319,8 +351,6 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     dist_info = _init_distributed(device)
     out = Path(cfg.out)
     ckpt_path = _checkpoint_path(out, dist_info, cfg.parallel)
-    if not cfg.resume and (ckpt_path.exists() or (out / RUN_FILE).exists()):
-        raise StoreError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if source is None:
         if model is None:
             from interp.models import load_model
@@ -358,26 +388,34 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     trainer = Trainer(transcoders, cfg.optim, cfg.steps, cfg.batch_size, world=data_world)
     position = (0, 0)
     torch.manual_seed(cfg.seed)
+    record = None
     if cfg.resume:
         state = load_checkpoint(ckpt_path)
-        if state["identity"] != cfg.identity():
-            raise StoreError(f"--resume: {out} was trained with different settings; resume with the same ones")
+        differ = identity_differences(state["identity"], cfg.identity())
+        if differ:
+            raise StoreError(f"--resume: {out} was trained with other settings ({'; '.join(differ)}); resume with the same ones")
         trainer.load_state_dict(state["trainer"])
         position = tuple(state["position"])
+        record = state.get("record")  # None in checkpoints written before the record was kept
     batches = PairedBatches(source, wirings, cfg.batch_size, seed=cfg.seed, start=position, shard=shard, device=device)
     keys = list(transcoders)
-    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings, data=data)
+    return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings, data=data, record=record)
 
 
 def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_path: Path, dist_info: _Dist, layers,
-          wirings: list[Wiring], data: dict) -> TrainResult:
+          wirings: list[Wiring], data: dict, record: dict | None = None) -> TrainResult:
     from tqdm.auto import tqdm
 
     data = data or {"data": cfg.data, "ctx_len": cfg.ctx_len}
     wandb_run = _wandb(cfg) if dist_info.main else None
-    history: list[dict[str, float]] = []
-    recent: dict[str, list[dict[str, float]]] = {key: [] for key in keys}
-    start_time = time.time()
+    record = record or {}
+    history: list[dict[str, float]] = list(record.get("history", []))
+    recent: dict[str, list[dict[str, float]]] = {key: list(record.get("recent", {}).get(key, [])) for key in keys}
+    start_time = time.time() - record.get("seconds", 0.0)
+
+    def so_far() -> dict:
+        return {"history": history, "recent": recent, "seconds": time.time() - start_time}
+
     last_good = trainer.step_count if cfg.resume else None
     bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not (cfg.progress and dist_info.main), desc="transcoders", unit="step")
     log_every = max(1, cfg.steps // 200)
@@ -391,7 +429,9 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
             except TrainingDivergedError as err:
                 where = f"the last good checkpoint ({ckpt_path}, step {last_good}) is kept" if last_good is not None else "no checkpoint was written yet"
                 raise TrainingDivergedError(
-                    f"training diverged: {err}; {where}. Lower --lr (now {cfg.optim.lr}) or raise --batch_size, then retry."
+                    f"training diverged: {err}; {where}. Either the activations hold NaN or inf (check --data or the "
+                    f"--cache store, e.g. with `interp cache info`), or the updates were too large: try a lower --lr "
+                    f"(now {cfg.optim.lr}) or a larger --batch-size."
                 ) from err
             summary = metrics.summary()
             bar.update(1)
@@ -406,12 +446,12 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
                     wandb_run.log({**summary, "lr": metrics.lr}, step=metrics.step)
             due = cfg.checkpoint_every is not None and trainer.step_count % cfg.checkpoint_every == 0
             if due and trainer.step_count < cfg.steps and (dist_info.main or cfg.parallel == "layers"):
-                save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity())
+                save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity(), so_far())
                 last_good = trainer.step_count
     finally:
         bar.close()
     if dist_info.main or cfg.parallel == "layers":
-        save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity())
+        save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity(), so_far())
     final = {key: {m: sum(r[m] for r in rows) / len(rows) for m in rows[0]} for key, rows in recent.items() if rows}
     if dist_info.main or cfg.parallel == "layers":
         metadata = {"model_name": cfg.model, "context_size": data["ctx_len"], "dataset_path": data["data"]}
