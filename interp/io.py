@@ -255,11 +255,13 @@ def claim_output(
       rewrites it with ``"complete": true`` as the last write (``resume`` first removes the
       ``.*.tmp`` files a killed writer's atomic writes left behind) when the block ends without an
       error. If the block raises before changing any of ``kind``'s files, the directory is left
-      as it was (the old marker back), so a refused resume does not unfinish a finished run.
+      as it was (the old marker back, or no directory if the claim made it), so a refused resume
+      does not unfinish a finished run.
 
     Readers call :func:`require_complete`.
     """
     directory = Path(directory)
+    created = not directory.exists()
     _prepare_directory(directory)
     fd = _lock(directory)
     try:
@@ -286,6 +288,10 @@ def claim_output(
                     write_marker(directory, old)
                 else:
                     (directory / MARKER).unlink(missing_ok=True)
+                if created and _others(directory) == []:  # a failed command leaves no trace
+                    (directory / LOCK).unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        directory.rmdir()
             raise
         write_marker(directory, {**marker, "complete": True, "finished": _now()})
     finally:
