@@ -77,6 +77,8 @@ MARKER = ".interp.json"
 LOCK = ".interp.lock"
 """The lock file a writer holds (``fcntl.flock``) while it writes the directory; it names the holder."""
 _OWN = (MARKER, LOCK)
+_HELD: dict[Path, str] = {}
+"""The directories this process has claimed (resolved path -> kind), so a nested claim of the same one is the same claim."""
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,9 @@ def _now() -> str:
 
 def _command_line() -> str:
     argv = list(sys.argv)
-    program = Path(argv[0]).name if argv and argv[0] else "python"
-    if program in ("interp", "__main__.py"):
+    path = Path(argv[0]) if argv and argv[0] else Path("python")
+    program = path.name
+    if program == "interp" or (program in ("__main__.py", "cli.py") and path.parent.name == "interp"):  # python -m interp(.cli)
         program = "interp"
     return shlex.join([program, *argv[1:]])
 
@@ -258,9 +261,16 @@ def claim_output(
       as it was (the old marker back, or no directory if the claim made it), so a refused resume
       does not unfinish a finished run.
 
+    A claim nested in a claim of the same directory and kind (a command that claims its
+    ``--out`` before it loads the model, around the library call that claims it too) is the
+    outer claim: it yields at once and leaves the marker to the outer one.
+
     Readers call :func:`require_complete`.
     """
     directory = Path(directory)
+    if _HELD.get(directory.resolve()) == kind.name:
+        yield directory
+        return
     created = not directory.exists()
     _prepare_directory(directory)
     fd = _lock(directory)
@@ -280,6 +290,7 @@ def claim_output(
         if old is not None and old.get("results"):
             marker["results"] = old["results"]
         write_marker(directory, marker)
+        _HELD[directory.resolve()] = kind.name
         try:
             yield directory
         except BaseException:
@@ -295,6 +306,7 @@ def claim_output(
             raise
         write_marker(directory, {**marker, "complete": True, "finished": _now()})
     finally:
+        _HELD.pop(directory.resolve(), None)
         _unlock(fd)
 
 

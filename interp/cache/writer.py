@@ -361,7 +361,7 @@ def _write(model, names, widths, out: Path, cfg: CacheConfig, fresh: dict, first
 
     batches = _chain(first, stream, target)
     if done:
-        _skip_done(out, manifest, batches, done)
+        batches = _skip_done(out, manifest, batches, done, cfg.batch_size)
     pinned = device.type == "cuda"
     buffers = [
         _Buffer(
@@ -453,18 +453,21 @@ def _take_contexts(batches: Iterator[Tensor], n: int) -> Iterator[Tensor]:
         yield tokens
 
 
-def _skip_done(out: Path, manifest: dict, batches: Iterator[Tensor], done: int) -> None:
-    """Advance the token stream past the stored contexts, checking they are the same tokens."""
+def _skip_done(out: Path, manifest: dict, batches: Iterator[Tensor], done: int, batch_size: int) -> Iterator[Tensor]:
+    """The token stream after the stored contexts, checking those are the same tokens. A store
+    that ended in a short batch (its token budget, now raised) continues with that batch's rest."""
     stored = ActivationStore(out, manifest, manifest["hook_names"], buffer_mb=0.0).tokens()
     seen = 0
     while seen < done:
         tokens = next(batches, None)
         if tokens is None:
             raise StoreError(f"cannot resume {out}: the token stream ended after {seen} contexts, but the store holds {done}")
-        n = tokens.shape[0]
+        n = min(tokens.shape[0], done - seen)
+        rest, tokens = tokens[n:], tokens[:n]
         if not torch.equal(tokens.long().cpu(), stored[seen : seen + n]):
             raise StoreError(
                 f"cannot resume {out}: the token stream differs from the one the store was written from "
                 f"(contexts {seen}..{seen + n - 1}); resume with the same data, seed and context length"
             )
         seen += n
+    return rebatch(itertools.chain([rest], batches), batch_size, None) if len(rest) else batches
