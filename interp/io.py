@@ -17,6 +17,7 @@ import shlex
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -77,8 +78,9 @@ MARKER = ".interp.json"
 LOCK = ".interp.lock"
 """The lock file a writer holds (``fcntl.flock``) while it writes the directory; it names the holder."""
 _OWN = (MARKER, LOCK)
-_HELD: dict[Path, str] = {}
-"""The directories this process has claimed (resolved path -> kind), so a nested claim of the same one is the same claim."""
+_HELD: dict[tuple[Path, int], str] = {}
+"""The directories each thread of this process has claimed ((resolved path, thread) -> kind), so a
+nested claim of the same one is the same claim (another thread's claim is another writer)."""
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,7 @@ def _refusal(directory: Path, marker: dict | None, kind: OutputKind, overwrite: 
     if complete:
         again = " or resume it with --resume true" if kind.resume else ""
         return f"{directory} already holds {kind.what}; pass --overwrite true to replace it{again}, or choose another --out"
-    how = f"resume it with {kind.resume.format(dir=directory)}, " if kind.resume else ""
+    how = f"resume it with {kind.resume.replace('{dir}', str(directory))}, " if kind.resume else ""
     return (f"{directory} holds {_unfinished(kind.what)} (its writer stopped before the end); {how}"
             "pass --overwrite true to start again, or choose another --out")
 
@@ -268,7 +270,8 @@ def claim_output(
     Readers call :func:`require_complete`.
     """
     directory = Path(directory)
-    if _HELD.get(directory.resolve()) == kind.name:
+    held = (directory.resolve(), threading.get_ident())
+    if _HELD.get(held) == kind.name:
         yield directory
         return
     created = not directory.exists()
@@ -286,11 +289,11 @@ def claim_output(
         before = _snapshot(directory, kind)
         marker = {"kind": kind.name, "what": kind.what, "complete": False, "started": _now(), "command": _command_line()}
         if kind.resume:
-            marker["resume"] = kind.resume.format(dir=directory)
+            marker["resume"] = kind.resume  # with {dir}: the directory may move before it is resumed
         if old is not None and old.get("results"):
             marker["results"] = old["results"]
         write_marker(directory, marker)
-        _HELD[directory.resolve()] = kind.name
+        _HELD[held] = kind.name
         try:
             yield directory
         except BaseException:
@@ -306,7 +309,7 @@ def claim_output(
             raise
         write_marker(directory, {**marker, "complete": True, "finished": _now()})
     finally:
-        _HELD.pop(directory.resolve(), None)
+        _HELD.pop(held, None)
         _unlock(fd)
 
 
@@ -399,6 +402,7 @@ def require_complete(directory: str | os.PathLike, *kinds: OutputKind) -> None:
         raise StoreError(f"{directory} holds {found.get('what', found['kind'])}, not {wanted}")
     if not found.get("complete"):
         what = found.get("what", found["kind"])
-        how = f"resume it with {found['resume']}, or delete it" if found.get("resume") else "write it again, or delete it"
+        resume = found.get("resume")
+        how = f"resume it with {resume.replace('{dir}', str(directory))}, or delete it" if resume else "write it again, or delete it"
         raise StoreError(f"{directory} is incomplete: {_unfinished(what)} (its writer stopped before the end, or is still "
                          f"running); {how}")
