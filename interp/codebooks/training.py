@@ -312,7 +312,7 @@ def _save_checkpoint(path: Path, step: int, cfg, model, codebooks, optimizer, re
     """Everything a resume needs to continue bit for bit (the global RNG too: dead codes are
     re-seeded at random), and ``record``: the elapsed seconds and last loss, for the result."""
     from interp.io import atomic_write
-    from interp.transcoders.trainer import rng_state
+    from interp.rng import rng_state
 
     state = {
         "rng": rng_state(),
@@ -352,7 +352,7 @@ def train(cfg: CodebookTrainConfig) -> CodebookTrainResult:
 
 def _train(cfg: CodebookTrainConfig) -> CodebookTrainResult:
     from interp.models import load_model
-    from interp.transcoders.trainer import set_rng_state
+    from interp.rng import set_rng_state
 
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
@@ -431,9 +431,8 @@ def load_trained(directory: str | Path, device: str | None = None):
     from safetensors.torch import load_file
 
     from interp.codebooks.insert import CODEBOOKS_CONFIG
-    from interp.models import load_model
-
     from interp.io import require_complete
+    from interp.models import load_model
 
     directory = Path(directory)
     require_complete(directory)

@@ -125,7 +125,7 @@ def _lr_at(step: int, cfg: ReferenceTrainConfig) -> float:
 
 def _save_checkpoint(path: Path, step: int, cfg: ReferenceTrainConfig, model, optimizer, record: dict) -> None:
     """The state after ``step`` steps: weights, AdamW moments, RNG, settings, loss and elapsed time."""
-    from interp.transcoders.trainer import rng_state
+    from interp.rng import rng_state
 
     state = {"step": step, "config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "rng": rng_state(), "record": record}
@@ -159,7 +159,7 @@ def _train(cfg: ReferenceTrainConfig) -> ReferenceTrainResult:
     from interp.reference.corpus import token_ids
     from interp.reference.tasks import evaluate
     from interp.reference.tokenizer import build_tokenizer
-    from interp.transcoders.trainer import set_rng_state
+    from interp.rng import set_rng_state
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
