@@ -94,7 +94,8 @@ class Running:
     overwrite: bool = False
 
 
-_RUNNING: contextvars.ContextVar[Running] = contextvars.ContextVar("interp_running", default=Running())
+_RUNNING: contextvars.ContextVar[Running] = contextvars.ContextVar("interp_running")
+_IDLE = Running()
 
 
 @contextlib.contextmanager
@@ -114,7 +115,7 @@ def check_out(out: str | Path | None) -> None:
     being written), so a long analysis is not computed in vain."""
     from interp.io import check_results
 
-    now = _RUNNING.get()
+    now = _RUNNING.get(_IDLE)
     if out is not None and now.path:
         check_results(out, " ".join(now.path), overwrite=now.overwrite)
 
@@ -130,7 +131,7 @@ def finish(result, out: str | Path | None = None, *, code: int = 0, written: Map
     say(result.summary())
     paths = dict(written or {})
     if out is not None and written is None:
-        now = _RUNNING.get()
+        now = _RUNNING.get(_IDLE)
         with claim_results(out, result.stem, overwrite=now.overwrite, command=" ".join(now.path) or None) as claim:
             paths = result.write(out)
             claim["paths"] = list(paths.values())

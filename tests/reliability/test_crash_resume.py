@@ -50,7 +50,7 @@ class Child:
         if self.pid == 0:  # the child: the command line, then exit without running this process's cleanup
             code = 1
             try:
-                sys.stdout, sys.stderr = open(os.devnull, "w"), open(log, "w", buffering=1)
+                sys.stdout, sys.stderr = open(os.devnull, "w"), open(log, "w", buffering=1)  # noqa: SIM115 - until os._exit
                 sys.argv = ["interp", *args]
                 code = main(args)
             finally:

@@ -78,9 +78,9 @@ def test_refusals_name_the_directory_and_the_way_out(tmp_path):
     before = hashes(done)
     with pytest.raises(StoreError, match=r"already holds a test run; pass --overwrite true to replace it or resume it"):
         write_run(done, payload=b"w2")
-    with pytest.raises(StoreError, match="holds a test run, not another run; choose another --out"):
-        with claim_output(done, OTHER, overwrite=True):
-            pass
+    with pytest.raises(StoreError, match="holds a test run, not another run; choose another --out"), \
+            claim_output(done, OTHER, overwrite=True):
+        pass
     assert hashes(done) == before
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -147,9 +147,8 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     try:
         with pytest.raises(StoreError, match=rf"is being written by `.*` \(pid {os.getpid()} on .*, since .*\); wait"):
             write_run(out, payload=b"second", overwrite=True)
-        with pytest.raises(StoreError, match="is being written by"):
-            with claim_results(out, "graph"):
-                pass
+        with pytest.raises(StoreError, match="is being written by"), claim_results(out, "graph"):
+            pass
     finally:
         release.set()
         thread.join()
@@ -207,9 +206,9 @@ def test_results_may_join_a_finished_run_but_not_an_unfinished_one(tmp_path):
     with pytest.raises(RuntimeError), claim_output(out, RUN, overwrite=True):
         (out / "weights.bin").write_bytes(b"half")
         raise RuntimeError
-    with pytest.raises(StoreError, match="an unfinished test run; finish it first"):
-        with claim_results(out, "codes", overwrite=True):
-            pass
+    with pytest.raises(StoreError, match="an unfinished test run; finish it first"), \
+            claim_results(out, "codes", overwrite=True):
+        pass
 
 
 def _results_dir(tmp_path: Path) -> Path:
