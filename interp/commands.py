@@ -126,18 +126,26 @@ def finish(result, out: str | Path | None = None, *, code: int = 0, written: Map
 
     ``out`` is written through :func:`interp.io.claim_results`: locked while the files are
     written, and an earlier run's files of the same result are replaced only with ``--overwrite``."""
-    from interp.io import claim_results
-
     say(result.summary())
     paths = dict(written or {})
     if out is not None and written is None:
-        now = _RUNNING.get(_IDLE)
-        with claim_results(out, result.stem, overwrite=now.overwrite, command=" ".join(now.path) or None) as claim:
-            paths = result.write(out)
-            claim["paths"] = list(paths.values())
+        paths = write_results(result, out)
     for kind, path in paths.items():
         say(f"  wrote {kind:8s} {path}")
     return code
+
+
+def write_results(result, out: str | Path) -> dict[str, Path]:
+    """``result.write(out)`` through :func:`interp.io.claim_results` (what :func:`finish` does):
+    ``out`` locked while the files are written, an earlier run's files of the same result
+    replaced only with ``--overwrite``. Returns the paths by kind."""
+    from interp.io import claim_results
+
+    now = _RUNNING.get(_IDLE)
+    with claim_results(out, result.stem, overwrite=now.overwrite, command=" ".join(now.path) or None) as claim:
+        paths = result.write(out)
+        claim["paths"] = list(paths.values())
+    return paths
 
 
 def warn(message: str) -> None:
@@ -146,4 +154,4 @@ def warn(message: str) -> None:
 
 
 __all__ = ["COMMANDS", "COMMAND_MODULES", "GROUP_HELP", "Command", "Running", "check_out", "command", "finish",
-           "is_main_process", "load_all", "running", "say", "warn"]
+           "is_main_process", "load_all", "running", "say", "warn", "write_results"]

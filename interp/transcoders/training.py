@@ -20,9 +20,11 @@ cross-layer transcoder is one module), on gloo for CPU and NCCL for CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
@@ -326,22 +328,43 @@ def train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     rank first waits at a barrier, so no rank tears its connections down while another is
     still finishing (a peer's closed connection makes gloo abort the other process).
     """
-    import contextlib
-
     import torch.distributed as dist
 
     already = dist.is_available() and dist.is_initialized()
-    main = (dist.get_rank() if already else int(os.environ.get("RANK", "0"))) == 0
-    claim = claim_output(cfg.out, RUN_KIND, overwrite=cfg.overwrite, resume=cfg.resume) if main else contextlib.nullcontext()
     try:
-        with claim:  # rank 0 owns --out; it is marked complete after every rank has finished
-            result = _train(cfg, model=model, source=source)
-            if not already and dist.is_available() and dist.is_initialized():
-                dist.barrier()
+        result = _train(cfg, model=model, source=source)
+        if not already and dist.is_available() and dist.is_initialized():
+            dist.barrier()
         return result
     finally:
         if not already and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _claim(cfg: TrainConfig, dist_info: _Dist) -> Iterator[None]:
+    """``cfg.out`` claimed for the run (:func:`interp.io.claim_output`). Under torchrun rank 0
+    claims it for every rank: a refusal stops every rank with the same error, and the run is
+    marked complete only after every rank has written its files."""
+    if dist_info.world == 1:
+        with claim_output(cfg.out, RUN_KIND, overwrite=cfg.overwrite, resume=cfg.resume):
+            yield
+        return
+    import torch.distributed as dist
+
+    with contextlib.ExitStack() as stack:
+        error = None
+        if dist_info.main:
+            try:
+                stack.enter_context(claim_output(cfg.out, RUN_KIND, overwrite=cfg.overwrite, resume=cfg.resume))
+            except InterpError as err:
+                error = err
+        shared = [error]
+        dist.broadcast_object_list(shared, src=0)
+        if shared[0] is not None:
+            raise error if error is not None else shared[0]
+        yield
+        dist.barrier()
 
 
 def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
@@ -349,6 +372,12 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
 
     device = cfg.device or default_device()
     dist_info = _init_distributed(device)
+    with _claim(cfg, dist_info):
+        return _run(cfg, dist_info, device, model=model, source=source)
+
+
+def _run(cfg: TrainConfig, dist_info: _Dist, device: str, *, model=None, source=None) -> TrainResult:
+    """The run on this process, inside the claim of ``cfg.out``."""
     out = Path(cfg.out)
     ckpt_path = _checkpoint_path(out, dist_info, cfg.parallel)
     if source is None:
