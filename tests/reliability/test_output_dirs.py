@@ -33,6 +33,14 @@ def write_run(directory: Path, payload: bytes = b"w1", **kw) -> None:
         (out / "parts" / "p0").write_bytes(payload)
 
 
+def refused_then_resumed(out: Path, refusal: str) -> None:
+    """A new run into ``out`` is refused with ``refusal``; ``resume=True`` is accepted and finishes it."""
+    with pytest.raises(StoreError, match=refusal):
+        write_run(out)
+    write_run(out, resume=True)
+    assert marker(out)["complete"] is True
+
+
 def test_the_marker_is_written_first_as_unfinished_and_last_as_complete(tmp_path):
     out = tmp_path / "run"
     with claim_output(out, RUN) as claimed:
@@ -53,10 +61,7 @@ def test_an_error_after_writing_leaves_the_directory_unfinished(tmp_path):
         (out / "weights.bin").write_bytes(b"half")
         raise RuntimeError("killed")
     assert marker(out)["complete"] is False
-    with pytest.raises(StoreError, match="resume it with|pass --overwrite true"):
-        write_run(out)
-    write_run(out, resume=True)
-    assert marker(out)["complete"] is True
+    refused_then_resumed(out, "resume it with .*, pass --overwrite true to start again")
 
 
 def test_a_failure_before_writing_changes_nothing(tmp_path):
@@ -125,10 +130,7 @@ def test_directories_written_before_markers_still_load_and_count_as_finished(tmp
     old.mkdir()
     (old / "weights.bin").write_bytes(b"old")
     require_complete(old, RUN)  # no marker: the reader's own checks apply
-    with pytest.raises(StoreError, match="already holds a test run"):
-        write_run(old)
-    write_run(old, resume=True)
-    assert marker(old)["complete"] is True
+    refused_then_resumed(old, "already holds a test run")
 
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
