@@ -274,8 +274,9 @@ def train_codebooks(
             loss = lm + codebook_loss_coef * run.codebook_loss()
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
-                    f"codebook training diverged at step {step} (loss {loss.item()}); lower lr/model_lr; "
-                    "the last checkpoint is kept"
+                    f"codebook training diverged at step {step} (loss {loss.item()}): NaN or inf in the model's "
+                    "activations on this data, or too large a step (try a lower --lr or --model-lr); the last "
+                    "checkpoint is kept"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
