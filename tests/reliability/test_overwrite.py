@@ -49,6 +49,28 @@ def test_a_second_training_run_into_the_same_out_is_refused(run_dir, capsys):
             r"already holds a transcoder run; pass --overwrite true to replace it or resume it", unchanged=run_dir)
 
 
+def test_a_resume_with_other_settings_names_each_flag(run_dir, capsys):
+    refused([*TRANSCODER, "--out", str(run_dir), "--lr", "3e-3", "--expansion", "4", "--resume", "true"], capsys,
+            r"was trained with other settings \(--expansion: the run has 2, this one 4; --lr: the run has 0.001, "
+            r"this one 0.003\); resume with the same ones", unchanged=run_dir)
+    assert marker(run_dir)["complete"] is True  # a refused resume leaves the finished run finished
+
+
+@pytest.mark.parametrize(("command", "files", "what"), [
+    (["reference", "train", "--steps", "2"], ["model.safetensors", "config.json"], "a reference model"),
+    (["codebook", "train", "--steps", "2"], ["codebooks.json", "codebooks.safetensors"], "a codebook run"),
+    (["cache", "run", "--n-tokens", "2k"], ["manifest.json"], "an activation store"),
+])
+def test_outputs_written_before_markers_are_not_replaced_either(command, files, what, tmp_path, capsys):
+    """The issue's silent replacements: a second `reference train` or `codebook train` into a
+    directory holding one (here as written before interp kept markers)."""
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in files:
+        (old / name).write_text("an earlier run's file")
+    refused([*command, "--out", str(old)], capsys, rf"already holds {what}; pass --overwrite true", unchanged=old)
+
+
 def test_overwrite_never_crosses_kinds(run_dir, capsys, tmp_path):
     refused(["cache", "run", "--layers", "0", "--n-tokens", "2k", "--ctx-len", "32", "--out", str(run_dir),
              "--overwrite", "true"], capsys, r"holds a transcoder run, not an activation store; choose another --out",
