@@ -198,11 +198,11 @@ def _prepare_directory(directory: Path) -> None:
         raise ConfigError(f"--out {directory} is not writable; choose a directory you can write to")
 
 
-def _refusal(directory: Path, marker: dict | None, kind: OutputKind, overwrite: bool, resume: bool) -> str | None:
-    """Why ``kind`` may not be written into ``directory`` (None: it may)."""
-    if marker is not None and marker["kind"] != kind.name:
-        return f"{directory} holds {marker.get('what', marker['kind'])}, not {kind.what}; choose another --out"
-    if marker is None:
+def _refusal(directory: Path, found: dict | None, kind: OutputKind, overwrite: bool, resume: bool) -> str | None:
+    """Why ``kind`` may not be written into ``directory`` whose marker is ``found`` (None: it may)."""
+    if found is not None and found["kind"] != kind.name:
+        return f"{directory} holds {found.get('what', found['kind'])}, not {kind.what}; choose another --out"
+    if found is None:
         others = _others(directory)
         if not others or overwrite:
             return None
@@ -212,7 +212,7 @@ def _refusal(directory: Path, marker: dict | None, kind: OutputKind, overwrite: 
                     "or pass --overwrite true to write into it")
         complete = True  # written before interp wrote markers: its own files count as a finished one
     else:
-        complete = bool(marker.get("complete"))
+        complete = bool(found.get("complete"))
     if overwrite or resume:
         return None
     if complete:
@@ -238,8 +238,9 @@ def _remove(paths: Iterable[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
-def write_marker(directory: Path, marker: dict) -> None:
-    atomic_write_json(Path(directory) / MARKER, marker)
+def write_marker(directory: Path, record: dict) -> None:
+    """Write ``record`` as ``directory``'s completion marker, atomically."""
+    atomic_write_json(Path(directory) / MARKER, record)
 
 
 @contextlib.contextmanager
@@ -287,12 +288,12 @@ def claim_output(
         if resume:  # what atomic_write left behind when the writer was killed
             _remove(list(directory.rglob(".*.tmp")))
         before = _snapshot(directory, kind)
-        marker = {"kind": kind.name, "what": kind.what, "complete": False, "started": _now(), "command": _command_line()}
+        record = {"kind": kind.name, "what": kind.what, "complete": False, "started": _now(), "command": _command_line()}
         if kind.resume:
-            marker["resume"] = kind.resume  # with {dir}: the directory may move before it is resumed
+            record["resume"] = kind.resume  # with {dir}: the directory may move before it is resumed
         if old is not None and old.get("results"):
-            marker["results"] = old["results"]
-        write_marker(directory, marker)
+            record["results"] = old["results"]
+        write_marker(directory, record)
         _HELD[held] = kind.name
         try:
             yield directory
@@ -307,18 +308,19 @@ def claim_output(
                     with contextlib.suppress(OSError):
                         directory.rmdir()
             raise
-        write_marker(directory, {**marker, "complete": True, "finished": _now()})
+        write_marker(directory, {**record, "complete": True, "finished": _now()})
     finally:
         _HELD.pop(held, None)
         _unlock(fd)
 
 
-def _results_refusal(directory: Path, marker: dict | None, key: str | None, command: str | None, overwrite: bool) -> str | None:
-    if marker is not None and marker["kind"] != RESULTS.name and not marker.get("complete"):
-        return f"{directory} holds {_unfinished(marker.get('what', marker['kind']))}; finish it first, or choose another --out"
+def _results_refusal(directory: Path, found: dict | None, key: str | None, command: str | None, overwrite: bool) -> str | None:
+    """Why result ``key`` (None: any result of ``command``) may not be written into ``directory`` (None: it may)."""
+    if found is not None and found["kind"] != RESULTS.name and not found.get("complete"):
+        return f"{directory} holds {_unfinished(found.get('what', found['kind']))}; finish it first, or choose another --out"
     if overwrite:
         return None
-    recorded = (marker or {}).get("results", {})
+    recorded = (found or {}).get("results", {})
     if key is not None:
         present = recorded.get(key, {}).get("files") or sorted(p.name for p in directory.glob(f"{glob.escape(key)}.*"))
     else:  # before the command runs: what the same command wrote there
@@ -375,10 +377,10 @@ def claim_results(
             raise StoreError(reason)
         written: dict = {}
         yield written
-        marker = _marker(directory) or {"kind": RESULTS.name, "what": RESULTS.what, "complete": True, "started": _now()}
+        record = _marker(directory) or {"kind": RESULTS.name, "what": RESULTS.what, "complete": True, "started": _now()}
         files = [os.path.relpath(path, directory) for path in written.get("paths", [])]
-        marker["results"] = {**marker.get("results", {}), key: {"files": files, "command": command, "written": _now()}}
-        write_marker(directory, marker)
+        record["results"] = {**record.get("results", {}), key: {"files": files, "command": command, "written": _now()}}
+        write_marker(directory, record)
     finally:
         _unlock(fd)
 
