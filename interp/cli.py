@@ -73,10 +73,20 @@ def _field_names(config: type) -> set[str]:
     return names
 
 
+def _global_overwrite(config: type) -> bool:
+    """Whether a subcommand takes the global ``--overwrite``: it writes results into ``--out``
+    through :func:`interp.commands.finish` (its config has ``out`` but no ``overwrite`` of its own)."""
+    fields = _field_names(config)
+    return "out" in fields and "overwrite" not in fields
+
+
 def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool, config: type | None = None) -> None:
     """``-v``, ``--debug`` and ``--threads``, accepted before the subcommand and after it
-    (a subcommand whose config has a field of the same name keeps its own)."""
-    taken = {f"--{name}" for name in _field_names(config)} if config is not None else set()
+    (a subcommand whose config has a field of the same name keeps its own); and, after a
+    subcommand that writes into ``--out``, ``--overwrite`` (the commands that write their
+    directory as they go, such as ``cache run`` and ``transcoder train``, have their own)."""
+    fields = _field_names(config) if config is not None else set()
+    taken = {f"--{name}" for name in fields}
 
     def add(*flags: str, default, **kwargs) -> None:
         if not taken.intersection(flags):
@@ -87,6 +97,11 @@ def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool, conf
     add("--threads", default=None, type=int, metavar="N",
         help="CPU threads torch may use (default: torch's choice, one per core). On a machine other jobs "
         "share, --threads 1 avoids oversubscription, which can slow a run down several times over")
+    if config is not None and _global_overwrite(config):
+        from simple_parsing.utils import str2bool
+
+        add("--overwrite", default=False, type=str2bool, nargs="?", const=True, metavar="BOOL",
+            help="replace the results an earlier run wrote into --out (without it they are kept and the command is refused)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,16 +175,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    return run_command(args._command, args.cfg, debug=args.debug)
+    return run_command(args._command, args.cfg, debug=args.debug, overwrite=getattr(args, "overwrite", False))
 
 
-def run_command(cmd, cfg, *, debug: bool = False) -> int:
-    """Run one parsed subcommand, turning errors into one line and an exit code."""
+def run_command(cmd, cfg, *, debug: bool = False, overwrite: bool = False) -> int:
+    """Run one parsed subcommand, turning errors into one line and an exit code. ``overwrite``
+    is the global ``--overwrite`` (:func:`interp.commands.finish` reads it)."""
+    from interp.commands import check_out, running
     from interp.errors import InterpError
 
     try:
-        _check_out(cfg)
-        return int(cmd.run(cfg) or 0)
+        with running(cmd.path, overwrite=overwrite):
+            _check_out(cfg)
+            if _global_overwrite(cmd.config):
+                check_out(getattr(cfg, "out", None))
+            return int(cmd.run(cfg) or 0)
     except KeyboardInterrupt:
         print("interp: interrupted; files already written are intact", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -197,8 +217,7 @@ def run_command(cmd, cfg, *, debug: bool = False) -> int:
 
 def _check_out(cfg) -> None:
     """Refuse an ``--out`` that cannot become a directory before the command does any work: an
-    existing file, a path below a file, or one below a directory this user cannot write to (a
-    config whose ``--out`` names a file says so with the class variable ``out_is_file``)."""
+    existing file, a path below a file, or one below a directory this user cannot write to."""
     import os
     from pathlib import Path
 
@@ -208,7 +227,7 @@ def _check_out(cfg) -> None:
     if not isinstance(out, (str, Path)):
         return
     out = Path(out).expanduser()
-    if out.is_dir() or (out.exists() and getattr(cfg, "out_is_file", False)):
+    if out.is_dir():
         return
     if out.exists():
         raise ConfigError(f"--out {out} is an existing file; every command writes a directory there: choose a new or empty directory")

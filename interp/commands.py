@@ -12,10 +12,12 @@ notebook calls), then :func:`finish` prints the result's summary and writes it i
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,16 +86,66 @@ def say(*lines: str) -> None:
             print(line)
 
 
+@dataclass(frozen=True)
+class Running:
+    """The subcommand being run and its global ``--overwrite``, as :func:`finish` sees them."""
+
+    path: tuple[str, ...] = ()
+    overwrite: bool = False
+
+
+_RUNNING: contextvars.ContextVar[Running] = contextvars.ContextVar("interp_running")
+_IDLE = Running()
+
+
+@contextlib.contextmanager
+def running(path: tuple[str, ...], *, overwrite: bool = False) -> Iterator[None]:
+    """Run a subcommand's function inside this block (what the CLI does): :func:`finish` then
+    writes results only where ``--overwrite`` allows."""
+    token = _RUNNING.set(Running(path, overwrite))
+    try:
+        yield
+    finally:
+        _RUNNING.reset(token)
+
+
+def check_out(out: str | Path | None) -> None:
+    """Before a results command runs: refuse an ``--out`` that :func:`finish` would refuse at the
+    end because the same command already wrote its results there (or the path is a file, or is
+    being written), so a long analysis is not computed in vain."""
+    from interp.io import check_results
+
+    now = _RUNNING.get(_IDLE)
+    if out is not None and now.path:
+        check_results(out, " ".join(now.path), overwrite=now.overwrite)
+
+
 def finish(result, out: str | Path | None = None, *, code: int = 0, written: Mapping[str, str | Path] | None = None) -> int:
     """Print ``result.summary()``, write it into ``out`` (unless ``written`` lists the files
-    already written), print the paths and return ``code``."""
+    already written), print the paths and return ``code``.
+
+    ``out`` is written through :func:`interp.io.claim_results`: locked while the files are
+    written, and an earlier run's files of the same result are replaced only with ``--overwrite``."""
     say(result.summary())
     paths = dict(written or {})
     if out is not None and written is None:
-        paths = result.write(out)
+        paths = write_results(result, out)
     for kind, path in paths.items():
         say(f"  wrote {kind:8s} {path}")
     return code
+
+
+def write_results(result, out: str | Path) -> dict[str, Path]:
+    """``result.write(out)`` through :func:`interp.io.claim_results` (what :func:`finish` does):
+    ``out`` locked while the files are written, an earlier run's files of the same result
+    replaced only with ``--overwrite``. Returns the paths by kind."""
+    from interp.io import claim_results
+
+    now = _RUNNING.get(_IDLE)
+    with claim_results(out, result.stem, overwrite=now.overwrite, command=" ".join(now.path) or None) as claim:
+        paths = result.write(out)
+        claim["paths"] = list(paths.values())
+    return paths
 
 
 def warn(message: str) -> None:
@@ -101,4 +153,5 @@ def warn(message: str) -> None:
     print(f"interp: warning: {message}", file=sys.stderr)
 
 
-__all__ = ["COMMANDS", "COMMAND_MODULES", "GROUP_HELP", "Command", "command", "finish", "is_main_process", "load_all", "say", "warn"]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "GROUP_HELP", "Command", "Running", "check_out", "command", "finish",
+           "is_main_process", "load_all", "running", "say", "warn", "write_results"]

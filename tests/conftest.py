@@ -1,7 +1,7 @@
 """Shared fixtures: seeding, test tiers by directory, and the gpt2 marker.
 
-Tiers: tests in tests/unit, tests/integration and tests/acceptance are marked
-``unit``, ``integration`` and ``acceptance``; select one with ``pytest -m unit``.
+Tiers: tests in tests/unit, tests/integration, tests/acceptance and tests/reliability are
+marked ``unit``, ``integration``, ``acceptance`` and ``reliability``; select one with ``pytest -m unit``.
 Tests marked ``gpt2`` need GPT-2 small's weights (a local Hugging Face cache or
 ``INTERP_GPT2_PATH``) and are skipped, with that reason, when the weights are absent; the
 mechanics of each (everything but the published numbers) also run on every run against a
@@ -32,7 +32,7 @@ if not torch.cuda.is_available():
 
 pytest_plugins = ["support.families", "support.gpt2_shaped", "support.artefacts"]
 
-TIERS = ("unit", "integration", "acceptance")
+TIERS = ("unit", "integration", "acceptance", "reliability")
 
 
 def pytest_collection_modifyitems(config, items):

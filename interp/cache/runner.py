@@ -57,6 +57,14 @@ class CacheRunConfig:
 
 def run(cfg: CacheRunConfig) -> ActivationStore:
     """Cache the activations ``cfg`` names; returns the finished store, opened."""
+    from interp.cache.store import STORE
+    from interp.io import claim_output
+
+    with claim_output(cfg.out, STORE, overwrite=cfg.cache.overwrite, resume=cfg.cache.resume):  # refused before the model loads
+        return _run(cfg)
+
+
+def _run(cfg: CacheRunConfig) -> ActivationStore:
     from interp.data import token_batches
     from interp.hooks import expand, mlp_input_site
     from interp.models import load_model

@@ -38,7 +38,7 @@ from interp.cache.source import (
     to_batch,
 )
 from interp.errors import ConfigError, StoreError, UnknownHookError
-from interp.io import atomic_write, atomic_write_text
+from interp.io import OutputKind, atomic_write, atomic_write_text, require_complete
 
 FORMAT = "interp-activation-store"
 VERSION = 1
@@ -53,6 +53,11 @@ _SAFETENSORS_CODES = {
     torch.int64: "I64",
 }
 _READ_CHUNK = 16 * 2**20
+STORE = OutputKind(
+    "activation-store", "an activation store", ("manifest.json", "shard-*.safetensors"),
+    resume="`interp cache run --out {dir} --resume true` (same model, hooks, data and settings)",
+)
+"""The output kind of ``interp cache run`` (:func:`interp.io.claim_output`)."""
 
 
 def shard_file(index: int) -> str:
@@ -183,6 +188,8 @@ class ActivationStore:
                 "(or cache_activations(..., CacheConfig(resume=True))), or pass allow_incomplete=True "
                 "to read the complete shards."
             )
+        if not allow_incomplete:
+            require_complete(path, STORE)
         names = list(manifest["hook_names"])
         if hooks is not None:
             for name in hooks:

@@ -32,6 +32,7 @@ from interp.cache.store import (
     FORMAT,
     MANIFEST,
     STORAGE_DTYPES,
+    STORE,
     VERSION,
     ActivationStore,
     StorageDtype,
@@ -43,6 +44,7 @@ from interp.cache.store import (
 )
 from interp.config import check_positive, parse_count, parse_positive_count
 from interp.errors import ConfigError, StoreError
+from interp.io import claim_output
 from interp.models.fingerprint import fingerprint
 
 logger = logging.getLogger(__name__)
@@ -211,33 +213,33 @@ class _ShardWriter:
         self.manifest = manifest
 
 
+_RESUME_FLAGS = {
+    "hook_names": "--sites/--layers/--hooks",
+    "widths": "--model",
+    "dtype": "--dtype",
+    "ctx_len": "--ctx-len",
+    "batch_size": "--batch-size",
+    "model": "--model",
+}
+"""The settings a resumed store must share with the original, and the flags that set them."""
+
+
 def _prepare(out: Path, cfg: CacheConfig, fresh: dict) -> dict:
-    """The manifest to continue from: a fresh one, or the existing one when resuming."""
-    exists = (out / MANIFEST).is_file()
-    if exists and cfg.overwrite:
-        for file in out.iterdir():
-            if file.name == MANIFEST or (file.name.startswith("shard-") and file.suffix == ".safetensors"):
-                file.unlink()
-        exists = False
-    if not exists:
-        if out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
-            raise StoreError(f"{out} is not empty and is not an activation store; choose an empty or new directory")
-        out.mkdir(parents=True, exist_ok=True)
+    """The manifest to continue from: a fresh one, or the existing one when resuming (the
+    directory is claimed already: :func:`interp.io.claim_output` refused what it must)."""
+    if not (out / MANIFEST).is_file():
         write_manifest(out, fresh)
         return fresh
-    if not cfg.resume:
-        raise StoreError(f"{out} already holds an activation store; pass --resume to continue it or --overwrite to replace it")
     manifest = read_manifest(out)
     # the model is compared on the keys both record (a store from before a key was recorded, or
     # from before interp.models.fingerprint, which recorded another weight hash, has fewer)
     shared = [k for k in manifest["model"] if k in fresh["model"]]
     stored = {**manifest, "model": {k: manifest["model"][k] for k in shared}}
     now = {**fresh, "model": {k: fresh["model"][k] for k in shared}}
-    keys = ("hook_names", "widths", "dtype", "ctx_len", "batch_size", "model")
-    differ = [k for k in keys if stored[k] != now[k]]
+    differ = [k for k in _RESUME_FLAGS if stored[k] != now[k]]
     if differ:
-        detail = "; ".join(f"{k}: store has {stored[k]!r}, this run {now[k]!r}" for k in differ)
-        raise StoreError(f"cannot resume {out}: the run's settings differ from the store's ({detail})")
+        detail = "; ".join(f"{k} ({_RESUME_FLAGS[k]}): the store has {stored[k]!r}, this run {now[k]!r}" for k in differ)
+        raise StoreError(f"cannot resume {out}: the run's settings differ from the store's: {detail}")
     for stale in out.glob(".*.tmp"):
         stale.unlink()
     store = ActivationStore(out, manifest, manifest["hook_names"], buffer_mb=0.0)
@@ -247,6 +249,8 @@ def _prepare(out: Path, cfg: CacheConfig, fresh: dict) -> dict:
         if file_checksum(out / last.file) != last.checksum:
             raise StoreError(f"cannot resume {out}: its last shard {last.file} fails its checksum")
     manifest["target_contexts"] = fresh["target_contexts"]
+    manifest["config"] = {**manifest["config"], "n_tokens": cfg.n_tokens}
+    manifest["complete"] = False
     return manifest
 
 
@@ -329,6 +333,13 @@ def cache_activations(
         "n_tokens": 0,
         "shards": [],
     }
+    with claim_output(out, STORE, overwrite=cfg.overwrite, resume=cfg.resume):
+        return _write(model, names, widths, out, cfg, fresh, first, stream, target, ctx_len, dtype, device)
+
+
+def _write(model, names, widths, out: Path, cfg: CacheConfig, fresh: dict, first: Tensor, stream: Iterator[Tensor],
+           target: int | None, ctx_len: int, dtype: torch.dtype, device: torch.device) -> ActivationStore:
+    """The body of :func:`cache_activations`, inside its claim of ``out``."""
     manifest = _prepare(out, cfg, fresh)
     per_shard = manifest["contexts_per_shard"]
     done = manifest["n_contexts"]
@@ -337,7 +348,7 @@ def cache_activations(
 
     batches = _chain(first, stream, target)
     if done:
-        _skip_done(out, manifest, batches, done)
+        batches = _skip_done(out, manifest, batches, done, cfg.batch_size)
     pinned = device.type == "cuda"
     buffers = [
         _Buffer(
@@ -403,7 +414,7 @@ def cache_activations(
         logger.warning("the token stream ended after %d contexts, before n_tokens=%s", manifest["n_contexts"], cfg.n_tokens)
     write_manifest(out, manifest)
     logger.info("cached %d tokens in %.1f s", manifest["n_tokens"], time.perf_counter() - started)
-    return ActivationStore.open(out, verify="sizes")
+    return ActivationStore.open(out, verify="sizes", allow_incomplete=True)  # the marker says complete once the claim ends
 
 
 def _chain(first: Tensor, rest: Iterator[Tensor], target: int | None) -> Iterator[Tensor]:
@@ -429,18 +440,21 @@ def _take_contexts(batches: Iterator[Tensor], n: int) -> Iterator[Tensor]:
         yield tokens
 
 
-def _skip_done(out: Path, manifest: dict, batches: Iterator[Tensor], done: int) -> None:
-    """Advance the token stream past the stored contexts, checking they are the same tokens."""
+def _skip_done(out: Path, manifest: dict, batches: Iterator[Tensor], done: int, batch_size: int) -> Iterator[Tensor]:
+    """The token stream after the stored contexts, checking those are the same tokens. A store
+    that ended in a short batch (its token budget, now raised) continues with that batch's rest."""
     stored = ActivationStore(out, manifest, manifest["hook_names"], buffer_mb=0.0).tokens()
     seen = 0
     while seen < done:
         tokens = next(batches, None)
         if tokens is None:
             raise StoreError(f"cannot resume {out}: the token stream ended after {seen} contexts, but the store holds {done}")
-        n = tokens.shape[0]
+        n = min(tokens.shape[0], done - seen)
+        rest, tokens = tokens[n:], tokens[:n]
         if not torch.equal(tokens.long().cpu(), stored[seen : seen + n]):
             raise StoreError(
                 f"cannot resume {out}: the token stream differs from the one the store was written from "
                 f"(contexts {seen}..{seen + n - 1}); resume with the same data, seed and context length"
             )
         seen += n
+    return rebatch(itertools.chain([rest], batches), batch_size, None) if len(rest) else batches

@@ -5,7 +5,7 @@ from __future__ import annotations
 from interp.codebooks.search import CodeSearchConfig
 from interp.codebooks.summary import CodebookSummaryConfig
 from interp.codebooks.training import CodebookTrainConfig
-from interp.commands import command, finish, say
+from interp.commands import check_out, command, finish, say, write_results
 
 
 @command("codebook", "train", help="train codebook bottlenecks on the LM loss", config=CodebookTrainConfig)
@@ -21,6 +21,7 @@ def _train(cfg: CodebookTrainConfig) -> int:
 def _report(cfg: CodebookSummaryConfig) -> int:
     from interp.codebooks.summary import run
 
+    check_out(cfg.out or cfg.run)  # the run directory when --out is unset: refused before the work, not after
     return finish(run(cfg), cfg.out or cfg.run)
 
 
@@ -34,6 +35,6 @@ def _search(cfg: CodeSearchConfig) -> int:
     if not cfg.json:
         return finish(result, cfg.out)
     if cfg.out is not None:
-        result.write(cfg.out)
+        write_results(result, cfg.out)
     say(json.dumps(result.to_dict(), indent=2))  # JSON only on stdout, so it can be piped
     return 0

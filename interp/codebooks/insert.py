@@ -130,7 +130,10 @@ class Codebooks(nn.Module):
     def load(cls, directory: str | Path, device: str | torch.device | None = None) -> Codebooks:
         from safetensors.torch import load_file
 
+        from interp.io import require_complete
+
         directory = Path(directory)
+        require_complete(directory)
         meta_path, weights = directory / CODEBOOKS_CONFIG, directory / CODEBOOKS_FILE
         if not meta_path.is_file() or not weights.is_file():
             raise StoreError(

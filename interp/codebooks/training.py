@@ -30,6 +30,7 @@ from torch import Tensor
 from interp.codebooks.insert import Codebooks, codebook_site, inserted
 from interp.config import check_positive, parse_count, parse_layers, parse_positive_count
 from interp.errors import ConfigError, StoreError, TrainingDivergedError
+from interp.io import OutputKind, claim_output
 from interp.results import Result
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,12 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.safetensors"
 RESULT_FILE = "train_result.json"
+RUN_KIND = OutputKind(
+    "codebook-run", "a codebook run",
+    (CHECKPOINT_FILE, MODEL_FILE, RESULT_FILE, "train_result.html", "codebooks.safetensors", "codebooks.json"),
+    resume="`interp codebook train --out {dir} --resume true` with the same settings",
+)
+"""The output kind of ``interp codebook train`` (:func:`interp.io.claim_output`)."""
 
 
 @dataclass
@@ -85,6 +92,8 @@ class CodebookTrainConfig:
     """Steps between checkpoints."""
     resume: bool = False
     """Continue from OUT/checkpoint.pt if it exists."""
+    overwrite: bool = False
+    """Replace the run in --out (checkpoint, codebooks, weights, result) and start again."""
     seed: int = 0
     """Seed of initialisation and data order."""
     device: str | None = None
@@ -109,6 +118,8 @@ class CodebookTrainConfig:
             raise ConfigError(
                 f"--replace-dead-every must be at least 1, or unset to never replace codes; got {self.replace_dead_every}"
             )
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite exclude each other: resume continues the run in --out, overwrite replaces it")
         if self.lr <= 0 or self.model_lr <= 0:
             raise ConfigError(f"--lr and --model-lr must be positive, got {self.lr} and {self.model_lr}")
 
@@ -263,8 +274,9 @@ def train_codebooks(
             loss = lm + codebook_loss_coef * run.codebook_loss()
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
-                    f"codebook training diverged at step {step} (loss {loss.item()}); lower lr/model_lr; "
-                    "the last checkpoint is kept"
+                    f"codebook training diverged at step {step} (loss {loss.item()}): NaN or inf in the model's "
+                    "activations on this data, or too large a step (try a lower --lr or --model-lr); the last "
+                    "checkpoint is kept"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -297,10 +309,15 @@ def _optimizer(cfg: CodebookTrainConfig, model, codebooks: Codebooks) -> torch.o
     return torch.optim.Adam(groups)
 
 
-def _save_checkpoint(path: Path, step: int, cfg, model, codebooks, optimizer) -> None:
+def _save_checkpoint(path: Path, step: int, cfg, model, codebooks, optimizer, record: dict) -> None:
+    """Everything a resume needs to continue bit for bit (the global RNG too: dead codes are
+    re-seeded at random), and ``record``: the elapsed seconds and last loss, for the result."""
     from interp.io import atomic_write
+    from interp.rng import rng_state
 
     state = {
+        "rng": rng_state(),
+        "record": record,
         "step": step,
         "config": asdict(cfg),
         "codebooks": codebooks.state_dict(),
@@ -327,8 +344,16 @@ def _setup_mismatch(saved: dict, cfg: CodebookTrainConfig, n_layers: int) -> dic
 
 
 def train(cfg: CodebookTrainConfig) -> CodebookTrainResult:
-    """Train codebooks as ``cfg`` says; write them (and fine-tuned weights) to ``cfg.out``."""
+    """Train codebooks as ``cfg`` says; write them (and fine-tuned weights) to ``cfg.out``,
+    which is claimed for the run (:func:`interp.io.claim_output`: locked, refused when it holds
+    something else, marked complete last)."""
+    with claim_output(cfg.out, RUN_KIND, overwrite=cfg.overwrite, resume=cfg.resume):
+        return _train(cfg)
+
+
+def _train(cfg: CodebookTrainConfig) -> CodebookTrainResult:
     from interp.models import check_context, fingerprint, load_model
+    from interp.rng import set_rng_state
 
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
@@ -342,34 +367,40 @@ def train(cfg: CodebookTrainConfig) -> CodebookTrainResult:
     codebooks = Codebooks.create(model, cfg.sites, parse_layers(cfg.layers, model.cfg.n_layers), cfg.n_codes, cfg.k)
     optimizer = _optimizer(cfg, model, codebooks)
     start = 0
+    record = {"seconds": 0.0, "last": float("nan")}
     ckpt_path = out / CHECKPOINT_FILE
     if cfg.resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=model.cfg.device, weights_only=False)
         saved = state["config"]
         mismatch = _setup_mismatch(saved, cfg, model.cfg.n_layers)
         if mismatch:
+            differ = "; ".join(f"--{k.replace('_', '-')}: the checkpoint has {old!r}, this run {new!r}" for k, (old, new) in mismatch.items())
             raise StoreError(
-                f"{ckpt_path} was written with a different setup {mismatch} (saved, now); "
-                "resume with the same model/sites/layers/n_codes/k/freeze_model, or use a new --out"
+                f"{ckpt_path} was written with a different setup ({differ}); "
+                "resume with the same settings, or use a new --out"
             )
         codebooks.load_state_dict(state["codebooks"])
         if state["model"] is not None:
             model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"] + 1
+        if "rng" in state:  # checkpoints before the RNG was kept resume, just not bit for bit
+            set_rng_state(state["rng"])
+        record = state.get("record") or record
         logger.info("resuming from step %d", start)
     elif cfg.kmeans_init:
         kmeans_init(model, codebooks, _batches(cfg, model, seed=cfg.seed + 20_000), cfg.n_kmeans_tokens, cfg.seed)
     batches = _batches(cfg, model, seed=cfg.seed, n_batches=cfg.steps)
     for _ in range(start):  # the same stream as an uninterrupted run
         next(batches)
-    t0 = time.monotonic()
+    t0 = time.monotonic() - record["seconds"]
 
     def on_step(step: int, loss: float) -> None:
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            _save_checkpoint(ckpt_path, step, cfg, model, codebooks, optimizer)
+            done = {"seconds": time.monotonic() - t0, "last": loss}
+            _save_checkpoint(ckpt_path, step, cfg, model, codebooks, optimizer, done)
 
-    last = float("nan")
+    last = record["last"]
     if start < cfg.steps:
         last = train_codebooks(
             model, codebooks, batches, optimizer, cfg.steps, start,
@@ -410,9 +441,11 @@ def load_trained(directory: str | Path, device: str | None = None, *, force: boo
     from safetensors.torch import load_file
 
     from interp.codebooks.insert import CODEBOOKS_CONFIG
+    from interp.io import require_complete
     from interp.models import check_fingerprint, load_model
 
     directory = Path(directory)
+    require_complete(directory)
     meta_path = directory / CODEBOOKS_CONFIG
     if not meta_path.is_file():
         raise StoreError(f"{directory} holds no trained codebooks; run `interp codebook train --out {directory}`")

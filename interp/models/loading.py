@@ -134,6 +134,9 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def _load_directory(path: Path, device: str, dtype: torch.dtype, processing: dict):
+    from interp.io import require_complete
+
+    require_complete(path)  # a directory interp is still writing, or whose writer was killed
     config = path / "config.json"
     if not config.is_file():
         raise ModelLoadError(f"{path} has no config.json; it is not a model checkpoint directory")

@@ -12,8 +12,7 @@ def _eval(cfg: ReferenceEvalConfig) -> int:
     from interp.reference.tasks import run
 
     metrics = run(cfg)
-    written = {"json": metrics.save(cfg.out)} if cfg.out else {}
-    return finish(metrics, written=written, code=0 if metrics.all_passed() else 1)
+    return finish(metrics, cfg.out, code=0 if metrics.all_passed() else 1)
 
 
 @command("reference", "train", help="train the reference model from its seed", config=ReferenceTrainConfig)

@@ -101,7 +101,10 @@ def load(
 
     from interp.reference.tokenizer import load_tokenizer
 
+    from interp.io import require_complete
+
     directory = Path(directory) if directory is not None else weights_dir()
+    require_complete(directory)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelLoadError(

@@ -121,9 +121,7 @@ class ReferenceEvalConfig:
     n_prompts: int = 512
     """Prompts per task."""
     out: str | None = None
-    """Also write the metrics to this JSON file."""
-    out_is_file: ClassVar[bool] = True
-    """``--out`` names a file (the CLI refuses existing files as the --out of other commands)."""
+    """Also write the metrics into this directory (metrics.json)."""
 
     def __post_init__(self) -> None:
         check_positive(n_prompts=self.n_prompts)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interp.commands import command, finish
+from interp.commands import check_out, command, finish
 from interp.transcoders.evaluation import EvalConfig
 from interp.transcoders.interop import ExportConfig, ImportConfig
 from interp.transcoders.training import TrainConfig
@@ -20,6 +20,7 @@ def _train(cfg: TrainConfig) -> int:
 def _eval(cfg: EvalConfig) -> int:
     from interp.transcoders.evaluation import output_dir, run
 
+    check_out(output_dir(cfg))  # RUN/eval when --out is unset: refused before the evaluation, not after
     return finish(run(cfg), output_dir(cfg))
 
 

@@ -19,7 +19,8 @@ from typing import ClassVar, Literal, get_args
 
 from simple_parsing import field as sp_field
 
-from interp.errors import ConfigError, StoreError, TranscoderLoadError
+from interp.errors import ConfigError, TranscoderLoadError
+from interp.io import OutputKind, claim_output
 from interp.results import Result
 from interp.transcoders import formats
 from interp.transcoders.base import Transcoder
@@ -38,6 +39,8 @@ class ExportConfig:
     """saelens: OUT/layer_L for sae_lens.SAE.load_from_disk; sparsify: OUT/blocks.L.mlp for sparsify's SparseCoder.load_many(OUT, local=True)."""
     out: str
     """Folder to write (new or empty)."""
+    overwrite: bool = False
+    """Replace the transcoders an earlier export or import wrote into --out."""
 
     def __post_init__(self) -> None:
         _check(self.format, self.out)
@@ -53,6 +56,8 @@ class ImportConfig:
     """saelens: folders with cfg.json + sae_weights.safetensors; sparsify: folders blocks.L.mlp with cfg.json + sae.safetensors."""
     out: str
     """Folder to write OUT/layer_L into (new or empty); interp.transcoders.load_run(OUT) loads it."""
+    overwrite: bool = False
+    """Replace the transcoders an earlier export or import wrote into --out."""
 
     def __post_init__(self) -> None:
         _check(self.format, self.out)
@@ -97,10 +102,8 @@ _HOW_TO_LOAD = {
 }
 
 
-def _fresh(out: Path) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise StoreError(f"{out} exists and is not an empty folder; choose a new --out")
-    return out
+FOLDER_KIND = OutputKind("transcoder-folder", "a folder of transcoders", ("layer_*", "blocks.*"))
+"""The output kind of ``interp transcoder export`` and ``import`` (:func:`interp.io.claim_output`)."""
 
 
 def export(cfg: ExportConfig) -> InteropResult:
@@ -108,13 +111,13 @@ def export(cfg: ExportConfig) -> InteropResult:
     from interp.transcoders.loading import load_run
 
     transcoders = _per_layer(load_run(cfg.run), cfg.run)
-    out = _fresh(Path(cfg.out))
-    if cfg.format == "sparsify":
-        from interp.transcoders import sparsify
+    with claim_output(cfg.out, FOLDER_KIND, overwrite=cfg.overwrite) as out:
+        if cfg.format == "sparsify":
+            from interp.transcoders import sparsify
 
-        folders = sparsify.save_run(transcoders, out)
-    else:
-        folders = {layer: _save_saelens(tc, out / layer_key(layer)) for layer, tc in transcoders.items()}
+            folders = sparsify.save_run(transcoders, out)
+        else:
+            folders = {layer: _save_saelens(tc, out / layer_key(layer)) for layer, tc in transcoders.items()}
     return _result("export", cfg, transcoders, folders)
 
 
@@ -128,8 +131,8 @@ def import_transcoders(cfg: ImportConfig) -> InteropResult:
         from interp.transcoders.loading import load_run
 
         transcoders = _per_layer(load_run(cfg.source), cfg.source)
-    out = _fresh(Path(cfg.out))
-    folders = {layer: _save_saelens(tc, out / layer_key(layer)) for layer, tc in transcoders.items()}
+    with claim_output(cfg.out, FOLDER_KIND, overwrite=cfg.overwrite) as out:
+        folders = {layer: _save_saelens(tc, out / layer_key(layer)) for layer, tc in transcoders.items()}
     return _result("import", cfg, transcoders, folders)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from interp.errors import ConfigError, StoreError, TranscoderLoadError
 from interp.hooks import is_post_norm, mlp_input
+from interp.io import require_complete
 from interp.transcoders import clt_format, formats, registry
 from interp.transcoders.base import Transcoder, TranscoderModule
 from interp.transcoders.clt import CrossLayerTranscoder
@@ -44,6 +45,10 @@ def load_run(path: str | Path, device: str = "cpu", *, lazy_decoder: bool = Fals
             f"no transcoders at {path}: train some with `interp transcoder train --out {path}` "
             "or pass the run directory it wrote"
         )
+    try:
+        require_complete(path)
+    except StoreError as err:
+        raise TranscoderLoadError(str(err)) from err
     if clt_format.is_clt_dir(path):
         return _load_clt(path, device, lazy_decoder)
     if (path / formats.CFG_FILE).is_file():

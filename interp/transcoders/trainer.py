@@ -19,14 +19,13 @@ are averaged over the processes after each step for the same reason.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from interp.errors import ConfigError, DataError, KernelInputError, TrainingDivergedError
+from interp.rng import rng_state, set_rng_state  # noqa: F401 - also imported from here
 from interp.transcoders.base import TranscoderModule
 from interp.transcoders.data import PairBatch
 
@@ -95,16 +94,6 @@ def lr_at(step: int, total: int, cfg: OptimConfig) -> float:
     if decay_steps and step >= decay_start:
         return cfg.lr * max(0.0, (total - step) / decay_steps)
     return cfg.lr
-
-
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
 
 
 class Trainer:

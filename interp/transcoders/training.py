@@ -20,10 +20,12 @@ cross-layer transcoder is one module), on gloo for CPU and NCCL for CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
@@ -34,7 +36,7 @@ from simple_parsing import field as sp_field
 from interp.config import check_positive, parse_count, parse_layers, parse_positive_count
 from interp.errors import ConfigError, DataError, InterpError, StoreError, TrainingDivergedError
 from interp.hooks import MlpInputSite, mlp_input_site
-from interp.io import atomic_write
+from interp.io import OutputKind, atomic_write, claim_output
 from interp.results import Result
 from interp.transcoders import formats, registry
 from interp.transcoders.data import PairedBatches, Wiring, required_hooks
@@ -44,6 +46,11 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 RUN_FILE = "run.json"
+RUN_KIND = OutputKind(
+    "transcoder-run", "a transcoder run", (RUN_FILE, "run.html", CHECKPOINT_DIR, "layer_*", "clt"),
+    resume="`interp transcoder train --out {dir} --resume true` with the same settings",
+)
+"""The output kind of ``interp transcoder train`` (:func:`interp.io.claim_output`)."""
 
 
 @dataclass
@@ -81,6 +88,8 @@ class _TrainConfigBase:
     """Run directory: checkpoints, the trained transcoders (SAELens layout) and run.json."""
     resume: bool = False
     """Continue the run in --out from its last checkpoint, bit-for-bit."""
+    overwrite: bool = False
+    """Replace the run in --out (its checkpoint, transcoders and run.json) and start again."""
     checkpoint_every: int | None = 500
     """Checkpoint every this many steps (None: only at the end)."""
     seed: int = 0
@@ -109,6 +118,8 @@ class _TrainConfigBase:
                 raise ConfigError(f"--{name.replace('_', '-')} applies to {', '.join(users)}, not {self.arch!r}")
         check_positive(expansion=self.expansion, batch_size=self.batch_size, ctx_len=self.ctx_len,
                        checkpoint_every=self.checkpoint_every)
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite exclude each other: resume continues the run in --out, overwrite replaces it")
         parse_positive_count(self.tokens, "--tokens")
         arch.config(d_in=1, d_out=1, d_sae=2**31 - 1, **self.arch_settings())  # the architecture checks its settings
 
@@ -139,7 +150,7 @@ class _TrainConfigBase:
     def identity(self) -> dict:
         """The settings a resumed run must share with the original."""
         keep = asdict(self)
-        for name in ("resume", "checkpoint_every", "progress", "wandb_project", "device", "dataset"):
+        for name in ("resume", "overwrite", "checkpoint_every", "progress", "wandb_project", "device", "dataset"):
             keep.pop(name)
         return keep
 
@@ -301,10 +312,11 @@ class _Sink:
         self.handle.flush()
 
 
-def save_checkpoint(path: Path, trainer: Trainer, position: tuple[int, int], identity: dict) -> None:
-    """Write the trainer's state, data position and config identity atomically (a failed write,
-    e.g. a full disk, raises its OSError and leaves the previous checkpoint in place)."""
-    state = {"trainer": trainer.state_dict(), "position": position, "identity": identity}
+def save_checkpoint(path: Path, trainer: Trainer, position: tuple[int, int], identity: dict, record: dict | None = None) -> None:
+    """Write the trainer's state, data position, config identity and the run's record so far
+    (history, recent metrics, elapsed seconds: what run.json needs after a resume) atomically (a
+    failed write, e.g. a full disk, raises its OSError and leaves the previous checkpoint in place)."""
+    state = {"trainer": trainer.state_dict(), "position": position, "identity": identity, "record": record}
     with atomic_write(path) as tmp, open(tmp, "wb") as handle:
         sink = _Sink(handle)
         try:
@@ -319,6 +331,23 @@ def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise StoreError(f"--resume: no checkpoint at {path}; start the run without --resume")
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _flag(key: str) -> str:
+    """A config key as its flag: ``optim.lr`` -> ``--lr``, ``batch_size`` -> ``--batch-size``."""
+    return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def identity_differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
+    """``--flag: the run has A, this one B`` for every setting of ``now`` that differs from ``saved``."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        old, new = saved.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += identity_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            out.append(f"{_flag(prefix + key)}: the run has {old!r}, this one {new!r}")
+    return out
 
 
 def train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
@@ -346,15 +375,45 @@ def train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
             dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def _claim(cfg: TrainConfig, dist_info: _Dist) -> Iterator[None]:
+    """``cfg.out`` claimed for the run (:func:`interp.io.claim_output`). Under torchrun rank 0
+    claims it for every rank: a refusal stops every rank with the same error, and the run is
+    marked complete only after every rank has written its files."""
+    if dist_info.world == 1:
+        with claim_output(cfg.out, RUN_KIND, overwrite=cfg.overwrite, resume=cfg.resume):
+            yield
+        return
+    import torch.distributed as dist
+
+    with contextlib.ExitStack() as stack:
+        error = None
+        if dist_info.main:
+            try:
+                stack.enter_context(claim_output(cfg.out, RUN_KIND, overwrite=cfg.overwrite, resume=cfg.resume))
+            except InterpError as err:
+                error = err
+        shared = [error]
+        dist.broadcast_object_list(shared, src=0)
+        if shared[0] is not None:
+            raise error if error is not None else shared[0]
+        yield
+        dist.barrier()
+
+
 def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     from interp.models import default_device
 
     device = cfg.device or default_device()
     dist_info = _init_distributed(device)
+    with _claim(cfg, dist_info):
+        return _run(cfg, dist_info, device, model=model, source=source)
+
+
+def _run(cfg: TrainConfig, dist_info: _Dist, device: str, *, model=None, source=None) -> TrainResult:
+    """The run on this process, inside the claim of ``cfg.out``."""
     out = Path(cfg.out)
     ckpt_path = _checkpoint_path(out, dist_info, cfg.parallel)
-    if not cfg.resume and (ckpt_path.exists() or (out / RUN_FILE).exists()):
-        raise StoreError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if source is None:
         if model is None:
             from interp.models import load_model
@@ -393,16 +452,19 @@ def _train(cfg: TrainConfig, *, model=None, source=None) -> TrainResult:
     trainer = Trainer(transcoders, cfg.optim, cfg.steps, cfg.batch_size, world=data_world)
     position = (0, 0)
     torch.manual_seed(cfg.seed)
+    record = None
     if cfg.resume:
         state = load_checkpoint(ckpt_path)
-        if state["identity"] != cfg.identity():
-            raise StoreError(f"--resume: {out} was trained with different settings; resume with the same ones")
+        differ = identity_differences(state["identity"], cfg.identity())
+        if differ:
+            raise StoreError(f"--resume: {out} was trained with other settings ({'; '.join(differ)}); resume with the same ones")
         trainer.load_state_dict(state["trainer"])
         position = tuple(state["position"])
+        record = state.get("record")  # None in checkpoints written before the record was kept
     batches = PairedBatches(source, wirings, cfg.batch_size, seed=cfg.seed, start=position, shard=shard, device=device)
     keys = list(transcoders)
     try:
-        return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings, data=data, trained_on=trained_on)
+        return _loop(cfg, trainer, batches, keys, out, ckpt_path, dist_info, layers, wirings, data=data, trained_on=trained_on, record=record)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -431,14 +493,19 @@ def _trained_on(cfg: TrainConfig, model, source) -> dict | None:
 
 
 def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_path: Path, dist_info: _Dist, layers,
-          wirings: list[Wiring], data: dict, trained_on: dict | None = None) -> TrainResult:
+          wirings: list[Wiring], data: dict, trained_on: dict | None = None, record: dict | None = None) -> TrainResult:
     from tqdm.auto import tqdm
 
     data = data or {"data": cfg.data, "ctx_len": cfg.ctx_len}
     wandb_run = _wandb(cfg) if dist_info.main else None
-    history: list[dict[str, float]] = []
-    recent: dict[str, list[dict[str, float]]] = {key: [] for key in keys}
-    start_time = time.time()
+    record = record or {}
+    history: list[dict[str, float]] = list(record.get("history", []))
+    recent: dict[str, list[dict[str, float]]] = {key: list(record.get("recent", {}).get(key, [])) for key in keys}
+    start_time = time.time() - record.get("seconds", 0.0)
+
+    def so_far() -> dict:
+        return {"history": history, "recent": recent, "seconds": time.time() - start_time}
+
     last_good = trainer.step_count if cfg.resume else None
     bar = tqdm(total=cfg.steps, initial=trainer.step_count, disable=not (cfg.progress and dist_info.main), desc="transcoders", unit="step")
     log_every = max(1, cfg.steps // 200)
@@ -470,12 +537,12 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
                     wandb_run.log({**summary, "lr": metrics.lr}, step=metrics.step)
             due = cfg.checkpoint_every is not None and trainer.step_count % cfg.checkpoint_every == 0
             if due and trainer.step_count < cfg.steps and (dist_info.main or cfg.parallel == "layers"):
-                save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity())
+                save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity(), so_far())
                 last_good = trainer.step_count
     finally:
         bar.close()
     if dist_info.main or cfg.parallel == "layers":
-        save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity())
+        save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity(), so_far())
     final = {key: {m: sum(r[m] for r in rows) / len(rows) for m in rows[0]} for key, rows in recent.items() if rows}
     if dist_info.main or cfg.parallel == "layers":
         metadata = {"model_name": cfg.model, "context_size": data["ctx_len"], "dataset_path": data["data"],

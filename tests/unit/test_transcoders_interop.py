@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from interp.cli import main
 from interp.errors import ConfigError, StoreError, TranscoderLoadError
+from interp.io import write_marker
 from interp.transcoders import formats, load_run, registry, sparsify
 from interp.transcoders.data import layer_hooks
 from interp.transcoders.interop import ExportConfig, ImportConfig, export, import_transcoders
@@ -57,7 +58,8 @@ def test_sparsify_export_round_trip(planted, tmp_path, capsys):
     tcs = saved_run(planted, tmp_path / "run", names)
     assert main(["transcoder", "export", str(tmp_path / "run"), "--format", "sparsify", "--out", str(tmp_path / "sp")]) == 0
     assert "SparseCoder.load_many" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "sp").iterdir()) == [f"blocks.{layer}.mlp" for layer in range(len(names))]
+    folders = sorted(p.name for p in (tmp_path / "sp").iterdir() if p.is_dir())  # beside interp's .interp.json/.lock
+    assert folders == [f"blocks.{layer}.mlp" for layer in range(len(names))]
     x = x_in()
     for layer, tc in tcs.items():
         cfg, forward = sparsify_forward(tmp_path / "sp" / f"blocks.{layer}.mlp")
@@ -135,7 +137,14 @@ def test_saelens_export_writes_top_level_settings_and_import_reads_saelens_folde
     with torch.no_grad():
         for layer, tc in tcs.items():
             torch.testing.assert_close(back[layer](x), tc(x), rtol=1e-5, atol=1e-5)
-    with pytest.raises(StoreError, match="not an empty folder"):
+    with pytest.raises(StoreError, match="already holds a folder of transcoders; pass --overwrite true"):
         export(ExportConfig(run=str(tmp_path / "run"), format="saelens", out=str(tmp_path / "sl")))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(StoreError, match="not empty .*notes.txt.* not written by interp"):
+        export(ExportConfig(run=str(tmp_path / "run"), format="saelens", out=str(tmp_path / "mine")))
+    write_marker(tmp_path / "store", {"kind": "activation-store", "what": "an activation store", "complete": True})
+    with pytest.raises(StoreError, match="holds an activation store, not a folder of transcoders"):
+        export(ExportConfig(run=str(tmp_path / "run"), format="saelens", out=str(tmp_path / "store"), overwrite=True))
     with pytest.raises(ConfigError, match="--out must name the folder"):
         ExportConfig(run="r", format="sparsify", out="")
