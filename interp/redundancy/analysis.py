@@ -36,8 +36,8 @@ class RedundancyConfig:
     """'reference', a TransformerLens model name (e.g. 'gpt2', 'EleutherAI/pythia-70m'), or a local checkpoint directory."""
     data: str = "reference"
     """Token source: 'reference' (the offline corpus; as plain text for other tokenizers), a .txt/.jsonl path, or a Hugging Face dataset name."""
-    ctx_len: int = 128
-    """Tokens per sequence (BOS first)."""
+    ctx_len: int | None = None
+    """Tokens per sequence (BOS first); default 128, or the model's context where that is shorter."""
     n_calibration: int = 64
     """Sequences the importance is measured on."""
     n_heldout: int = 64
@@ -74,7 +74,7 @@ class RedundancyConfig:
     def __post_init__(self) -> None:
         check_positive(**{name: getattr(self, name) for name in (
             "ctx_len", "n_calibration", "n_heldout", "batch_size", "n_task_prompts", "timing_repeats", "max_drop")})
-        if self.ctx_len < 2:
+        if self.ctx_len is not None and self.ctx_len < 2:
             raise ConfigError(f"--ctx-len must be at least 2 (a token and the one it predicts), got {self.ctx_len}")
         if self.timing_batch < 0:
             raise ConfigError(f"--timing-batch must be at least 0 (0 turns timing off), got {self.timing_batch}")
@@ -165,14 +165,20 @@ def analyze(
     )
 
 
-def load_tokens(model, source: str, ctx_len: int, n: int, seed: int) -> Tensor:
+def load_tokens(model, source: str, ctx_len: int | None, n: int, seed: int) -> Tensor:
     """The first ``n`` BOS-led sequences of ``source`` as one ``(n, ctx_len)`` tensor
-    (:func:`interp.data.load_contexts`; :class:`~interp.errors.DataError` when it holds fewer)."""
+    (:func:`interp.data.load_contexts`; :class:`~interp.errors.DataError` when it holds fewer).
+    ``ctx_len`` None: 128, or the model's context where that is shorter; a ``ctx_len`` longer
+    than the model's context is refused (:class:`~interp.errors.ConfigError`), never cut short."""
     from interp.data import load_contexts
+    from interp.models import check_context
 
     if model.tokenizer is None:
         raise ConfigError("the model has no tokenizer; pass token tensors to interp.redundancy.analyze instead")
-    return load_contexts(source, model.tokenizer, n, min(ctx_len, model.cfg.n_ctx), seed=seed)
+    if ctx_len is None:
+        ctx_len = min(128, model.cfg.n_ctx)
+    check_context(model, ctx_len)
+    return load_contexts(source, model.tokenizer, n, ctx_len, seed=seed)
 
 
 def reference_tasks(n_prompts: int) -> Callable[[object], dict[str, float]]:

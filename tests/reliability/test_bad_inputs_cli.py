@@ -91,6 +91,7 @@ CASES: list[tuple[list[str], str]] = [
     (["sparsity", "--ks", "0"], "--ks must all be at least 1"),
     (["sparsity", "--out", "{file}"], "is an existing file"),
     (["redundancy", "--n-calibration", "0"], "--n-calibration must be at least 1"),
+    (["redundancy", "--ctx-len", "1000", "--out", "{tmp}/red"], "--ctx-len 1000 is longer than the model's context"),
     (["units", "--transcoders", "{tmp}/none", "--out", "{tmp}/u"], "no transcoders at"),
     (["units", "--ctx-len", "1", "--out", "{tmp}/u"], "--ctx-len must be at least 2"),
     (["units", "--transcoders", "{run}", "--model", "{other}", "--out", "{tmp}/u", "--n-contexts", "2"], "these transcoders were trained on"),
