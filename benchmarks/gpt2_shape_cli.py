@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import shutil
@@ -169,15 +168,10 @@ def main() -> None:
         "work": str(work),
         "runs": runs,
     }
-    out = ROOT / args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    text = markdown(result)
-    print(text)
-    if not args.no_doc:
-        from docsections import replace_section
+    from docsections import publish
 
-        replace_section("gpt2-shape-cli", "Every CLI capability at GPT-2 small's shape", text)
+    publish(result, ROOT / args.out, markdown(result), "gpt2-shape-cli", "Every CLI capability at GPT-2 small's shape",
+            doc=not args.no_doc)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import resource
@@ -130,15 +129,9 @@ def main() -> None:
         "runs": runs,
         "median_wall_s": {p.stem: statistics.median(r["wall_s"] for r in runs if r["notebook"] == p.stem) for p in paths},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    text = markdown(result)
-    print(text)
-    if not args.no_doc:
-        from docsections import replace_section
+    from docsections import publish
 
-        replace_section("notebooks", "Example notebooks: wall time", text)
+    publish(result, Path(args.out), markdown(result), "notebooks", "Example notebooks: wall time", doc=not args.no_doc)
 
 
 if __name__ == "__main__":
