@@ -17,15 +17,20 @@ k = 32, neuron decoding covers all 36,864 neurons against the 50,257-token unemb
 Writes ``--out`` (JSON) and replaces the ``gpt2-shape-cli`` section of docs/benchmarks.md
 (``--no-doc`` to leave it alone)::
 
-    python benchmarks/gpt2_shape_cli.py [--dir runs/benchmarks/gpt2-shaped] [--only "cache run,info"]
+    python benchmarks/gpt2_shape_cli.py --threads 1 [--dir runs/benchmarks/gpt2-shaped] [--only "cache run,info"]
+
+On a machine other jobs share, ``--threads 1`` (passed to every command) avoids torch's
+threads waiting for each other (docs/circuits.md, pitfalls).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -66,7 +71,7 @@ def commands(model: str, work: Path) -> list[tuple[str, list[str]]]:
         ("circuit trace", ["circuit", "trace", "--model", model, "--transcoders", str(run), "--prompt", PROMPT,
                            "--contexts", "8", "--noprogress", "--out", str(work / "graph")]),
         ("codebook train", ["codebook", "train", "--model", model, "--sites", "mlp_out", "--layers", str(LAYER),
-                            "--n-codes", "512", "--steps", "20", "--batch-size", "4", "--ctx-len", "64",
+                            "--n-codes", "512", "--freeze-model", "true", "--steps", "20", "--batch-size", "4", "--ctx-len", "64",
                             "--kmeans-tokens", "2k", "--eval-batches", "1", "--noprogress", "--out", str(books)]),
         ("codebook report", ["codebook", "report", "--run", str(books), "--n-contexts", "16",
                              "--out", str(work / "codes")]),
@@ -104,7 +109,7 @@ def run_one(name: str, argv: list[str], logs: Path, threads: int | None) -> dict
     tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     return {
         "name": name,
-        "command": "interp " + " ".join(argv),
+        "command": "interp " + shlex.join(argv),
         "wall_s": wall,
         "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,  # Linux reports kilobytes
         "exit": proc.returncode,
@@ -134,7 +139,8 @@ def main() -> None:
     parser.add_argument("--dir", default=os.environ.get("INTERP_GPT2_SHAPED_DIR", "runs/benchmarks/gpt2-shaped"),
                         help="checkpoint directory (built when it has no config.json)")
     parser.add_argument("--work", default="runs/benchmarks/gpt2-shape-cli", help="outputs of the commands (emptied)")
-    parser.add_argument("--only", default=None, help="comma-separated capability names (default: all)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated capability names (default: all); their rows replace those in --out")
     parser.add_argument("--threads", type=int, default=None, help="--threads for every command (default: unset)")
     parser.add_argument("--out", default="benchmarks/results/gpt2_shape_cli.json")
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
@@ -146,6 +152,9 @@ def main() -> None:
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     wanted = set(args.only.split(",")) if args.only else None
+    out = ROOT / args.out
+    # --only reruns some commands: their rows replace the same rows of an earlier run's JSON
+    kept = json.loads(out.read_text())["runs"] if wanted and out.exists() else []
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M+00:00")
     runs = []
     for name, argv in commands(str(directory), work):
@@ -166,11 +175,11 @@ def main() -> None:
                        + (f"built in {built_s:.0f} s" if built_s else "reused")),
         "dir": str(directory),
         "work": str(work),
-        "runs": runs,
+        "runs": [next((r for r in runs if r["name"] == k["name"]), k) for k in kept] if kept else runs,
     }
     from docsections import publish
 
-    publish(result, ROOT / args.out, markdown(result), "gpt2-shape-cli", "Every CLI capability at GPT-2 small's shape",
+    publish(result, out, markdown(result), "gpt2-shape-cli", "Every CLI capability at GPT-2 small's shape",
             doc=not args.no_doc)
 
 
