@@ -26,3 +26,14 @@ def replace_section(name: str, title: str, text: str, doc: Path = DOC) -> None:
     else:
         content = content.rstrip() + f"\n\n## {title}\n\n" + block + "\n"
     atomic_write_text(doc, content)
+
+
+def publish(result: dict, out: Path, text: str, name: str, title: str, doc: bool = True) -> None:
+    """Write ``result`` as JSON to ``out``, print ``text``, and (``doc``) put it in section ``name``."""
+    import json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(text)
+    if doc:
+        replace_section(name, title, text)

@@ -59,37 +59,57 @@ D_SAE_EXPANSION = 8
 class BenchConfig:
     """Settings of the throughput benchmark."""
 
+    shape: Literal["reference", "gpt2"] = "reference"
+    """``reference``: the reference model (d_in 128), every mode. ``gpt2``: GPT-2 small's shape
+    (d_in 768, 24,576 latents, k 32) on activations of a randomly initialised GPT-2-small-shaped
+    model, cached mode only, with the machine's matmul throughput measured in every round."""
     threads: int = 2
     """CPU threads for torch in every process."""
-    layer: int = 3
-    """Which MLP to transcode (the last layer by default, so both libraries run every block)."""
-    k: int = 16
-    """Active latents per token."""
-    expansion: int = D_SAE_EXPANSION
-    """Latents per input dimension."""
+    layer: int | None = None
+    """Which MLP to transcode; None = 3 at the reference shape (its last layer, so both libraries
+    run every block), 6 at GPT-2's."""
+    k: int | None = None
+    """Active latents per token; None = 16 at the reference shape, 32 at GPT-2's."""
+    expansion: int | None = None
+    """Latents per input dimension; None = 8 at the reference shape (1,024), 32 at GPT-2's (24,576)."""
     contexts_per_step: int = 32
     """Contexts of 128 tokens per step (32 x 128 = 4,096 tokens)."""
-    pool_steps: int = 8
-    """Steps' worth of distinct tokens cycled through (one e2e round is one pass over them)."""
+    pool_steps: int | None = None
+    """Steps' worth of distinct tokens cycled through, and steps per round (one e2e round is one
+    pass over them); None = 8 at the reference shape, 4 at GPT-2's."""
     rounds: int = 5
     """Rounds per library and mode, alternated between the libraries."""
-    warmup_steps: int = 3
-    """Untimed steps per worker and mode before the first round."""
+    warmup_steps: int | None = None
+    """Untimed steps per worker and mode before the first round; None = 3 (reference), 2 (GPT-2)."""
+    profile_steps: int = 0
+    """Steps profiled with torch.profiler per library (cached mode) after the rounds; 0 = none."""
     seed: int = 0
     """Seed of the token order and of both libraries' initialisation."""
     sparsify_python: str = "/tmp/sparsify-venv/bin/python"
     """Python of the virtual environment that has eai-sparsify."""
     out: str = "benchmarks/results/transcoder_throughput.json"
     """Where the JSON results go."""
-    microbench_reps: int = 15
-    """Repetitions of each kernel candidate in the kernel comparison."""
+    microbench_reps: int | None = None
+    """Repetitions of each kernel candidate in the kernel comparison; None = 15 (reference), 3 (GPT-2)."""
     interp_impl: Literal["auto", "trainer", "kernels"] = "auto"
     """interp's side: the transcoder Trainer, a kernels + Adam step, or auto (the Trainer once
     interp/transcoders is committed)."""
 
     def __post_init__(self) -> None:
+        gpt2 = self.shape == "gpt2"
+        defaults = {"layer": (3, 6), "k": (16, 32), "expansion": (D_SAE_EXPANSION, 32), "pool_steps": (8, 4),
+                    "warmup_steps": (3, 2), "microbench_reps": (15, 3)}  # fmt: skip
+        for name, (reference, gpt2_shape) in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, gpt2_shape if gpt2 else reference)
         if self.threads < 1 or self.rounds < 1 or self.pool_steps < 1:
             raise ValueError("threads, rounds and pool_steps must be positive")
+
+    def modes(self, side: str) -> tuple[str, ...]:
+        """The modes one library's worker runs: every mode at the reference shape, cached at GPT-2's."""
+        if self.shape == "gpt2":
+            return ("cached",)
+        return INTERP_MODES if side == "interp" else SPARSIFY_MODES
 
 
 # --------------------------------------------------------------------------------------- data
@@ -110,16 +130,32 @@ def reference_model():
     return ref.build(ref.architecture(len(tok)), tok, seed=0), "random-init model of the reference shape"
 
 
+def gpt2_shaped_model():
+    """A randomly initialised model of GPT-2 small's shape (transformer-lens' own initialisation)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, d_vocab=50257,
+                                  n_ctx=1024, act_fn="gelu_new", normalization_type="LN", seed=0)  # fmt: skip
+    return HookedTransformer(cfg).eval(), "random-init GPT-2-small-shaped model (12 layers, 768, 50,257 tokens)"
+
+
 def make_data(cfg: BenchConfig, workdir: Path) -> dict:
-    """Tokens and the cached activations of layer ``cfg.layer``, written to ``workdir``."""
+    """Tokens and the cached activations of layer ``cfg.layer``, written to ``workdir``.
+
+    At GPT-2's shape the tokens are the reference corpus's (ids below 50,257; the model is
+    random, so which text it reads matters little) run through :func:`gpt2_shaped_model`.
+    """
     from interp.data import token_batches
     from interp.hooks import hook_name
 
     model, which = reference_model()
+    tokenizer = model.tokenizer
+    if cfg.shape == "gpt2":
+        model, which = gpt2_shaped_model()
     n_ctx = cfg.pool_steps * cfg.contexts_per_step
-    batches = token_batches("reference", model.tokenizer, ctx_len=128, batch_size=cfg.contexts_per_step, seed=cfg.seed)
+    batches = token_batches("reference", tokenizer, ctx_len=128, batch_size=cfg.contexts_per_step, seed=cfg.seed)
     tokens = torch.cat([next(batches) for _ in range(cfg.pool_steps)])[:n_ctx]
-    hin, hout = hook_name("mlp_in", cfg.layer), hook_name("mlp_out", cfg.layer)
+    hin, hout = hook_name("ln2_normalized", cfg.layer), hook_name("mlp_out", cfg.layer)
     acts = {hin: [], hout: []}
     with torch.no_grad():
         for chunk in tokens.split(cfg.contexts_per_step):
@@ -134,13 +170,13 @@ def make_data(cfg: BenchConfig, workdir: Path) -> dict:
 # ------------------------------------------------------------------------------ kernel choice
 
 
-def kernel_microbench(cfg: BenchConfig) -> dict:
+def kernel_microbench(cfg: BenchConfig, d_in: int) -> dict:
     """CPU time of each torch candidate for the sparse decoder, forward + backward, and of top-k."""
     import torch.nn.functional as F
 
     from interp.kernels import get_backend
 
-    B, N, D, k = cfg.contexts_per_step * 128, 128 * cfg.expansion, 128, cfg.k
+    B, N, D, k = cfg.contexts_per_step * 128, d_in * cfg.expansion, d_in, cfg.k
     gen = torch.Generator().manual_seed(0)
     W = torch.randn(N, D, generator=gen, requires_grad=True)
     pre = torch.randn(B, N, generator=gen)
@@ -301,7 +337,7 @@ class InterpWorker:
         from interp.hooks import hook_name
 
         tokens, ctx = self.data["tokens"], self.cfg.contexts_per_step
-        hooks = [hook_name("mlp_in", self.cfg.layer), hook_name("mlp_out", self.cfg.layer)]
+        hooks = [hook_name("ln2_normalized", self.cfg.layer), hook_name("mlp_out", self.cfg.layer)]
         state = {"at": 0}
         workspace: dict = {}  # reused between calls, as StreamingActivations does
 
@@ -319,7 +355,7 @@ class InterpWorker:
     def stepper(self, mode: str):
         from interp.hooks import hook_name
 
-        hin, hout = hook_name("mlp_in", self.cfg.layer), hook_name("mlp_out", self.cfg.layer)
+        hin, hout = hook_name("ln2_normalized", self.cfg.layer), hook_name("mlp_out", self.cfg.layer)
         tokens_per_step = self.cfg.contexts_per_step * 128
         if mode in ("forward", "forward_fused"):
             if self.model is None:
@@ -353,7 +389,7 @@ class InterpWorker:
 def _transcoders_committed() -> bool:
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
-        ["git", "ls-files", "interp/transcoders/trainer.py", "interp/transcoders/topk.py"],
+        ["git", "ls-files", "interp/transcoders/trainer.py", "interp/transcoders/architectures/topk.py"],
         cwd=root, capture_output=True, text=True,
     )  # fmt: skip
     return len(out.stdout.split()) == 2
@@ -570,7 +606,7 @@ def worker_main(side: str, cfg: BenchConfig, workdir: Path) -> None:
     sys.stdout = sys.stderr  # sparsify prints; keep the protocol channel clean
     worker = InterpWorker(cfg, data) if side == "interp" else SparsifyWorker(cfg, data, workdir)
     states = {}
-    for mode in INTERP_MODES if side == "interp" else SPARSIFY_MODES:
+    for mode in cfg.modes(side):
         states[mode] = worker.stepper(mode)
         if side == "interp":
             worker.run(states[mode], cfg.warmup_steps)
@@ -579,13 +615,58 @@ def worker_main(side: str, cfg: BenchConfig, workdir: Path) -> None:
     print(json.dumps({"ready": True, "impl": worker.impl, "torch": torch.__version__,
                       "threads": torch.get_num_threads()}), file=out, flush=True)  # fmt: skip
     for line in sys.stdin:
-        _, mode, n = line.split()
+        command, mode, n = line.split()
         n = int(n)
+        if command == "profile":
+            print(json.dumps(_profile(worker, states[mode], n, side)), file=out, flush=True)
+            continue
         if side == "interp":
             seconds, steps = worker.run(states[mode], n), n
         else:
             seconds, steps = worker.run(states[mode], n + 1), n
         print(json.dumps({"mode": mode, "steps": steps, "seconds": seconds}), file=out, flush=True)
+
+
+def _profile(worker, state, n: int, side: str) -> dict:
+    """torch.profiler over ``n`` steps: each op's self CPU time per step, largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        seconds = worker.run(state, n) if side == "interp" else worker.run(state, n + 1)
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    # sparsify's fit runs one step more than is timed (see SparsifyWorker.run); it is profiled too
+    profiled_steps = n if side == "interp" else n + 1
+    per_step = lambda us: us / 1e3 / profiled_steps  # noqa: E731
+    return {
+        "steps": n,
+        "seconds_per_step": seconds / n,
+        "self_cpu_ms_per_step_all_ops": per_step(sum(e.self_cpu_time_total for e in ops)),
+        "ops": [{"name": e.key, "calls": e.count, "self_cpu_ms_per_step": per_step(e.self_cpu_time_total)} for e in ops[:20]],
+    }
+
+
+def matmul_throughput(cfg: BenchConfig, d_in: int, reps: int = 2) -> dict:
+    """GFLOP/s of the encoder's dense product alone on this machine, in both weight layouts.
+
+    ``addmm``: ``b + x @ W`` with ``W`` ``(d_in, d_sae)`` (interp's layout); ``linear``:
+    ``F.linear(x, W, b)`` with ``W`` ``(d_sae, d_in)`` (sparsify's). Best of ``reps``.
+    """
+    import torch.nn.functional as F
+
+    B, N = cfg.contexts_per_step * 128, d_in * cfg.expansion
+    gen = torch.Generator().manual_seed(1)
+    x, W, b = torch.randn(B, d_in, generator=gen), torch.randn(d_in, N, generator=gen), torch.zeros(N)
+    W_t = W.t().contiguous()
+    flop = 2 * B * d_in * N
+    best = {}
+    for name, fn in (("addmm", lambda: torch.addmm(b, x, W)), ("linear", lambda: F.linear(x, W_t, b))):
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        best[name] = flop / min(times) / 1e9
+    return best
 
 
 # ------------------------------------------------------------------------------------- parent
@@ -617,7 +698,8 @@ def main(cfg: BenchConfig) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         data = make_data(cfg, workdir)
-        kernels = kernel_microbench(cfg)
+        d_in = int(data["x"].shape[1])
+        kernels = kernel_microbench(cfg, d_in)
         log_path = Path(cfg.out).with_suffix(".workers.log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "w") as log:
@@ -627,15 +709,26 @@ def main(cfg: BenchConfig) -> dict:
             }
             try:
                 info = {side: _ask(p, None) for side, p in procs.items()}
-                rounds = {"interp": {m: [] for m in INTERP_MODES}, "sparsify": {m: [] for m in SPARSIFY_MODES}}
+                rounds = {side: {m: [] for m in cfg.modes(side)} for side in procs}
+                # every run in order: round, side, mode, tokens/s, 1-minute load average just before it
+                runs, matmul = [], []
                 for r in range(cfg.rounds):
-                    for mode in dict.fromkeys(INTERP_MODES + SPARSIFY_MODES):
+                    for mode in dict.fromkeys(cfg.modes("interp") + cfg.modes("sparsify")):
                         order = list(procs) if r % 2 == 0 else list(procs)[::-1]
                         for side in order:
                             if mode not in rounds[side]:
                                 continue
+                            load = os.getloadavg()[0]
                             res = _ask(procs[side], f"run {mode} {cfg.pool_steps}")
-                            rounds[side][mode].append(res["steps"] * tokens_per_step / res["seconds"])
+                            rate = res["steps"] * tokens_per_step / res["seconds"]
+                            rounds[side][mode].append(rate)
+                            runs.append({"round": r + 1, "side": side, "mode": mode, "tokens_per_s": rate,
+                                         "seconds_per_step": res["seconds"] / res["steps"], "load_1min": load})  # fmt: skip
+                    # the machine's matmul throughput, between the rounds of the two libraries
+                    matmul.append({"round": r + 1, "load_1min": os.getloadavg()[0], **matmul_throughput(cfg, d_in)})
+                profiles = {}
+                if cfg.profile_steps:
+                    profiles = {side: _ask(p, f"profile cached {cfg.profile_steps}") for side, p in procs.items()}
             finally:
                 for p in procs.values():
                     p.stdin.close()
@@ -648,39 +741,66 @@ def main(cfg: BenchConfig) -> dict:
         "machine": f"{os.cpu_count()}-core CPU, no GPU; torch {torch.__version__}; 1-minute load average "
                    f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after",
         "config": asdict(cfg),
-        "d_in": int(data["x"].shape[1]),
-        "d_sae": int(data["x"].shape[1]) * cfg.expansion,
+        "d_in": d_in,
+        "d_sae": d_in * cfg.expansion,
         "tokens_per_step": tokens_per_step,
         "model": data["model"],
         "impl": {side: info[side]["impl"] for side in info},
         "tokens_per_s_rounds": rounds,
         "tokens_per_s_median": summary,
+        "runs": runs,
         "speedup": {
-            "cached": summary["interp"]["cached"] / summary["sparsify"]["cached"],
-            "e2e": summary["interp"]["e2e"] / summary["sparsify"]["e2e"],
-            "e2e_vs_sparsify_hf": summary["interp"]["e2e"] / summary["sparsify"]["e2e_hf"],
-            "e2e_tl_forward": summary["interp"]["e2e_tl"] / summary["sparsify"]["e2e"],
+            name: summary["interp"][mine] / summary["sparsify"][theirs]
+            for name, (mine, theirs) in PAIRS.items()
+            if _has(summary, mine, theirs)
         },
         # The rounds alternate between the libraries, so round i of each ran side by side.
         "speedup_per_round": _per_round(rounds),
-        # e2e = forward + training step. With transformer-lens' forward on both sides, no
-        # trainer can beat sparsify's e2e by more than (forward + sparsify's step) / forward.
-        "e2e_ceiling_same_forward": _e2e_ceiling(summary),
+        "matmul_gflops_rounds": matmul,
+        "matmul": _matmul_fractions(summary, matmul, 2 * d_in * d_in * cfg.expansion),
+        "profiles": profiles,
         "kernels": kernels,
     }
+    if "forward" in summary["interp"]:
+        # e2e = forward + training step. With transformer-lens' forward on both sides, no
+        # trainer can beat sparsify's e2e by more than (forward + sparsify's step) / forward.
+        result["e2e_ceiling_same_forward"] = _e2e_ceiling(summary)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     return result
 
 
-PAIRS = {"cached": ("cached", "cached"), "e2e": ("e2e", "e2e"), "e2e_vs_sparsify_hf": ("e2e", "e2e_hf")}
+PAIRS = {"cached": ("cached", "cached"), "e2e": ("e2e", "e2e"), "e2e_vs_sparsify_hf": ("e2e", "e2e_hf"),
+         "e2e_tl_forward": ("e2e_tl", "e2e")}  # fmt: skip
+
+
+def _has(table: dict, mine: str, theirs: str) -> bool:
+    return mine in table["interp"] and theirs in table["sparsify"]
+
+
+def _matmul_fractions(summary: dict, matmul: list[dict], flop_per_token: int) -> dict:
+    """The encoder product's share of the machine's measured matmul throughput, per library.
+
+    Each library's cached tokens/s times the encoder's dense FLOPs per token (``2 d_in d_sae``:
+    the one dense product of a TopK step; its backward is sparse in both) over the median
+    ``addmm`` GFLOP/s measured between the rounds.
+    """
+    machine = statistics.median(m["addmm"] for m in matmul)
+    return {
+        "encoder_gflop_per_token": flop_per_token / 1e9,
+        "machine_addmm_gflops_median": machine,
+        "machine_linear_gflops_median": statistics.median(m["linear"] for m in matmul),
+        "fraction": {side: summary[side]["cached"] * flop_per_token / 1e9 / machine for side in summary},
+    }
 
 
 def _per_round(rounds: dict) -> dict:
     """interp / sparsify in each round (the two ran back to back), as min / median / max."""
     out = {}
     for name, (mine, theirs) in PAIRS.items():
+        if not _has(rounds, mine, theirs):
+            continue
         ratios = [a / b for a, b in zip(rounds["interp"][mine], rounds["sparsify"][theirs], strict=True)]
         out[name] = {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}
     return out
@@ -692,7 +812,36 @@ def _e2e_ceiling(summary: dict) -> float:
     return (forward_s + max(sparsify_step_s, 0.0)) / forward_s
 
 
+def markdown_gpt2(result: dict) -> str:
+    """Every run, the medians, the matmul fractions and the profiles of a ``--shape gpt2`` run."""
+    s, r, mm = result["tokens_per_s_median"], result["speedup"], result["matmul"]
+    lines = ["| round | library | tokens/s | s / step | load avg (1 min) before |", "|---:|---|---:|---:|---:|"]
+    lines += [f"| {x['round']} | {x['side']} | {x['tokens_per_s']:,.0f} | {x['seconds_per_step']:.3f} | {x['load_1min']:.2f} |"
+              for x in result["runs"]]  # fmt: skip
+    lines += ["", "| round | machine addmm GFLOP/s | machine linear GFLOP/s | load avg (1 min) |", "|---:|---:|---:|---:|"]
+    lines += [f"| {m['round']} | {m['addmm']:.0f} | {m['linear']:.0f} | {m['load_1min']:.2f} |"
+              for m in result["matmul_gflops_rounds"]]  # fmt: skip
+    pr = result["speedup_per_round"]["cached"]
+    lines += [
+        "",
+        (f"Median tokens/s: interp {s['interp']['cached']:,.0f}, sparsify {s['sparsify']['cached']:,.0f}: "
+         f"**{r['cached']:.2f}x** (per round min / median / max {pr['min']:.2f} / {pr['median']:.2f} / {pr['max']:.2f})."),
+        (f"Encoder product {mm['encoder_gflop_per_token'] * 1e3:.1f} MFLOP a token; the machine's `addmm` of that "
+         f"shape: {mm['machine_addmm_gflops_median']:.0f} GFLOP/s (median; `F.linear` in sparsify's layout "
+         f"{mm['machine_linear_gflops_median']:.0f}); fraction reached: interp {mm['fraction']['interp']:.2f}, "
+         f"sparsify {mm['fraction']['sparsify']:.2f}."),
+    ]
+    for side, prof in result["profiles"].items():
+        head = (f"Profile of {side} ({prof['steps']} steps, {prof['seconds_per_step']:.3f} s a step under the "
+                "profiler), self CPU ms per step, top ops:")
+        lines += ["", head, ""]
+        lines += [f"- `{op['name']}` {op['self_cpu_ms_per_step']:.1f} ({op['calls']} calls)" for op in prof["ops"][:12]]
+    return "\n".join(lines) + "\n\n" + _kernel_lines(result)
+
+
 def markdown(result: dict) -> str:
+    if result["config"]["shape"] == "gpt2":
+        return markdown_gpt2(result)
     s, r = result["tokens_per_s_median"], result["speedup"]
     i, sp = s["interp"], s["sparsify"]
     lines = [
@@ -714,8 +863,12 @@ def markdown(result: dict) -> str:
         (f"End-to-end ceiling with transformer-lens' forward on both sides (sparsify's training step at zero cost): "
          f"{result['e2e_ceiling_same_forward']:.2f}x."),
     ]
+    return "\n".join(lines) + "\n\n" + _kernel_lines(result)
+
+
+def _kernel_lines(result: dict) -> str:
     k = result["kernels"]
-    lines.append("")
+    lines = []
     lines.append(f"Sparse decoder, forward + backward, best of {result['config']['microbench_reps']} "
                  f"(batch {k['shape']['batch']}, d_sae {k['shape']['d_sae']}, d_out {k['shape']['d_out']}, "
                  f"k {k['shape']['k']}):")  # fmt: skip

@@ -147,12 +147,19 @@ class CodeRecord:
 
 @torch.no_grad()
 def collect_codes(model, codebooks: Codebooks, tokens: Int[Tensor, "n ctx"], batch_size: int = 32) -> CodeRecord:
-    """Run ``tokens`` through ``model`` with its bottlenecks and record the active codes."""
+    """Run ``tokens`` through ``model`` with its bottlenecks and record the active codes.
+
+    The forward stops after the deepest bottleneck's block: nothing later changes the codes.
+    """
+    from interp.hooks import last_layer
+
     codes: dict[str, list[Tensor]] = {h: [] for h in codebooks.hooks}
     scores: dict[str, list[Tensor]] = {h: [] for h in codebooks.hooks}
+    last = last_layer(codebooks.hooks)
+    stop = None if last is None else last + 1
     with inserted(model, codebooks) as run:
         for start in range(0, tokens.shape[0], batch_size):
-            model(tokens[start : start + batch_size].to(model.cfg.device), return_type=None)
+            model(tokens[start : start + batch_size].to(model.cfg.device), return_type=None, stop_at_layer=stop)
             for hook in codebooks.hooks:
                 codes[hook].append(run.codes[hook].flatten(2).cpu())
                 scores[hook].append(run.scores[hook].flatten(2).cpu())

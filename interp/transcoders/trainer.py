@@ -122,9 +122,14 @@ class Trainer:
             scales = tc.lr_scales()
             for name, p in tc.named_parameters():
                 groups.setdefault(float(scales.get(name, 1.0)), []).append(p)
+        # torch's fused Adam (one pass over each parameter, no temporaries) where it runs:
+        # at GPT-2 small's shape (37.7M parameters a layer) it updates in 115 ms where the
+        # default per-tensor loop takes 555 ms on 2 CPU cores (docs/benchmarks.md).
+        params = [p for ps in groups.values() for p in ps]
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params) or None
         self.optimizer = torch.optim.Adam(
             [{"params": ps, "lr_scale": scale} for scale, ps in sorted(groups.items())],
-            lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+            lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), fused=fused,
         )
         self.since_fired = {
             key: torch.zeros(tc.n_latents, dtype=torch.long, device=tc.W_enc.device) for key, tc in transcoders.items()
