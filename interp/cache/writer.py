@@ -411,7 +411,11 @@ def _write(model, names, widths, out: Path, cfg: CacheConfig, fresh: dict, first
     bar.close()
     manifest = {**writer.manifest, "complete": True}
     if target is not None and manifest["n_contexts"] < target:
-        logger.warning("the token stream ended after %d contexts, before n_tokens=%s", manifest["n_contexts"], cfg.n_tokens)
+        logger.warning(
+            "the token stream ran out after %s tokens (%d contexts), fewer than --n-tokens %s: the store holds those %s "
+            "tokens; pass more text with --data to cache more, or --n-tokens %s to ask for what there is",
+            f"{manifest['n_tokens']:,}", manifest["n_contexts"], cfg.n_tokens, f"{manifest['n_tokens']:,}", manifest["n_tokens"],
+        )
     write_manifest(out, manifest)
     logger.info("cached %d tokens in %.1f s", manifest["n_tokens"], time.perf_counter() - started)
     return ActivationStore.open(out, verify="sizes", allow_incomplete=True)  # the marker says complete once the claim ends

@@ -97,3 +97,16 @@ def test_config_errors_name_the_flag():
     assert CacheConfig(n_tokens="5M").token_budget == 5_000_000 and CacheConfig().token_budget is None
     with pytest.raises(ConfigError, match="bad layers"):
         run(CacheRunConfig(out="unused", layers="0;1", cache=CacheConfig(n_tokens="64")))
+
+
+def test_a_text_file_shorter_than_n_tokens_is_cached_whole_and_says_what_to_pass(tmp_path, caplog):
+    text = tmp_path / "short.txt"
+    text.write_text("The cat sat on the mat. " * 60)
+    out = tmp_path / "store"
+    assert main(["cache", "run", "--out", str(out), "--model", "reference", "--data", str(text), "--n-tokens", "100k",
+                 "--ctx-len", "32", "--batch-size", "4", "--layers", "0", "--noprogress"]) == 0
+    held = len(ActivationStore.open(out))
+    assert 0 < held < 100_000
+    warning = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "ran out" in r.getMessage()]
+    assert len(warning) == 1
+    assert f"the store holds those {held:,} tokens" in warning[0] and f"--n-tokens {held} to ask for what there is" in warning[0]
