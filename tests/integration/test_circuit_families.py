@@ -82,10 +82,11 @@ def random_clt(model, tokens, seed: int = 0, skip: bool = True) -> CrossLayerTra
 
 
 CASES = [pytest.param(p.values[0], "per-layer", id=p.id, marks=p.marks) for p in family_params(extra=True)] + [
-    pytest.param(family, "clt", id=f"{family}-clt") for family in ("gpt2", "pythia", "llama", "gemma2", "reference")
+    pytest.param(family, "clt", id=f"{family}-clt") for family in ("gpt2", "pythia", "llama", "gemma2", "olmo3", "reference")
 ]
-"""(family, kind): per-layer transcoders on every family; a cross-layer transcoder on four, and on
-the trained reference model, whose four layers let a feature's later writes enter later heads."""
+"""(family, kind): per-layer transcoders on every family; a cross-layer transcoder on five
+(LayerNorm and RMSNorm, plain and gated MLPs, parallel blocks, Gemma 2's post-sublayer norms and
+OLMo 3's post-norm blocks), and on the trained reference model, whose four layers let a feature's later writes enter later heads."""
 
 
 def prompt(model) -> torch.Tensor:
