@@ -9,6 +9,9 @@
     per_layer = cross_layer_decode(values, indices, W_pairs, n_layers)  # (batch, n_layers, d_out)
 
     values, indices = topk_encode(x, W_enc, b_enc, k=16)            # same, sparse backward
+    buffer = PreActBuffer()                                          # training loops: one pre-activation
+    with buffer:                                                     # tensor reused by every call
+        values, indices = topk_encode(x, W_enc, b_enc, k=16)
 
 ``backend="auto"`` (the default) uses the Triton kernels when the tensors are on a CUDA
 device and ``triton`` imports, and plain torch otherwise; ``backend="torch"`` or
@@ -32,7 +35,7 @@ from torch import Tensor
 
 from interp.kernels.backend import KernelBackend, KernelInputError, check_decode_args, check_topk_args
 from interp.kernels.cross_layer import cross_layer_decode, decoder_block, n_pairs, pair_offset
-from interp.kernels.encoder import topk_encode
+from interp.kernels.encoder import PreActBuffer, topk_encode
 from interp.kernels.torch_backend import TorchBackend
 
 BackendName = Literal["auto", "torch", "triton"]
@@ -117,6 +120,7 @@ __all__ = [
     "BackendName",
     "KernelBackend",
     "KernelInputError",
+    "PreActBuffer",
     "backend_names",
     "cross_layer_decode",
     "decoder_block",

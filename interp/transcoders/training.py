@@ -541,6 +541,7 @@ def _loop(cfg, trainer: Trainer, batches: PairedBatches, keys, out: Path, ckpt_p
                 last_good = trainer.step_count
     finally:
         bar.close()
+        trainer.preact_buffer.release()  # the evaluation after training allocates its own memory
     if dist_info.main or cfg.parallel == "layers":
         save_checkpoint(ckpt_path, trainer, batches.position, cfg.identity(), so_far())
     final = {key: {m: sum(r[m] for r in rows) / len(rows) for m in rows[0]} for key, rows in recent.items() if rows}

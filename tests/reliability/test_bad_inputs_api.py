@@ -130,6 +130,24 @@ def test_trainer_blames_the_activations_not_the_learning_rate(planted_transcoder
     assert "--lr" not in str(caught.value) and "_" not in str(caught.value).split("layer_0")[1]
 
 
+def test_trainer_takes_large_finite_activations_whose_sum_overflows(planted_transcoder):
+    """The trainer's finiteness check sums the batch first; a sum that overflows is checked entry by
+    entry, so finite activations are never blamed (here the loss overflows instead: divergence)."""
+    from interp.errors import DataError, TrainingDivergedError
+    from interp.transcoders import OptimConfig, Trainer
+
+    tc = planted_transcoder("topk", d=8, d_sae=16, k=2)
+    trainer = Trainer({"layer_0": tc}, OptimConfig(), total_steps=4, tokens_per_step=32)
+    x, y = torch.randn(32, 8), torch.randn(32, 8)
+    y[:4] = 3e38  # finite, but their sum is inf in float32
+    assert not torch.isfinite(y.sum())
+    with pytest.raises(TrainingDivergedError, match="layer_0: loss is"):
+        trainer.step({"layer_0": (x, y)})
+    y[:4] = float("inf")
+    with pytest.raises(DataError, match="32 NaN or inf values of 256"):
+        trainer.step({"layer_0": (x, y)})
+
+
 def test_a_full_disk_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     from interp.errors import StoreError
     from interp.transcoders import TrainConfig, train, training

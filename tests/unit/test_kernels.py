@@ -314,6 +314,122 @@ def test_topk_encode_gradients_are_deterministic():
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
 
 
+def test_blocked_topk_equals_torch_topk():
+    """Long rows take the top-k through block maxima (encoder._topk_rows): same values and indices."""
+    from interp.kernels.encoder import _BLOCK, _topk_rows
+
+    g = torch.Generator().manual_seed(5)
+    for rows, n, k in ((64, 8 * 32 * _BLOCK, 32), (33, 8 * 4 * _BLOCK, 4), (7, 100 * _BLOCK, 1)):
+        pre = torch.randn(rows, n, generator=g)
+        pre[0, :k] = 50.0 + torch.arange(k, dtype=pre.dtype)  # a row whose top-k all sit in the first block
+        pre[1] = -pre[1].abs()  # a row with no positive value
+        values, indices = _topk_rows(pre, k)
+        want = pre.topk(k, dim=1, sorted=True)
+        assert torch.equal(values, want.values) and torch.equal(indices, want.indices)
+
+
+def test_blocked_topk_ties_pick_an_equally_large_latent():
+    from interp.kernels.encoder import _BLOCK, _topk_rows
+
+    k, n = 4, 64 * _BLOCK
+    pre = torch.full((3, n), -1.0)
+    pre[:, 5 * _BLOCK + 3] = 9.0
+    pre[:, [7, 3 * _BLOCK, 10 * _BLOCK + 1, 20 * _BLOCK, 40 * _BLOCK + 2, n - 1]] = 2.0  # six tie for 3 places
+    values, indices = _topk_rows(pre, k)
+    assert torch.equal(values, pre.topk(k, dim=1).values)
+    assert torch.equal(pre.gather(1, indices), values)  # every index points at a value it claims
+    assert all(len(set(row.tolist())) == k for row in indices)
+    assert torch.equal(indices, _topk_rows(pre, k)[1]) and (indices[0] == indices[1]).all()  # deterministic
+
+
+def test_short_or_uneven_rows_use_torch_topk():
+    from interp.kernels.encoder import _BLOCK, _topk_rows
+
+    for n in (8 * 4 * _BLOCK + 1, 4 * _BLOCK):
+        pre = torch.randn(5, n)
+        assert torch.equal(_topk_rows(pre, 4)[1], pre.topk(4, dim=1).indices)
+
+
+@pytest.mark.parametrize("n_latents", [50, 70_000])  # 16-bit radix-sorted keys, and int64 keys
+def test_per_latent_sums_transposed_layout(monkeypatch, n_latents):
+    """The encoder-layout sums, block by block (blocks of 7 here), equal the latent-major sums transposed."""
+    from interp.kernels import torch_backend
+
+    monkeypatch.setattr(torch_backend, "_LATENT_BLOCK", 7)
+    g = torch.Generator().manual_seed(2)
+    indices = torch.randint(0, min(n_latents, 40), (30, 3), generator=g)  # latents 40.. are never selected
+    indices[0, 0] = n_latents - 1
+    weights, table = torch.randn(30, 3, generator=g), torch.randn(30, 6, generator=g)
+    rows = torch_backend.per_latent_sums(indices, weights, table, n_latents)
+    cols = torch_backend.per_latent_sums(indices, weights, table, n_latents, transposed=True)
+    assert rows.shape == (n_latents, 6) and cols.shape == (6, n_latents) and cols.is_contiguous()
+    assert torch.equal(cols, rows.t())
+    dense = torch.zeros(30, n_latents).scatter_add_(1, indices, weights)
+    torch.testing.assert_close(rows, dense.t() @ table)
+
+
+def test_topk_encode_weight_gradient_is_in_the_weights_layout():
+    """dW_enc comes out contiguous (d_in, d_sae), so autograd keeps it as W_enc.grad without a copy."""
+    from interp.kernels import topk_encode
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(40, 6, generator=g)
+    W = torch.randn(6, 30, generator=g, requires_grad=True)
+    values, _ = topk_encode(x, W, torch.zeros(30, requires_grad=True), 3)
+    values.sum().backward()
+    assert W.grad.is_contiguous() and W.grad.stride() == W.stride()
+
+
+def test_a_pre_activation_buffer_is_reused_and_changes_nothing():
+    from interp.kernels import topk_encode
+    from interp.kernels.encoder import PreActBuffer
+
+    g = torch.Generator().manual_seed(6)
+    W = torch.randn(8, 64, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(64, generator=g, dtype=torch.float64, requires_grad=True)
+    xs = [torch.randn(n, 8, generator=g, dtype=torch.float64) for n in (20, 20, 12, 30)]
+    upstream = torch.randn(30, 5, generator=g, dtype=torch.float64)
+
+    def run(x):
+        values, indices = topk_encode(x, W, b, 5)
+        (values * upstream[: len(x)]).sum().backward()
+        out = (values.detach(), indices, W.grad.clone(), b.grad.clone())
+        W.grad = b.grad = None
+        return out
+
+    plain = [run(x) for x in xs]
+    buffer, pointers = PreActBuffer(), []
+    for x, want in zip(xs, plain):
+        with buffer:
+            got = run(x)
+        pointers.append(buffer._tensor.data_ptr())
+        assert all(torch.equal(a, b_) for a, b_ in zip(got, want))
+    assert pointers[0] == pointers[1] == pointers[2] != pointers[3]  # reused; reallocated only to grow
+    with buffer, buffer:  # nested: still active after the inner one ends
+        pass
+    from interp.kernels.encoder import _ACTIVE
+
+    assert _ACTIVE.get() is None
+    buffer.release()
+    assert buffer._tensor is None
+
+
+def test_sparse_decode_values_gradient_without_a_second_forward():
+    """The values' gradient comes from torch's per-sample-weights kernel on the forward's bags."""
+    from interp.kernels import sparse_decode
+
+    g = torch.Generator().manual_seed(8)
+    for dtype, index_dtype in ((torch.float64, torch.int64), (torch.float32, torch.int32)):
+        W = torch.randn(40, 7, generator=g, dtype=dtype, requires_grad=True)
+        values = torch.randn(9, 4, generator=g, dtype=dtype, requires_grad=True)
+        indices = torch.randint(0, 40, (9, 4), generator=g).to(index_dtype)
+        indices[0] = 3  # one row picking the same latent four times
+        upstream = torch.randn(9, 7, generator=g, dtype=dtype)
+        (sparse_decode(values, indices, W, backend="torch") * upstream).sum().backward()
+        want = torch.einsum("bd,bkd->bk", upstream, W.detach()[indices.long()])
+        torch.testing.assert_close(values.grad, want)
+
+
 def test_topk_encode_bad_shapes():
     from interp.kernels import topk_encode
 
