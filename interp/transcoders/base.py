@@ -155,7 +155,7 @@ class TranscoderModule(nn.Module, abc.ABC):
         """A frozen copy with the normalisation folded into the weights: the same function,
         with ``W_enc``, ``W_dec``, ``W_skip`` acting on raw activations (what analyses that read
         the weights directly, such as attribution and virtual weights, need)."""
-        copy = self._empty_like()
+        copy = self._empty_like().to(self.b_enc.dtype)  # folded in the transcoder's own precision
         copy.load_state_dict(self.state_dict())
         copy.fold_normalisation()
         return copy.to(self.b_enc.device).eval().requires_grad_(False)
