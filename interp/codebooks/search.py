@@ -349,16 +349,21 @@ def ranked_codes(record: CodeRecord, hook: str, limit: int | None = None) -> lis
 
 
 def record_run(
-    run: str | Path, n_contexts: int, seed: int = 1, device: str | None = None, data: str = "reference", *, force: bool = False
+    run: str | Path, n_contexts: int, seed: int = 1, device: str | None = None, data: str = "reference", *, force: bool = False,
+    ctx_len: int | None = None,
 ) -> tuple[object, Codebooks, LabelledTokens, CodeRecord]:
     """Load a run written by ``interp codebook train`` and record its codes on ``n_contexts``
     contexts of ``data``: ``(model, codebooks, contexts, record)``. The reference corpus comes
-    with its labels (for any tokenizer); other data has none (every label None)."""
+    with its labels (for any tokenizer); other data has none (every label None). Contexts are
+    ``ctx_len`` tokens long (None: the length the codebooks were trained on; a length beyond
+    the model's context is refused)."""
     from interp.codebooks.training import load_trained
     from interp.data import REFERENCE, load_contexts
+    from interp.models import check_context
 
     model, books = load_trained(run, device=device, force=force)
-    ctx_len = model.cfg.n_ctx
+    ctx_len = ctx_len or getattr(books, "trained_ctx_len", None) or model.cfg.n_ctx
+    check_context(model, ctx_len)
     if data == REFERENCE:
         contexts = labelled_contexts(model.tokenizer, n_contexts, ctx_len, seed=seed)
     else:
@@ -389,6 +394,8 @@ class CodeSearchConfig:
     """Token source: 'reference' (the corpus, with its labels, for any tokenizer), a .txt/.jsonl path, or a Hugging Face dataset name."""
     seed: int = 1
     """Seed of the token sample."""
+    ctx_len: int | None = None
+    """Tokens per context (default: the length the codebooks were trained on; at most the model's context)."""
     json: bool = False
     """Print the result as JSON instead of a table."""
     out: str | None = None
@@ -404,6 +411,8 @@ class CodeSearchConfig:
         if self.label is not None and self.data != "reference":
             raise ConfigError("--label needs --data reference (only the reference corpus labels its tokens); use --regex or --tokens with other data")
         check_positive(window=self.window, top=self.top, n_contexts=self.n_contexts)
+        if self.ctx_len is not None and self.ctx_len < 2:
+            raise ConfigError(f"--ctx-len must be at least 2 (a BOS token and one more), got {self.ctx_len}")
         if self.regex is not None:
             import re
 
@@ -464,7 +473,7 @@ class CodeSearchResult(Result):
 def run(cfg: CodeSearchConfig) -> CodeSearchResult:
     """What ``interp codebook search`` runs: record the run's codes and rank them for the property."""
     model, books, data, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device, data=cfg.data,
-                                            force=cfg.force)
+                                            force=cfg.force, ctx_len=cfg.ctx_len)
     if cfg.label is not None:
         mask = property_mask(data.tokens, labels=data.labels, label=cfg.label)
     else:

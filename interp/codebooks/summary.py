@@ -17,6 +17,7 @@ from interp._deprecation import warn
 from interp.codebooks.insert import Codebooks
 from interp.codebooks.search import CodeRecord, code_top_tokens, ranked_codes, record_run
 from interp.config import check_positive
+from interp.errors import ConfigError
 from interp.results import Result
 
 
@@ -153,6 +154,8 @@ class CodebookSummaryConfig:
     """Token source: 'reference' (as plain text for other tokenizers), a .txt/.jsonl path, or a Hugging Face dataset name."""
     seed: int = 1
     """Seed of the token sample."""
+    ctx_len: int | None = None
+    """Tokens per context (default: the length the codebooks were trained on; at most the model's context)."""
     device: str | None = None
     """'cpu' or 'cuda'."""
     force: bool = False
@@ -160,12 +163,14 @@ class CodebookSummaryConfig:
 
     def __post_init__(self) -> None:
         check_positive(n_contexts=self.n_contexts, top_codes=self.top_codes)
+        if self.ctx_len is not None and self.ctx_len < 2:
+            raise ConfigError(f"--ctx-len must be at least 2 (a BOS token and one more), got {self.ctx_len}")
 
 
 def run(cfg: CodebookSummaryConfig) -> CodebookSummary:
     """What ``interp codebook report`` runs: record the run's codes on contexts of ``cfg.data`` and summarise them."""
     model, books, _, record = record_run(cfg.run, cfg.n_contexts, seed=cfg.seed, device=cfg.device, data=cfg.data,
-                                         force=cfg.force)
+                                         force=cfg.force, ctx_len=cfg.ctx_len)
     result = summarize_codes(model, books, record, title=f"Codes of {cfg.run}", top_codes=cfg.top_codes)
     result.codebooks_forced = books.forced
     return result

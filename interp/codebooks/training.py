@@ -460,4 +460,5 @@ def load_trained(directory: str | Path, device: str | None = None, *, force: boo
         model.load_state_dict(load_file(str(weights)))
     codebooks = Codebooks.load(directory, device=model.cfg.device)
     codebooks.forced = forced  # what report and search record when force let another model through
+    codebooks.trained_ctx_len = meta.get("config", {}).get("ctx_len") or model.cfg.n_ctx  # what report/search read by default
     return model, codebooks

@@ -134,3 +134,17 @@ def test_generate_with_codes_forces_generation(model_dir):
     # resid_post at the last layer forced to one code everywhere: the logits no longer
     # depend on the input, so greedy decoding repeats one token
     assert len(set(out[0, 3:].tolist())) == 1
+
+
+def test_report_and_search_read_contexts_as_long_as_training_did(model_dir, tmp_path):
+    """record_run (codebook report and search) defaults to the run's training length, not the model's n_ctx."""
+    from interp.codebooks.search import record_run
+    from interp.errors import ConfigError
+
+    train(_cfg(model_dir, tmp_path / "run", ctx_len=24, steps=2))
+    _, books, contexts, record = record_run(tmp_path / "run", 3)
+    assert books.trained_ctx_len == 24 and contexts.tokens.shape == (3, 24)
+    assert next(iter(record.codes.values())).shape[:2] == (3, 24)
+    assert record_run(tmp_path / "run", 2, ctx_len=40)[2].tokens.shape == (2, 40)
+    with pytest.raises(ConfigError, match="--ctx-len 129 is longer than the model's context"):
+        record_run(tmp_path / "run", 2, ctx_len=129)

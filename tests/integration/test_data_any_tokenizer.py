@@ -130,7 +130,7 @@ def test_codebook_train_report_and_search_on_the_reference_text(model_dir, tmp_p
     train(CodebookTrainConfig(out=out, model=model_dir, layers="0", n_codes=8, steps=3, batch_size=2, ctx_len=32,
                               eval_batches=1, kmeans_tokens="256", checkpoint_every=10, device="cpu", progress=False))
     summary = summary_run(CodebookSummaryConfig(run=out, n_contexts=4, top_codes=3))
-    assert summary.n_positions == 4 * 64
+    assert summary.n_positions == 4 * 32  # contexts as long as training read (--ctx-len 32), not n_ctx 64
     by_label = search_run(CodeSearchConfig(run=out, label="year", n_contexts=4))
     by_regex = search_run(CodeSearchConfig(run=out, regex=r"\d$", n_contexts=4))
     assert by_label.n_positive > 0 and by_regex.n_positive > 0

@@ -83,6 +83,8 @@ CASES: list[tuple[list[str], str]] = [
     (["codebook", "search", "--run", "{codebooks}"], "give exactly one property"),
     (["codebook", "search", "--run", "{codebooks}", "--label", "x", "--data", "{file}"], "--label needs --data reference"),
     (["codebook", "report", "--run", "{run}"], "holds no trained codebooks"),
+    (["codebook", "report", "--run", "{codebooks}", "--ctx-len", "1000"], "--ctx-len 1000 is longer than the model's context"),
+    (["codebook", "search", "--run", "{codebooks}", "--regex", "a", "--ctx-len", "1"], "--ctx-len must be at least 2"),
     # neurons, sparsity, redundancy, units, reference, info
     (["neurons", "decode", "--out", "{file}"], "is an existing file"),
     (["neurons", "clamp", "--layer", "9", "--neuron", "0", "--targets", "1"], "--layer must be in [0, 4)"),
