@@ -124,13 +124,13 @@ def markdown(result: dict) -> str:
         (f"Command: `{result['command']}`. Date: {result['date']}. Machine: {result['machine']}. "
          f"Checkpoint: {result['checkpoint']}."),
         "",
-        "| capability | wall s | peak RSS (GB) | exit | load avg (1 min) before | command |",
-        "|---|---:|---:|---:|---:|---|",
+        "| capability | measured (UTC) | wall s | peak RSS (GB) | exit | load avg (1 min) before | command |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for r in result["runs"]:
         shown = r["command"].replace(result["dir"], "DIR").replace(result["work"], "WORK").replace("|", "\\|")
         status = str(r["exit"]) if not r["exit"] else f"{r['exit']}: {r['error']}".replace("|", "\\|")
-        lines.append(f"| {r['name']} | {r['wall_s']:.1f} | {r['peak_rss_gb']:.2f} | {status} | {r['load_1min']:.2f} | `{shown}` |")
+        lines.append(f"| {r['name']} | {r.get('date', result['date'])} | {r['wall_s']:.1f} | {r['peak_rss_gb']:.2f} | {status} | {r['load_1min']:.2f} | `{shown}` |")
     return "\n".join(lines)
 
 
@@ -154,13 +154,19 @@ def main() -> None:
     wanted = set(args.only.split(",")) if args.only else None
     out = ROOT / args.out
     # --only reruns some commands: their rows replace the same rows of an earlier run's JSON
-    kept = json.loads(out.read_text())["runs"] if wanted and out.exists() else []
+    kept = []
+    if wanted and out.exists():
+        earlier = json.loads(out.read_text())
+        for row in earlier["runs"]:  # in the paths of this run, and dated by the run that measured them
+            row["command"] = row["command"].replace(earlier["dir"], str(directory)).replace(earlier["work"], str(work))
+            row.setdefault("date", earlier["date"])
+            kept.append(row)
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M+00:00")
     runs = []
     for name, argv in commands(str(directory), work):
         if wanted and name not in wanted:
             continue
-        runs.append(run_one(name, argv, logs, args.threads))
+        runs.append({**run_one(name, argv, logs, args.threads), "date": started})
         r = runs[-1]
         print(f"{name}: {r['wall_s']:.1f} s, {r['peak_rss_gb']:.2f} GB, exit {r['exit']}"
               f"{'  ' + r['error'] if r['error'] else ''}", flush=True)
