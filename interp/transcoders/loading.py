@@ -172,7 +172,7 @@ def for_model(model, transcoders: Mapping[int, object] | CrossLayerTranscoder, *
         if not cross_layer:
             raise TranscoderLoadError(
                 "these are a cross-layer transcoder, and this analysis takes per-layer transcoders ({layer: Transcoder}); "
-                "CLTs work with interp.transcoders.evaluate, splice and interp.circuits (attribute, trace)"
+                "CLTs work with interp.transcoders.evaluate, splice and interp.circuits (attribute, trace, virtual_weights)"
             )
         return _clt_for_model(model, transcoders, fold)
     if not transcoders:
