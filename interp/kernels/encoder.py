@@ -118,7 +118,7 @@ def _topk_rows(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 class _TopKEncode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    def forward(ctx, x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, aux_mask: Tensor | None, aux_k: int):
         buffer = _ACTIVE.get()
         if buffer is None:
             pre = torch.addmm(b_enc, x, W_enc)
@@ -126,15 +126,26 @@ class _TopKEncode(torch.autograd.Function):
             out = buffer.take(x.shape[0], W_enc.shape[1], torch.result_type(x, W_enc), x.device)
             pre = torch.addmm(b_enc, x, W_enc, out=out)
         top, indices = _topk_rows(pre, k)
+        selected, parts = [indices], [top]
+        if aux_mask is not None:  # the AuxK selection: the top aux_k among the masked-in latents
+            aux_top, aux_indices = pre.masked_fill_(~aux_mask, float("-inf")).topk(aux_k, dim=1, sorted=True)
+            selected.append(aux_indices)
+            parts.append(aux_top)
+        every = torch.cat(selected, 1) if aux_mask is not None else indices
+        ctx.save_for_backward(x, W_enc, every, torch.cat(parts, 1) > 0)
+        ctx.mark_non_differentiable(*selected)
         values = top.relu()
-        ctx.save_for_backward(x, W_enc, indices, top > 0)
-        ctx.mark_non_differentiable(indices)
-        return values, indices
+        if aux_mask is None:
+            return values, indices
+        return values, indices, aux_top.relu(), aux_indices
 
     @staticmethod
-    def backward(ctx, grad_values: Tensor, _grad_indices: Tensor | None):
+    def backward(ctx, grad_values: Tensor, _grad_indices: Tensor | None, *aux_grads):
         x, W_enc, indices, positive = ctx.saved_tensors
         d_sae = W_enc.shape[1]
+        if aux_grads:  # (grad of the aux values, None for their indices): one set of (row, latent) pairs
+            grad_aux = aux_grads[0] if aux_grads[0] is not None else grad_values.new_zeros(positive.shape[0], positive.shape[1] - grad_values.shape[1])
+            grad_values = torch.cat([grad_values, grad_aux], 1)
         g = (grad_values * positive).reshape(-1)
         flat = indices.reshape(-1)
         grad_x = grad_W = grad_b = None
@@ -145,16 +156,24 @@ class _TopKEncode(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = F.embedding_bag(indices, W_enc.t().contiguous(), mode="sum",
                                      per_sample_weights=g.view_as(grad_values))
-        return grad_x, grad_W, grad_b, None
+        return grad_x, grad_W, grad_b, None, None, None
 
 
-def topk_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int) -> tuple[Float[Tensor, "batch k"], Int[Tensor, "batch k"]]:
+def topk_encode(
+    x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, *, aux_mask: Tensor | None = None, aux_k: int | None = None
+) -> tuple[Tensor, ...]:
     """``topk_activation(x @ W_enc + b_enc, k)`` with a sparse backward (see the module docstring).
 
     ``x`` is ``(batch, d_in)``, ``W_enc`` ``(d_in, d_sae)``, ``b_enc`` ``(d_sae,)`` (checked
     here, with a message that says which shape is off). Returns ``(values, indices)``, each ``batch x k``, values through ReLU and sorted
     largest first; gradients flow to ``x``, ``W_enc`` and ``b_enc`` through the selected,
     positive entries only.
+
+    With ``aux_mask`` (bool, ``(d_sae,)``: the latents the AuxK loss may use, e.g. the dead
+    ones) and ``aux_k``, also returns the AuxK selection ``(aux_values, aux_indices)``, each
+    ``batch x aux_k``: ``topk_activation`` of the pre-activations with every other latent at
+    ``-inf``, from the same matmul and with the same sparse backward (their gradients add to
+    the main selection's). ``aux_k`` must not exceed the number of latents in the mask.
     """
     if x.ndim != 2 or W_enc.ndim != 2 or b_enc.ndim != 1:
         raise KernelInputError(
@@ -167,4 +186,12 @@ def topk_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int) -> tuple[Float[
             "W_enc is (d_in, d_sae): did you pass its transpose?"
         )
     check_topk_args(x.new_empty(0, W_enc.shape[1]), k)
-    return _TopKEncode.apply(x, W_enc, b_enc, k)
+    if aux_mask is None:
+        return _TopKEncode.apply(x, W_enc, b_enc, k, None, 0)
+    if aux_mask.shape != (W_enc.shape[1],) or aux_mask.dtype != torch.bool:
+        raise KernelInputError(f"aux_mask must be a bool tensor of shape (d_sae,) = ({W_enc.shape[1]},), got "
+                               f"{aux_mask.dtype} {tuple(aux_mask.shape)}")
+    available = int(aux_mask.sum())
+    if isinstance(aux_k, bool) or not isinstance(aux_k, int) or not 1 <= aux_k <= available:
+        raise KernelInputError(f"aux_k must be an int between 1 and the {available} latents in aux_mask, got {aux_k!r}")
+    return _TopKEncode.apply(x, W_enc, b_enc, k, aux_mask.to(x.device), aux_k)

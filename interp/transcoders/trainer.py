@@ -183,13 +183,12 @@ class Trainer:
             with self.preact_buffer:
                 outputs = {key: tc.loss(*batch[key], progress=progress, dead=self.dead_mask(key)) for key, tc in self.transcoders.items()}
         except KernelInputError:  # the top-k kernel refuses NaN/inf pre-activations: from the weights, the inputs being finite
-            broken = [key for key, tc in self.transcoders.items() if not all(bool(torch.isfinite(p).all()) for p in tc.parameters())]
-            if broken:
-                raise TrainingDivergedError(f"{broken[0]}: a weight is NaN or inf at step {self.step_count}") from None
+            self._blame_weights()
             raise
         total = sum(out.loss for out in outputs.values())
         for key, out in outputs.items():
             if not torch.isfinite(out.loss):
+                self._blame_weights()
                 raise TrainingDivergedError(f"{key}: loss is {out.loss.item()} at step {self.step_count}")
         total.backward()
         params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -203,6 +202,13 @@ class Trainer:
         if self.world > 1:
             _average_buffers([b for tc in self.transcoders.values() for b in tc.trained_buffers()], self.world)
         return self._record(outputs, lr)
+
+    def _blame_weights(self) -> None:
+        """Raise TrainingDivergedError naming the first transcoder with a NaN or inf weight, if any
+        (the inputs were checked finite before the step, so non-finite results come from there)."""
+        broken = [key for key, tc in self.transcoders.items() if not all(bool(torch.isfinite(p).all()) for p in tc.parameters())]
+        if broken:
+            raise TrainingDivergedError(f"{broken[0]}: a weight is NaN or inf at step {self.step_count}") from None
 
     @torch.no_grad()
     def _record(self, outputs, lr: float) -> StepMetrics:

@@ -430,6 +430,61 @@ def test_sparse_decode_values_gradient_without_a_second_forward():
         torch.testing.assert_close(values.grad, want)
 
 
+@pytest.mark.parametrize("needs_x", [False, True])
+def test_topk_encode_aux_selection_equals_the_dense_auxk(needs_x):
+    """The AuxK selection (top aux_k among masked-in latents) from the same matmul, with the same
+    values, indices and gradients as topk_activation of the masked dense pre-activations."""
+    from interp.kernels import topk_encode
+
+    g = torch.Generator().manual_seed(11)
+    n, d, m, k, aux_k = 48, 10, 40, 4, 6
+    x = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=needs_x)
+    W = torch.randn(d, m, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(m, generator=g, dtype=torch.float64).sub(1.0).requires_grad_()
+    mask = torch.zeros(m, dtype=torch.bool)
+    mask[::3] = True  # 14 latents may be chosen by the AuxK selection, some also by the main one
+    u, v = torch.randn(n, k, generator=g, dtype=torch.float64), torch.randn(n, aux_k, generator=g, dtype=torch.float64)
+    leaves = (W, b) + ((x,) if needs_x else ())
+
+    values, indices, aux_values, aux_indices = topk_encode(x, W, b, k, aux_mask=mask, aux_k=aux_k)
+    ((values * u).sum() + (aux_values * v).sum()).backward()
+    got = [t.grad.clone() for t in leaves]
+    for t in leaves:
+        t.grad = None
+
+    pre = x @ W + b
+    top = pre.topk(k, dim=1)
+    aux = pre.masked_fill(~mask, float("-inf")).topk(aux_k, dim=1)
+    ((top.values.relu() * u).sum() + (aux.values.relu() * v).sum()).backward()
+
+    assert torch.equal(indices, top.indices) and torch.equal(aux_indices, aux.indices)
+    assert mask[aux_indices].all() and (mask[indices].any() and mask[indices].logical_not().any())
+    torch.testing.assert_close(aux_values, aux.values.relu())
+    assert (aux.values < 0).any(), "the case should include AuxK selections that ReLU zeroes"
+    for want, have in zip((t.grad for t in leaves), got):
+        torch.testing.assert_close(have, want)
+    # without a gradient for the AuxK values, only the main selection's flows
+    W.grad = None
+    values, _, aux_values, _ = topk_encode(x, W, b, k, aux_mask=mask, aux_k=aux_k)
+    (values * u).sum().backward()
+    main_only = W.grad.clone()
+    W.grad = None
+    topk_encode(x, W, b, k)[0].mul(u).sum().backward()
+    torch.testing.assert_close(main_only, W.grad)
+
+
+def test_topk_encode_bad_aux_arguments():
+    from interp.kernels import topk_encode
+
+    x, W, b = torch.randn(4, 8), torch.randn(8, 16), torch.zeros(16)
+    mask = torch.zeros(16, dtype=torch.bool)
+    mask[:3] = True
+    with pytest.raises(KernelInputError, match="aux_k must be an int between 1 and the 3 latents in aux_mask, got 4"):
+        topk_encode(x, W, b, 2, aux_mask=mask, aux_k=4)
+    with pytest.raises(KernelInputError, match="aux_mask must be a bool tensor of shape"):
+        topk_encode(x, W, b, 2, aux_mask=mask.float(), aux_k=1)
+
+
 def test_topk_encode_bad_shapes():
     from interp.kernels import topk_encode
 

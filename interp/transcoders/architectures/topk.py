@@ -91,22 +91,22 @@ class TopKMixin:
         return y, torch.zeros_like(pre).scatter_(-1, indices, values)
 
     def normalised_loss(self, x_n: Tensor, y_n: Tensor, *, progress: float, dead: Tensor | None) -> LossOutput:
-        use_aux = dead is not None and self.cfg.aux_coefficient > 0 and bool(dead.any())
-        if use_aux:
-            # AuxK needs the dense pre-activations (with their gradient) of the dead latents.
-            pre = self.pre_acts(x_n)
-            values, indices = self.sparse_acts(pre)
-        else:
-            # Encoder matmul, top-k and a sparse backward in one autograd function.
-            from interp.kernels import topk_encode
+        from interp.kernels import topk_encode
 
+        use_aux = dead is not None and self.cfg.aux_coefficient > 0 and bool(dead.any())
+        # Encoder matmul, top-k (and the AuxK top-k over the dead latents) and a sparse backward
+        # in one autograd function: the dense pre-activations never get a gradient.
+        if use_aux:
+            values, indices, aux_values, aux_indices = topk_encode(
+                x_n, self.W_enc, self.b_enc, self.cfg.k, aux_mask=dead, aux_k=self.aux_k_for(dead))
+        else:
             values, indices = topk_encode(x_n, self.W_enc, self.b_enc, self.cfg.k)
         y_hat_n = self.decode_sparse(values, indices, x_n)
         mse, fvu = reconstruction_stats(y_hat_n, y_n)
         loss = mse
         parts = {"mse": mse.detach()}
         if use_aux:
-            aux = self.auxk_loss(pre, dead, (y_n - y_hat_n).detach())
+            aux = self.auxk_loss(aux_values, aux_indices, (y_n - y_hat_n).detach())
             loss = loss + self.cfg.aux_coefficient * aux
             parts["auxk"] = aux.detach()
         active = values.detach() > 0
@@ -114,13 +114,15 @@ class TopKMixin:
         hits = torch.zeros(self.cfg.d_sae, device=x_n.device).index_add_(0, indices.reshape(-1), active.reshape(-1).float())
         return LossOutput(loss, parts, hits > 0, active.sum(-1).float().mean(), fvu)
 
-    def auxk_loss(self, pre: Tensor, dead: Tensor, residual: Tensor) -> Tensor:
-        from interp.kernels import sparse_decode, topk_activation
+    def aux_k_for(self, dead: Tensor) -> int:
+        """Dead latents the AuxK loss uses per row: ``cfg.aux_k`` (None: d_out // 2), at most the dead ones."""
+        return min(self.cfg.aux_k or max(1, self.cfg.d_out // 2), int(dead.sum()))
 
-        aux_k = self.cfg.aux_k or max(1, self.cfg.d_out // 2)
-        aux_k = min(aux_k, int(dead.sum()))
-        masked = pre.masked_fill(~dead, float("-inf"))
-        values, indices = topk_activation(masked, aux_k)
+    def auxk_loss(self, values: Tensor, indices: Tensor, residual: Tensor) -> Tensor:
+        """The AuxK loss of the dead latents' selection ``(values, indices)``: their reconstruction of
+        the residual, its squared error over the residual's variance."""
+        from interp.kernels import sparse_decode
+
         recon = sparse_decode(values, indices, self.W_dec)
         variance = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
         return (recon - residual).pow(2).sum(-1).mean() / variance
