@@ -28,6 +28,12 @@ from one step to the next: while a :class:`PreActBuffer` is active (``with buffe
 (4,096 x 24,576 floats, 400 MB) a fresh tensor each step costs about 80 ms on a CPU, spent by
 the operating system handing out and zeroing 100,000 new pages;
 :class:`interp.transcoders.Trainer` keeps one buffer for all its transcoders.
+
+With ``aux_mask`` and ``aux_k`` it also selects the AuxK latents (Gao et al.: the top ``aux_k``
+of the masked-in, i.e. dead, latents) from the same pre-activations; their gradients join the
+main selection's pairs in the same sparse backward, so a step with dead latents never forms a
+dense gradient either (2.67 -> 1.53 s a step at GPT-2 small's shape, benchmarks/auxk_step.py).
+On a CPU the main top-k goes through block maxima (:func:`_topk_rows`).
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.kernels.backend import KernelInputError, check_topk_args
