@@ -110,6 +110,14 @@ def check_positive(**values: float | int | None) -> None:
             raise ConfigError(f"{flag(name)} must be at least 1, got {value}")
 
 
+def check_ctx_len(value: int | None) -> None:
+    """Raise :class:`ConfigError` unless ``--ctx-len`` is unset or at least 2: a context is a BOS
+    token and at least one more (whether it is at most the model's context is checked once the
+    model is loaded, :func:`interp.models.check_context`)."""
+    if value is not None and value < 2:
+        raise ConfigError(f"--ctx-len must be at least 2 (BOS and one token), got {value}")
+
+
 def check_fraction(name: str, value: float, *, open_low: bool = False) -> None:
     """Raise :class:`ConfigError` unless ``value`` is in [0, 1] ((0, 1] with ``open_low``)."""
     low_ok = value > 0 if open_low else value >= 0
@@ -118,4 +126,4 @@ def check_fraction(name: str, value: float, *, open_low: bool = False) -> None:
         raise ConfigError(f"{flag(name)} must be in {interval}, got {value}")
 
 
-__all__ = ["Layers", "check_fraction", "flag", "check_positive", "parse_count", "parse_ints", "parse_layers", "parse_positive_count"]
+__all__ = ["Layers", "check_ctx_len", "check_fraction", "flag", "check_positive", "parse_count", "parse_ints", "parse_layers", "parse_positive_count"]

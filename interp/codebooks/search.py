@@ -33,7 +33,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.codebooks.insert import Codebooks, inserted
-from interp.config import check_positive
+from interp.config import check_ctx_len, check_positive
 from interp.errors import ConfigError
 from interp.results import Result
 
@@ -411,8 +411,7 @@ class CodeSearchConfig:
         if self.label is not None and self.data != "reference":
             raise ConfigError("--label needs --data reference (only the reference corpus labels its tokens); use --regex or --tokens with other data")
         check_positive(window=self.window, top=self.top, n_contexts=self.n_contexts)
-        if self.ctx_len is not None and self.ctx_len < 2:
-            raise ConfigError(f"--ctx-len must be at least 2 (a BOS token and one more), got {self.ctx_len}")
+        check_ctx_len(self.ctx_len)
         if self.regex is not None:
             import re
 

@@ -16,8 +16,7 @@ from typing import ClassVar
 from interp._deprecation import warn
 from interp.codebooks.insert import Codebooks
 from interp.codebooks.search import CodeRecord, code_top_tokens, ranked_codes, record_run
-from interp.config import check_positive
-from interp.errors import ConfigError
+from interp.config import check_ctx_len, check_positive
 from interp.results import Result
 
 
@@ -163,8 +162,7 @@ class CodebookSummaryConfig:
 
     def __post_init__(self) -> None:
         check_positive(n_contexts=self.n_contexts, top_codes=self.top_codes)
-        if self.ctx_len is not None and self.ctx_len < 2:
-            raise ConfigError(f"--ctx-len must be at least 2 (a BOS token and one more), got {self.ctx_len}")
+        check_ctx_len(self.ctx_len)
 
 
 def run(cfg: CodebookSummaryConfig) -> CodebookSummary:

@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.config import check_positive
+from interp.config import check_ctx_len, check_positive
 from interp.errors import ConfigError
 from interp.redundancy.dropping import SCHEDULES, STRATEGIES, ablated, drop_curve, heldout_loss, speedup
 from interp.redundancy.importance import KINDS, METRICS, Importance, Module, importance, spearman
@@ -74,8 +74,7 @@ class RedundancyConfig:
     def __post_init__(self) -> None:
         check_positive(**{name: getattr(self, name) for name in (
             "ctx_len", "n_calibration", "n_heldout", "batch_size", "n_task_prompts", "timing_repeats", "max_drop")})
-        if self.ctx_len is not None and self.ctx_len < 2:
-            raise ConfigError(f"--ctx-len must be at least 2 (a token and the one it predicts), got {self.ctx_len}")
+        check_ctx_len(self.ctx_len)
         if self.timing_batch < 0:
             raise ConfigError(f"--timing-batch must be at least 0 (0 turns timing off), got {self.timing_batch}")
         if self.metric not in METRICS:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from interp.config import check_fraction, check_positive, parse_ints, parse_layers
+from interp.config import check_ctx_len, check_fraction, check_positive, parse_ints, parse_layers
 from interp.errors import ConfigError
 from interp.results import Result
 from interp.sparsity.coreinfer import CoreSimilarity, core_similarity, related_sentences
@@ -59,8 +59,7 @@ class SparsityConfig:
 
     def __post_init__(self) -> None:
         check_positive(n_batches=self.n_batches, batch_size=self.batch_size)
-        if self.ctx_len < 2:
-            raise ConfigError(f"--ctx-len must be at least 2 (BOS and one token), got {self.ctx_len}")
+        check_ctx_len(self.ctx_len)
         if not self.deft_eps > 0:
             raise ConfigError(f"--deft-eps must be positive, got {self.deft_eps}")
         check_fraction("alpha", self.alpha, open_low=True)

@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interp.config import check_positive
-from interp.errors import ConfigError
+from interp.config import check_ctx_len, check_positive
 from interp.units.compare import UnitsConfig
 from interp.units.result import UnitsComparison
 
@@ -54,8 +53,7 @@ class UnitsRunConfig:
         if isinstance(self.measure, dict):
             self.measure = UnitsConfig(**self.measure)
         check_positive(n_contexts=self.n_contexts)
-        if self.ctx_len is not None and self.ctx_len < 2:
-            raise ConfigError(f"--ctx-len must be at least 2 (BOS and one measured position), got {self.ctx_len}")
+        check_ctx_len(self.ctx_len)
 
 
 def run(cfg: UnitsRunConfig, *, model=None) -> UnitsComparison:
